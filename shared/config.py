@@ -1,0 +1,76 @@
+"""Settings, one class per component, read from ``HPO_*`` environment variables.
+
+Nothing reads the environment at import time: a process builds its settings once in
+its entry point (``load(...)``) and passes them down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SIGNING_KEY = "dev-only-signing-key"
+
+
+def default_home() -> Path:
+    return Path.home() / ".local" / "share" / "hpo-relay"
+
+
+class ServiceSettings(BaseSettings):
+    """What every central service needs: where the bus, the database and the store are."""
+
+    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
+
+    bus_url: str = "memory://"
+    bus_prefix: str = ""
+    bus_delivery_limit: int = Field(default=5, ge=1)
+    mongo_url: str = "mongodb://127.0.0.1:27017/hpo"
+    artifacts_url: str = "file:///var/lib/hpo-relay/artifacts"
+    public_url: str = "http://127.0.0.1:8000"
+    signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)
+    dev_mode: bool = False
+    reconcile_interval: float = Field(default=2.0, gt=0)
+    home: Path = Field(default_factory=default_home)
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> ServiceSettings:
+        uses_signed_urls = self.artifacts_url.startswith("file:")
+        if (
+            uses_signed_urls
+            and not self.dev_mode
+            and self.signing_key.get_secret_value() == DEV_SIGNING_KEY
+        ):
+            raise ValueError("HPO_SIGNING_KEY must be set outside dev mode (HPO_DEV_MODE=1)")
+        return self
+
+
+class ApiSettings(ServiceSettings):
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    lease_seconds: float = Field(default=120.0, gt=0)
+    lease_poll_interval: float = Field(default=0.2, gt=0)
+    max_task_files_bytes: int = 1_000_000
+
+
+class BrokerSettings(ServiceSettings):
+    site_alive_seconds: float = Field(default=60.0, gt=0)
+
+
+class MonitorSettings(ServiceSettings):
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = 8001
+
+
+class StorageSettings(ServiceSettings):
+    max_artifact_bytes: int = 100 * 1024 * 1024
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment, with explicit overrides winning."""
+    return cls.model_validate(overrides)

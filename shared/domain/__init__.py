@@ -1,0 +1,1 @@
+"""Domain models and state machines; no framework, no I/O."""

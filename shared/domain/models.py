@@ -1,0 +1,208 @@
+"""The aggregates (ARCHITECTURE.md §3) and their state machines.
+
+These are plain pydantic models with no I/O; the store maps them to MongoDB documents
+(``id`` <-> ``_id``). Status enums and the allowed transitions live next to each model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.clock import utcnow
+from shared.domain.states import StateMachine
+from shared.domain.taskconfig import TaskConfig
+
+Loss = float | list[float]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class TaskStatus(StrEnum):
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    FINISHING = "finishing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TASK_STATES: StateMachine[TaskStatus] = StateMachine(
+    "task",
+    {
+        TaskStatus.SUBMITTED: frozenset(
+            {TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}
+        ),
+        TaskStatus.RUNNING: frozenset(
+            {TaskStatus.FINISHING, TaskStatus.FAILED, TaskStatus.CANCELLED}
+        ),
+        TaskStatus.FINISHING: frozenset(
+            {TaskStatus.RUNNING, TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED}
+        ),
+    },
+)
+ACTIVE_TASK_STATES = (TaskStatus.SUBMITTED, TaskStatus.RUNNING, TaskStatus.FINISHING)
+
+
+class Task(_Record):
+    id: str
+    owner: str
+    name: str = ""
+    status: TaskStatus = TaskStatus.SUBMITTED
+    config: TaskConfig
+    files: dict[str, str] = Field(default_factory=dict)
+    reason: str = ""
+    best_loss: float | None = None
+    best_point_id: str | None = None
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+    version: int = 0
+
+
+class Segment(_Record):
+    id: str
+    task_id: str
+    name: str
+    index: int
+    search_space: dict[str, Any]
+    exhausted: bool = False
+    created: datetime = Field(default_factory=utcnow)
+
+
+class PointStatus(StrEnum):
+    UNEVALUATED = "unevaluated"
+    PENDING = "pending"
+    EVALUATED = "evaluated"
+    FAILED = "failed"
+
+
+POINT_STATES: StateMachine[PointStatus] = StateMachine(
+    "point",
+    {
+        PointStatus.UNEVALUATED: frozenset({PointStatus.PENDING, PointStatus.FAILED}),
+        # pending -> unevaluated is a retry after a failed or lost attempt
+        PointStatus.PENDING: frozenset(
+            {PointStatus.UNEVALUATED, PointStatus.EVALUATED, PointStatus.FAILED}
+        ),
+    },
+)
+
+
+class Point(_Record):
+    id: str
+    task_id: str
+    segment: str
+    index: int
+    params: dict[str, Any]
+    key: str
+    status: PointStatus = PointStatus.UNEVALUATED
+    loss: Loss | None = None
+    attempts: int = 0
+    job_id: str | None = None
+    last_error: str = ""
+    counted_job_id: str | None = None
+    created: datetime = Field(default_factory=utcnow)
+    evaluated: datetime | None = None
+
+
+class JobStatus(StrEnum):
+    DEFINED = "defined"
+    ASSIGNED = "assigned"
+    LEASED = "leased"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    LOST = "lost"
+    CANCELLED = "cancelled"
+
+
+_JOB_END = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+JOB_STATES: StateMachine[JobStatus] = StateMachine(
+    "job",
+    {
+        JobStatus.DEFINED: frozenset({JobStatus.ASSIGNED, JobStatus.CANCELLED}),
+        # assigned -> defined: the site vanished before leasing, assign elsewhere
+        JobStatus.ASSIGNED: frozenset({JobStatus.DEFINED, JobStatus.LEASED, JobStatus.CANCELLED}),
+        JobStatus.LEASED: _JOB_END | {JobStatus.RUNNING, JobStatus.FINISHED},
+        JobStatus.RUNNING: _JOB_END | {JobStatus.FINISHED},
+    },
+)
+ACTIVE_JOB_STATES = (JobStatus.DEFINED, JobStatus.ASSIGNED, JobStatus.LEASED, JobStatus.RUNNING)
+TERMINAL_JOB_STATES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED)
+
+
+class Lease(BaseModel):
+    """Who holds a job and until when; the generation is the job's own counter."""
+
+    holder: str
+    expires: datetime
+
+
+class PointOutcome(BaseModel):
+    point_id: str
+    loss: Loss | None = None
+    status: int = 0
+    message: str = ""
+
+
+class Job(_Record):
+    id: str
+    task_id: str
+    owner: str
+    segment: str
+    point_ids: list[str]
+    attempt: int
+    status: JobStatus = JobStatus.DEFINED
+    site: str | None = None
+    lease: Lease | None = None
+    generation: int = 0
+    reason: str = ""
+    results: list[PointOutcome] = Field(default_factory=list)
+    host: str = ""
+    applied: bool = False
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class Site(_Record):
+    id: str
+    arch: str = "amd64"
+    free_slots: int = 0
+    total_slots: int = 0
+    version: str = ""
+    last_heartbeat: datetime = Field(default_factory=utcnow)
+
+
+class Token(_Record):
+    id: str
+    owner: str
+    scopes: list[str]
+    hash: str
+    created: datetime = Field(default_factory=utcnow)
+    expires: datetime | None = None
+    revoked: bool = False
+
+    def site_scope(self) -> str | None:
+        for scope in self.scopes:
+            if scope.startswith("edge:"):
+                return scope.removeprefix("edge:")
+        return None
+
+
+class Artifact(_Record):
+    id: str
+    owner: str
+    task_id: str
+    job_id: str
+    kind: str
+    key: str
+    size: int
+    sha256: str
+    verified: bool | None = None
+    detail: str = ""
+    created: datetime = Field(default_factory=utcnow)

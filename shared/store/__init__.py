@@ -1,0 +1,63 @@
+"""MongoDB persistence: one repository per aggregate on PyMongo's AsyncMongoClient.
+
+The database name is the URL's path (``mongodb://host:port/hpo``). Works against any
+server that speaks the MongoDB wire protocol (MongoDB itself, SecantusDB in tests and
+the embedded default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from pymongo import AsyncMongoClient
+
+from shared.store.artifacts import ArtifactRepository
+from shared.store.jobs import JobRepository
+from shared.store.points import PointRepository, attempt_job_id
+from shared.store.segments import SegmentRepository
+from shared.store.sites import SiteRepository
+from shared.store.tasks import TaskRepository
+from shared.store.tokens import TokenRepository
+
+
+def database_name(url: str) -> str:
+    name = urlsplit(url).path.strip("/")
+    return name or "hpo"
+
+
+class Store:
+    """The repositories of one database, sharing one client."""
+
+    def __init__(self, url: str, *, timeout_ms: int = 10_000) -> None:
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True
+        )
+        db = self.client[database_name(url)]
+        self.tasks = TaskRepository(db["tasks"])
+        self.segments = SegmentRepository(db["segments"])
+        self.points = PointRepository(db["points"])
+        self.jobs = JobRepository(db["jobs"])
+        self.sites = SiteRepository(db["sites"])
+        self.tokens = TokenRepository(db["tokens"])
+        self.artifacts = ArtifactRepository(db["artifacts"])
+
+    async def start(self) -> None:
+        """Check the server answers and create every index (idempotent)."""
+        await self.client.admin.command("ping")
+        for repo in (
+            self.tasks,
+            self.segments,
+            self.points,
+            self.jobs,
+            self.sites,
+            self.tokens,
+            self.artifacts,
+        ):
+            await repo.create_indexes()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+__all__ = ["Store", "attempt_job_id", "database_name"]

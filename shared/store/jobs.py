@@ -1,0 +1,155 @@
+"""Jobs: one evaluation attempt of a point, from definition to a terminal status.
+
+Every edge-facing change is conditional on the lease ``generation`` so that a report
+from an expired lease is recognised and ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.clock import utcnow
+from shared.domain.models import (
+    ACTIVE_JOB_STATES,
+    JOB_STATES,
+    TERMINAL_JOB_STATES,
+    Job,
+    JobStatus,
+    PointOutcome,
+)
+from shared.store.base import Repository, from_doc, to_doc
+
+_LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
+
+
+class JobRepository(Repository[Job]):
+    model = Job
+
+    async def create_indexes(self) -> None:
+        await self.col.create_index([("task_id", ASCENDING), ("status", ASCENDING)])
+        await self.col.create_index(
+            [("status", ASCENDING), ("site", ASCENDING), ("created", ASCENDING)]
+        )
+        await self.col.create_index([("status", ASCENDING), ("applied", ASCENDING)])
+
+    async def insert(self, job: Job) -> bool:
+        try:
+            await self.col.insert_one(to_doc(job))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def count(self, task_id: str, *, active_only: bool) -> int:
+        query: dict[str, Any] = {"task_id": task_id}
+        if active_only:
+            query["status"] = {"$in": [s.value for s in ACTIVE_JOB_STATES]}
+        return await self.col.count_documents(query)
+
+    async def list_for_task(self, task_id: str, *, limit: int = 0) -> list[Job]:
+        return await self._find({"task_id": task_id}, sort=[("created", ASCENDING)], limit=limit)
+
+    async def list_by_status(self, status: JobStatus, *, limit: int = 100) -> list[Job]:
+        return await self._find(
+            {"status": status.value}, sort=[("created", ASCENDING)], limit=limit
+        )
+
+    async def _move(self, query: dict[str, Any], new: JobStatus, **fields: Any) -> bool:
+        sources = [s.value for s in JOB_STATES.sources(new)]
+        status_filter = query.pop("status", {"$in": sources})
+        result = await self.col.update_one(
+            {**query, "status": status_filter},
+            {"$set": {"status": new.value, "updated": utcnow(), **fields}},
+        )
+        return result.modified_count == 1
+
+    async def assign(self, job_id: str, site: str) -> bool:
+        return await self._move(
+            {"_id": job_id, "status": JobStatus.DEFINED.value}, JobStatus.ASSIGNED, site=site
+        )
+
+    async def unassign(self, job_id: str) -> bool:
+        return await self._move(
+            {"_id": job_id, "status": JobStatus.ASSIGNED.value}, JobStatus.DEFINED, site=None
+        )
+
+    async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
+        """Take the oldest job assigned to ``site`` under a new lease generation."""
+        doc = await self.col.find_one_and_update(
+            {"status": JobStatus.ASSIGNED.value, "site": site},
+            {
+                "$set": {
+                    "status": JobStatus.LEASED.value,
+                    "lease": {"holder": holder, "expires": expires},
+                    "updated": utcnow(),
+                },
+                "$inc": {"generation": 1},
+            },
+            sort=[("created", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else from_doc(Job, doc)
+
+    async def extend_lease(
+        self, job_id: str, generation: int, expires: datetime, *, running: bool, host: str = ""
+    ) -> bool:
+        fields: dict[str, Any] = {"lease.expires": expires, "updated": utcnow()}
+        if running:
+            fields["status"] = JobStatus.RUNNING.value
+            if host:
+                fields["host"] = host
+        result = await self.col.update_one(
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
+            {"$set": fields},
+        )
+        return result.modified_count == 1
+
+    async def finish(self, job_id: str, generation: int, results: list[PointOutcome]) -> bool:
+        return await self._move(
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
+            JobStatus.FINISHED,
+            results=[r.model_dump() for r in results],
+        )
+
+    async def fail(self, job_id: str, generation: int, reason: str) -> bool:
+        return await self._move(
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
+            JobStatus.FAILED,
+            reason=reason,
+        )
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        return await self._find(
+            {"status": {"$in": _LIVE}, "lease.expires": {"$lt": now}}, limit=limit
+        )
+
+    async def mark_lost(self, job_id: str, generation: int, reason: str) -> bool:
+        return await self._move(
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
+            JobStatus.LOST,
+            reason=reason,
+        )
+
+    async def cancel_task_jobs(self, task_id: str, reason: str) -> int:
+        result = await self.col.update_many(
+            {"task_id": task_id, "status": {"$in": [s.value for s in ACTIVE_JOB_STATES]}},
+            {"$set": {"status": JobStatus.CANCELLED.value, "reason": reason, "updated": utcnow()}},
+        )
+        return result.modified_count
+
+    async def unapplied(self, *, limit: int = 200) -> list[Job]:
+        """Terminal jobs whose outcome has not yet been applied to their points."""
+        return await self._find(
+            {"status": {"$in": [s.value for s in TERMINAL_JOB_STATES]}, "applied": False},
+            sort=[("updated", ASCENDING)],
+            limit=limit,
+        )
+
+    async def mark_applied(self, job_id: str) -> None:
+        await self.col.update_one({"_id": job_id}, {"$set": {"applied": True}})
+
+    async def count_assigned(self, site: str) -> int:
+        return await self.col.count_documents({"site": site, "status": JobStatus.ASSIGNED.value})

@@ -1,0 +1,27 @@
+"""Sites: the registry the broker builds from edge heartbeats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING
+
+from shared.domain.models import Site
+from shared.store.base import Repository
+
+
+class SiteRepository(Repository[Site]):
+    model = Site
+
+    async def create_indexes(self) -> None:
+        await self.col.create_index([("last_heartbeat", ASCENDING)])
+
+    async def heartbeat(self, site: Site) -> None:
+        doc = site.model_dump(mode="python", exclude={"id"})
+        await self.col.update_one({"_id": site.id}, {"$set": doc}, upsert=True)
+
+    async def list_alive(self, since: datetime) -> list[Site]:
+        return await self._find({"last_heartbeat": {"$gte": since}}, sort=[("_id", ASCENDING)])
+
+    async def list_all(self) -> list[Site]:
+        return await self._find({}, sort=[("_id", ASCENDING)])

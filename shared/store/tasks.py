@@ -1,0 +1,52 @@
+"""Tasks: submission, status transitions, best loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from shared.clock import utcnow
+from shared.domain.models import ACTIVE_TASK_STATES, TASK_STATES, Task, TaskStatus
+from shared.store.base import Repository, to_doc
+
+
+class TaskRepository(Repository[Task]):
+    model = Task
+
+    async def create_indexes(self) -> None:
+        await self.col.create_index([("owner", ASCENDING), ("created", DESCENDING)])
+        await self.col.create_index([("status", ASCENDING)])
+
+    async def insert(self, task: Task) -> None:
+        await self.col.insert_one(to_doc(task))
+
+    async def get_for_owner(self, task_id: str, owner: str) -> Task | None:
+        docs = await self._find({"_id": task_id, "owner": owner}, limit=1)
+        return docs[0] if docs else None
+
+    async def list_for_owner(self, owner: str, *, limit: int = 100) -> list[Task]:
+        return await self._find({"owner": owner}, sort=[("created", DESCENDING)], limit=limit)
+
+    async def list_active(self) -> list[Task]:
+        return await self._find({"status": {"$in": [s.value for s in ACTIVE_TASK_STATES]}})
+
+    async def list_all(self, *, limit: int = 200) -> list[Task]:
+        return await self._find({}, sort=[("created", DESCENDING)], limit=limit)
+
+    async def transition(self, task_id: str, new: TaskStatus, **fields: Any) -> bool:
+        """Move to ``new`` only from a status that may precede it; False if it did not."""
+        sources = [s.value for s in TASK_STATES.sources(new)]
+        result = await self.col.update_one(
+            {"_id": task_id, "status": {"$in": sources}},
+            {"$set": {"status": new.value, "updated": utcnow(), **fields}, "$inc": {"version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
+        """Record ``loss`` as the best if it beats the current best (atomic)."""
+        result = await self.col.update_one(
+            {"_id": task_id, "$or": [{"best_loss": None}, {"best_loss": {"$gt": loss}}]},
+            {"$set": {"best_loss": loss, "best_point_id": point_id}},
+        )
+        return result.modified_count == 1
