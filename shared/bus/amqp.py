@@ -1,0 +1,350 @@
+"""RabbitMQ adapter of the bus port (aio-pika), chosen by ``amqp://`` and ``amqps://``.
+
+Layout on the broker, all names under ``prefix``:
+
+* one durable topic exchange ``hpo`` that every message is published to;
+* per service one durable quorum queue ``hpo.<service>`` bound to the routing keys the
+  service handles, with ``x-delivery-limit`` and the dead-letter exchange ``hpo.dlx``;
+* the fanout exchange ``hpo.dlx`` bound to the durable quorum queue ``hpo.dead-letter``.
+
+Supported: persistent messages with publisher confirms; competing consumers; bounded
+prefetch per subscription, with up to ``prefetch`` handlers running concurrently;
+ack after the handler returns; nack with requeue after ``redelivery_delay`` when it
+raises, the quorum queue counting deliveries and dead-lettering a message once it has
+been delivered ``delivery_limit`` times (a consumer that dies holding a message counts
+as a delivery too); poison messages (unknown routing key, body that does not validate)
+rejected straight to the dead-letter queue; reconnection through ``connect_robust``,
+which re-declares the topology and restarts the consumers.
+
+A publish made while the connection is being restored waits for it, up to
+``publish_timeout`` seconds.
+
+Not supported: unroutable messages are dropped silently (``mandatory=False``: a queue
+only receives once it is declared); a publish whose confirm is lost with the connection
+raises and is not retried here (the reconcile loops cover it, ARCHITECTURE.md §4);
+bindings are only ever added, never removed; changing ``delivery_limit`` of an existing
+queue fails with PRECONDITION_FAILED until the queue is deleted; the dead-letter queue
+has no delivery limit of its own on RabbitMQ 3.x (RabbitMQ 4 applies its default of 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from contextlib import suppress
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustExchange,
+    HeadersType,
+)
+from pydantic import ValidationError
+
+from shared.bus.port import DeadLetter, DeadLetterHandler, Handler
+from shared.messages import Message, UnknownMessageError, decode, encode
+
+log = logging.getLogger(__name__)
+
+_Work = Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
+_CANCEL_TIMEOUT = 5.0
+
+
+class _PoisonError(Exception):
+    """The body can never become a contract message: retrying cannot help."""
+
+
+class AmqpBus:
+    """The bus on RabbitMQ; one connection, one channel per subscription."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "",
+        delivery_limit: int = 5,
+        redelivery_delay: float = 0.2,
+        publish_timeout: float = 30.0,
+    ) -> None:
+        if delivery_limit < 1:
+            raise ValueError("delivery_limit must be at least 1")
+        self._url = url
+        self._prefix = prefix
+        self._delivery_limit = delivery_limit
+        self._redelivery_delay = redelivery_delay
+        self._publish_timeout = publish_timeout
+        self.exchange_name = f"{prefix}hpo"
+        self.dead_letter_queue = f"{prefix}hpo.dead-letter"
+        self._dlx_name = f"{prefix}hpo.dlx"
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractRobustExchange | None = None
+        self._subscriptions: list[_AmqpSubscription] = []
+        self._services: set[str] = set()
+
+    def queue_name(self, service: str) -> str:
+        return f"{self._prefix}hpo.{service}"
+
+    async def connect(self) -> None:
+        if self._connection is not None:
+            return
+        connection = await aio_pika.connect_robust(self._url)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dlx = await channel.declare_exchange(
+                self._dlx_name, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            dead = await channel.declare_queue(
+                self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await dead.bind(dlx)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self._channel, self._exchange = connection, channel, exchange
+
+    async def close(self) -> None:
+        for subscription in list(self._subscriptions):
+            await subscription.cancel()
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
+        if connection is not None:
+            await connection.close()
+
+    async def publish(self, message: Message) -> None:
+        if self._exchange is None or self._channel is None:
+            raise RuntimeError("bus is not connected")
+        body = encode(message)
+        async with asyncio.timeout(self._publish_timeout):
+            while True:
+                try:
+                    await self._exchange.publish(
+                        aio_pika.Message(
+                            body,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            content_type="application/json",
+                            message_id=message.event_id,
+                        ),
+                        routing_key=message.routing_key,
+                        mandatory=False,
+                    )
+                    return
+                except aio_pika.exceptions.ChannelInvalidStateError:
+                    # Raised before sending, so a retry cannot duplicate the message.
+                    log.info("bus is reconnecting; publish of %r waits", message.routing_key)
+                    await self._channel.ready()
+                    await asyncio.sleep(0.1)
+
+    async def declare(self, service: str, routing_keys: Sequence[str]) -> None:
+        """Declare the service's queue and bindings so it keeps messages from now on."""
+        await self._declare(self._require_channel(), service, routing_keys)
+
+    async def subscribe(
+        self,
+        service: str,
+        routing_keys: Sequence[str],
+        handler: Handler,
+        *,
+        prefetch: int = 16,
+    ) -> _AmqpSubscription:
+        async def work(message: AbstractIncomingMessage) -> None:
+            try:
+                decoded = decode(message.routing_key or "", message.body)
+            except (UnknownMessageError, ValidationError) as exc:
+                raise _PoisonError(str(exc)) from exc
+            await handler(decoded)
+
+        channel = await self._open_consumer_channel(prefetch)
+        queue = await self._declare(channel, service, routing_keys)
+        return await self._consume(channel, queue, work)
+
+    async def subscribe_dead_letters(self, handler: DeadLetterHandler) -> _AmqpSubscription:
+        async def work(message: AbstractIncomingMessage) -> None:
+            await handler(_dead_letter(message))
+
+        channel = await self._open_consumer_channel(16)
+        queue = await channel.declare_queue(
+            self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        return await self._consume(channel, queue, work)
+
+    async def delete_all(self, services: Iterable[str] = ()) -> None:
+        """Delete the exchanges, the dead-letter queue and the queues of ``services``
+        and of every service this object declared. For tests and tools only."""
+        channel = self._require_channel()
+        for service in sorted(self._services.union(services)):
+            await channel.queue_delete(self.queue_name(service))
+        await channel.queue_delete(self.dead_letter_queue)
+        await channel.exchange_delete(self.exchange_name)
+        await channel.exchange_delete(self._dlx_name)
+
+    def _require_channel(self) -> AbstractRobustChannel:
+        if self._channel is None:
+            raise RuntimeError("bus is not connected")
+        return self._channel
+
+    async def _declare(
+        self, channel: AbstractRobustChannel, service: str, routing_keys: Sequence[str]
+    ) -> AbstractQueue:
+        queue = await channel.declare_queue(
+            self.queue_name(service),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                # RabbitMQ dead-letters once a message was *returned* more than the limit.
+                "x-delivery-limit": self._delivery_limit - 1,
+                "x-dead-letter-exchange": self._dlx_name,
+            },
+        )
+        for key in routing_keys:
+            await queue.bind(self.exchange_name, key)
+        self._services.add(service)
+        return queue
+
+    async def _open_consumer_channel(self, prefetch: int) -> AbstractRobustChannel:
+        if self._connection is None:
+            raise RuntimeError("bus is not connected")
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def _consume(
+        self, channel: AbstractRobustChannel, queue: AbstractQueue, work: _Work
+    ) -> _AmqpSubscription:
+        subscription = _AmqpSubscription(
+            channel, queue, work, self._redelivery_delay, self._subscriptions.remove
+        )
+        try:
+            await subscription.start()
+        except BaseException:
+            await channel.close()
+            raise
+        self._subscriptions.append(subscription)
+        return subscription
+
+
+class _AmqpSubscription:
+    """One consumer on its own channel; each delivery runs in its own task."""
+
+    def __init__(
+        self,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+        work: _Work,
+        redelivery_delay: float,
+        forget: Callable[[_AmqpSubscription], None],
+    ) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._work = work
+        self._redelivery_delay = redelivery_delay
+        self._forget = forget
+        self._consumer_tag: str | None = None
+        self._cancelled = False
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._deliveries: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> None:
+        self._consumer_tag = await self._queue.consume(self._on_message)
+
+    async def cancel(self) -> None:
+        """Stop consuming now. Running handlers are abandoned (cancelled) and their
+        messages go back to the queue with the channel; settling acks complete."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._forget(self)
+        # basic.cancel first so that no more messages arrive while acks finish; bounded,
+        # since a robust channel waits for a reconnect that may never come.
+        with suppress(*aio_pika.exceptions.CONNECTION_EXCEPTIONS):
+            if self._consumer_tag is not None and not self._channel.is_closed:
+                async with asyncio.timeout(_CANCEL_TIMEOUT):
+                    await self._queue.cancel(self._consumer_tag)
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._cancelled:
+            return  # arrived after basic.cancel; the channel close returns it
+        this = asyncio.current_task()
+        assert this is not None
+        self._deliveries.add(this)
+        try:
+            await self._process(message)
+        finally:
+            self._deliveries.discard(this)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._work(message))
+        self._handlers.add(task)
+        try:
+            await task
+        except _PoisonError as exc:
+            log.error(
+                "poison message on %s (routing key %r) dead-lettered: %s",
+                self._queue.name,
+                message.routing_key,
+                exc,
+            )
+            await _settle(message.reject(requeue=False))
+            return
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            if self._cancelled:
+                return  # abandoned by cancel(); the channel close returns the message
+            log.warning("handler on %s was cancelled; redelivering", self._queue.name)
+        except Exception:
+            log.warning(
+                "handler on %s failed for %r; redelivering",
+                self._queue.name,
+                message.routing_key,
+                exc_info=True,
+            )
+        else:
+            await _settle(message.ack())
+            return
+        finally:
+            self._handlers.discard(task)
+        await asyncio.sleep(self._redelivery_delay)
+        await _settle(message.nack(requeue=True))
+
+
+async def _settle(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+        log.warning("could not settle a message (%s); the broker will redeliver it", exc)
+
+
+def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
+    headers: HeadersType = message.headers
+    latest: dict[str, object] = {}
+    deaths = headers.get("x-death")  # newest death first
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        latest = dict(deaths[0])
+    queue = headers.get("x-first-death-queue", latest.get("queue", ""))
+    reason = headers.get("x-first-death-reason", latest.get("reason", "unknown"))
+    return DeadLetter(
+        routing_key=message.routing_key or "",
+        body=message.body,
+        queue=str(queue),
+        reason=str(reason),
+    )
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
