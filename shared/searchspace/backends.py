@@ -1,0 +1,127 @@
+"""Turning a :class:`SearchSpace` into Optuna distributions or a Nevergrad parametrisation.
+
+Called by the built-in optimisers and the Hopaas-compatible API. Neither library can
+express every phpo method, so these are the approximations, chosen so that every value
+drawn is valid for :func:`~shared.searchspace.points.validate_point`:
+
+======================  =====================================  ===========================
+method                  Optuna                                 Nevergrad
+======================  =====================================  ===========================
+categorical             CategoricalDistribution                Choice
+uniform / loguniform    FloatDistribution (log)                Scalar / Log
+uniformint / ...int     IntDistribution (log)                  same, with integer casting
+quniform                FloatDistribution(step=q); high is     Scalar, then
+                        lowered to low + k*q as Optuna needs   :func:`snap_point`
+qloguniform             FloatDistribution(log=True), then      Log, then
+                        :func:`snap_point` (Optuna cannot      :func:`snap_point`
+                        combine log and step)
+normal                  FloatDistribution(mu ± 4 sigma):       Scalar(init=mu) with
+                        **uniform, the bell shape is lost**    mutation sigma (exact)
+lognormal               FloatDistribution over base**(mu ±     Log(init=base**mu,
+                        4 sigma), log=True: **log-uniform,     exponent=base**sigma)
+                        the bell shape is lost**               (exact)
+======================  =====================================  ===========================
+
+``grid_search`` is ignored by both: neither library enumerates a grid here.
+Nevergrad is imported only when :func:`to_nevergrad` is called, because importing it
+takes seconds and most callers (the API parsing a submission) never need it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from shared.searchspace.model import Dimension, SearchSpace
+
+if TYPE_CHECKING:
+    import nevergrad as ng
+
+
+def to_optuna(space: SearchSpace) -> dict[str, BaseDistribution]:
+    """Optuna distributions by name, for ``study.ask(fixed_distributions=...)``; pass
+    what the trial returns through :func:`snap_point` before using it as a point."""
+    return {dim.name: _optuna(dim) for dim in space.dimensions}
+
+
+def _optuna(dim: Dimension) -> BaseDistribution:
+    if dim.kind == "categorical":
+        return CategoricalDistribution(dim.choices)
+    if dim.kind == "int":
+        assert dim.low is not None and dim.high is not None
+        return IntDistribution(int(dim.low), int(dim.high), log=dim.log)
+    low, high = dim.value_range()
+    if dim.method == "quniform":
+        assert dim.q is not None and dim.low is not None
+        top = _grid_value(dim.low, dim.q, _grid_steps(dim))
+        return FloatDistribution(low, top, step=float(dim.q))
+    return FloatDistribution(low, high, log=dim.log)
+
+
+def to_nevergrad(space: SearchSpace) -> ng.p.Dict:
+    """A Nevergrad ``Dict`` parametrisation whose ``value`` is a point (after
+    :func:`snap_point` for the quantised methods)."""
+    import nevergrad as ng
+
+    return ng.p.Dict(**{dim.name: _nevergrad(ng, dim) for dim in space.dimensions})
+
+
+def _nevergrad(ng: Any, dim: Dimension) -> Any:
+    if dim.kind == "categorical":
+        return ng.p.Choice(list(dim.choices))
+    if dim.method == "normal":
+        # A fixed mutation sigma: with Nevergrad's default (mutable) one, draws spread
+        # more than twice as wide as the prior.
+        return ng.p.Scalar(init=dim.mu, mutable_sigma=False).set_mutation(sigma=dim.sigma)
+    if dim.method == "lognormal":
+        assert dim.mu is not None and dim.sigma is not None
+        base = math.e if dim.base is None else float(dim.base)
+        return ng.p.Log(init=base**dim.mu, exponent=base**dim.sigma)
+    scalar = ng.p.Log if dim.log else ng.p.Scalar
+    param = scalar(lower=dim.low, upper=dim.high)
+    return param.set_integer_casting() if dim.kind == "int" else param
+
+
+def snap_point(space: SearchSpace, params: Mapping[str, object]) -> dict[str, object]:
+    """Bring a point drawn by a backend onto the space's grid.
+
+    Quantised dimensions go to the nearest ``low + k*q`` inside ``[low, high]``, computed
+    in decimal so that ``0.1`` steps give ``0.3`` and not ``0.30000000000000004``; whole
+    floats of integer dimensions become ints. Anything else, including names not in the
+    space and values of the wrong type, passes unchanged for
+    :func:`~shared.searchspace.points.validate_point` to report.
+    """
+    out = dict(params)
+    for dim in space.dimensions:
+        value = out.get(dim.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if dim.kind == "int" and isinstance(value, float) and value.is_integer():
+            out[dim.name] = int(value)
+        elif dim.q is not None and dim.low is not None:
+            steps = round((value - dim.low) / dim.q)
+            out[dim.name] = _grid_value(dim.low, dim.q, min(max(steps, 0), _grid_steps(dim)))
+    return out
+
+
+def _grid_steps(dim: Dimension) -> int:
+    """The largest k with ``low + k*q <= high``, in decimal as Optuna computes it."""
+    assert dim.low is not None and dim.high is not None and dim.q is not None
+    return int((_decimal(dim.high) - _decimal(dim.low)) // _decimal(dim.q))
+
+
+def _grid_value(low: float, q: float, steps: int) -> float:
+    return float(_decimal(low) + steps * _decimal(q))
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(value))
