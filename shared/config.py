@@ -51,7 +51,7 @@ class ApiSettings(ServiceSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     lease_seconds: float = Field(default=120.0, gt=0)
-    lease_poll_interval: float = Field(default=0.2, gt=0)
+    lease_poll_interval: float = Field(default=0.05, gt=0)
     max_task_files_bytes: int = 1_000_000
 
 

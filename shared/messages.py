@@ -127,10 +127,6 @@ class CheckpointSaved(Message):
 class SiteHeartbeat(Message):
     routing_key: ClassVar[str] = "site.heartbeat"
     site: str
-    arch: str
-    free_slots: int
-    total_slots: int
-    version: str = ""
 
 
 class ArtifactUploaded(Message):

@@ -1,0 +1,5 @@
+"""``python -m services`` is ``hpo-services``."""
+
+from services.cli import main
+
+main()

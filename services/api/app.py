@@ -1,0 +1,62 @@
+"""The REST api: user tasks, the edge protocol and, for ``file://`` stores, artifacts.
+
+Unexpected errors are logged with an id and answered as a plain 500 carrying that id:
+a user never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.api.routers import edge, tasks
+from services.context import Context
+from shared.artifacts.file import FileArtifactStore
+from shared.clock import new_id
+from shared.config import ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
+    app = FastAPI(title="hpo-relay", version="0.1.0")
+    app.state.ctx = ctx
+    app.state.settings = settings
+    app.include_router(tasks.router)
+    app.include_router(edge.router)
+    if isinstance(ctx.artifacts, FileArtifactStore):
+        from services.api.routers.artifacts import build_router
+
+        app.include_router(build_router(ctx.artifacts))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        error_id = new_id()
+        log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        return JSONResponse(status_code=500, content={"detail": f"internal error (id {error_id})"})
+
+    return app
+
+
+class ApiService:
+    """The api as a service: an HTTP server with nothing to reconcile."""
+
+    name = "api"
+
+    def __init__(self, ctx: Context, settings: ApiSettings) -> None:
+        self.app = create_app(ctx, settings)
+
+    async def start(self) -> None:
+        return None
+
+    async def reconcile(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None

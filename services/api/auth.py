@@ -1,0 +1,59 @@
+"""Bearer tokens: random, shown once, stored as a SHA-256 hash, with expiry and revocation.
+
+A token secret carries 256 random bits, so a fast hash is enough (no password
+stretching needed): guessing is hopeless and a stolen database reveals no secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from shared.clock import new_id, utcnow
+from shared.domain.models import Token
+from shared.store import Store
+
+PREFIX = "hpo_"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def valid_scope(scope: str) -> bool:
+    if scope in ("user", "admin"):
+        return True
+    site = scope.removeprefix("edge:")
+    return scope.startswith("edge:") and bool(site) and site.replace("-", "").isalnum()
+
+
+async def issue_token(
+    store: Store, owner: str, scopes: list[str], *, ttl: timedelta | None = None
+) -> tuple[Token, str]:
+    """Create a token; the secret is returned here and never again."""
+    bad = [s for s in scopes if not valid_scope(s)]
+    if bad or not scopes:
+        raise ValueError(f"invalid scopes {bad or scopes}: use user, admin or edge:<site>")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = Token(
+        id=new_id("tok_"),
+        owner=owner,
+        scopes=scopes,
+        hash=hash_secret(secret),
+        expires=None if ttl is None else utcnow() + ttl,
+    )
+    await store.tokens.insert(token)
+    return token, secret
+
+
+async def authenticate(store: Store, secret: str) -> Token | None:
+    """The live token for ``secret``, or None (unknown, expired or revoked)."""
+    if not secret.startswith(PREFIX):
+        return None
+    token = await store.tokens.find_by_hash(hash_secret(secret))
+    if token is None or token.revoked:
+        return None
+    if token.expires is not None and token.expires <= utcnow():
+        return None
+    return token

@@ -1,0 +1,53 @@
+"""The self-contained job description a site receives with its lease."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.clock import utcnow
+from shared.domain.models import Job
+from shared.domain.taskconfig import TaskConfig
+from shared.edge_api import JobSpec, OutputFiles, PointSpec
+from shared.store import Store
+
+
+def resolve_container(config: TaskConfig, arch: str) -> str | None:
+    container = config.evaluationContainer
+    if isinstance(container, dict):
+        return container.get(arch)  # type: ignore[call-overload, no-any-return]
+    return container
+
+
+async def build_spec(store: Store, job: Job, arch: str) -> JobSpec:
+    task = await store.tasks.get(job.task_id)
+    if task is None:
+        raise LookupError(f"job {job.id} has no task")
+    config = task.config
+    points = []
+    for point_id in job.point_ids:
+        point = await store.points.get(point_id)
+        if point is not None:
+            points.append(PointSpec(point_id=point.id, index=point.index, params=point.params))
+    training = [config.trainingDS] if config.trainingDS else []
+    expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
+    return JobSpec(
+        job_id=job.id,
+        task_id=job.task_id,
+        owner=job.owner,
+        segment=job.segment,
+        attempt=job.attempt,
+        generation=job.generation,
+        lease_expires=expires,
+        points=points,
+        exec=config.evaluationExec,
+        container=resolve_container(config, arch),
+        files=OutputFiles(
+            input=config.evaluationInput,
+            training_data=config.evaluationTrainingData,
+            output=config.evaluationOutput,
+            meta=config.evaluationMeta,
+            metrics=config.evaluationMetrics,
+        ),
+        training_files=training,
+        task_files=task.files,
+    )

@@ -1,0 +1,219 @@
+"""``/edge/v1``: the pull protocol of the site harvesters (ARCHITECTURE.md §5).
+
+An edge token (scope ``edge:<site>``) sees only its site and its site's jobs; every
+other job is a 404. Job events carry the lease generation: a report from a lease that
+has been lost or superseded is answered ``accepted: false, kill: true`` and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, status
+
+from services.api.deps import Ctx, EdgeToken, Settings
+from services.api.jobspec import build_spec
+from services.storage.policy import UPLOAD_EXPIRY, artifact_key
+from shared.clock import utcnow
+from shared.domain.models import (
+    ACTIVE_TASK_STATES,
+    Artifact,
+    Job,
+    JobStatus,
+    PointOutcome,
+    Site,
+)
+from shared.edge_api import (
+    ArtifactConfirm,
+    ArtifactConfirmReply,
+    ArtifactUrlReply,
+    ArtifactUrlRequest,
+    JobEvent,
+    JobEventReply,
+    LeaseReply,
+    LeaseRequest,
+    PresignedUpload,
+    SiteHeartbeatBody,
+    SiteHeartbeatReply,
+)
+from shared.messages import (
+    ArtifactUploaded,
+    JobFailed,
+    JobFinished,
+    JobLeased,
+    SiteHeartbeat,
+)
+
+router = APIRouter(prefix="/edge/v1", tags=["edge"])
+_LIVE = (JobStatus.LEASED, JobStatus.RUNNING)
+
+
+def _site_of(token: EdgeToken, site: str) -> str:
+    if token.site_scope() != site:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this token is not for site {site}")
+    return site
+
+
+async def _job_of(ctx: Ctx, token: EdgeToken, job_id: str) -> Job:
+    job = await ctx.store.jobs.get(job_id)
+    if job is None or job.site is None or job.site != token.site_scope():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id} at this site")
+    return job
+
+
+@router.post("/sites/{site}/heartbeat")
+async def heartbeat(
+    site: str, body: SiteHeartbeatBody, ctx: Ctx, token: EdgeToken
+) -> SiteHeartbeatReply:
+    _site_of(token, site)
+    record = Site(
+        id=site,
+        arch=body.arch,
+        free_slots=body.free_slots,
+        total_slots=body.total_slots,
+        version=body.version,
+    )
+    await ctx.store.sites.heartbeat(record)
+    await ctx.bus.publish(SiteHeartbeat(site=site))
+    return SiteHeartbeatReply(site=site, accepted_at=record.last_heartbeat)
+
+
+@router.post("/sites/{site}/leases")
+async def lease(
+    site: str, body: LeaseRequest, ctx: Ctx, token: EdgeToken, settings: Settings
+) -> LeaseReply:
+    _site_of(token, site)
+    deadline = time.monotonic() + body.wait_seconds
+    jobs: list[Job] = []
+    while True:
+        while len(jobs) < body.max_jobs:
+            expires = utcnow() + timedelta(seconds=settings.lease_seconds)
+            job = await ctx.store.jobs.lease_next(site, holder=site, expires=expires)
+            if job is None:
+                break
+            jobs.append(job)
+        if jobs or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(settings.lease_poll_interval)
+    specs = []
+    arch = await ctx.store.sites.get(site) or None
+    for job in jobs:
+        spec = await build_spec(ctx.store, job, arch.arch if arch else "amd64")
+        specs.append(spec)
+        await ctx.bus.publish(
+            JobLeased(task_id=job.task_id, job_id=job.id, site=site, generation=job.generation)
+        )
+    return LeaseReply(jobs=specs)
+
+
+async def _should_kill(ctx: Ctx, job: Job) -> bool:
+    if job.status is JobStatus.CANCELLED:
+        return True
+    task = await ctx.store.tasks.get(job.task_id)
+    return task is None or task.status not in ACTIVE_TASK_STATES
+
+
+@router.post("/jobs/{job_id}/events")
+async def job_event(
+    job_id: str, body: JobEvent, ctx: Ctx, token: EdgeToken, settings: Settings
+) -> JobEventReply:
+    job = await _job_of(ctx, token, job_id)
+    store = ctx.store
+    stale = JobEventReply(accepted=False, kill=True, detail="lease lost or superseded")
+    if body.generation != job.generation:
+        return stale
+    if body.kind in ("started", "heartbeat"):
+        expires = utcnow() + timedelta(seconds=settings.lease_seconds)
+        if not await store.jobs.extend_lease(
+            job.id, job.generation, expires, running=True, host=body.host
+        ):
+            return stale
+        return JobEventReply(
+            accepted=True, kill=await _should_kill(ctx, job), lease_expires=expires
+        )
+    if job.status not in _LIVE:
+        # A repeated terminal report (harvester restarted after reporting) is fine.
+        same = {"finished": JobStatus.FINISHED, "failed": JobStatus.FAILED}[body.kind]
+        if job.status is same:
+            return JobEventReply(accepted=True, detail="already recorded")
+        return stale
+    if body.kind == "finished":
+        results = [PointOutcome(**r.model_dump()) for r in body.results]
+        if await store.jobs.finish(job.id, job.generation, results):
+            await ctx.bus.publish(
+                JobFinished(task_id=job.task_id, job_id=job.id, generation=job.generation)
+            )
+            return JobEventReply(accepted=True)
+        return stale
+    reason = body.reason or "the site reported a failure without a reason"
+    if await store.jobs.fail(job.id, job.generation, reason):
+        await ctx.bus.publish(JobFailed(task_id=job.task_id, job_id=job.id, reason=reason))
+        return JobEventReply(accepted=True)
+    return stale
+
+
+async def _keys(ctx: Ctx, job: Job) -> dict[str, str]:
+    point = await ctx.store.points.get(job.point_ids[0])
+    index = point.index if point is not None else 0
+    return {
+        kind: artifact_key(
+            job.owner,
+            job.task_id,
+            job.id,
+            kind,
+            segment=job.segment,
+            point_index=index,
+            segmented=False,
+        )
+        for kind in ("metrics", "log", "meta")
+    }
+
+
+def _check_lease(job: Job, generation: int) -> None:
+    if generation != job.generation or job.status not in (*_LIVE, JobStatus.FINISHED):
+        raise HTTPException(status.HTTP_409_CONFLICT, "lease lost or superseded")
+
+
+@router.post("/jobs/{job_id}/artifacts")
+async def artifact_urls(
+    job_id: str, body: ArtifactUrlRequest, ctx: Ctx, token: EdgeToken
+) -> ArtifactUrlReply:
+    job = await _job_of(ctx, token, job_id)
+    _check_lease(job, body.generation)
+    keys = await _keys(ctx, job)
+    return ArtifactUrlReply(
+        uploads=[
+            PresignedUpload(
+                kind=kind, key=keys[kind], url=ctx.artifacts.presign_put(keys[kind], UPLOAD_EXPIRY)
+            )
+            for kind in dict.fromkeys(body.kinds)
+        ]
+    )
+
+
+@router.post("/jobs/{job_id}/artifacts/confirm")
+async def confirm_artifact(
+    job_id: str, body: ArtifactConfirm, ctx: Ctx, token: EdgeToken
+) -> ArtifactConfirmReply:
+    job = await _job_of(ctx, token, job_id)
+    _check_lease(job, body.generation)
+    if (await _keys(ctx, job))[body.kind] != body.key:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "key does not belong to this job"
+        )
+    artifact = Artifact(
+        id=f"{job.id}.{body.kind}",
+        owner=job.owner,
+        task_id=job.task_id,
+        job_id=job.id,
+        kind=body.kind,
+        key=body.key,
+        size=body.size,
+        sha256=body.sha256,
+    )
+    await ctx.store.artifacts.upsert(artifact)
+    await ctx.bus.publish(ArtifactUploaded(artifact_id=artifact.id))
+    return ArtifactConfirmReply(artifact_id=artifact.id)

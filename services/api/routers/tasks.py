@@ -1,0 +1,109 @@
+"""``/api/v1/tasks``: submit, list, inspect and cancel one's own tasks.
+
+Another user's task is a 404, indistinguishable from a task that does not exist.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from services.api.deps import Ctx, CurrentUser, Settings
+from services.api.schemas import (
+    ArtifactView,
+    JobView,
+    PointView,
+    TaskSubmission,
+    TaskSummary,
+    TaskView,
+    WhoAmI,
+)
+from services.api.submission import SubmissionError, build_task
+from services.api.views import task_view
+from services.storage.policy import DOWNLOAD_EXPIRY
+from shared.domain.models import Task, TaskStatus
+from shared.messages import TaskCancelled, TaskSubmitted
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+
+
+async def _own_task(ctx: Ctx, user: CurrentUser, task_id: str) -> Task:
+    task = await ctx.store.tasks.get_for_owner(task_id, user.owner)
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
+    return task
+
+
+@router.get("/whoami")
+async def whoami(user: CurrentUser) -> WhoAmI:
+    return WhoAmI(owner=user.owner, scopes=user.scopes, token_id=user.id)
+
+
+@router.post("/tasks", status_code=status.HTTP_201_CREATED)
+async def submit_task(
+    body: TaskSubmission, ctx: Ctx, user: CurrentUser, settings: Settings
+) -> TaskView:
+    try:
+        task, segment = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
+    except SubmissionError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
+    await ctx.store.segments.insert_many([segment])
+    await ctx.store.tasks.insert(task)
+    await ctx.bus.publish(TaskSubmitted(task_id=task.id))
+    return await task_view(ctx.store, task)
+
+
+@router.get("/tasks")
+async def list_tasks(ctx: Ctx, user: CurrentUser, limit: int = 100) -> list[TaskSummary]:
+    tasks = await ctx.store.tasks.list_for_owner(user.owner, limit=max(1, min(limit, 1000)))
+    return [
+        TaskSummary(id=t.id, name=t.name, status=t.status, created=t.created, best_loss=t.best_loss)
+        for t in tasks
+    ]
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(task_id: str, ctx: Ctx, user: CurrentUser) -> TaskView:
+    return await task_view(ctx.store, await _own_task(ctx, user, task_id))
+
+
+@router.get("/tasks/{task_id}/points")
+async def list_points(task_id: str, ctx: Ctx, user: CurrentUser) -> list[PointView]:
+    await _own_task(ctx, user, task_id)
+    points = await ctx.store.points.list_for_task(task_id)
+    return [PointView.model_validate(p, from_attributes=True) for p in points]
+
+
+@router.get("/tasks/{task_id}/jobs")
+async def list_jobs(task_id: str, ctx: Ctx, user: CurrentUser) -> list[JobView]:
+    await _own_task(ctx, user, task_id)
+    jobs = await ctx.store.jobs.list_for_task(task_id)
+    return [JobView.model_validate(j, from_attributes=True) for j in jobs]
+
+
+@router.get("/tasks/{task_id}/artifacts")
+async def list_artifacts(task_id: str, ctx: Ctx, user: CurrentUser) -> list[ArtifactView]:
+    await _own_task(ctx, user, task_id)
+    return [
+        ArtifactView(
+            job_id=a.job_id,
+            kind=a.kind,
+            key=a.key,
+            size=a.size,
+            verified=a.verified,
+            url=ctx.artifacts.presign_get(a.key, DOWNLOAD_EXPIRY),
+        )
+        for a in await ctx.store.artifacts.list_for_task(task_id)
+    ]
+
+
+@router.post("/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, ctx: Ctx, user: CurrentUser) -> TaskView:
+    task = await _own_task(ctx, user, task_id)
+    if await ctx.store.tasks.transition(task.id, TaskStatus.CANCELLED, reason="cancelled by user"):
+        await ctx.store.jobs.cancel_task_jobs(task.id, "task cancelled")
+        await ctx.bus.publish(TaskCancelled(task_id=task.id))
+    elif task.status not in (TaskStatus.CANCELLED,):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task is already {task.status.value}")
+    refreshed = await ctx.store.tasks.get(task.id)
+    assert refreshed is not None
+    return await task_view(ctx.store, refreshed)

@@ -1,0 +1,103 @@
+"""REST bodies of the user-facing api (``/api/v1``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.models import JobStatus, Loss, PointStatus, TaskStatus
+from shared.domain.taskconfig import TaskConfig
+
+
+class TaskSubmission(BaseModel):
+    """A task as ``hpo submit`` sends it: the phpo config plus the submitting dir's files.
+
+    The search space is given inline (``searchSpace``) or as the content of the file
+    that ``config.searchSpaceFile`` names, among ``files``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(default="", max_length=200)
+    config: TaskConfig
+    search_space: dict[str, Any] | None = Field(default=None, alias="searchSpace")
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+class Progress(BaseModel):
+    max_points: int
+    points: int
+    unevaluated: int
+    pending: int
+    evaluated: int
+    failed: int
+    active_jobs: int
+    jobs: int
+
+
+class BestPoint(BaseModel):
+    point_id: str
+    loss: float
+    params: dict[str, Any]
+
+
+class TaskView(BaseModel):
+    id: str
+    name: str
+    owner: str
+    status: TaskStatus
+    reason: str
+    config: TaskConfig
+    created: datetime
+    updated: datetime
+    progress: Progress
+    best: BestPoint | None = None
+
+
+class TaskSummary(BaseModel):
+    id: str
+    name: str
+    status: TaskStatus
+    created: datetime
+    best_loss: float | None
+
+
+class PointView(BaseModel):
+    id: str
+    segment: str
+    index: int
+    params: dict[str, Any]
+    status: PointStatus
+    loss: Loss | None
+    attempts: int
+    last_error: str
+
+
+class JobView(BaseModel):
+    id: str
+    segment: str
+    point_ids: list[str]
+    attempt: int
+    status: JobStatus
+    site: str | None
+    host: str
+    reason: str
+    created: datetime
+    updated: datetime
+
+
+class ArtifactView(BaseModel):
+    job_id: str
+    kind: str
+    key: str
+    size: int
+    verified: bool | None
+    url: str
+
+
+class WhoAmI(BaseModel):
+    owner: str
+    scopes: list[str]
+    token_id: str

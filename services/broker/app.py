@@ -1,0 +1,89 @@
+"""The broker: job assignment to sites and lease expiry.
+
+Sites announce themselves through heartbeats, which the api records in the site
+registry (the database, so none is lost) and announces as ``site.heartbeat``.
+Defined jobs are assigned to a live eligible site with room; a job whose lease expires
+without a heartbeat is marked lost (the job builder then retries its point), and jobs
+assigned to a site that stopped heartbeating go back to be assigned elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from services.broker.logic import choose_site
+from services.context import Context
+from shared.bus import Subscription
+from shared.clock import utcnow
+from shared.config import BrokerSettings
+from shared.domain.models import JobStatus, Site
+from shared.messages import JobAssigned, JobLost, Message
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEYS = ("job.defined", "site.heartbeat")
+
+
+class BrokerService:
+    name = "broker"
+
+    def __init__(self, ctx: Context, settings: BrokerSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+
+    async def on_message(self, message: Message) -> None:
+        await self.assign()
+
+    async def reconcile(self) -> None:
+        await self.expire_leases()
+        await self.release_dead_sites()
+        await self.assign()
+
+    async def _alive(self) -> list[Site]:
+        since = utcnow() - timedelta(seconds=self.settings.site_alive_seconds)
+        return await self.ctx.store.sites.list_alive(since)
+
+    async def assign(self) -> None:
+        store = self.ctx.store
+        defined = await store.jobs.list_by_status(JobStatus.DEFINED, limit=500)
+        if not defined:
+            return
+        sites = await self._alive()
+        assigned = {s.id: await store.jobs.count_assigned(s.id) for s in sites}
+        configs = {}
+        for job in defined:
+            if job.task_id not in configs:
+                task = await store.tasks.get(job.task_id)
+                if task is None:
+                    continue
+                configs[job.task_id] = task.config
+            site = choose_site(configs[job.task_id], sites, assigned)
+            if site is None:
+                continue
+            if await store.jobs.assign(job.id, site.id):
+                assigned[site.id] = assigned.get(site.id, 0) + 1
+                await self.ctx.bus.publish(
+                    JobAssigned(task_id=job.task_id, job_id=job.id, site=site.id)
+                )
+
+    async def expire_leases(self) -> None:
+        for job in await self.ctx.store.jobs.expired_leases(utcnow()):
+            reason = "lease expired: no heartbeat from the site in time"
+            if await self.ctx.store.jobs.mark_lost(job.id, job.generation, reason):
+                log.info("job %s lost (generation %d)", job.id, job.generation)
+                await self.ctx.bus.publish(JobLost(task_id=job.task_id, job_id=job.id))
+
+    async def release_dead_sites(self) -> None:
+        alive = {s.id for s in await self._alive()}
+        for job in await self.ctx.store.jobs.list_by_status(JobStatus.ASSIGNED, limit=500):
+            if job.site not in alive and await self.ctx.store.jobs.unassign(job.id):
+                log.info("job %s taken back from silent site %s", job.id, job.site)

@@ -1,0 +1,119 @@
+"""``hpo-services``: run central services, alone or together, and administer tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.api.auth import issue_token
+from services.assembly import SERVICE_NAMES, assemble, run_assembly
+from services.context import open_context
+from shared.config import ApiSettings, BrokerSettings, MonitorSettings, StorageSettings, load
+from shared.store import Store
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+admin = typer.Typer(no_args_is_help=True, help="Token administration.")
+app.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run(names: list[str]) -> None:
+    api = load(ApiSettings)
+    ctx = await open_context(api)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    try:
+        assembly = assemble(
+            names,
+            ctx,
+            api=api,
+            monitor=load(MonitorSettings),
+            broker=load(BrokerSettings),
+            storage=load(StorageSettings),
+        )
+        await run_assembly(assembly, api.reconcile_interval, stop)
+    finally:
+        await ctx.close()
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVICE_NAMES)}, or 'all'")],
+    embedded: Annotated[
+        bool, typer.Option(help="everything in one process on the embedded default")
+    ] = False,
+) -> None:
+    """Run one service (or all of them) until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if embedded:
+        from services.embedded import run_embedded_forever
+
+        asyncio.run(run_embedded_forever())
+        return
+    names = list(SERVICE_NAMES) if name == "all" else [name]
+    if name != "all" and name not in SERVICE_NAMES:
+        console.print(f"[red]unknown service {name!r}[/]; known: {', '.join(SERVICE_NAMES)}, all")
+        raise typer.Exit(2)
+    asyncio.run(_run(names))
+
+
+async def _create_token(owner: str, scopes: list[str], days: float | None) -> str:
+    settings = load(ApiSettings)
+    store = Store(settings.mongo_url)
+    try:
+        await store.start()
+        ttl = None if days is None else timedelta(days=days)
+        _token, secret = await issue_token(store, owner, scopes, ttl=ttl)
+        return secret
+    finally:
+        await store.close()
+
+
+@admin.command("create-token")
+def create_token(
+    owner: Annotated[str, typer.Option(help="user (or site operator) the token acts for")],
+    scope: Annotated[
+        list[str] | None, typer.Option(help="user, admin or edge:<site>; repeatable")
+    ] = None,
+    days: Annotated[float | None, typer.Option(help="expiry in days (default: never)")] = None,
+) -> None:
+    """Create a token and print its secret (shown only this once)."""
+    try:
+        secret = asyncio.run(_create_token(owner, scope or ["user"], days))
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    typer.echo(secret)
+
+
+async def _revoke(token_id: str) -> bool:
+    store = Store(load(ApiSettings).mongo_url)
+    try:
+        await store.start()
+        return await store.tokens.revoke(token_id)
+    finally:
+        await store.close()
+
+
+@admin.command("revoke-token")
+def revoke_token(token_id: str) -> None:
+    """Revoke a token by its id (``tok_...``)."""
+    if not asyncio.run(_revoke(token_id)):
+        console.print(f"[red]no token {token_id}[/]")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

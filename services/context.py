@@ -1,0 +1,46 @@
+"""What a running service holds: its settings, the bus, the store, the artifact store.
+
+Built once per process by the entry point and passed down; in the embedded default
+several services share one context (and so one memory bus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.artifacts import ArtifactStore, open_artifacts
+from shared.bus import Bus, open_bus
+from shared.config import ServiceSettings
+from shared.store import Store
+
+
+@dataclass
+class Context:
+    settings: ServiceSettings
+    bus: Bus
+    store: Store
+    artifacts: ArtifactStore
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.store.close()
+
+
+async def open_context(settings: ServiceSettings, *, bus: Bus | None = None) -> Context:
+    """Connect to everything the settings name; ``bus`` lets services share one."""
+    if bus is None:
+        bus = open_bus(
+            settings.bus_url,
+            prefix=settings.bus_prefix,
+            delivery_limit=settings.bus_delivery_limit,
+        )
+        await bus.connect()
+    store = Store(settings.mongo_url)
+    await store.start()
+    artifacts = open_artifacts(
+        settings.artifacts_url,
+        public_url=settings.public_url,
+        signing_key=settings.signing_key.get_secret_value().encode(),
+    )
+    await artifacts.ensure_ready()
+    return Context(settings=settings, bus=bus, store=store, artifacts=artifacts)

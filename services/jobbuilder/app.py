@@ -1,0 +1,175 @@
+"""The job builder: turns points into evaluation jobs and results back into points.
+
+It owns a point's attempts: it defines one job per attempt (never more than
+nParallelEvaluation active, maxEvaluationJobs in all), applies each terminal job's
+outcome to its points exactly once (the point update is conditional on the attempt's
+job id; the job is then marked applied), retries failed or lost attempts, and gives a
+point the large loss after maxAttempts. It also decides when a task is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from services.context import Context
+from services.jobbuilder.logic import Verdict, job_slots, judge, scalar_loss
+from shared.bus import Subscription
+from shared.domain.models import Job, JobStatus, Point, PointStatus, Task, TaskStatus
+from shared.messages import (
+    JobDefined,
+    Message,
+    PointEvaluated,
+    PointFailed,
+    TaskFinished,
+)
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEYS = ("task.submitted", "points.generated", "job.finished", "job.failed", "job.lost")
+BUILDING = (TaskStatus.RUNNING, TaskStatus.FINISHING)
+
+
+class JobBuilderService:
+    name = "jobbuilder"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+
+    async def on_message(self, message: Message) -> None:
+        job_id = getattr(message, "job_id", None)
+        if isinstance(job_id, str):
+            job = await self.ctx.store.jobs.get(job_id)
+            if job is not None:
+                await self.apply(job)
+        task_id = getattr(message, "task_id", None)
+        if isinstance(task_id, str):
+            await self.build(task_id)
+
+    async def reconcile(self) -> None:
+        for job in await self.ctx.store.jobs.unapplied():
+            await self.apply(job)
+        for task in await self.ctx.store.tasks.list_active():
+            await self.build(task.id)
+
+    async def apply(self, job: Job) -> None:
+        """Apply a terminal job's outcome to its points, once."""
+        if job.applied or job.status not in (
+            JobStatus.FINISHED,
+            JobStatus.FAILED,
+            JobStatus.LOST,
+            JobStatus.CANCELLED,
+        ):
+            return
+        store = self.ctx.store
+        task = await store.tasks.get(job.task_id)
+        if task is None:
+            return
+        points = {p.id: p for p in [await store.points.get(pid) for pid in job.point_ids] if p}
+        attempts = {pid: p.attempts for pid, p in points.items()}
+        for verdict in judge(job, attempts, task.config.maxAttempts):
+            point = points.get(verdict.point_id)
+            if point is None:
+                continue
+            if verdict.verdict is Verdict.EVALUATED and verdict.loss is not None:
+                if await store.points.record_result(point.id, job.id, verdict.loss):
+                    await store.tasks.offer_best(task.id, scalar_loss(verdict.loss), point.id)
+                    await self.ctx.bus.publish(
+                        PointEvaluated(
+                            task_id=task.id,
+                            segment=point.segment,
+                            point_id=point.id,
+                            loss=verdict.loss,
+                        )
+                    )
+            elif verdict.verdict is Verdict.RETRY:
+                if await store.points.retry(point.id, job.id, verdict.reason):
+                    log.info(
+                        "point %s: attempt %d failed (%s)", point.id, point.attempts, verdict.reason
+                    )
+            elif verdict.verdict is Verdict.GIVE_UP and await store.points.give_up(
+                point.id, job.id, verdict.reason, task.config.failedPointLoss
+            ):
+                log.info("point %s failed after %d attempts", point.id, point.attempts)
+                await self.ctx.bus.publish(
+                    PointFailed(
+                        task_id=task.id,
+                        segment=point.segment,
+                        point_id=point.id,
+                        reason=verdict.reason,
+                    )
+                )
+        await store.jobs.mark_applied(job.id)
+
+    async def build(self, task_id: str) -> None:
+        async with self._locks[task_id]:
+            task = await self.ctx.store.tasks.get(task_id)
+            if task is None or task.status not in BUILDING:
+                return
+            await self._recover_pending(task)
+            await self._define_jobs(task)
+            await self._maybe_finish(task)
+
+    async def _recover_pending(self, task: Task) -> None:
+        """A crash between a point's new attempt and its job's insert leaves a pending
+        point without a job; the job id is derived from the attempt, so re-create it."""
+        store = self.ctx.store
+        for point in await store.points.list_for_task(task.id, status=PointStatus.PENDING):
+            if point.job_id and await store.jobs.get(point.job_id) is None:
+                await self._insert_job(task, point, point.job_id, point.attempts)
+
+    async def _define_jobs(self, task: Task) -> None:
+        store = self.ctx.store
+        active = await store.jobs.count(task.id, active_only=True)
+        total = await store.jobs.count(task.id, active_only=False)
+        slots = job_slots(task.config, active, total)
+        if slots == 0:
+            return
+        waiting = await store.points.list_for_task(
+            task.id, status=PointStatus.UNEVALUATED, limit=slots
+        )
+        for point in waiting:
+            job_id = await store.points.start_attempt(point)
+            if job_id is not None:
+                await self._insert_job(task, point, job_id, point.attempts + 1)
+
+    async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> None:
+        job = Job(
+            id=job_id,
+            task_id=task.id,
+            owner=task.owner,
+            segment=point.segment,
+            point_ids=[point.id],
+            attempt=attempt,
+        )
+        if await self.ctx.store.jobs.insert(job):
+            await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
+
+    async def _maybe_finish(self, task: Task) -> None:
+        store = self.ctx.store
+        counts = await store.points.count_by_status(task.id)
+        open_points = counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value]
+        segments = await store.segments.list_for_task(task.id)
+        total_jobs = await store.jobs.count(task.id, active_only=False)
+        generation_over = all(s.exhausted for s in segments) and open_points == 0
+        budget_over = total_jobs >= task.config.max_jobs
+        if not (generation_over or budget_over):
+            return
+        if task.status is TaskStatus.RUNNING:
+            await store.tasks.transition(task.id, TaskStatus.FINISHING)
+        if await store.jobs.count(task.id, active_only=True) > 0:
+            return
+        reason = "" if generation_over else "maxEvaluationJobs reached"
+        if await store.tasks.transition(task.id, TaskStatus.DONE, reason=reason):
+            log.info("task %s done", task.id)
+            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="done"))

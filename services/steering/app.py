@@ -1,0 +1,114 @@
+"""The steering service: keeps every active segment supplied with points.
+
+Triggered by ``task.submitted`` and by results (``point.evaluated``, ``point.failed``),
+and by the periodic reconcile pass over all active tasks, so a lost message only delays
+generation. Point ids are derived from (task, segment, index) and unique in the
+database, so two steering processes racing on a segment cannot create a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from services.context import Context
+from services.steering.logic import SegmentCounts, points_to_generate, segment_seed, task_seed
+from services.steering.sampler import suggest
+from shared.bus import Subscription
+from shared.domain.models import Point, PointStatus, Segment, Task, TaskStatus
+from shared.messages import Message, PointsGenerated, TaskFinished
+from shared.searchspace import canonical_key, parse_search_space
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEYS = ("task.submitted", "point.evaluated", "point.failed")
+GENERATING = (TaskStatus.SUBMITTED, TaskStatus.RUNNING)
+
+
+def point_id(task_id: str, segment: str, index: int) -> str:
+    return f"{task_id}.{segment}.{index}"
+
+
+class SteeringService:
+    name = "steering"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+
+    async def on_message(self, message: Message) -> None:
+        task_id = getattr(message, "task_id", None)
+        if isinstance(task_id, str):
+            await self.top_up(task_id)
+
+    async def reconcile(self) -> None:
+        for task in await self.ctx.store.tasks.list_active():
+            await self.top_up(task.id)
+
+    async def top_up(self, task_id: str) -> None:
+        async with self._locks[task_id]:
+            task = await self.ctx.store.tasks.get(task_id)
+            if task is None or task.status not in GENERATING:
+                return
+            for segment in await self.ctx.store.segments.list_for_task(task_id):
+                if not segment.exhausted:
+                    await self._top_up_segment(task, segment)
+            if task.status is TaskStatus.SUBMITTED:
+                await self.ctx.store.tasks.transition(task_id, TaskStatus.RUNNING)
+
+    async def _top_up_segment(self, task: Task, segment: Segment) -> None:
+        store = self.ctx.store
+        history = await store.points.list_for_segment(task.id, segment.name)
+        open_points = sum(
+            p.status in (PointStatus.UNEVALUATED, PointStatus.PENDING) for p in history
+        )
+        counts = SegmentCounts(total=len(history), open=open_points)
+        wanted = points_to_generate(task.config, counts)
+        if wanted == 0:
+            if counts.total >= task.config.maxPoints:
+                await store.segments.mark_exhausted(segment.id)
+            return
+        try:
+            space = parse_search_space(segment.search_space)
+        except ValueError as exc:
+            await self._fail(task, f"search space of segment {segment.name}: {exc}")
+            return
+        seed = segment_seed(task_seed(task.id, task.config.steering.seed), len(history))
+        params_list = await asyncio.to_thread(
+            suggest, space, history, wanted, algorithm=task.config.steering.algorithm, seed=seed
+        )
+        created: list[str] = []
+        for offset, params in enumerate(params_list):
+            index = len(history) + offset
+            point = Point(
+                id=point_id(task.id, segment.name, index),
+                task_id=task.id,
+                segment=segment.name,
+                index=index,
+                params=params,
+                key=canonical_key(params),
+            )
+            if not await store.points.insert(point):
+                log.info("point %s exists already (another steering won the race)", point.id)
+                break
+            created.append(point.id)
+        if len(history) + len(created) >= task.config.maxPoints:
+            await store.segments.mark_exhausted(segment.id)
+        if created:
+            log.info("task %s segment %s: %d new points", task.id, segment.name, len(created))
+            await self.ctx.bus.publish(
+                PointsGenerated(task_id=task.id, segment=segment.name, point_ids=created)
+            )
+
+    async def _fail(self, task: Task, reason: str) -> None:
+        if await self.ctx.store.tasks.transition(task.id, TaskStatus.FAILED, reason=reason):
+            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="failed"))

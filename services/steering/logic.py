@@ -1,0 +1,46 @@
+"""phpo's generation semantics, as pure functions.
+
+A segment gets new points when the number of not-yet-evaluated points (unevaluated
+or pending) drops below ``minUnevaluatedPoints`` (when that is 0: when none is left),
+``nPointsPerIteration - minUnevaluatedPoints`` of them (all ``nPointsPerIteration``
+when it is 0), never more than ``maxPoints`` in the segment's lifetime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.domain.taskconfig import TaskConfig
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    total: int
+    open: int
+
+
+def points_to_generate(config: TaskConfig, counts: SegmentCounts) -> int:
+    remaining = config.maxPoints - counts.total
+    if remaining <= 0:
+        return 0
+    threshold = config.minUnevaluatedPoints
+    if threshold == 0:
+        if counts.open > 0:
+            return 0
+        wanted = config.nPointsPerIteration
+    else:
+        if counts.open >= threshold:
+            return 0
+        wanted = config.nPointsPerIteration - threshold
+    return min(wanted, remaining)
+
+
+def segment_seed(base_seed: int, history_length: int) -> int:
+    """The sampler's seed for a draw: same seed and same history give the same points."""
+    return (base_seed * 1_000_003 + history_length) % (2**32)
+
+
+def task_seed(task_id: str, configured: int | None) -> int:
+    if configured is not None:
+        return configured
+    return int.from_bytes(task_id.encode()[-8:].rjust(8, b"\0"), "big") % (2**31)

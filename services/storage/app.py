@@ -1,0 +1,73 @@
+"""The storage service: verifies what the edge says it uploaded.
+
+The harvester uploads through presigned URLs and then confirms each object with its
+size and sha256 (the api records the claim and publishes ``artifact.uploaded``). This
+service checks the object really is in the store with that size and digest and marks the
+registry entry verified or rejected; the reconcile pass re-checks any entry still
+unverified, so a lost message only delays the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from services.context import Context
+from shared.artifacts import ArtifactNotFoundError
+from shared.bus import Subscription
+from shared.config import StorageSettings
+from shared.domain.models import Artifact
+from shared.messages import ArtifactUploaded, Message
+
+log = logging.getLogger(__name__)
+
+
+class StorageService:
+    name = "storage"
+
+    def __init__(self, ctx: Context, settings: StorageSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.ctx.bus.subscribe(
+            self.name, ("artifact.uploaded",), self.on_message
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+
+    async def on_message(self, message: Message) -> None:
+        if isinstance(message, ArtifactUploaded):
+            artifact = await self.ctx.store.artifacts.get(message.artifact_id)
+            if artifact is not None and artifact.verified is None:
+                await self.verify(artifact)
+
+    async def reconcile(self) -> None:
+        for artifact in await self.ctx.store.artifacts.list_unverified():
+            await self.verify(artifact)
+
+    async def verify(self, artifact: Artifact) -> None:
+        ok, detail = await self._check(artifact)
+        await self.ctx.store.artifacts.set_verified(artifact.id, ok, detail)
+        if not ok:
+            log.warning("artifact %s rejected: %s", artifact.key, detail)
+
+    async def _check(self, artifact: Artifact) -> tuple[bool, str]:
+        if artifact.size > self.settings.max_artifact_bytes:
+            return False, f"{artifact.size} bytes is over the limit"
+        info = await self.ctx.artifacts.stat(artifact.key)
+        if info is None:
+            return False, "no object under this key"
+        if info.size != artifact.size:
+            return False, f"size {info.size} differs from the declared {artifact.size}"
+        try:
+            data = await self.ctx.artifacts.get_bytes(artifact.key)
+        except ArtifactNotFoundError:
+            return False, "object vanished during verification"
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != artifact.sha256:
+            return False, "sha256 differs from the declared digest"
+        return True, ""
