@@ -1,0 +1,5 @@
+"""``python -m edge`` is ``hpo-edge``."""
+
+from edge.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""``hpo-edge``: the harvester daemon, the node agent and the version.
+
+Typical use on a login node (or as the systemd user service in deploy/)::
+
+    hpo-edge harvester --config ~/hpo-edge/site.toml
+
+and, inside a batch job on a compute node (the batch adapters write this for you)::
+
+    hpo-edge node run-job $HPO_EDGE_ROOT/jobs/<job_id>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge.config import SiteConfig, SiteConfigError, load_site_config
+from edge.version import edge_version
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="The edge of hpo-relay: the login-node harvester and the compute-node agent.",
+)
+node_app = typer.Typer(no_args_is_help=True, help="Commands run on compute nodes.")
+app.add_typer(node_app, name="node")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"hpo-edge: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+async def _serve(config_path: Path) -> None:
+    from edge.batch.isolation import IsolationUnavailableError
+    from edge.harvester.daemon import Harvester, HarvesterLockedError
+
+    config = _load(config_path)
+    config.api_token()  # fail now, not at the first request, if the token is unreadable
+    try:
+        harvester = Harvester(config)
+    except IsolationUnavailableError as exc:
+        raise _fail(str(exc)) from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await harvester.run(stop)
+    except HarvesterLockedError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _load(config_path: Path) -> SiteConfig:
+    try:
+        return load_site_config(config_path)
+    except SiteConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def harvester(
+    config: Annotated[Path, typer.Option("--config", "-c", help="site.toml of this site")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the login-node daemon until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_serve(config))
+    except SiteConfigError as exc:  # e.g. the token file became unreadable
+        raise _fail(str(exc)) from exc
+
+
+@node_app.command("run-job")
+def run_job(job_dir: Annotated[Path, typer.Argument(help="jobs/<job_id> directory")]) -> None:
+    """Run the payload of one staged job (what a batch job executes)."""
+    from edge.node.agent import main as agent_main
+
+    raise typer.Exit(code=agent_main(str(job_dir)))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(edge_version())
+
+
+def main() -> None:
+    app(prog_name="hpo-edge")
+
+
+if __name__ == "__main__":
+    main()

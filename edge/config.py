@@ -1,0 +1,134 @@
+"""Site configuration of the edge harvester, read from a TOML file by the site admin.
+
+Example ``site.toml``::
+
+    site = "hpc-a"
+    api_url = "https://hpo.example.org"
+    token_file = "~/.config/hpo-relay/site.token"
+    root = "/gpfs/project/hpo-edge"      # or $HPO_EDGE_ROOT
+    arch = "ppc64le"
+    slots = 6
+    isolate_network = true
+
+    [batch]
+    kind = "local"
+
+    [runtime]
+    kind = "process"
+
+Relative paths are taken relative to the config file. The config is built once by the
+CLI and passed down; nothing reads it at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from edge.batch import BatchConfig, LocalBatchConfig
+from shared.edge_api import Arch
+from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
+
+ROOT_ENV = "HPO_EDGE_ROOT"
+
+
+class SiteConfigError(ValueError):
+    """The site config cannot be used; the message says what to change."""
+
+
+class SiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    api_url: AnyHttpUrl
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    root: Path
+    arch: Arch = "amd64"
+    slots: int = Field(default=1, ge=1, le=10_000)
+    batch: BatchConfig = Field(default_factory=LocalBatchConfig)
+    runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
+    poll_interval: float = Field(default=2.0, gt=0)
+    heartbeat_interval: float = Field(default=10.0, gt=0)
+    """How often node agents touch their heartbeat and the harvester relays it."""
+    lost_after_intervals: int = Field(default=6, ge=2)
+    kill_grace_seconds: float = Field(default=30.0, ge=0)
+    lease_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+    verify_tls: bool | Path = True
+    """False, True (system CAs) or the path of a CA bundle."""
+    isolate_network: bool = False
+    """Start node agents under ``unshare -n``, proving the compute side is offline."""
+    request_timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> SiteConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of 'token' and 'token_file'")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return str(self.api_url).rstrip("/")
+
+    @property
+    def lost_after_seconds(self) -> float:
+        return self.heartbeat_interval * self.lost_after_intervals
+
+    def api_token(self) -> str:
+        """The site token; read from ``token_file`` at each call so it can be rotated."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        assert self.token_file is not None
+        try:
+            value = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise SiteConfigError(f"cannot read token_file {self.token_file}: {exc}") from exc
+        if not value:
+            raise SiteConfigError(f"token_file {self.token_file} is empty")
+        return value
+
+
+def _resolve(base: Path, value: Any) -> Any:
+    if isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else base / path)
+    return value
+
+
+def load_site_config(path: Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
+    """Read and validate ``path``; ``root`` defaults to ``$HPO_EDGE_ROOT``.
+
+    Raises SiteConfigError with a message naming the file and the bad key.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SiteConfigError(f"cannot read site config {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteConfigError(f"{path} is not valid TOML: {exc}") from exc
+    if "root" not in data and env.get(ROOT_ENV):
+        data["root"] = env[ROOT_ENV]
+    base = path.resolve().parent
+    for key in ("root", "token_file"):
+        data[key] = _resolve(base, data.get(key))
+    if isinstance(data.get("verify_tls"), str):
+        data["verify_tls"] = _resolve(base, data["verify_tls"])
+    data = {k: v for k, v in data.items() if v is not None}
+    try:
+        return SiteConfig.model_validate(data)
+    except ValueError as exc:
+        raise SiteConfigError(f"invalid site config {path}:\n{exc}") from exc
+
+
+def tls_verify(config: SiteConfig) -> bool | ssl.SSLContext:
+    """The value httpx expects for ``verify`` (a context for a CA bundle path)."""
+    if isinstance(config.verify_tls, bool):
+        return config.verify_tls
+    return ssl.create_default_context(cafile=str(config.verify_tls))

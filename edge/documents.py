@@ -1,0 +1,97 @@
+"""The documents written on the shared filesystem (``job.json``, ``status.json`` ...).
+
+They are the contract between the harvester (login node) and the node agent (compute
+node), which may run different releases during an upgrade; so the agent's documents
+ignore unknown fields when read, and every field added later needs a default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.edge_api import JobSpec
+from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
+
+NodeState = Literal["running", "finished", "failed", "killed"]
+TERMINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "killed"})
+
+
+class NodeSettings(BaseModel):
+    """What the harvester adds to the leased spec for the node agent."""
+
+    heartbeat_interval: float = Field(default=10.0, gt=0)
+    kill_grace_seconds: float = Field(default=30.0, ge=0)
+    runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
+    image: str | None = None
+    """The image the runtime starts (a SIF path once images are pulled); None: none."""
+    gpus: list[str] | None = None
+
+
+class JobDocument(BaseModel):
+    """``jobs/<job_id>/job.json``."""
+
+    spec: JobSpec
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    staged_at: datetime | None = None
+
+
+def file_names(doc: JobDocument) -> list[str]:
+    """Every file name the job places in, or takes from, its working directory."""
+    files = doc.spec.files
+    named = [files.input, files.training_data, files.output, files.meta, files.metrics]
+    return [n for n in named if n is not None] + list(doc.spec.task_files)
+
+
+class PointRun(BaseModel):
+    """One payload run, for the index-th point of the job."""
+
+    index: int
+    point_id: str
+    exit_code: int | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    log_start: int = 0
+    log_end: int | None = None
+
+
+class NodeStatus(BaseModel):
+    """``jobs/<job_id>/status.json``, written only by the node agent."""
+
+    state: NodeState
+    host: str = ""
+    agent_pid: int | None = None
+    pid: int | None = None
+    gpus: list[str] | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    points: list[PointRun] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class HarvesterRecord(BaseModel):
+    """``jobs/<job_id>/harvester.json``: what survives a harvester restart."""
+
+    batch_kind: str = ""
+    batch_id: str | None = None
+    submitted_at: datetime | None = None
+    started_reported: bool = False
+    uploaded: list[str] = Field(default_factory=list)
+
+
+class ReportRecord(BaseModel):
+    """``jobs/<job_id>/reported.json``: the terminal event was answered; never again."""
+
+    kind: Literal["finished", "failed"]
+    generation: int
+    accepted: bool
+    reason: str = ""
+    detail: str = ""
+    reported_at: datetime

@@ -1,0 +1,346 @@
+"""The harvester: the login-node daemon between the central api and the site.
+
+Three loops share one event loop: the site heartbeat (free slots), the lease loop
+(long-polls for jobs while slots are free, stages and submits them), and the scan
+(every ``poll_interval``: relays job heartbeats, notices lost jobs, reports ended
+ones). Everything it needs to go on after ``kill -9`` is in the job directories,
+read back at start; two harvesters on one root are prevented by a lock file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
+from edge.config import SiteConfig, tls_verify
+from edge.documents import HarvesterRecord, NodeSettings
+from edge.fsproto import tail_text, write_text_atomic
+from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
+from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
+from edge.harvester.liveness import Observation, lost_reason, observe
+from edge.harvester.outcome import Outcome, lost
+from edge.harvester.report import decide_from_disk, report_terminal
+from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
+from edge.version import edge_version
+from shared.clock import utcnow
+from shared.edge_api import JobEvent, JobSpec, LeaseRequest, SiteHeartbeatBody
+
+log = logging.getLogger(__name__)
+
+KILL_ON_STATUSES = frozenset({404, 409, 410})
+"""Answers to a job event meaning the api no longer wants this job run here."""
+
+
+class HarvesterLockedError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def root_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the edge root for the harvester's lifetime."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".harvester.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise HarvesterLockedError(f"another harvester is running on {root}") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+class Harvester:
+    """The daemon for one site. ``Harvester(config)`` builds its api client and batch
+    adapter from the config (raising IsolationUnavailableError when network isolation
+    is asked for and impossible); tests inject their own."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        api: EdgeApiClient | None = None,
+        batch: BatchSystem | None = None,
+    ) -> None:
+        self.config = config
+        self.batch = batch or open_batch(config.batch, isolate_network=config.isolate_network)
+        self._owns_api = api is None
+        self.api = api or EdgeApiClient(
+            config.base_url,
+            config.site,
+            config.api_token,
+            verify=tls_verify(config),
+            timeout=config.request_timeout,
+        )
+        self.jobs: dict[str, TrackedJob] = {}
+        self._loaded = False
+        self._slot_freed = asyncio.Event()
+
+    # -- state ---------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the view of active jobs from the job directories (once)."""
+        if self._loaded:
+            return
+        sweep_staging_leftovers(self.config.root)
+        self.jobs = load_active_jobs(self.config.root)
+        self._loaded = True
+        log.info(
+            "harvester for site %s on %s: %d active job(s)",
+            self.config.site,
+            self.config.root,
+            len(self.jobs),
+        )
+
+    def free_slots(self) -> int:
+        return max(0, self.config.slots - len(self.jobs))
+
+    def node_settings(self, spec: JobSpec) -> NodeSettings:
+        return NodeSettings(
+            heartbeat_interval=self.config.heartbeat_interval,
+            kill_grace_seconds=self.config.kill_grace_seconds,
+            runtime=self.config.runtime,
+            image=spec.container,  # a pulled SIF path once image staging exists
+        )
+
+    async def aclose(self) -> None:
+        """Release the api client if this harvester built it (``run`` does it itself)."""
+        if self._owns_api:
+            await self.api.aclose()
+
+    # -- site heartbeat and leases ----------------------------------------------------
+
+    async def heartbeat_site(self) -> None:
+        await self.api.heartbeat(
+            SiteHeartbeatBody(
+                arch=self.config.arch,
+                free_slots=self.free_slots(),
+                total_slots=self.config.slots,
+                version=edge_version(),
+            )
+        )
+
+    async def lease_once(self, wait_seconds: float) -> int:
+        """Ask for as many jobs as there are free slots; start them. Returns how many."""
+        free = self.free_slots()
+        if free == 0:
+            return 0
+        reply = await self.api.lease(
+            LeaseRequest(max_jobs=min(free, 1000), wait_seconds=wait_seconds)
+        )
+        for spec in reply.jobs:
+            try:
+                await self._start_job(spec)
+            except ApiUnavailableError as exc:
+                # Staged and submitted: the scan sends the missing event later.
+                log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
+        return len(reply.jobs)
+
+    async def _start_job(self, spec: JobSpec) -> None:
+        root = self.config.root
+        try:
+            paths, new = await asyncio.to_thread(stage_job, root, spec, self.node_settings(spec))
+        except (StagingError, OSError) as exc:
+            log.error("job %s cannot be staged: %s", spec.job_id, exc)
+            await self._send(
+                spec.job_id,
+                JobEvent(
+                    kind="failed",
+                    generation=spec.generation,
+                    reason=f"the site could not stage the job: {exc}",
+                ),
+            )
+            return
+        job = await asyncio.to_thread(load_job, paths)
+        if job is None:  # cannot happen short of someone editing the directory
+            log.error("job %s: staged directory %s unreadable", spec.job_id, paths.dir)
+            return
+        if new:
+            try:
+                batch_id = await asyncio.to_thread(self.batch.submit, paths.dir)
+            except BatchSubmitError as exc:
+                self.jobs[job.job_id] = job
+                await self._report(job, lost(f"the site could not submit the job: {exc}", ""))
+                return
+            job.record = HarvesterRecord(
+                batch_kind=self.batch.kind, batch_id=batch_id, submitted_at=utcnow()
+            )
+            await asyncio.to_thread(job.save_record)
+            log.info("job %s (generation %d) submitted as %s", job.job_id, job.generation, batch_id)
+        # Tracked only once ``started`` is answered, so that a concurrent scan never sees
+        # it half started, nor reports a fast job's end before its start.
+        try:
+            await self._send_started(job)
+        finally:
+            self.jobs[job.job_id] = job
+
+    # -- job events -------------------------------------------------------------------
+
+    async def _send(self, job_id: str, event: JobEvent) -> bool | None:
+        """Send ``event``; return the reply's ``kill`` (None if the api refused it)."""
+        try:
+            reply = await self.api.job_event(job_id, event)
+        except EdgeApiError as exc:
+            log.warning("job %s: %s event refused: %s", job_id, event.kind, exc)
+            return True if exc.status in KILL_ON_STATUSES else None
+        if not reply.accepted:
+            log.warning(
+                "job %s: %s event not accepted: %s",
+                job_id,
+                event.kind,
+                reply.detail or "stale lease",
+            )
+        return reply.kill
+
+    async def _send_started(self, job: TrackedJob) -> None:
+        kill = await self._send(job.job_id, JobEvent(kind="started", generation=job.generation))
+        job.record.started_reported = True
+        await asyncio.to_thread(job.save_record)
+        job.last_beat = time.monotonic()
+        if kill:
+            await self._request_kill(job, "the central service cancelled the job")
+
+    async def _request_kill(self, job: TrackedJob, reason: str) -> None:
+        if not job.paths.kill.exists():
+            log.info("job %s: kill (%s)", job.job_id, reason)
+            await asyncio.to_thread(write_text_atomic, job.paths.kill, reason + "\n")
+        if not job.paths.heartbeat.exists() and job.record.batch_id:
+            await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
+
+    async def _report(self, job: TrackedJob, outcome: Outcome, host: str = "") -> None:
+        if await report_terminal(self.api, job, outcome, host):
+            self.jobs.pop(job.job_id, None)
+            self._slot_freed.set()
+
+    # -- the scan ---------------------------------------------------------------------
+
+    async def scan(self) -> None:
+        """One pass over the active jobs: report ended ones, find lost ones, relay
+        heartbeats of the others."""
+        jobs = list(self.jobs.values())
+        if not jobs:
+            return
+        batch_ids = [j.record.batch_id for j in jobs if j.record.batch_id]
+        states: dict[str, BatchState] = {}
+        if batch_ids:
+            states = await asyncio.to_thread(self.batch.poll, batch_ids)
+        seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
+        for job, obs in zip(jobs, seen, strict=True):
+            state = states.get(job.record.batch_id or "", "unknown")
+            try:
+                await self._scan_job(job, obs, state)
+            except ApiUnavailableError as exc:
+                log.warning("api unavailable, scan cut short: %s", exc)
+                return
+            except Exception:
+                log.exception("job %s: scan failed", job.job_id)
+
+    async def _scan_job(self, job: TrackedJob, obs: Observation, state: BatchState) -> None:
+        if not job.record.started_reported:
+            await self._send_started(job)
+        status = obs.status
+        if status is not None and status.terminal:
+            outcome = await asyncio.to_thread(decide_from_disk, job, status)
+            await self._report(job, outcome, status.host)
+            return
+        job.done_polls = job.done_polls + 1 if state == "done" else 0
+        reason = lost_reason(
+            obs,
+            state,
+            done_scans=job.done_polls,
+            submitted=job.record.batch_id is not None,
+            limit=self.config.lost_after_seconds,
+        )
+        if reason is not None:
+            await self._request_kill(job, reason)
+            if job.record.batch_id:  # also sweeps what a dead agent left running
+                await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
+            agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
+            await self._report(job, lost(reason, agent_tail), status.host if status else "")
+            return
+        if time.monotonic() - job.last_beat >= self.config.heartbeat_interval:
+            kill = await self._send(
+                job.job_id,
+                JobEvent(
+                    kind="heartbeat",
+                    generation=job.generation,
+                    host=status.host if status else "",
+                ),
+            )
+            job.last_beat = time.monotonic()
+            if kill:
+                await self._request_kill(job, "the central service asked to stop the job")
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run_once(self, lease_wait: float = 0.0) -> None:
+        """One step of everything (for tests and tools): scan, heartbeat, lease."""
+        self.load()
+        await self.scan()
+        await self.heartbeat_site()
+        await self.lease_once(lease_wait)
+
+    async def _every(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[object]],
+        interval: float,
+        stop: asyncio.Event,
+    ) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await step()
+            except ApiUnavailableError as exc:
+                log.warning("%s: api unavailable: %s", name, exc)
+            except EdgeApiError as exc:
+                log.error("%s: %s", name, exc)
+            except Exception:
+                log.exception("%s failed", name)
+            pause = max(0.0, interval - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+
+    async def _lease_step(self) -> None:
+        if self.free_slots() == 0:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), self.config.poll_interval)
+            return
+        await self.lease_once(self.config.lease_wait_seconds)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then finish the steps in flight; holds the root
+        lock. Cancelling the task instead stops at once, as ``kill -9`` would."""
+        try:
+            with root_lock(self.config.root):
+                await asyncio.to_thread(self.load)
+                await self._run_loops(stop)
+        finally:
+            await self.aclose()
+        log.info("harvester stopped")
+
+    async def _run_loops(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        loops = [
+            asyncio.create_task(self._every("scan", self.scan, cfg.poll_interval, stop)),
+            asyncio.create_task(
+                self._every("site heartbeat", self.heartbeat_site, cfg.poll_interval, stop)
+            ),
+            asyncio.create_task(self._every("lease", self._lease_step, cfg.poll_interval, stop)),
+        ]
+        try:
+            await stop.wait()
+            # Let each loop finish its step (a report half-sent, a lease just granted)
+            # rather than drop it; cancel what outlives the grace period.
+            await asyncio.wait(loops, timeout=cfg.lease_wait_seconds + cfg.request_timeout)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)

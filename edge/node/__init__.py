@@ -1,0 +1,1 @@
+"""The compute-node agent: runs inside the batch job and never uses the network."""

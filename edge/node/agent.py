@@ -1,0 +1,222 @@
+"""The compute-node agent: runs the evaluation payload of one staged job directory.
+
+It is what the batch job executes (``python -m edge.node run-job JOB_DIR``) and it only
+reads and writes files under the job directory; it never opens a network connection.
+For each point of the job, in order, it writes ``input.json`` (the point's parameters),
+runs the exec string through the configured runtime with output to ``payload.log``,
+and moves what the payload produced (output, meta and metrics files) to
+``points/<index>/``, so every point's result survives the next one. Meanwhile it
+touches ``heartbeat`` and watches for ``kill``.
+
+``status.json`` ends as ``finished`` when every payload exited 0 and ``failed``
+otherwise; whether the evaluation *succeeded* is the harvester's call, from the
+output files. A bad ``job.json`` never produces a traceback: the agent writes a failed
+status with the reason, which the harvester turns into a message for the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+from edge.documents import JobDocument, NodeState, NodeStatus, PointRun, file_names
+from edge.fsproto import (
+    JobPaths,
+    check_file_name,
+    read_json,
+    read_text,
+    touch,
+    write_json_atomic,
+)
+from edge.node.placeholders import substitute_exec
+from edge.node.supervise import PayloadExit, Supervision, run_payload
+from shared.clock import utcnow
+from shared.edge_api import PointSpec
+from shared.runtime import Launch, RuntimeUnsupportedError, open_runtime
+
+log = logging.getLogger(__name__)
+
+CANNOT_START = 127
+
+
+class JobSetupError(Exception):
+    """The job cannot be run as staged; the message is for the user."""
+
+
+class NodeAgent:
+    def __init__(self, job_dir: Path, *, host: str | None = None) -> None:
+        self.paths = JobPaths(job_dir.resolve())
+        self.host = host or socket.gethostname()
+        self._signal_reason: str | None = None
+        self._status = NodeStatus(state="running", host=self.host, agent_pid=os.getpid())
+
+    def request_stop(self, reason: str) -> None:
+        """Called from a signal handler (batch cancel, walltime): stop like a kill."""
+        self._signal_reason = reason
+
+    def _stop_reason(self) -> str | None:
+        if self._signal_reason is not None:
+            return self._signal_reason
+        if self.paths.kill.exists():
+            why = (read_text(self.paths.kill) or "").strip()
+            return f"kill requested by the harvester{': ' + why if why else ''}"
+        return None
+
+    def _save(self) -> None:
+        write_json_atomic(self.paths.status, self._status.model_dump(mode="json"))
+
+    def _heartbeat(self) -> None:
+        touch(self.paths.heartbeat)
+
+    def _finish(self, state: NodeState, exit_code: int | None, reason: str = "") -> int:
+        self._status.state = state
+        self._status.exit_code = exit_code
+        self._status.reason = reason
+        self._status.pid = None
+        self._status.ended_at = utcnow()
+        self._save()
+        self._heartbeat()
+        log.info("job %s %s (exit %s) %s", self.paths.job_id, state, exit_code, reason)
+        return 0 if state == "finished" else 1
+
+    def fail_internally(self, exc: BaseException) -> int:
+        return self._finish("failed", None, f"internal error in the node agent: {exc!r}")
+
+    def _load(self) -> JobDocument:
+        text = read_text(self.paths.job_json)
+        if text is None:
+            raise JobSetupError(f"{self.paths.job_json} is missing or unreadable")
+        try:
+            return JobDocument.model_validate_json(text)
+        except ValidationError as exc:
+            raise JobSetupError(f"job.json is not a valid job document: {exc}") from exc
+
+    def run(self) -> int:
+        """Run the job to its end; the return value is the agent's exit code."""
+        if not self.paths.dir.is_dir():
+            print(f"hpo-edge node: no job directory {self.paths.dir}", file=sys.stderr)
+            return 2
+        previous = read_json(self.paths.status)
+        if isinstance(previous, dict) and previous.get("state") not in (None, "running"):
+            log.warning(
+                "job %s already ended (%s): not run again", self.paths.job_id, previous.get("state")
+            )
+            return 0 if previous.get("state") == "finished" else 1
+        self._status.started_at = utcnow()
+        self._save()
+        self._heartbeat()
+        try:
+            doc = self._load()
+            return self._run_points(doc)
+        except (JobSetupError, RuntimeUnsupportedError, ValueError, OSError) as exc:
+            return self._finish("failed", None, str(exc))
+
+    def _run_points(self, doc: JobDocument) -> int:
+        spec, node = doc.spec, doc.node
+        for name in file_names(doc):
+            check_file_name(name)
+        self._status.gpus = node.gpus
+        runtime = open_runtime(node.runtime.kind, node.runtime)
+        work = self.paths.work
+        work.mkdir(exist_ok=True)
+        if not (work / spec.files.training_data).exists():
+            write_json_atomic(work / spec.files.training_data, spec.training_files, indent=None)
+        exec_ = substitute_exec(spec.exec, segment=spec.segment, training_files=spec.training_files)
+        sup = Supervision(
+            heartbeat=self._heartbeat,
+            stop_reason=self._stop_reason,
+            heartbeat_interval=node.heartbeat_interval,
+            kill_grace_seconds=node.kill_grace_seconds,
+        )
+        first_failure: int | None = None
+        for index, point in enumerate(spec.points):
+            stop = self._stop_reason()
+            if stop is not None:
+                return self._finish("killed", first_failure, stop)
+            input_path = work / spec.files.input
+            if index > 0 or not input_path.exists():
+                write_json_atomic(input_path, point.params, indent=None)
+            launch = runtime.prepare(exec_, work, spec.env, node.image, node.gpus)
+            for note in launch.notes:
+                log.warning("%s", note)
+            result = self._run_one(index, point, launch, sup, many=len(spec.points) > 1)
+            self._collect(index, doc)
+            if result.stop_reason is not None:
+                return self._finish("killed", result.exit_code, result.stop_reason)
+            if result.exit_code != 0 and first_failure is None:
+                first_failure = result.exit_code
+        if first_failure is None:
+            return self._finish("finished", 0)
+        return self._finish("failed", first_failure, f"payload exited with {first_failure}")
+
+    def _run_one(
+        self, index: int, point: PointSpec, launch: Launch, sup: Supervision, *, many: bool
+    ) -> PayloadExit:
+        fd = os.open(self.paths.payload_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            if many:
+                os.write(fd, f"==== hpo-relay: point {index} ({point.point_id}) ====\n".encode())
+            run = PointRun(
+                index=index, point_id=point.point_id, started_at=utcnow(), log_start=start
+            )
+            self._status.points.append(run)
+
+            def started(pid: int) -> None:
+                self._status.pid = pid
+                self._save()
+
+            try:
+                result = run_payload(launch, fd, sup, started)
+            except (OSError, ValueError) as exc:  # like a shell's "command not found"
+                os.write(fd, f"hpo-relay: could not start the payload: {exc}\n".encode())
+                result = PayloadExit(exit_code=CANNOT_START, pid=0, stop_reason=None)
+            run.exit_code = result.exit_code
+            run.ended_at = utcnow()
+            run.log_end = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+        self._save()
+        return result
+
+    def _collect(self, index: int, doc: JobDocument) -> None:
+        """Move the payload's output, meta and metrics files out of the way of the
+        next point, into ``points/<index>/``."""
+        files = doc.spec.files
+        target = self.paths.point_dir(index)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (files.output, files.meta, files.metrics):
+            if name and os.path.lexists(self.paths.work / name):
+                os.replace(self.paths.work / name, target / name)
+
+
+def main(job_dir: str) -> int:
+    """Entry point of ``hpo-edge node run-job`` and ``python -m edge.node run-job``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    agent = NodeAgent(Path(job_dir))
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        agent.request_stop(f"node agent received {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    try:
+        return agent.run()
+    except Exception as exc:  # a bug here: the admin gets the traceback in agent.log
+        log.exception("node agent failed")
+        try:
+            return agent.fail_internally(exc)
+        except OSError:
+            return 2
+
+
+__all__ = ["JobSetupError", "NodeAgent", "main"]
