@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Run the whole check on a fresh machine: venv, install, ruff, mypy, then pytest with the
+# test servers (RabbitMQ, SecantusDB, moto S3) started and stopped by deploy/dev/infra.py.
+#
+#   deploy/dev/test.sh                      # everything
+#   deploy/dev/test.sh tests/unit -k name   # arguments go to pytest
+#
+# All steps run even if one fails; the exit status is non-zero if any failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+VENV=.venv
+PY="$VENV/bin/python"
+STAMP="$VENV/.hpo-relay-installed"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+make_venv() {
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+}
+
+if [[ ! -x "$PY" ]]; then
+    say "creating $VENV"
+    if ! make_venv; then
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "python3 -m venv failed; install python3-venv (sudo apt-get install -y python3-venv)" >&2
+            exit 1
+        fi
+        say "installing python3-venv"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        make_venv
+    fi
+fi
+
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
+    say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"
+    "$PY" -m pip install -q -e '.[demo,dev]'
+    echo "$wanted" > "$STAMP"
+fi
+
+failed=()
+step() {
+    local name=$1
+    shift
+    say "$name"
+    local code=0
+    "$@" || code=$?
+    if [[ $code -eq 5 && $name == pytest ]]; then
+        echo "pytest collected no tests: that counts as a failure" >&2
+    fi
+    if [[ $code -ne 0 ]]; then
+        failed+=("$name (exit $code)")
+    fi
+}
+
+step ruff "$PY" -m ruff check .
+step mypy "$PY" -m mypy
+step pytest "$PY" deploy/dev/infra.py run -- "$PY" -m pytest "$@"
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+    say "FAILED: ${failed[*]}"
+    exit 1
+fi
+say "all checks passed"
