@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.models import JobStatus, Loss, PointStatus, TaskStatus
+from shared.domain.models import JobStatus, Loss, PointOutcome, PointStatus, TaskStatus
 from shared.domain.taskconfig import TaskConfig
 
 
@@ -84,6 +84,7 @@ class JobView(BaseModel):
     site: str | None
     host: str
     reason: str
+    results: list[PointOutcome]
     created: datetime
     updated: datetime
 

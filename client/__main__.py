@@ -1,0 +1,5 @@
+"""``python -m client`` is ``hpo``."""
+
+from client.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""A small synchronous client of the user api (``/api/v1``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(RuntimeError):
+    """The server refused a request; ``detail`` is what it said, made readable."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def _readable(detail: Any) -> str:
+    if isinstance(detail, list):
+        lines = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
+                lines.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg")))
+            else:
+                lines.append(str(item))
+        return "\n".join(lines)
+    return str(detail)
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            reply = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from None
+        if reply.is_error:
+            try:
+                detail = reply.json().get("detail", reply.text)
+            except ValueError:
+                detail = reply.text
+            raise ApiError(reply.status_code, _readable(detail))
+        return reply.json()
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/api/v1/whoami")
+        return result
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/tasks", json=body)
+        return result
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/tasks/{task_id}")
+        return result
+
+    def tasks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/tasks")
+        return result
+
+    def points(self, task_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/points")
+        return result
+
+    def jobs(self, task_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/jobs")
+        return result
+
+    def artifacts(self, task_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/artifacts")
+        return result
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/api/v1/tasks/{task_id}/cancel")
+        return result
