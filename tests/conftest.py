@@ -43,9 +43,7 @@ def _server_url(var: str, default: str | None, default_port: int, what: str) -> 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    return _server_url(
-        "HPO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", 5672, "RabbitMQ"
-    )
+    return _server_url("HPO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", 5672, "RabbitMQ")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,8 @@ fi
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"
-    "$PY" -m pip install -q -e '.[demo,dev]'
+    # (this machine's pip warns about every absent local index entry: drop that noise)
+    "$PY" -m pip install -q -e '.[demo,dev]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
     echo "$wanted" > "$STAMP"
 fi
 
@@ -58,6 +59,7 @@ step() {
 }
 
 step ruff "$PY" -m ruff check .
+step ruff-format "$PY" -m ruff format --check .
 step mypy "$PY" -m mypy
 step pytest "$PY" deploy/dev/infra.py run -- "$PY" -m pytest "$@"
 

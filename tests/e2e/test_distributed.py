@@ -49,14 +49,27 @@ class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.how: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.how[name] = (args, env)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [sys.executable, *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         self.procs.append((name, proc))
+
+    def kill9_and_restart(self, name: str) -> None:
+        """Crash a process the hard way and start it again with the same arguments."""
+        for i, (proc_name, proc) in enumerate(self.procs):
+            if proc_name == name:
+                proc.kill()
+                proc.wait()
+                self.procs.pop(i)
+                self.start(name, *self.how[name])
+                return
+        raise KeyError(name)
 
     def check_alive(self) -> None:
         for name, proc in self.procs:
@@ -210,6 +223,15 @@ def test_tasks_complete_across_processes(system: dict[str, Any]) -> None:
             f"{system['api']}/api/v1/tasks/{task['id']}", headers={"Authorization": f"Bearer {bob}"}
         )
         assert other.status_code == 404
+
+        # Crash the stateful middle of the pipeline mid-task: nothing may be lost or
+        # counted twice (ARCHITECTURE.md section 4).
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/v1/tasks/{task['id']}").json()["progress"]["evaluated"] < 3:
+            assert time.monotonic() < deadline, "no progress before the crash"
+            time.sleep(0.3)
+        for name in ("steering", "jobbuilder", "broker"):
+            system["procs"].kill9_and_restart(name)
 
         final = wait_done(client, task["id"], system["procs"], 240)
         assert final["status"] == "done", final
