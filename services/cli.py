@@ -57,6 +57,7 @@ def run(
 ) -> None:
     """Run one service (or all of them) until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if embedded:
         from services.embedded import run_embedded_forever
 

@@ -247,10 +247,20 @@ def test_tasks_complete_across_processes(system: dict[str, Any]) -> None:
         assert len(jobs) == 12 + retried
         assert sum(j["status"] == "failed" for j in jobs) == retried
         assert final["best"]["loss"] == min(p["loss"] for p in points)
-        artifacts = client.get(f"/api/v1/tasks/{task['id']}/artifacts").json()
+        # the storage service re-reads every upload and checks its size and sha256
+        deadline = time.monotonic() + 30
+        while True:
+            artifacts = client.get(f"/api/v1/tasks/{task['id']}/artifacts").json()
+            if all(a["verified"] is not None for a in artifacts):
+                break
+            assert time.monotonic() < deadline, artifacts
+            time.sleep(0.5)
+        assert all(a["verified"] for a in artifacts), artifacts
         metrics = [a for a in artifacts if a["kind"] == "metrics"]
         assert len(metrics) == 12
-        assert httpx.get(metrics[0]["url"]).status_code == 200
+        assert all(a["key"].startswith(f"alice/{task['id']}/") for a in artifacts)
+        tarball = httpx.get(metrics[0]["url"])
+        assert tarball.status_code == 200 and tarball.content[:2] == b"\x1f\x8b"  # gzip
 
         if system["isolated"]:  # the payload could not reach the api: no network at all
             finished = [j for j in jobs if j["status"] == "finished"]

@@ -292,3 +292,39 @@ async def test_bad_submissions_name_the_field(system: Central, http: httpx.Async
     assert reply.status_code == 422
     assert reply.json()["detail"][0]["loc"] == ["body", "files", "space.json"]
     assert (await http.get("/api/v1/tasks", headers=headers)).json() == []
+
+
+async def test_expired_and_revoked_tokens_are_refused(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    from datetime import timedelta
+
+    from services.api.auth import issue_token
+
+    token, secret = await issue_token(system.ctx.store, "carol", ["user"])
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert (await http.get("/api/v1/whoami", headers=headers)).json()["owner"] == "carol"
+    assert await system.ctx.store.tokens.revoke(token.id)
+    assert (await http.get("/api/v1/whoami", headers=headers)).status_code == 401
+    _, expired = await issue_token(system.ctx.store, "carol", ["user"], ttl=timedelta(seconds=-1))
+    reply = await http.get("/api/v1/whoami", headers={"Authorization": f"Bearer {expired}"})
+    assert reply.status_code == 401
+    stored = await system.ctx.store.tokens.list_for_owner("carol")
+    assert all(secret not in t.hash for t in stored)  # only hashes are kept
+
+
+async def test_monitor_lists_own_tasks_with_progress(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    alice = await system.token("alice", ["user"])
+    bob = await system.token("bob", ["user"])
+    task = await submit(http, alice)
+    async with httpx.AsyncClient(base_url=system.monitor_url, timeout=10) as monitor:
+        page = await monitor.get("/")
+        assert page.status_code == 200 and "monitor/api/tasks" in page.text
+        mine = await monitor.get("/monitor/api/tasks", headers={"Authorization": f"Bearer {alice}"})
+        assert [t["id"] for t in mine.json()] == [task["id"]]
+        assert mine.json()[0]["progress"]["max_points"] == 6
+        theirs = await monitor.get("/monitor/api/tasks", headers={"Authorization": f"Bearer {bob}"})
+        assert theirs.json() == []
+        assert (await monitor.get("/monitor/api/tasks")).status_code == 401
