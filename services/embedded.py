@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from edge.harvester.daemon import Harvester
-
 from edge.config import SiteConfig
+from edge.harvester.daemon import Harvester
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, run_assembly
 from services.context import Context, open_context
