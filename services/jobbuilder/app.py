@@ -60,7 +60,7 @@ class JobBuilderService:
         for job in await self.ctx.store.jobs.unapplied():
             await self.apply(job)
         for task in await self.ctx.store.tasks.list_active():
-            await self.build(task.id)
+            await self.build(task.id, repair=True)
 
     async def apply(self, job: Job) -> None:
         """Apply a terminal job's outcome to its points, once."""
@@ -111,12 +111,15 @@ class JobBuilderService:
                 )
         await store.jobs.mark_applied(job.id)
 
-    async def build(self, task_id: str) -> None:
+    async def build(self, task_id: str, *, repair: bool = False) -> None:
+        """Define the jobs the task may have now; ``repair`` also re-creates jobs lost
+        to a crash (only the periodic pass needs that)."""
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
             if task is None or task.status not in BUILDING:
                 return
-            await self._recover_pending(task)
+            if repair:
+                await self._recover_pending(task)
             await self._define_jobs(task)
             await self._maybe_finish(task)
 
@@ -157,12 +160,14 @@ class JobBuilderService:
 
     async def _maybe_finish(self, task: Task) -> None:
         store = self.ctx.store
-        counts = await store.points.count_by_status(task.id)
-        open_points = counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value]
         segments = await store.segments.list_for_task(task.id)
         total_jobs = await store.jobs.count(task.id, active_only=False)
-        generation_over = all(s.exhausted for s in segments) and open_points == 0
         budget_over = total_jobs >= task.config.max_jobs
+        if not budget_over and not all(s.exhausted for s in segments):
+            return
+        counts = await store.points.count_by_status(task.id)
+        open_points = counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value]
+        generation_over = all(s.exhausted for s in segments) and open_points == 0
         if not (generation_over or budget_over):
             return
         if task.status is TaskStatus.RUNNING:

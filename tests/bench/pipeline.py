@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -34,6 +35,26 @@ from shared.store.server import start_secantus
 from tests.integration.central import FakeSite, central
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts database commands, to say where the central time goes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+COMMANDS = CommandCounter()
+monitoring.register(COMMANDS)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -70,6 +91,7 @@ async def measure(backend: str, bus_url: str, mongo_url: str, points: int) -> di
             reply.raise_for_status()
             task_id = reply.json()["id"]
             latencies: list[float] = []
+            commands_before = COMMANDS.count
             started = time.perf_counter()
             jobs = await site.lease(wait=30)
             for _ in range(points):
@@ -83,6 +105,7 @@ async def measure(backend: str, bus_url: str, mongo_url: str, points: int) -> di
                 jobs = await site.lease(wait=30)
                 latencies.append(time.perf_counter() - sent)
             total = time.perf_counter() - started
+            commands = COMMANDS.count - commands_before
             while True:
                 view = await http.get(
                     f"/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {user}"}
@@ -97,6 +120,7 @@ async def measure(backend: str, bus_url: str, mongo_url: str, points: int) -> di
         "overhead_per_point_ms": round(total / points * 1e3, 1),
         "result_to_leasable_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "result_to_leasable_p99_ms": round(percentile(latencies, 0.99) * 1e3, 1),
+        "db_commands_per_point": round(commands / points, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
     }

@@ -42,7 +42,7 @@ async def central(
         "artifacts_url": artifacts_url,
         "public_url": api_url,
         "dev_mode": True,
-        "reconcile_interval": 0.3,
+        "reconcile_interval": extra.pop("reconcile_interval", 0.3),
         "lease_poll_interval": 0.05,
         **extra,
     }
