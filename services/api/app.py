@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.api.routers import edge, tasks
+from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
 from shared.clock import new_id
@@ -44,19 +45,8 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     return app
 
 
-class ApiService:
-    """The api as a service: an HTTP server with nothing to reconcile."""
-
+class ApiService(WebService):
     name = "api"
 
     def __init__(self, ctx: Context, settings: ApiSettings) -> None:
-        self.app = create_app(ctx, settings)
-
-    async def start(self) -> None:
-        return None
-
-    async def reconcile(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
+        super().__init__(create_app(ctx, settings))

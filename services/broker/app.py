@@ -13,8 +13,8 @@ import logging
 from datetime import timedelta
 
 from services.broker.logic import choose_site
+from services.consumer import BusConsumer
 from services.context import Context
-from shared.bus import Subscription
 from shared.clock import utcnow
 from shared.config import BrokerSettings
 from shared.domain.models import JobStatus, Site
@@ -25,20 +25,13 @@ log = logging.getLogger(__name__)
 ROUTING_KEYS = ("job.defined", "site.heartbeat")
 
 
-class BrokerService:
+class BrokerService(BusConsumer):
     name = "broker"
+    routing_keys = ROUTING_KEYS
 
     def __init__(self, ctx: Context, settings: BrokerSettings) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.settings = settings
-        self._subscription: Subscription | None = None
-
-    async def start(self) -> None:
-        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
 
     async def on_message(self, message: Message) -> None:
         await self.assign()

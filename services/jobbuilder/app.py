@@ -13,9 +13,9 @@ import asyncio
 import logging
 from collections import defaultdict
 
+from services.consumer import BusConsumer
 from services.context import Context
 from services.jobbuilder.logic import Verdict, job_slots, judge, scalar_loss
-from shared.bus import Subscription
 from shared.domain.models import Job, JobStatus, Point, PointStatus, Task, TaskStatus
 from shared.messages import (
     JobDefined,
@@ -31,20 +31,13 @@ ROUTING_KEYS = ("task.submitted", "points.generated", "job.finished", "job.faile
 BUILDING = (TaskStatus.RUNNING, TaskStatus.FINISHING)
 
 
-class JobBuilderService:
+class JobBuilderService(BusConsumer):
     name = "jobbuilder"
+    routing_keys = ROUTING_KEYS
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._subscription: Subscription | None = None
-
-    async def start(self) -> None:
-        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
 
     async def on_message(self, message: Message) -> None:
         job_id = getattr(message, "job_id", None)

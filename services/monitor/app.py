@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from services.api.deps import Ctx, CurrentUser
 from services.api.schemas import TaskView
 from services.api.views import task_view
+from services.consumer import WebService
 from services.context import Context
 from shared.config import MonitorSettings
 
@@ -45,17 +46,8 @@ def create_app(ctx: Context, settings: MonitorSettings) -> FastAPI:
     return app
 
 
-class MonitorService:
+class MonitorService(WebService):
     name = "monitor"
 
     def __init__(self, ctx: Context, settings: MonitorSettings) -> None:
-        self.app = create_app(ctx, settings)
-
-    async def start(self) -> None:
-        return None
-
-    async def reconcile(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
+        super().__init__(create_app(ctx, settings))

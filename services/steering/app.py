@@ -12,10 +12,10 @@ import asyncio
 import logging
 from collections import defaultdict
 
+from services.consumer import BusConsumer
 from services.context import Context
 from services.steering.logic import SegmentCounts, points_to_generate, segment_seed, task_seed
 from services.steering.sampler import suggest
-from shared.bus import Subscription
 from shared.domain.models import Point, PointStatus, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
 from shared.searchspace import canonical_key, parse_search_space
@@ -30,20 +30,13 @@ def point_id(task_id: str, segment: str, index: int) -> str:
     return f"{task_id}.{segment}.{index}"
 
 
-class SteeringService:
+class SteeringService(BusConsumer):
     name = "steering"
+    routing_keys = ROUTING_KEYS
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._subscription: Subscription | None = None
-
-    async def start(self) -> None:
-        self._subscription = await self.ctx.bus.subscribe(self.name, ROUTING_KEYS, self.on_message)
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
 
     async def on_message(self, message: Message) -> None:
         task_id = getattr(message, "task_id", None)

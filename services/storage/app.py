@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from services.consumer import BusConsumer
 from services.context import Context
 from shared.artifacts import ArtifactNotFoundError
-from shared.bus import Subscription
 from shared.config import StorageSettings
 from shared.domain.models import Artifact
 from shared.messages import ArtifactUploaded, Message
@@ -22,22 +22,13 @@ from shared.messages import ArtifactUploaded, Message
 log = logging.getLogger(__name__)
 
 
-class StorageService:
+class StorageService(BusConsumer):
     name = "storage"
+    routing_keys = ("artifact.uploaded",)
 
     def __init__(self, ctx: Context, settings: StorageSettings) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.settings = settings
-        self._subscription: Subscription | None = None
-
-    async def start(self) -> None:
-        self._subscription = await self.ctx.bus.subscribe(
-            self.name, ("artifact.uploaded",), self.on_message
-        )
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.cancel()
 
     async def on_message(self, message: Message) -> None:
         if isinstance(message, ArtifactUploaded):
