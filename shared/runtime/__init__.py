@@ -1,33 +1,63 @@
 """Payload runtimes: a port and one module per implementation, chosen by ``kind``.
 
-Only ``process`` exists so far; ``apptainer``, ``singularity`` and ``bwrap`` slot in as
-further modules with their own config model, added to :data:`RuntimeConfig` (then a
-discriminated union on ``kind``) and to the registry below.
+* ``process``: a plain child process on the host; isolates nothing (development);
+* ``bwrap``: a bubblewrap sandbox on the host's software: read-only root, one writable
+  working directory, no network; runs no image;
+* ``apptainer`` and ``singularity``: ``exec`` of a pulled, read-only SIF image
+  (contract-tested only: neither tool is installable on the test machines).
+
+Each module's docstring says what it isolates and what it does not. A site picks one in
+its ``[runtime]`` table, validated as :data:`RuntimeConfig` (a union on ``kind``; a table
+without ``kind`` is the ``process`` runtime, as before there was a choice).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter
 
+from shared.runtime.apptainer import ApptainerRuntime, ApptainerRuntimeConfig
+from shared.runtime.bwrap import BwrapRuntime, BwrapRuntimeConfig
 from shared.runtime.port import Launch, Runtime, RuntimeUnsupportedError
 from shared.runtime.process import ProcessRuntime, ProcessRuntimeConfig
+from shared.runtime.singularity import SingularityRuntime, SingularityRuntimeConfig
 
-RuntimeConfig = ProcessRuntimeConfig
-"""The typed ``[runtime]`` table of a site config; a union on ``kind`` once there are more."""
-
-
-def _process(config: Mapping[str, Any]) -> Runtime:
-    return ProcessRuntime(ProcessRuntimeConfig.model_validate(config))
+DEFAULT_KIND = "process"
 
 
-_REGISTRY: dict[str, Callable[[Mapping[str, Any]], Runtime]] = {"process": _process}
+def _kind_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("kind", DEFAULT_KIND))
+    return str(getattr(value, "kind", DEFAULT_KIND))
+
+
+RuntimeConfig = Annotated[
+    Annotated[ProcessRuntimeConfig, Tag("process")]
+    | Annotated[BwrapRuntimeConfig, Tag("bwrap")]
+    | Annotated[ApptainerRuntimeConfig, Tag("apptainer")]
+    | Annotated[SingularityRuntimeConfig, Tag("singularity")],
+    Discriminator(_kind_of),
+]
+"""The typed ``[runtime]`` table of a site config (and of ``job.json``), by ``kind``."""
+
+_FACTORIES: dict[str, Callable[[Any], Runtime]] = {
+    "process": ProcessRuntime,
+    "bwrap": BwrapRuntime,
+    "apptainer": ApptainerRuntime,
+    "singularity": SingularityRuntime,
+}
+_CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
 
 def runtime_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_FACTORIES)
+
+
+def parse_runtime_config(data: Mapping[str, Any]) -> RuntimeConfig:
+    """Validate a ``[runtime]`` table; pydantic's ValidationError names the bad key."""
+    return _CONFIG.validate_python(dict(data))
 
 
 def open_runtime(kind: str, config: BaseModel | Mapping[str, Any] | None = None) -> Runtime:
@@ -36,7 +66,7 @@ def open_runtime(kind: str, config: BaseModel | Mapping[str, Any] | None = None)
     Raises ValueError for an unknown kind and pydantic's ValidationError for a config
     that does not fit the kind.
     """
-    factory = _REGISTRY.get(kind)
+    factory = _FACTORIES.get(kind)
     if factory is None:
         raise ValueError(f"unknown runtime {kind!r}: use one of {', '.join(runtime_kinds())}")
     if config is None:
@@ -47,15 +77,19 @@ def open_runtime(kind: str, config: BaseModel | Mapping[str, Any] | None = None)
         data = {"kind": kind, **config}
     if data.get("kind", kind) != kind:
         raise ValueError(f"runtime config is for {data['kind']!r}, not {kind!r}")
-    return factory(data)
+    return factory(parse_runtime_config({**data, "kind": kind}))
 
 
 __all__ = [
+    "ApptainerRuntimeConfig",
+    "BwrapRuntimeConfig",
     "Launch",
     "ProcessRuntimeConfig",
     "Runtime",
     "RuntimeConfig",
     "RuntimeUnsupportedError",
+    "SingularityRuntimeConfig",
     "open_runtime",
+    "parse_runtime_config",
     "runtime_kinds",
 ]

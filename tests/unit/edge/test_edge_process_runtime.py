@@ -41,7 +41,7 @@ def test_an_image_is_refused_unless_the_site_allows_ignoring_it(tmp_path: Path) 
 
 
 def test_registry_errors() -> None:
-    with pytest.raises(ValueError, match="unknown runtime 'apptainer'"):
-        open_runtime("apptainer")
+    with pytest.raises(ValueError, match="unknown runtime 'docker'"):
+        open_runtime("docker")
     with pytest.raises(ValidationError):
         open_runtime("process", {"bind": "/data"})
