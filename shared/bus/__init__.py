@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from shared.bus.port import Bus, DeadLetter, Handler, Subscription
+from shared.bus.port import (
+    Bus,
+    DeadLetter,
+    Handler,
+    NoResponderError,
+    RemoteError,
+    RequestError,
+    RequestHandler,
+    RequestLostError,
+    RequestTimeoutError,
+    Subscription,
+    register_rpc,
+)
 
 
 def open_bus(url: str, *, prefix: str = "", delivery_limit: int = 5) -> Bus:
@@ -23,4 +35,17 @@ def open_bus(url: str, *, prefix: str = "", delivery_limit: int = 5) -> Bus:
     raise ValueError(f"unsupported bus URL scheme {scheme!r}: use amqp:// or memory://")
 
 
-__all__ = ["Bus", "DeadLetter", "Handler", "Subscription", "open_bus"]
+__all__ = [
+    "Bus",
+    "DeadLetter",
+    "Handler",
+    "NoResponderError",
+    "RemoteError",
+    "RequestError",
+    "RequestHandler",
+    "RequestLostError",
+    "RequestTimeoutError",
+    "Subscription",
+    "open_bus",
+    "register_rpc",
+]

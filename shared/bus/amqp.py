@@ -25,12 +25,34 @@ raises and is not retried here (the reconcile loops cover it, ARCHITECTURE.md §
 bindings are only ever added, never removed; changing ``delivery_limit`` of an existing
 queue fails with PRECONDITION_FAILED until the queue is deleted; the dead-letter queue
 has no delivery limit of its own on RabbitMQ 3.x (RabbitMQ 4 applies its default of 20).
+
+Requests (``request``/``serve``, semantics in port.py):
+
+* Each target has a classic, non-durable, auto-delete queue ``hpo.rpc.<target>`` that
+  its servers declare and consume, published to through the default exchange. A request
+  is worth nothing once its caller gave up, so the queue needs neither durability nor
+  replication (a quorum queue would add a consensus round to every ask), and
+  auto-delete makes it vanish with its last server: a request for a target nobody serves
+  is published ``mandatory`` and comes back at once (``NoResponderError``). Until the
+  broker has deleted the queue of a server that just left, requests time out instead.
+* Requests are non-persistent and expire (per-message TTL) when the caller's timeout
+  does, so stale requests do not pile up behind a slow server.
+* Replies come back over RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to``), consumed
+  without ack on the confirm channel that publishes the requests, matched by correlation
+  id. Unlike a reply queue per process it declares nothing, costs no queue on the
+  broker, and its address dies with the channel, which is what we want: a reconnect
+  fails the requests in flight with ``RequestLostError`` at once, as their replies could
+  never arrive, instead of letting them hang until their timeout.
+* A server acknowledges a request after sending the reply, so ``prefetch`` bounds the
+  handlers running; a request that comes back redelivered (its server died mid-call) is
+  dropped unanswered, since the bus does not retry requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -46,13 +68,28 @@ from aio_pika.abc import (
 )
 from pydantic import ValidationError
 
-from shared.bus.port import DeadLetter, DeadLetterHandler, Handler
+from shared.bus.port import (
+    DeadLetter,
+    DeadLetterHandler,
+    Handler,
+    NoResponderError,
+    RequestError,
+    RequestHandler,
+    RequestLostError,
+    RequestTimeoutError,
+    answer,
+    check_target,
+    encode_rpc,
+    read_reply,
+)
 from shared.messages import Message, UnknownMessageError, decode, encode
 
 log = logging.getLogger(__name__)
 
 _Work = Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
 _CANCEL_TIMEOUT = 5.0
+_REPLY_TO = "amq.rabbitmq.reply-to"
+_Reply = tuple[str, bytes]
 
 
 class _PoisonError(Exception):
@@ -86,9 +123,15 @@ class AmqpBus:
         self._exchange: AbstractRobustExchange | None = None
         self._subscriptions: list[_AmqpSubscription] = []
         self._services: set[str] = set()
+        self._rpc_channel: AbstractRobustChannel | None = None
+        self._pending: dict[str, asyncio.Future[_Reply]] = {}
+        self._targets: set[str] = set()
 
     def queue_name(self, service: str) -> str:
         return f"{self._prefix}hpo.{service}"
+
+    def rpc_queue_name(self, target: str) -> str:
+        return f"{self._prefix}hpo.rpc.{check_target(target)}"
 
     async def connect(self) -> None:
         if self._connection is not None:
@@ -106,16 +149,22 @@ class AmqpBus:
                 self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
             )
             await dead.bind(dlx)
+            rpc_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            replies = await rpc_channel.declare_queue(_REPLY_TO, passive=True)
+            await replies.consume(self._on_reply, no_ack=True)
         except BaseException:
             await connection.close()
             raise
+        rpc_channel.close_callbacks.add(self._on_rpc_channel_closed)
         self._connection, self._channel, self._exchange = connection, channel, exchange
+        self._rpc_channel = rpc_channel
 
     async def close(self) -> None:
         for subscription in list(self._subscriptions):
             await subscription.cancel()
+        self._fail_pending("the bus was closed")
         connection, self._connection = self._connection, None
-        self._channel = self._exchange = None
+        self._channel = self._exchange = self._rpc_channel = None
         if connection is not None:
             await connection.close()
 
@@ -176,12 +225,93 @@ class AmqpBus:
         )
         return await self._consume(channel, queue, work)
 
-    async def delete_all(self, services: Iterable[str] = ()) -> None:
-        """Delete the exchanges, the dead-letter queue and the queues of ``services``
-        and of every service this object declared. For tests and tools only."""
+    async def request(
+        self,
+        target: str,
+        message: Message,
+        *,
+        timeout: float,  # noqa: ASYNC109 - it is also the request's TTL in the queue
+    ) -> Message:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        kind, body = encode_rpc(message)
+        queue = self.rpc_queue_name(target)
+        channel = self._require_rpc_channel()
+        correlation_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    await channel.ready()
+                    future = self._pending[correlation_id] = loop.create_future()
+                    request = aio_pika.Message(
+                        body,
+                        type=kind,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                        expiration=max(deadline - loop.time(), 0.001),
+                        correlation_id=correlation_id,
+                        message_id=correlation_id,
+                        reply_to=_REPLY_TO,
+                    )
+                    try:
+                        await channel.default_exchange.publish(
+                            request, routing_key=queue, mandatory=True
+                        )
+                    except aio_pika.exceptions.ChannelInvalidStateError:
+                        # Raised before sending: wait for the channel to be restored.
+                        _forget(self._pending.pop(correlation_id))
+                        await asyncio.sleep(0.1)
+                        continue
+                    except aio_pika.exceptions.PublishError:
+                        raise NoResponderError(f"no server serves {target!r}") from None
+                    except aio_pika.exceptions.DeliveryError as exc:
+                        raise RequestError(f"the broker refused a request: {exc}") from None
+                    except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+                        raise RequestLostError(f"connection lost sending a request: {exc}") from exc
+                    kind, body = await future
+                    break
+        except TimeoutError:
+            raise RequestTimeoutError(f"no reply from {target!r} within {timeout} s") from None
+        finally:
+            pending = self._pending.pop(correlation_id, None)
+            if pending is not None:
+                _forget(pending)
+        return read_reply(kind, body)
+
+    async def serve(
+        self, target: str, handler: RequestHandler, *, prefetch: int = 16
+    ) -> _AmqpSubscription:
+        name = self.rpc_queue_name(target)
+        for attempt in range(3):
+            channel = await self._open_consumer_channel(prefetch)
+            try:
+                queue = await channel.declare_queue(
+                    name, durable=False, auto_delete=True, arguments={"x-queue-type": "classic"}
+                )
+            except BaseException:
+                await channel.close()
+                raise
+            self._targets.add(target)
+            try:
+                return await self._consume(channel, queue, _answering(channel, name, handler))
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                # The last server left between our declare and consume: auto-deleted.
+                log.info("queue %s vanished before it was consumed (attempt %d)", name, attempt)
+        raise RuntimeError(f"could not consume {name}: it keeps being deleted")
+
+    async def delete_all(
+        self, services: Iterable[str] = (), rpc_targets: Iterable[str] = ()
+    ) -> None:
+        """Delete the exchanges, the dead-letter queue, the queues of ``services`` and
+        ``rpc_targets`` and of every service and target this object declared. For tests
+        and tools only."""
         channel = self._require_channel()
         for service in sorted(self._services.union(services)):
             await channel.queue_delete(self.queue_name(service))
+        for target in sorted(self._targets.union(rpc_targets)):
+            await channel.queue_delete(self.rpc_queue_name(target))
         await channel.queue_delete(self.dead_letter_queue)
         await channel.exchange_delete(self.exchange_name)
         await channel.exchange_delete(self._dlx_name)
@@ -190,6 +320,27 @@ class AmqpBus:
         if self._channel is None:
             raise RuntimeError("bus is not connected")
         return self._channel
+
+    def _require_rpc_channel(self) -> AbstractRobustChannel:
+        if self._rpc_channel is None:
+            raise RuntimeError("bus is not connected")
+        return self._rpc_channel
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is None or future.done():
+            log.debug("dropped a reply nobody waits for (%s)", message.correlation_id)
+            return
+        future.set_result((message.type or "", message.body))
+
+    def _on_rpc_channel_closed(self, _: object, exc: BaseException | None) -> None:
+        # Replies are addressed to this channel: those in flight can never arrive.
+        self._fail_pending(f"the connection to the broker was lost ({exc!r})")
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RequestLostError(reason))
 
     async def _declare(
         self, channel: AbstractRobustChannel, service: str, routing_keys: Sequence[str]
@@ -343,6 +494,40 @@ def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
         queue=str(queue),
         reason=str(reason),
     )
+
+
+def _answering(channel: AbstractRobustChannel, queue: str, handler: RequestHandler) -> _Work:
+    """The work of a server: answer each request once, on the channel it came from."""
+
+    async def work(message: AbstractIncomingMessage) -> None:
+        if message.redelivered:
+            log.info("dropped a redelivered request on %s: requests are not retried", queue)
+            return
+        if not message.reply_to:
+            log.warning("dropped a request without reply_to on %s", queue)
+            return
+        kind, body = await answer(handler, message.type or "", message.body)
+        reply = aio_pika.Message(
+            body,
+            type=kind,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            correlation_id=message.correlation_id,
+        )
+        try:
+            await channel.default_exchange.publish(
+                reply, routing_key=message.reply_to, mandatory=False
+            )
+        except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+            log.warning("could not reply on %s (%s); the caller will time out", queue, exc)
+
+    return work
+
+
+def _forget(future: asyncio.Future[_Reply]) -> None:
+    """Mark a settled future's exception as seen, so asyncio does not report it."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _being_cancelled() -> bool:

@@ -15,9 +15,17 @@ per subscription.
 All ``MemoryBus`` objects with the same prefix in one process share one broker, as
 clients of one RabbitMQ server do; ``delete_all`` forgets it.
 
+Requests (``request``/``serve``) mirror the RabbitMQ adapter too, through the same wire
+format: servers of a target take requests round robin, up to ``prefetch`` each; a
+request for a target without servers raises ``NoResponderError`` at once; a request
+still waiting for a server when its caller times out is discarded; a server cancelled
+mid-call abandons its requests unanswered, and when the last server of a target leaves,
+the requests waiting for it are discarded, as RabbitMQ deletes the auto-delete queue.
+
 Not supported: nothing survives the process (the reconcile loops of ARCHITECTURE.md §4
 rebuild the work from the database); no delivery between processes; no connection
-loss to recover from. All objects of one prefix must be used from one event loop.
+loss to recover from (``RequestLostError`` only comes from ``close``). All objects of
+one prefix must be used from one event loop.
 """
 
 from __future__ import annotations
@@ -32,7 +40,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.bus.port import DeadLetter, DeadLetterHandler, Handler
+from shared.bus.port import (
+    DeadLetter,
+    DeadLetterHandler,
+    Handler,
+    NoResponderError,
+    RequestHandler,
+    RequestLostError,
+    RequestTimeoutError,
+    answer,
+    check_target,
+    encode_rpc,
+    read_reply,
+)
 from shared.messages import Message, UnknownMessageError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -119,12 +139,45 @@ class _Queue:
         return None
 
 
+_Reply = tuple[str, bytes]
+
+
+@dataclass(eq=False)
+class _Call:
+    kind: str
+    body: bytes
+    reply: asyncio.Future[_Reply]
+
+
+class _RpcQueue:
+    """Requests of one target waiting for a server, and its servers, round robin."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.servers: list[_MemoryServer] = []
+        self.waiting: deque[_Call] = deque()
+        self._turn = 0
+
+    def dispatch(self) -> None:
+        while self.waiting:
+            count = len(self.servers)
+            for step in range(count):
+                server = self.servers[(self._turn + step) % count]
+                if server.has_capacity():
+                    self._turn = (self._turn + step + 1) % count
+                    server.start(self.waiting.popleft())
+                    break
+            else:
+                return
+
+
 class _Broker:
     """The queues of one prefix."""
 
     def __init__(self, prefix: str) -> None:
         self.dead_letters = _Queue(f"{prefix}hpo.dead-letter", None, None)
         self.queues: dict[str, _Queue] = {}
+        self.rpc_queues: dict[str, _RpcQueue] = {}
 
     def declare(self, name: str, delivery_limit: int, routing_keys: Sequence[str]) -> _Queue:
         queue = self.queues.get(name)
@@ -160,10 +213,14 @@ class MemoryBus:
         self._redelivery_delay = redelivery_delay
         self.dead_letter_queue = f"{prefix}hpo.dead-letter"
         self._broker: _Broker | None = None
-        self._subscriptions: list[_MemorySubscription] = []
+        self._subscriptions: list[_MemorySubscription | _MemoryServer] = []
+        self._pending: set[asyncio.Future[_Reply]] = set()
 
     def queue_name(self, service: str) -> str:
         return f"{self._prefix}hpo.{service}"
+
+    def rpc_queue_name(self, target: str) -> str:
+        return f"{self._prefix}hpo.rpc.{check_target(target)}"
 
     async def connect(self) -> None:
         if self._broker is None:
@@ -175,6 +232,9 @@ class MemoryBus:
     async def close(self) -> None:
         for subscription in list(self._subscriptions):
             await subscription.cancel()
+        for future in self._pending:
+            if not future.done():
+                future.set_exception(RequestLostError("the bus was closed"))
         self._broker = None
 
     async def publish(self, message: Message) -> None:
@@ -211,10 +271,63 @@ class MemoryBus:
 
         return self._consume(self._require_broker().dead_letters, work, 16)
 
-    async def delete_all(self, services: Iterable[str] = ()) -> None:
-        """Forget every queue of this prefix (for tests and tools only); ``services`` is
-        accepted for symmetry with the RabbitMQ adapter."""
-        del services
+    async def request(
+        self,
+        target: str,
+        message: Message,
+        *,
+        timeout: float,  # noqa: ASYNC109 - it is also the request's TTL in the queue
+    ) -> Message:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        kind, body = encode_rpc(message)
+        name = self.rpc_queue_name(target)
+        queue = self._require_broker().rpc_queues.get(name)
+        if queue is None:
+            raise NoResponderError(f"no server serves {target!r}")
+        call = _Call(kind, body, asyncio.get_running_loop().create_future())
+        self._pending.add(call.reply)
+        queue.waiting.append(call)
+        queue.dispatch()
+        try:
+            async with asyncio.timeout(timeout):
+                kind, body = await call.reply
+        except TimeoutError:
+            raise RequestTimeoutError(f"no reply from {target!r} within {timeout} s") from None
+        finally:
+            self._pending.discard(call.reply)
+            if call in queue.waiting:
+                queue.waiting.remove(call)  # expired before a server took it
+        return read_reply(kind, body)
+
+    async def serve(
+        self, target: str, handler: RequestHandler, *, prefetch: int = 16
+    ) -> _MemoryServer:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        name = self.rpc_queue_name(target)
+        broker = self._require_broker()
+        queue = broker.rpc_queues.get(name)
+        if queue is None:
+            queue = broker.rpc_queues[name] = _RpcQueue(name)
+
+        def forget(server: _MemoryServer) -> None:
+            self._subscriptions.remove(server)
+            if not queue.servers and broker.rpc_queues.get(name) is queue:
+                del broker.rpc_queues[name]  # auto-delete: waiting requests go with it
+
+        server = _MemoryServer(queue, handler, prefetch, forget)
+        self._subscriptions.append(server)
+        queue.servers.append(server)
+        queue.dispatch()
+        return server
+
+    async def delete_all(
+        self, services: Iterable[str] = (), rpc_targets: Iterable[str] = ()
+    ) -> None:
+        """Forget every queue of this prefix (for tests and tools only); ``services`` and
+        ``rpc_targets`` are accepted for symmetry with the RabbitMQ adapter."""
+        del services, rpc_targets
         _BROKERS.pop(self._prefix, None)
 
     def _require_broker(self) -> _Broker:
@@ -320,6 +433,54 @@ class _MemorySubscription:
             )
             return True
         return False
+
+
+class _MemoryServer:
+    """One server of a target; each request runs in its own task and is answered once."""
+
+    def __init__(
+        self,
+        queue: _RpcQueue,
+        handler: RequestHandler,
+        prefetch: int,
+        forget: Callable[[_MemoryServer], None],
+    ) -> None:
+        self._queue = queue
+        self._handler = handler
+        self._prefetch = prefetch
+        self._forget = forget
+        self._cancelled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def has_capacity(self) -> bool:
+        return not self._cancelled and len(self._tasks) < self._prefetch
+
+    def start(self, call: _Call) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def cancel(self) -> None:
+        """Stop serving now; the requests being answered are abandoned unanswered."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._queue.servers.remove(self)
+        self._forget(self)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _answer(self, call: _Call) -> None:
+        reply = await answer(self._handler, call.kind, call.body)
+        if not call.reply.done():
+            call.reply.set_result(reply)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._cancelled:
+            self._queue.dispatch()
 
 
 def _being_cancelled() -> bool:
