@@ -9,8 +9,12 @@
 The servers: RabbitMQ (the machine's `rabbitmq-server` on 127.0.0.1:5672, installed and
 started only where it is missing or stopped), SecantusDB (MongoDB protocol) and moto's S3
 server, both on free ports (or $HPO_DEV_MONGO_PORT, $HPO_DEV_S3_PORT) with their data and
-logs in a fresh temporary directory. `up` and `down` share a state file (.dev-infra.json
-in the repository root); `run` keeps its own servers, so it does not disturb an `up`.
+logs in a fresh temporary directory. As root, also a private one-node Slurm cluster
+(deploy/dev/slurm.py; exported as HPO_TEST_SLURM_CONF, the path of its slurm.conf); where
+it cannot start (not root, no apt-get) `up` goes on without it and the tests marked
+`slurm` fail saying why; HPO_DEV_SLURM=0 skips it. `up` and `down` share a state file
+(.dev-infra.json in the repository root); `run` keeps its own servers, so it does not
+disturb an `up`.
 
 Run it with the project's Python (.venv/bin/python, which deploy/dev/test.sh creates):
 it needs the `shared` package, secantusdb and moto[server] installed there.
@@ -43,6 +47,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 try:
+    import slurm as dev_slurm  # deploy/dev/slurm.py, next to this script
+
     from shared.netutil import free_port
     from shared.store.server import start_secantus
 except ModuleNotFoundError as exc:
@@ -61,6 +67,7 @@ ENV_NAMES = {
     "rabbitmq": "HPO_TEST_AMQP_URL",
     "mongo": "HPO_TEST_MONGO_URL",
     "s3": "HPO_TEST_S3_URL",
+    "slurm": "HPO_TEST_SLURM_CONF",
 }
 PROCESS_MARKERS = {"mongo": "secantus", "s3": "moto.server"}
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
@@ -225,6 +232,26 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def start_slurm() -> Service | None:
+    """The private one-node Slurm, or None (the reason logged) where it cannot run."""
+    directory = Path(tempfile.mkdtemp(prefix="hpo-dev-slurm-"))  # munged: not under run_dir
+    try:
+        cluster = dev_slurm.start(directory)
+    except dev_slurm.SlurmUnavailable as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        log(f"Slurm not started, so the tests marked `slurm` will fail: {exc}")
+        return None
+    return Service("slurm", cluster.conf, started=True, pid=cluster.pids["slurmctld"])
+
+
+def stop_slurm(service: Service) -> None:
+    directory = Path(service.url).parent
+    cluster = dev_slurm.Cluster.load(directory)
+    if cluster is not None:
+        dev_slurm.stop(cluster)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 # --- processes ----------------------------------------------------------------------------
 
 
@@ -296,6 +323,9 @@ def service_port(service: Service) -> int:
 def service_alive(service: Service) -> bool:
     if service.name == "rabbitmq":
         return amqp_ready(AMQP_PORT)
+    if service.name == "slurm":
+        cluster = dev_slurm.Cluster.load(Path(service.url).parent)
+        return cluster is not None and dev_slurm.running(cluster)
     return service.pid is not None and process_alive(service.pid, PROCESS_MARKERS[service.name])
 
 
@@ -319,6 +349,10 @@ def up(state_path: Path | None) -> State:
         for start in (ensure_rabbitmq, lambda: start_mongo(run_dir), lambda: start_s3(run_dir)):
             state.services.append(start())
             state.save(path)
+        slurm = start_slurm() if os.environ.get("HPO_DEV_SLURM", "1") != "0" else None
+        if slurm is not None:
+            state.services.append(slurm)
+            state.save(path)
     except BaseException:
         down(state, path)
         raise
@@ -334,9 +368,11 @@ def down(state: State, state_path: Path | None) -> None:
         try:
             if service.name == "rabbitmq":
                 stop_rabbitmq()
+            elif service.name == "slurm":
+                stop_slurm(service)
             elif service.pid is not None:
                 stop_pid(service.pid, PROCESS_MARKERS[service.name], service_port(service))
-        except (InfraError, OSError, subprocess.SubprocessError) as exc:
+        except (InfraError, dev_slurm.SlurmUnavailable, OSError, subprocess.SubprocessError) as exc:
             failures.append(f"{service.name}: {exc}")
     shutil.rmtree(state.run_dir, ignore_errors=True)
     if state_path is not None:

@@ -35,6 +35,17 @@ if [[ ! -x "$PY" ]]; then
     fi
 fi
 
+# bubblewrap: the bwrap runtime's contract tests run real sandboxes.
+if ! command -v bwrap >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing bubblewrap"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null
+    else
+        echo "bubblewrap is missing: install it (sudo apt-get install -y bubblewrap)" >&2
+    fi
+fi
+
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"

@@ -66,7 +66,7 @@ pass_env = ["LD_LIBRARY_PATH"]
         (MINIMAL + 'root = "/r"\nslot = 3\n', "slot"),
         (MINIMAL + 'root = "/r"\ntoken = "t"\n', "exactly one"),
         (MINIMAL + 'root = "/r"\narch = "x86"\n', "arch"),
-        (MINIMAL + 'root = "/r"\n[batch]\nkind = "slurm"\n', "batch"),
+        (MINIMAL + 'root = "/r"\n[batch]\nkind = "sge"\n', "batch"),
         (MINIMAL + 'root = "/r"\n[runtime]\nkind = "process"\nbind = "/x"\n', "bind"),
         (MINIMAL, "root"),
         ("site = [", "not valid TOML"),

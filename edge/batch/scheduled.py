@@ -1,0 +1,143 @@
+"""What Slurm, LSF and PBS adapters share: the submit/poll/cancel skeleton.
+
+Each adapter supplies its directive lines, how a script is handed to its submit command,
+one status query for many ids, and its cancel command. The skeleton writes the worker
+directory and its record, keeps malformed ids away from the scheduler (one bad id can
+make a whole query fail), and turns a scheduler that cannot be asked right now into
+``unknown`` rather than an exception, since the harvester simply asks again next scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from re import Pattern
+
+from edge.batch.commands import CommandError, CommandResult, run_command
+from edge.batch.port import BatchState, BatchSubmitError
+from edge.batch.script import (
+    ScheduledBatchConfig,
+    ScriptSettings,
+    Worker,
+    WorkerRecord,
+    code_root,
+    new_worker,
+    render_script,
+)
+from edge.fsproto import write_json_atomic, write_text_atomic
+from shared.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ScheduledBatch(ABC):
+    """Base of the adapters that submit batch scripts to a scheduler."""
+
+    kind: str
+    directive_prefix: str
+    job_id_variable: str
+    id_pattern: Pattern[str]
+    """What a batch id of this scheduler looks like; others are never sent to it."""
+
+    def __init__(self, config: ScheduledBatchConfig, *, isolate_network: bool = False) -> None:
+        self._config = config
+        self._settings = ScriptSettings(
+            shell=config.shell,
+            directive_prefix=self.directive_prefix,
+            job_id_variable=self.job_id_variable,
+            python=config.python or sys.executable,
+            setup=tuple(config.setup),
+            launcher=tuple(config.launcher),
+            pythonpath=str(code_root()) if config.export_code_root else None,
+            isolate_network=isolate_network,
+        )
+
+    # -- what each adapter supplies ---------------------------------------------------
+
+    @abstractmethod
+    def directives(self, worker: Worker) -> list[str]:
+        """The directive lines (option texts) of ``worker``'s script, extra ones last.
+
+        Raises UnsafeDirectiveError for a value that cannot be written there."""
+
+    @abstractmethod
+    def submit_script(self, worker: Worker, script: str) -> str:
+        """Hand the written script to the scheduler; return the batch id.
+
+        Raises BatchSubmitError (or CommandError) with the scheduler's own message."""
+
+    @abstractmethod
+    def query(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:
+        """States of well-formed ids, from one scheduler query (two at most)."""
+
+    @abstractmethod
+    def cancel_argv(self, batch_id: str) -> list[str]: ...
+
+    # -- the port -----------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> CommandResult:
+        return run_command(argv, timeout=self._config.command_timeout, stdin=stdin)
+
+    def render(self, worker: Worker) -> str:
+        return render_script(self._settings, worker, self.directives(worker))
+
+    def submit(self, job_dir: Path) -> str:
+        try:
+            worker = new_worker(job_dir)
+            script = self.render(worker)
+            write_text_atomic(worker.script, script)
+        except (ValueError, OSError) as exc:  # UnsafeDirectiveError is a ValueError
+            raise BatchSubmitError(f"cannot write the {self.kind} batch script: {exc}") from exc
+        record = WorkerRecord(
+            worker_id=worker.worker_id, kind=self.kind, jobs=[d.name for d in worker.job_dirs]
+        )
+        try:
+            batch_id = self.submit_script(worker, script)
+        except (BatchSubmitError, CommandError) as exc:
+            record.error = str(exc)
+            self._save(worker, record)
+            if isinstance(exc, BatchSubmitError):
+                raise
+            raise BatchSubmitError(
+                f"{exc} (if it timed out, the job may be queued all the same: see {worker.log})"
+            ) from exc
+        record.batch_id, record.submitted_at = batch_id, utcnow()
+        self._save(worker, record)
+        log.info("worker %s submitted to %s as %s", worker.worker_id, self.kind, batch_id)
+        return batch_id
+
+    def _save(self, worker: Worker, record: WorkerRecord) -> None:
+        try:
+            write_json_atomic(worker.record, record.model_dump(mode="json"))
+        except OSError as exc:  # the batch id is what matters, and the harvester has it
+            log.warning("cannot write %s: %s", worker.record, exc)
+
+    def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:
+        wanted = list(dict.fromkeys(batch_ids))
+        valid = [b for b in wanted if self.id_pattern.fullmatch(b)]
+        states: dict[str, BatchState] = {}
+        for bad in wanted:
+            if bad not in valid:
+                # It can never become a job of this scheduler (e.g. an id of another kind).
+                log.warning("%r is not a %s batch id: reported as done", bad, self.kind)
+                states[bad] = "done"
+        if valid:
+            try:
+                states.update(self.query(valid))
+            except CommandError as exc:
+                log.warning("%s poll failed, states unknown this time: %s", self.kind, exc)
+        return {b: states.get(b, "unknown") for b in batch_ids}
+
+    def cancel(self, batch_id: str) -> None:
+        if not self.id_pattern.fullmatch(batch_id):
+            return
+        try:
+            result = self.run(self.cancel_argv(batch_id))
+        except CommandError as exc:
+            log.warning("cancel of %s %s failed: %s", self.kind, batch_id, exc)
+            return
+        if not result.ok:  # usually: it has ended already
+            log.info("cancel of %s %s: %s", self.kind, batch_id, result.describe())

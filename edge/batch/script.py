@@ -1,0 +1,248 @@
+"""Batch scripts and worker directories of the scheduled batch systems (Slurm, LSF, PBS).
+
+A *worker* is one batch job. Its directory ``$ROOT/workers/<worker_id>/`` (§6) holds
+``batch.sh``, the script the harvester submitted; ``batch.log``, what the scheduler itself
+writes for the job (its own errors, "cancelled at", "time limit"); and ``worker.json``,
+the harvester's record of the submission (batch id, jobs, or why it was refused). What the
+node agent prints goes to ``agent.log`` in the *job* directory, where the harvester looks
+when a job is lost; the set-up lines print there too, so a failing ``module load`` shows
+up in the message the user gets.
+
+The script is the same for every scheduler except its directive lines, which each
+adapter renders from its config. Values it writes into shell code are quoted with
+:func:`shlex.quote`; values on directive lines are checked by :func:`directive_value`,
+since each scheduler parses those lines with its own (not the shell's) rules. The
+``setup`` lines are the site admin's shell code and are written verbatim on purpose.
+
+Today a worker runs exactly one node agent, for one job, with ``exec``, so that the
+scheduler's signals (cancel, walltime) reach the agent itself and it can stop the payload
+cleanly. The later layouts slot in as other launch sections of :func:`render_script`:
+several agents with one GPU each plus an ``inbox/`` for late binding (layout 1), or one
+agent started through a multi-node launcher (layouts 3 and 4).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+import edge
+from edge.fsproto import JOBS_DIR, JobPaths
+
+WORKERS_DIR = "workers"
+
+DirectiveName = Annotated[str, Field(min_length=1, pattern=r"^[^\s\"'\\%#]+$")]
+"""A partition, queue or account name: one word, nothing a directive parser treats
+specially."""
+
+
+class ScheduledBatchConfig(BaseModel):
+    """What every scheduled batch system shares; each adapter adds its own fields
+    (``partition`` for Slurm, ``queue`` for LSF and PBS) and its ``kind``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: DirectiveName | None = None
+    """Account to charge (Slurm ``--account``, LSF ``-P`` project, PBS ``-A``)."""
+    walltime: timedelta | None = None
+    """Time limit of each batch job (TOML ``"02:00:00"`` or seconds); None: the queue's
+    default."""
+    nodes: int = Field(default=1, ge=1, le=100_000)
+    """Nodes per batch job. The agent runs on the first one; more pay off only with a
+    ``launcher`` (layouts 3 and 4, not yet implemented)."""
+    gpus_per_node: int = Field(default=0, ge=0, le=64)
+    directives: list[str] = []
+    """Extra directive lines, without the prefix: ``["--qos=high"]`` for Slurm,
+    ``['-alloc_flags "smt4"']`` for LSF, ``["-l filesystems=home"]`` for PBS."""
+    setup: list[str] = []
+    """Shell lines run before the agent starts, e.g. ``module load python/3.11``."""
+    python: str | None = None
+    """The interpreter on the compute nodes; None: the harvester's own, which suits a
+    virtualenv on the shared filesystem."""
+    export_code_root: bool = True
+    """Put the harvester's own code directory first on the agent's ``PYTHONPATH`` so
+    both run the same release (that directory must then be on the shared filesystem);
+    false when hpo-relay is installed in ``python``'s environment on the nodes."""
+    launcher: list[str] = []
+    """Argv placed before the agent, e.g. ``["jsrun", "-n1", "-a1", "-c42", "-g6"]`` on
+    power9 (Summit-like) machines where the batch script runs on a launch node."""
+    shell: str = Field(default="/bin/bash", pattern=r"^/\S+$")
+    requeue: bool = False
+    """Let the scheduler rerun a batch job after a node failure. Off: the central
+    service already retries points, and a silent rerun would evaluate one twice."""
+    command_timeout: float = Field(default=60.0, gt=0)
+    """Seconds to wait for one scheduler command (sbatch, squeue ...)."""
+
+    @field_validator("walltime")
+    @classmethod
+    def _positive_walltime(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("walltime must be positive")
+        return value
+
+    @field_validator("directives", "setup")
+    @classmethod
+    def _single_lines(cls, lines: list[str]) -> list[str]:
+        for line in lines:
+            if "\n" in line or "\r" in line or "\0" in line:
+                raise ValueError(f"{line!r} spans several lines: give one entry per line")
+        return lines
+
+
+class UnsafeDirectiveError(ValueError):
+    """A value that cannot be written on a directive line."""
+
+
+def directive_value(value: str | Path, what: str) -> str:
+    """``value`` as it may stand on a ``#SBATCH``/``#BSUB``/``#PBS`` line.
+
+    The schedulers split those lines on whitespace and honour double quotes, so a value
+    with spaces is double-quoted; quotes, backslashes, ``%`` (a file-name placeholder
+    in Slurm and LSF) and control characters have no portable spelling and are refused.
+    """
+    text = str(value)
+    if not text or any(c in "\"'\\%" or ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnsafeDirectiveError(
+            f"{what} {text!r} cannot be written on a batch directive line "
+            "(quotes, backslashes, % and control characters are not allowed)"
+        )
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One batch job and the job directories it serves (exactly one for now)."""
+
+    worker_id: str
+    dir: Path
+    job_dirs: tuple[Path, ...]
+
+    @property
+    def script(self) -> Path:
+        return self.dir / "batch.sh"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "batch.log"
+
+    @property
+    def record(self) -> Path:
+        return self.dir / "worker.json"
+
+    @property
+    def name(self) -> str:
+        """The batch job's name: ``hpo-<job_id>`` for a one-job worker."""
+        if len(self.job_dirs) == 1:
+            return f"hpo-{self.job_dirs[0].name}"
+        return f"hpo-{self.worker_id}"
+
+
+class WorkerRecord(BaseModel):
+    """``workers/<worker_id>/worker.json``, written by the harvester after submitting."""
+
+    worker_id: str
+    kind: str
+    jobs: list[str]
+    batch_id: str | None = None
+    submitted_at: datetime | None = None
+    error: str = ""
+
+
+def new_worker(job_dir: Path) -> Worker:
+    """Create the directory of a fresh worker for ``$ROOT/jobs/<job_id>``."""
+    job_dir = job_dir.absolute()
+    if job_dir.parent.name != JOBS_DIR:
+        raise ValueError(f"{job_dir} is not a job directory under an edge root ({JOBS_DIR}/)")
+    worker_id = f"w-{secrets.token_hex(6)}"
+    directory = job_dir.parent.parent / WORKERS_DIR / worker_id
+    directory.mkdir(parents=True)
+    return Worker(worker_id, directory, (job_dir,))
+
+
+def code_root() -> Path:
+    """The directory holding the ``edge`` package this harvester runs."""
+    return Path(edge.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    """How the body of every script of one adapter is written."""
+
+    shell: str
+    directive_prefix: str
+    """``#SBATCH``, ``#BSUB`` or ``#PBS``."""
+    job_id_variable: str
+    """The scheduler's variable with the batch id, for the first line of agent.log."""
+    python: str
+    setup: Sequence[str] = ()
+    launcher: Sequence[str] = ()
+    pythonpath: str | None = None
+    isolate_network: bool = False
+
+
+def render_script(settings: ScriptSettings, worker: Worker, directives: Sequence[str]) -> str:
+    """The complete batch script of ``worker``; ``directives`` are option texts without
+    the prefix, already checked by the adapter."""
+    q = shlex.quote
+    lines = [f"#!{settings.shell}"]
+    lines += [f"{settings.directive_prefix} {d}" for d in directives]
+    lines += [
+        f"# hpo-relay worker {worker.worker_id}: generated by the edge harvester, do not edit",
+        f"export HPO_WORKER_ID={q(worker.worker_id)}",
+        f"export HPO_WORKER_DIR={q(str(worker.dir))}",
+        f"cd {q(str(worker.dir))} || exit 1",
+    ]
+    lines += _single_agent(settings, worker)
+    return "\n".join(lines) + "\n"
+
+
+def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
+    """Layout "one agent per batch job": the script becomes the agent."""
+    if len(worker.job_dirs) != 1:
+        raise ValueError("a worker runs exactly one job until the GPU-slot layouts exist")
+    q = shlex.quote
+    job = JobPaths(worker.job_dirs[0])
+    lines = [
+        f"exec >>{q(str(job.agent_log))} 2>&1",
+        'echo "hpo-relay: worker $HPO_WORKER_ID on $(hostname),'
+        f' batch job ${{{settings.job_id_variable}:-?}}"',
+        *settings.setup,
+    ]
+    if settings.pythonpath:
+        lines.append(f'export PYTHONPATH={q(settings.pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"')
+    isolation: list[str] = []
+    if settings.isolate_network:
+        isolation = ["unshare", "-n"]
+        lines += [
+            "if ! unshare -n true; then",
+            "    echo \"hpo-relay: isolate_network is set but 'unshare -n' fails on"
+            ' $(hostname): run the jobs as a user allowed to create network namespaces"',
+            "    exit 1",
+            "fi",
+        ]
+    argv = [
+        *settings.launcher,
+        *isolation,
+        settings.python,
+        "-m",
+        "edge.node",
+        "run-job",
+        str(job.dir),
+    ]
+    lines.append("exec " + shlex.join(argv))
+    return lines
+
+
+def format_hms(walltime: timedelta) -> str:
+    """``H:MM:SS`` (hours unbounded), rounded up to the second."""
+    seconds = max(1, math.ceil(walltime.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
