@@ -148,8 +148,11 @@ class NodeAgent:
                 log.warning("%s", note)
             result = self._run_one(index, point, launch, sup, many=len(spec.points) > 1)
             self._collect(index, doc)
-            if result.stop_reason is not None:
-                return self._finish("killed", result.exit_code, result.stop_reason)
+            # A batch cancel or walltime signals the payload and the agent together: the
+            # payload may end before the supervisor sees the stop, but it was still killed.
+            stop = result.stop_reason or self._signal_reason
+            if stop is not None:
+                return self._finish("killed", result.exit_code, stop)
             if result.exit_code != 0 and first_failure is None:
                 first_failure = result.exit_code
         if first_failure is None:
