@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from typing import Any
 
 from services.consumer import BusConsumer
 from services.context import Context
-from services.steering.logic import SegmentCounts, points_to_generate, segment_seed, task_seed
-from services.steering.sampler import suggest
+from services.steering.algorithms.base import SteeringUnavailable
+from services.steering.container import check_workdir_root, run_steering_container
+from services.steering.logic import SegmentCounts, points_to_generate, task_seed
+from services.steering.sampler import draw
+from shared.config import SteeringSettings
 from shared.domain.models import Point, PointStatus, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
-from shared.searchspace import canonical_key, parse_search_space
+from shared.runtime import open_runtime
+from shared.searchspace import SearchSpace, canonical_key, parse_search_space
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +39,14 @@ class SteeringService(BusConsumer):
     name = "steering"
     routing_keys = ROUTING_KEYS
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, settings: SteeringSettings) -> None:
         super().__init__(ctx)
+        self.settings = settings
+        self.runtime = open_runtime(settings.steering_runtime)
+
+    async def start(self) -> None:
+        check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
+        await super().start()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def on_message(self, message: Message) -> None:
@@ -75,10 +86,29 @@ class SteeringService(BusConsumer):
         except ValueError as exc:
             await self._fail(task, f"search space of segment {segment.name}: {exc}")
             return
-        seed = segment_seed(task_seed(task.id, task.config.steering.seed), len(history))
-        params_list = await asyncio.to_thread(
-            suggest, space, history, wanted, algorithm=task.config.steering.algorithm, seed=seed
-        )
+        if task.config.steeringExec:
+            drawn = await self._ask_container(task, segment, space, history, wanted)
+            if drawn is None:
+                return
+            params_list, search_over = drawn
+        else:
+            config = task.config
+            try:
+                result = await asyncio.to_thread(
+                    draw,
+                    space,
+                    history,
+                    wanted,
+                    steering=config.steering,
+                    seed=task_seed(task.id, config.steering.seed),
+                    parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
+                    failed_points=config.failedPoints,
+                    budget=config.maxPoints,
+                )
+            except SteeringUnavailable as exc:
+                await self._fail(task, f"steering: {exc}")
+                return
+            params_list, search_over = result.points, result.exhausted
         created: list[str] = []
         for offset, params in enumerate(params_list):
             index = len(history) + offset
@@ -94,13 +124,46 @@ class SteeringService(BusConsumer):
                 log.info("point %s exists already (another steering won the race)", point.id)
                 break
             created.append(point.id)
-        if len(history) + len(created) >= task.config.maxPoints:
+        if search_over or len(history) + len(created) >= task.config.maxPoints:
             await store.segments.mark_exhausted(segment.id)
         if created:
             log.info("task %s segment %s: %d new points", task.id, segment.name, len(created))
             await self.ctx.bus.publish(
                 PointsGenerated(task_id=task.id, segment=segment.name, point_ids=created)
             )
+
+    async def _ask_container(
+        self,
+        task: Task,
+        segment: Segment,
+        space: SearchSpace,
+        history: list[Point],
+        wanted: int,
+    ) -> tuple[list[dict[str, Any]], bool] | None:
+        """Run the user's steering program; None when it failed for good (task failed)."""
+        config = task.config
+        assert config.steeringExec is not None
+        result = await run_steering_container(
+            config.steeringExec,
+            config.steeringContainer,
+            self.runtime,
+            space,
+            history,
+            wanted,
+            config.maxPoints,
+            workdir_root=self.settings.workdir,
+            attempt_timeout=self.settings.steering_attempt_timeout,
+            attempts=self.settings.steering_attempts,
+            failed_loss=config.failedPointLoss,
+            opt_space_form=segment.space_form,
+            files=task.files,
+        )
+        for warning in result.warnings:
+            log.warning("task %s steering container: %s", task.id, warning)
+        if not result.ok:
+            await self._fail(task, f"steering container: {result.reason}")
+            return None
+        return result.points, result.search_over
 
     async def _fail(self, task: Task, reason: str) -> None:
         if await self.ctx.store.tasks.transition(task.id, TaskStatus.FAILED, reason=reason):

@@ -11,29 +11,72 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
-ALGORITHMS = ("tpe", "random")
+Direction = Literal["minimize", "maximize"]
 
 
 class SteeringConfig(BaseModel):
-    """Which optimiser generates the points of every segment of the task."""
+    """Which optimiser generates the points of every segment of the task.
+
+    ``library`` is ``optuna`` (algorithms ``tpe`` (default), ``cmaes``, ``gp``, ``qmc``,
+    ``random``, ``grid``, ``nsga2``) or ``nevergrad`` (``NGOpt`` by default, or any name
+    in ``nevergrad.optimizers.registry``). ``args`` go to the sampler's or optimiser's
+    constructor and are checked against it. ``directions`` (one per objective of the
+    loss, default all ``minimize``) may also be given inside ``args``, as Optuna users
+    are used to for NSGA-II. The names and arguments are checked by the steering
+    service's catalogue (imported only when a config is validated); the check is cached
+    per process because a task's config is validated whenever the task is loaded.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    library: Literal["optuna"] = "optuna"
-    algorithm: str = "tpe"
-    args: dict[str, object] = Field(default_factory=dict)
+    library: Literal["optuna", "nevergrad"] = "optuna"
+    algorithm: str = Field(default="", validate_default=True)
+    args: dict[str, object] = Field(default_factory=dict, validate_default=True)
     seed: int | None = None
+    directions: list[Direction] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _directions_from_args(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        args = data.get("args")
+        if not isinstance(args, dict) or "directions" not in args:
+            return data
+        if data.get("directions") is not None:
+            raise ValueError("directions: give them in the steering block or in args, not both")
+        rest = {k: v for k, v in args.items() if k != "directions"}
+        return {**data, "args": rest, "directions": args["directions"]}
 
     @field_validator("algorithm")
     @classmethod
-    def _known(cls, value: str) -> str:
-        name = value.lower()
-        if name not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {value!r}; available: {', '.join(ALGORITHMS)}")
-        return name
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        from services.steering.algorithms import canonical_algorithm, default_algorithm
+
+        library = info.data.get("library")
+        if library is None:
+            return value  # already refused
+        return canonical_algorithm(library, value or default_algorithm(library))
+
+    @field_validator("args")
+    @classmethod
+    def _accepted(cls, value: dict[str, object], info: ValidationInfo) -> dict[str, object]:
+        from services.steering.algorithms import check_args
+
+        library, algorithm = info.data.get("library"), info.data.get("algorithm")
+        if library is not None and algorithm is not None:
+            check_args(library, algorithm, value)
+        return value
 
 
 class TaskConfig(BaseModel):
@@ -64,6 +107,7 @@ class TaskConfig(BaseModel):
     architecture: Arch | None = None
     steering: SteeringConfig = Field(default_factory=SteeringConfig)
     failedPointLoss: float = 1e10
+    failedPoints: Literal["large_loss", "exclude"] = "large_loss"
     maxAttempts: int = Field(default=3, ge=1, le=10)
 
     @model_validator(mode="after")
@@ -72,11 +116,8 @@ class TaskConfig(BaseModel):
             raise ValueError(
                 "maxPointsPerEvaluationJob: only 1 point per evaluation job is supported so far"
             )
-        if self.steeringContainer or self.steeringExec:
-            raise ValueError(
-                "steeringContainer/steeringExec: steering containers are not supported yet; "
-                "use the built-in 'steering' block"
-            )
+        if self.steeringContainer and not self.steeringExec:
+            raise ValueError("steeringExec: required when steeringContainer is given")
         if self.segmentSpecFile:
             raise ValueError("segmentSpecFile: segmented tasks are not supported yet")
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from services.steering.logic import SegmentCounts, points_to_generate, segment_seed
-from services.steering.sampler import suggest
+from services.steering.logic import SegmentCounts, points_to_generate
+from services.steering.sampler import draw
 from shared.domain.models import Point, PointStatus
-from shared.domain.taskconfig import TaskConfig
+from shared.domain.taskconfig import SteeringConfig, TaskConfig
 from shared.searchspace import canonical_key, parse_search_space, validate_point
 
 
@@ -65,8 +65,9 @@ def test_suggest_is_deterministic_and_inside_the_space(algorithm: str) -> None:
         point(i, {"x": i / 20, "c": "abc"[i % 3]}, PointStatus.EVALUATED, (i / 20 - 0.3) ** 2)
         for i in range(15)
     ]
-    first = suggest(SPACE, history, 4, algorithm=algorithm, seed=segment_seed(1, 15))
-    again = suggest(SPACE, history, 4, algorithm=algorithm, seed=segment_seed(1, 15))
+    steering = SteeringConfig(algorithm=algorithm)
+    first = draw(SPACE, history, 4, steering=steering, seed=1).points
+    again = draw(SPACE, history, 4, steering=steering, seed=1).points
     assert first == again and len(first) == 4
     assert all(validate_point(SPACE, p) == [] for p in first)
 
@@ -76,7 +77,7 @@ def test_no_duplicate_of_an_open_point() -> None:
         {"c": {"method": "categorical", "dimension": {"categories": [1, 2, 3]}}}
     )
     history = [point(0, {"c": 1}, PointStatus.PENDING, None)]
-    new = suggest(small, history, 5, algorithm="random", seed=0)
+    new = draw(small, history, 5, steering=SteeringConfig(algorithm="random"), seed=0).points
     keys = [canonical_key(p) for p in new]
     assert sorted(p["c"] for p in new) == [2, 3]  # only the distinct points left
     assert len(set(keys)) == len(keys)

@@ -1,0 +1,206 @@
+"""Optuna samplers, rebuilt as a fresh in-memory study at every draw.
+
+Supported: ``tpe`` (multivariate, constant liar), ``gp`` (needs PyTorch), ``random``,
+``cmaes`` (needs the ``cmaes`` package), ``qmc`` (scrambled Sobol by default) and
+``nsga2``. ``args`` go to the sampler's constructor; ``seed`` comes from the steering
+block, never from ``args``.
+
+How the study is rebuilt depends on where the sampler keeps its state:
+
+* ``add``: TPE, GP and random learn only from the trials in the study. Evaluated points
+  are added as completed trials, open ones as running trials (TPE's constant liar and
+  GP's batch acquisition keep new points away from them). Cheap: no sampler call.
+* ``replay``: CMA-ES, NSGA-II and QMC keep state in the trials' and study's system
+  attributes (CMA-ES's generations and pickled optimiser, NSGA-II's generations, the
+  position in the QMC sequence), written while the sampler proposes. So every stored
+  point is replayed in index order: enqueued as fixed parameters, asked (with the
+  sampler's relative sampling forced, so that its state advances exactly as if it had
+  proposed the point), then told its loss or, if open, left running. This costs one
+  sampler call per stored point per draw.
+
+Objectives: ``tpe``, ``gp``, ``random``, ``qmc`` and ``nsga2`` are told every objective
+of a list loss (a multi-objective study with the task's directions); ``cmaes`` optimises
+one objective and is told the first one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import Trial, TrialState, create_trial
+
+from services.steering.algorithms.base import DrawRequest, Observation, SteeringUnavailable
+from shared.searchspace import to_optuna
+
+
+@dataclass(frozen=True)
+class OptunaAlgorithm:
+    """One sampler: how to build it and how to rebuild its study."""
+
+    sampler: Callable[..., optuna.samplers.BaseSampler]
+    rebuild: Literal["add", "replay"]
+    multi_objective: bool
+    defaults: Mapping[str, object] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    """Packages the sampler imports only once it models (Optuna's own dependencies
+    are optional): checked up front so that a missing one is refused at submission."""
+    base_seed: bool = False
+    """Seed with the segment's constant seed (a scrambled sequence must stay the same
+    sequence from draw to draw) instead of the per-draw seed."""
+
+
+ALGORITHMS: dict[str, OptunaAlgorithm] = {
+    "tpe": OptunaAlgorithm(
+        optuna.samplers.TPESampler,
+        "add",
+        multi_objective=True,
+        defaults={"multivariate": True, "constant_liar": True},
+    ),
+    "gp": OptunaAlgorithm(
+        optuna.samplers.GPSampler, "add", multi_objective=True, needs=("torch", "scipy")
+    ),
+    "random": OptunaAlgorithm(optuna.samplers.RandomSampler, "add", multi_objective=True),
+    "cmaes": OptunaAlgorithm(
+        optuna.samplers.CmaEsSampler, "replay", multi_objective=False, needs=("cmaes",)
+    ),
+    "qmc": OptunaAlgorithm(
+        optuna.samplers.QMCSampler,
+        "replay",
+        multi_objective=True,
+        defaults={"scramble": True},
+        needs=("scipy",),
+        base_seed=True,
+    ),
+    "nsga2": OptunaAlgorithm(optuna.samplers.NSGAIISampler, "replay", multi_objective=True),
+}
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence what Optuna says about its own experimental features (multivariate TPE,
+    some CMA-ES options) and its per-trial log lines, only around our calls."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def missing_packages(name: str) -> list[str]:
+    return [module for module in ALGORITHMS[name].needs if importlib.util.find_spec(module) is None]
+
+
+def make_sampler(name: str, args: Mapping[str, object], seed: int) -> optuna.samplers.BaseSampler:
+    spec = ALGORITHMS[name]
+    missing = missing_packages(name)
+    if missing:
+        raise SteeringUnavailable(
+            f"optuna {name} needs the Python package(s) {', '.join(missing)}, "
+            "which this server does not have"
+        )
+    with quiet_optuna():
+        return spec.sampler(**{**spec.defaults, **args, "seed": seed})
+
+
+class OptunaProposer:
+    def __init__(self, request: DrawRequest) -> None:
+        self._spec = ALGORITHMS[request.algorithm]
+        self._direction = request.directions[0]
+        self._multi = self._spec.multi_objective and request.multi_objective
+        self._objectives = len(request.directions)
+        self._distributions = to_optuna(request.space)
+        seed = request.seed if self._spec.base_seed else request.draw_seed
+        sampler = make_sampler(request.algorithm, request.args, seed)
+        with quiet_optuna():
+            if self._multi:
+                self._study = optuna.create_study(
+                    sampler=sampler, directions=list(request.directions)
+                )
+            else:
+                self._study = optuna.create_study(sampler=sampler, direction=self._direction)
+            observations = [o for o in request.observations if self._fits(o.params)]
+            if self._spec.rebuild == "add":
+                self._add(observations)
+            else:
+                self._replay(observations)
+        self._last: Trial | None = None
+
+    def ask(self) -> dict[str, Any]:
+        with quiet_optuna():
+            self._last = self._study.ask(self._distributions)
+            return dict(self._last.params)
+
+    def discard(self, known: Observation | None) -> None:
+        """The trial is failed: Optuna's samplers ignore failed trials."""
+        del known
+        if self._last is not None:
+            with quiet_optuna():
+                self._study.tell(self._last, state=TrialState.FAIL)
+            self._last = None
+
+    def _values(self, observation: Observation) -> list[float]:
+        assert observation.losses is not None
+        if self._multi:
+            return list(observation.losses)
+        return [observation.losses[0]]
+
+    def _add(self, observations: list[Observation]) -> None:
+        trials = []
+        for obs in observations:
+            if obs.is_open:
+                trial = create_trial(
+                    params=obs.params, distributions=self._distributions, state=TrialState.RUNNING
+                )
+            elif self._multi and len(obs.losses or ()) != self._objectives:
+                continue
+            else:
+                trial = create_trial(
+                    params=obs.params, distributions=self._distributions, values=self._values(obs)
+                )
+            trials.append(trial)
+        self._study.add_trials(trials)
+
+    def _replay(self, observations: list[Observation]) -> None:
+        for obs in observations:
+            if not obs.is_open and self._multi and len(obs.losses or ()) != self._objectives:
+                continue
+            self._study.enqueue_trial(obs.params, skip_if_exists=False)
+            trial = self._study.ask(self._distributions)
+            _ = trial.relative_params  # let the sampler advance its state on this point
+            if not obs.is_open:
+                self._study.tell(trial, self._values(obs))
+
+    def _fits(self, params: Mapping[str, Any]) -> bool:
+        """Whether Optuna can hold the point: the normal priors are truncated at
+        mu ± 4 sigma for Optuna, so a stored value beyond that cannot be a trial."""
+        return all(_inside(self._distributions[name], value) for name, value in params.items())
+
+
+def _inside(distribution: BaseDistribution, value: object) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return any(
+            c == value and isinstance(c, bool) == isinstance(value, bool)
+            for c in distribution.choices
+        )
+    if not isinstance(distribution, FloatDistribution | IntDistribution):
+        return False
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if not distribution.low <= value <= distribution.high:
+        return False
+    step = distribution.step
+    if step is None:
+        return True
+    steps = (value - distribution.low) / step
+    return abs(steps - round(steps)) < 1e-8
