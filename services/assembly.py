@@ -18,7 +18,13 @@ from services.monitor.app import MonitorService
 from services.runner import Service, run_services
 from services.steering.app import SteeringService
 from services.storage.app import StorageService
-from shared.config import ApiSettings, BrokerSettings, MonitorSettings, StorageSettings
+from shared.config import (
+    ApiSettings,
+    BrokerSettings,
+    MonitorSettings,
+    SteeringSettings,
+    StorageSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ def assemble(
     monitor: MonitorSettings,
     broker: BrokerSettings,
     storage: StorageSettings,
+    steering: SteeringSettings,
     api_socket: socket.socket | None = None,
     monitor_socket: socket.socket | None = None,
 ) -> Assembly:
@@ -65,7 +72,7 @@ def assemble(
             assembly.services.append(monitor_service)
             assembly.web.append(("monitor", monitor_service.app, sock))
         elif name == "steering":
-            assembly.services.append(SteeringService(ctx))
+            assembly.services.append(SteeringService(ctx, steering))
         elif name == "jobbuilder":
             assembly.services.append(JobBuilderService(ctx))
         elif name == "broker":

@@ -14,7 +14,14 @@ from rich.console import Console
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, run_assembly
 from services.context import open_context
-from shared.config import ApiSettings, BrokerSettings, MonitorSettings, StorageSettings, load
+from shared.config import (
+    ApiSettings,
+    BrokerSettings,
+    MonitorSettings,
+    SteeringSettings,
+    StorageSettings,
+    load,
+)
 from shared.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -42,6 +49,7 @@ async def _run(names: list[str]) -> None:
             monitor=load(MonitorSettings),
             broker=load(BrokerSettings),
             storage=load(StorageSettings),
+            steering=load(SteeringSettings),
         )
         await run_assembly(assembly, api.reconcile_interval, stop)
     finally:

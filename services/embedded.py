@@ -31,6 +31,7 @@ from shared.config import (
     ApiSettings,
     BrokerSettings,
     MonitorSettings,
+    SteeringSettings,
     StorageSettings,
     default_home,
     load,
@@ -116,6 +117,7 @@ async def embedded(
             monitor=load(MonitorSettings, **overrides),
             broker=load(BrokerSettings, **overrides, site_alive_seconds=15),
             storage=load(StorageSettings, **overrides),
+            steering=load(SteeringSettings, **overrides),
             api_socket=api_sock,
             monitor_socket=monitor_sock,
         )

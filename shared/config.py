@@ -55,6 +55,20 @@ class ApiSettings(ServiceSettings):
     max_task_files_bytes: int = 1_000_000
 
 
+class SteeringSettings(ServiceSettings):
+    """Where and how user steering containers (phpo's steeringExec) run."""
+
+    steering_workdir: Path | None = None
+    """Fresh working directories for steering programs; default ``<home>/steering``."""
+    steering_runtime: str = "process"
+    steering_attempt_timeout: float = Field(default=600.0, gt=0)
+    steering_attempts: int = Field(default=3, ge=1, le=10)
+
+    @property
+    def workdir(self) -> Path:
+        return self.steering_workdir or self.home / "steering"
+
+
 class BrokerSettings(ServiceSettings):
     site_alive_seconds: float = Field(default=60.0, gt=0)
 

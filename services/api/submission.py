@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from services.api.schemas import TaskSubmission
 from shared.clock import new_id
@@ -52,6 +52,17 @@ def _search_space_source(sub: TaskSubmission) -> tuple[object, tuple[object, ...
         raise SubmissionError([_error(("files", name), f"not valid JSON: {exc}")]) from None
 
 
+def written_form(raw: object) -> Literal["phpo", "idds"]:
+    """iDDS entries carry ``type``, phpo entries ``method``."""
+    if (
+        isinstance(raw, dict)
+        and raw
+        and all(isinstance(v, dict) and "type" in v for v in raw.values())
+    ):
+        return "idds"
+    return "phpo"
+
+
 def build_task(sub: TaskSubmission, owner: str, *, max_files_bytes: int) -> tuple[Task, Segment]:
     errors = _file_names_ok(sub.files)
     size = sum(len(v.encode()) for v in sub.files.values())
@@ -71,5 +82,6 @@ def build_task(sub: TaskSubmission, owner: str, *, max_files_bytes: int) -> tupl
         name=MAIN_SEGMENT,
         index=0,
         search_space=to_phpo(space),
+        space_form=written_form(raw),
     )
     return task, segment

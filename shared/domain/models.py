@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,6 +70,8 @@ class Segment(_Record):
     name: str
     index: int
     search_space: dict[str, Any]
+    space_form: Literal["phpo", "idds"] = "phpo"
+    """The form the user wrote, handed to steering containers unchanged."""
     exhausted: bool = False
     created: datetime = Field(default_factory=utcnow)
 

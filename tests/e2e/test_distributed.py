@@ -103,6 +103,7 @@ def system(
         "HPO_API_PORT": str(api_port),
         "HPO_MONITOR_PORT": str(free_port()),
         "HPO_RECONCILE_INTERVAL": "1",
+        "HPO_HOME": str(tmp_path / "home"),
         "HPO_LEASE_SECONDS": "60",
         "HPO_SITE_ALIVE_SECONDS": "20",
     }

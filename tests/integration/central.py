@@ -15,7 +15,14 @@ from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, run_assembly
 from services.context import Context, open_context
 from services.http import bind
-from shared.config import ApiSettings, BrokerSettings, MonitorSettings, StorageSettings, load
+from shared.config import (
+    ApiSettings,
+    BrokerSettings,
+    MonitorSettings,
+    SteeringSettings,
+    StorageSettings,
+    load,
+)
 
 
 @dataclass
@@ -55,6 +62,7 @@ async def central(
         monitor=load(MonitorSettings, **overrides),
         broker=load(BrokerSettings, **overrides),
         storage=load(StorageSettings, **overrides),
+        steering=load(SteeringSettings, **overrides),
         api_socket=api_sock,
         monitor_socket=monitor_sock,
     )

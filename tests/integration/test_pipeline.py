@@ -48,6 +48,7 @@ async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIte
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),
         lease_seconds=30,
+        home=tmp_path,
     ) as c:
         yield c
 
@@ -214,6 +215,7 @@ async def test_expired_lease_is_retried_and_late_report_ignored(
             bus_prefix=bus_prefix,
             artifacts_url=file_artifacts(tmp_path),
             lease_seconds=0.5,
+            home=tmp_path,
         ) as system,
         httpx.AsyncClient(base_url=system.api_url, timeout=30) as http,
     ):
@@ -328,3 +330,82 @@ async def test_monitor_lists_own_tasks_with_progress(
         theirs = await monitor.get("/monitor/api/tasks", headers={"Authorization": f"Bearer {bob}"})
         assert theirs.json() == []
         assert (await monitor.get("/monitor/api/tasks")).status_code == 401
+
+
+IDDS_PROGRAMS = Path(__file__).resolve().parents[1] / "e2e" / "idds_steering"
+
+
+async def test_an_idds_steering_program_drives_a_task(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    import sys
+
+    user = await system.token("alice", ["user"])
+    site = FakeSite(http, "siteA", await system.token("ops", ["edge:siteA"]))
+    program = (IDDS_PROGRAMS / "random_search.py").read_text()
+    exec_line = (
+        f"{sys.executable} random_search.py --n=%NUM_POINTS --max=%MAX_POINTS "
+        "--in=$PWD/%IN --out=$PWD/%OUT"
+    )
+    space = {
+        "A": {"type": "Choice", "params": {"choices": [1, 4]}},
+        "B": {"type": "Scalar", "bounds": [0, 5]},
+    }
+    reply = await http.post(
+        "/api/v1/tasks",
+        json={
+            "config": {
+                "evaluationExec": "python eval.py",
+                "steeringExec": exec_line,
+                "maxPoints": 5,
+                "nParallelEvaluation": 2,
+                "nPointsPerIteration": 2,
+            },
+            "searchSpace": space,
+            "files": {"random_search.py": program},
+        },
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert reply.status_code == 201, reply.text
+    task_id = reply.json()["id"]
+
+    async def answer(job: dict[str, Any]) -> None:
+        p = job["points"][0]["params"]
+        assert p["A"] in (1, 4) and 0 <= p["B"] <= 5
+        await site.finish(job, (p["B"] - 2) ** 2 + p["A"])
+
+    async def done() -> bool:
+        return (await task_view(http, user, task_id))["status"] in ("done", "failed")
+
+    jobs = await drain(site, answer, done)
+    view = await task_view(http, user, task_id)
+    assert view["status"] == "done", view["reason"]
+    assert view["progress"]["evaluated"] == 5 and len(jobs) == 5
+
+
+async def test_a_broken_steering_program_fails_the_task_with_its_reason(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    import sys
+
+    user = await system.token("alice", ["user"])
+    program = (IDDS_PROGRAMS / "misbehave.py").read_text()
+    reply = await http.post(
+        "/api/v1/tasks",
+        json={
+            "config": {
+                "evaluationExec": "x",
+                "steeringExec": f"{sys.executable} misbehave.py invalid_json --in=%IN --out=%OUT",
+            },
+            "searchSpace": SPACE,
+            "files": {
+                "misbehave.py": program,
+                "random_search.py": (IDDS_PROGRAMS / "random_search.py").read_text(),
+            },
+        },
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert reply.status_code == 201, reply.text
+    view = await wait_status(http, user, reply.json()["id"], "failed")
+    assert view["reason"].startswith("steering container:")
+    assert "JSON" in view["reason"]
