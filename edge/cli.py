@@ -80,6 +80,31 @@ def harvester(
         raise _fail(str(exc)) from exc
 
 
+@app.command()
+def doctor(
+    config: Annotated[Path, typer.Option("--config", "-c", help="site.toml of this site")],
+    heartbeat: Annotated[
+        bool,
+        typer.Option(
+            help="Also check that the token is for this site by sending a real heartbeat "
+            "with 0 free slots (the site then shows as alive, with no room, until the "
+            "harvester's next heartbeat)."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for each command and request.")
+    ] = 10.0,
+) -> None:
+    """Check a site config on this host; exit 1 if any check fails."""
+    from rich.console import Console
+
+    from edge.doctor import render, run_checks
+
+    results = run_checks(config, heartbeat=heartbeat, timeout=timeout)
+    render(results, Console(highlight=False, soft_wrap=True))
+    raise typer.Exit(code=1 if any(r.status == "FAIL" for r in results) else 0)
+
+
 @node_app.command("run-job")
 def run_job(job_dir: Annotated[Path, typer.Argument(help="jobs/<job_id> directory")]) -> None:
     """Run the payload of one staged job (what a batch job executes)."""
