@@ -1,0 +1,162 @@
+"""Optimisation quality of the steering engine: best loss after 100 evaluations.
+
+Runs the steering service's own draw path (the optimiser rebuilt from stored points at
+every draw, exactly as the service does) at parallelism 1 and 8 (batch of 8: draw 8,
+evaluate 8, store 8), next to sequential in-process Optuna TPE and random search, on
+Branin, Hartmann-6 and Rosenbrock-5 over [0, 1]^d. Reports the median regret over the
+seeds. Prints one JSON line per function.
+
+Run: python tests/bench/steering_quality.py [--seeds 10] [--evals 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from services.steering.sampler import draw
+from shared.domain.models import Point, PointStatus
+from shared.domain.taskconfig import SteeringConfig
+from shared.searchspace import canonical_key, parse_search_space
+
+Objective = Callable[[dict[str, Any]], float]
+
+
+def branin(p: dict[str, Any]) -> float:
+    x, y = p["x0"] * 15 - 5, p["x1"] * 15
+    a = y - 5.1 / (4 * math.pi**2) * x**2 + 5 / math.pi * x - 6
+    return a**2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x) + 10 - 0.397887
+
+
+_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
+_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def hartmann6(p: dict[str, Any]) -> float:
+    x = np.array([p[f"x{i}"] for i in range(6)])
+    return float(-np.sum(_ALPHA * np.exp(-np.sum(_A * (x - _P) ** 2, axis=1))) + 3.32237)
+
+
+def rosenbrock5(p: dict[str, Any]) -> float:
+    x = np.array([p[f"x{i}"] * 4 - 2 for i in range(5)])
+    return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
+
+
+FUNCTIONS: dict[str, tuple[Objective, int]] = {
+    "branin": (branin, 2),
+    "hartmann6": (hartmann6, 6),
+    "rosenbrock5": (rosenbrock5, 5),
+}
+
+
+def service(
+    f: Objective, dims: int, seed: int, evals: int, batch: int, steering: SteeringConfig
+) -> float:
+    space = parse_search_space(
+        {
+            f"x{i}": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}
+            for i in range(dims)
+        }
+    )
+    history: list[Point] = []
+    while len(history) < evals:
+        wanted = min(batch, evals - len(history))
+        new = draw(
+            space, history, wanted, steering=steering, seed=seed, parallelism=batch, budget=evals
+        ).points
+        for params in new:  # "evaluate" the whole batch, then store it (ask 8, tell 8)
+            index = len(history)
+            history.append(
+                Point(
+                    id=str(index),
+                    task_id="b",
+                    segment="main",
+                    index=index,
+                    params=params,
+                    key=canonical_key(params),
+                    status=PointStatus.EVALUATED,
+                    loss=f(params),
+                )
+            )
+    return min(float(p.loss) for p in history if isinstance(p.loss, float))
+
+
+def bare(
+    f: Objective, dims: int, seed: int, evals: int, sampler: optuna.samplers.BaseSampler
+) -> float:
+    study = optuna.create_study(sampler=sampler)
+    dists = {f"x{i}": optuna.distributions.FloatDistribution(0, 1) for i in range(dims)}
+    for _ in range(evals):
+        trial = study.ask(dists)
+        study.tell(trial, f(trial.params))
+    return float(study.best_value)
+
+
+def contenders(
+    f: Objective, dims: int, evals: int, tpe: SteeringConfig, ngopt: SteeringConfig
+) -> dict[str, Callable[[int], float]]:
+    return {
+        "random_seq_inprocess": lambda s: bare(
+            f, dims, s, evals, optuna.samplers.RandomSampler(seed=s)
+        ),
+        "tpe_seq_inprocess": lambda s: bare(
+            f, dims, s, evals, optuna.samplers.TPESampler(seed=s, multivariate=True)
+        ),
+        "service_tpe_p1": lambda s: service(f, dims, s, evals, 1, tpe),
+        "service_tpe_p8": lambda s: service(f, dims, s, evals, 8, tpe),
+        "service_ngopt_p8": lambda s: service(f, dims, s, evals, 8, ngopt),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--evals", type=int, default=100)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    tpe = SteeringConfig(library="optuna", algorithm="tpe")
+    ngopt = SteeringConfig(library="nevergrad", algorithm="NGOpt")
+    for name, (f, dims) in FUNCTIONS.items():
+        runs = contenders(f, dims, args.evals, tpe, ngopt)
+        result: dict[str, Any] = {
+            "bench": "steering_quality",
+            "function": name,
+            "evals": args.evals,
+            "seeds": args.seeds,
+        }
+        for label, run in runs.items():
+            result[label] = round(statistics.median(run(s) for s in range(args.seeds)), 5)
+        result["p8_vs_tpe_seq"] = round(result["service_tpe_p8"] / result["tpe_seq_inprocess"], 2)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
