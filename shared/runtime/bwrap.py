@@ -54,7 +54,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from shared.runtime.port import Launch, RuntimeUnsupportedError
+from shared.runtime.port import Launch, host_runtime_image_notes
 
 WORKDIR = "/srv/workDir"
 SHELL = "/bin/sh"
@@ -154,15 +154,7 @@ class BwrapRuntime:
         image: str | None,
         gpus: Sequence[str] | None,
     ) -> Launch:
-        notes: list[str] = []
-        if image:
-            if not self._config.ignore_image:
-                raise RuntimeUnsupportedError(
-                    f"this site runs payloads in a bubblewrap sandbox on the host's software "
-                    f"(runtime 'bwrap'), which cannot run image {image!r}; the site admin can "
-                    "set runtime.ignore_image = true to run the exec without the image"
-                )
-            notes.append(f"image {image!r} ignored: the bwrap runtime runs the host's software")
+        notes = host_runtime_image_notes("bwrap", image, ignore_image=self._config.ignore_image)
         workdir = workdir.resolve()
         config = self._config
         argv = [config.executable, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]

@@ -51,3 +51,17 @@ class Runtime(Protocol):
         Raises :class:`RuntimeUnsupportedError` when the payload cannot run here.
         """
         ...
+
+
+def host_runtime_image_notes(kind: str, image: str | None, *, ignore_image: bool) -> list[str]:
+    """For runtimes that run the host's software: refuse a job's image, or, when the
+    site admin allows it, note that it is ignored."""
+    if not image:
+        return []
+    if not ignore_image:
+        raise RuntimeUnsupportedError(
+            f"this site runs payloads without a container (runtime {kind!r}) but the job "
+            f"asks for image {image!r}; the site admin can set runtime.ignore_image = true "
+            "to run the exec on the host's software"
+        )
+    return [f"image {image!r} ignored: the {kind} runtime runs the host's software"]

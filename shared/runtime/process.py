@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.runtime.port import Launch, RuntimeUnsupportedError
+from shared.runtime.port import Launch, host_runtime_image_notes
 
 SHELL = "/bin/sh"
 
@@ -56,15 +56,7 @@ class ProcessRuntime:
         image: str | None,
         gpus: Sequence[str] | None,
     ) -> Launch:
-        notes: list[str] = []
-        if image:
-            if not self._config.ignore_image:
-                raise RuntimeUnsupportedError(
-                    f"this site runs payloads without a container (runtime 'process') but "
-                    f"the job asks for image {image!r}; the site admin can set "
-                    "runtime.ignore_image = true to run the exec on the host"
-                )
-            notes.append(f"image {image!r} ignored: the process runtime runs on the host")
+        notes = host_runtime_image_notes("process", image, ignore_image=self._config.ignore_image)
         workdir = workdir.resolve()
         child_env = {
             "PATH": self._config.path or self._environ.get("PATH", os.defpath),
