@@ -109,7 +109,7 @@ class JobBuilderService(BusConsumer):
         to a crash (only the periodic pass needs that)."""
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in BUILDING:
+            if task is None or task.status not in BUILDING or task.config.online:
                 return
             if repair:
                 await self._recover_pending(task)

@@ -18,6 +18,7 @@ from services.context import Context
 from services.steering.algorithms.base import SteeringUnavailable
 from services.steering.container import check_workdir_root, run_steering_container
 from services.steering.logic import SegmentCounts, points_to_generate, task_seed
+from services.steering.online import OnlineSteering
 from services.steering.sampler import draw
 from shared.config import SteeringSettings
 from shared.domain.models import Point, PointStatus, Segment, Task, TaskStatus
@@ -48,6 +49,14 @@ class SteeringService(BusConsumer):
         check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
         await super().start()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.online = OnlineSteering(self.ctx)
+        await self.online.start()
+
+    async def stop(self) -> None:
+        online: OnlineSteering | None = getattr(self, "online", None)
+        if online is not None:
+            await online.stop()
+        await super().stop()
 
     async def on_message(self, message: Message) -> None:
         task_id = getattr(message, "task_id", None)
@@ -61,7 +70,7 @@ class SteeringService(BusConsumer):
     async def top_up(self, task_id: str) -> None:
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in GENERATING:
+            if task is None or task.status not in GENERATING or task.config.online:
                 return
             for segment in await self.ctx.store.segments.list_for_task(task_id):
                 if not segment.exhausted:

@@ -109,6 +109,9 @@ class TaskConfig(BaseModel):
     failedPointLoss: float = 1e10
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
     maxAttempts: int = Field(default=3, ge=1, le=10)
+    online: bool = False
+    """An online study: points are created by asks and told by workers; steering never
+    tops it up and no evaluation job is ever built for it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:

@@ -17,6 +17,7 @@ from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
+from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
 
@@ -41,6 +42,7 @@ class Store:
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
+        self.studies = StudyRepository(db["studies"], db["points"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""
@@ -53,6 +55,7 @@ class Store:
             self.sites,
             self.tokens,
             self.artifacts,
+            self.studies,
         ):
             await repo.create_indexes()
 

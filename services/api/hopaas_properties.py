@@ -1,0 +1,266 @@
+"""Hopaas study properties (ARCHITECTURE.md §7): from an ask body to a study spec.
+
+Pure: no I/O. A property whose value is a string ``optuna#<kind>(<args>)`` is sampled,
+anything else is passed through unchanged; ``hopaas_config`` names the study and picks
+its sampler and pruner. The sampled properties become a phpo search space, so the
+steering service draws them with the same optimisers as batch tasks.
+
+Suggestion arguments are Python literals, positional or by Optuna's keyword names:
+``uniform(low, high)``, ``loguniform(low, high)``, ``float(low, high, step=None,
+log=False)``, ``int(low, high, step=1, log=False)``, ``discrete_uniform(low, high, q)``
+and ``categorical(a, b, ...)`` (or ``categorical([a, b, ...])``).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from shared.domain.taskconfig import SteeringConfig
+from shared.searchspace import SearchSpaceError, parse_search_space
+
+CONFIG_KEY = "hopaas_config"
+TRIAL_KEY = "hopaas_trial"
+PREFIX = "optuna#"
+MAX_INT_STEPS = 10_000
+"""An ``int`` with a step above 1 becomes a categorical of its values, up to this many."""
+
+SAMPLERS: dict[str, str] = {
+    "TPESampler": "tpe",
+    "RandomSampler": "random",
+    "CmaEsSampler": "cmaes",
+    "NSGAIISampler": "nsga2",
+    "QMCSampler": "qmc",
+    "GridSampler": "grid",
+    "GPSampler": "gp",
+}
+"""Hopaas (Optuna) sampler class names -> the project's Optuna algorithm names."""
+
+PRUNERS = ("NopPruner", "MedianPruner", "HyperbandPruner", "ThresholdPruner")
+
+_SUGGESTION = re.compile(r"^optuna#([A-Za-z_]+)\((.*)\)$", re.DOTALL)
+_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "float": ("low", "high", "step", "log"),
+    "int": ("low", "high", "step", "log"),
+    "discrete_uniform": ("low", "high", "q"),
+}
+
+
+class PropertyError(ValueError):
+    """A property (or ``hopaas_config`` entry) that cannot be understood; ``name`` says
+    which, for the 422 reply."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What an ask body says about its study."""
+
+    title: str
+    direction: Literal["minimize", "maximize"]
+    steering: SteeringConfig
+    pruner: str
+    pruner_args: dict[str, Any]
+    space: dict[str, Any]
+    """The sampled properties as a phpo search space."""
+    properties: dict[str, Any] = field(default_factory=dict)
+    """Every property but ``hopaas_config`` and ``hopaas_trial``, as sent."""
+
+    def key(self, owner: str) -> str:
+        """Same owner, title and properties: same study."""
+        text = json.dumps([owner, self.title, self.properties], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def fill(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The properties with every suggestion replaced by its drawn value."""
+        return {k: params[k] if k in self.space else v for k, v in self.properties.items()}
+
+
+def _literal(name: str, node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise PropertyError(name, f"argument {ast.unparse(node)!r} is not a literal") from None
+
+
+def _arguments(name: str, text: str) -> tuple[list[Any], dict[str, Any]]:
+    try:
+        tree = ast.parse(f"_({text})", mode="eval")
+    except SyntaxError:
+        raise PropertyError(name, f"cannot read the arguments ({text})") from None
+    call = tree.body
+    assert isinstance(call, ast.Call)
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
+        raise PropertyError(name, "* and ** arguments are not allowed")
+    args = [_literal(name, a) for a in call.args]
+    kwargs = {str(k.arg): _literal(name, k.value) for k in call.keywords}
+    return args, kwargs
+
+
+def _bind(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = _SIGNATURES[kind]
+    if len(args) > len(names):
+        raise PropertyError(name, f"{kind} takes at most {len(names)} arguments")
+    bound = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise PropertyError(name, f"{kind} has no argument {key!r}")
+        if key in bound:
+            raise PropertyError(name, f"{kind}: {key} given twice")
+        bound[key] = value
+    for required in names[:2] + (("q",) if kind == "discrete_uniform" else ()):
+        if bound.get(required) is None:
+            raise PropertyError(name, f"{kind} needs {required}")
+    for key in ("low", "high", "step", "q"):
+        value = bound.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise PropertyError(name, f"{kind}: {key} must be a finite number, got {value!r}")
+    return bound
+
+
+def _dimension(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kind == "categorical":
+        if kwargs.keys() - {"choices"}:
+            raise PropertyError(name, "categorical takes its choices only")
+        choices = kwargs.get("choices", args[0] if len(args) == 1 else args)
+        if not isinstance(choices, list | tuple) or not choices:
+            raise PropertyError(name, "categorical needs at least one choice")
+        return {"method": "categorical", "dimension": {"categories": list(choices)}}
+    if kind not in _SIGNATURES:
+        raise PropertyError(name, f"unknown suggestion optuna#{kind}")
+    b = _bind(name, kind, args, kwargs)
+    low, high, step, log = b["low"], b["high"], b.get("step"), bool(b.get("log", False))
+    if kind == "loguniform":
+        log = True
+    if kind == "discrete_uniform":
+        step = b["q"]
+    if log and step is not None and not (kind == "int" and step == 1):
+        raise PropertyError(name, f"{kind}: step and log cannot be combined")
+    if kind == "int":
+        if not all(isinstance(v, int) for v in (low, high, step if step is not None else 1)):
+            raise PropertyError(name, "int: low, high and step must be integers")
+        if step is None or step == 1:
+            method = "loguniformint" if log else "uniformint"
+            return {"method": method, "dimension": {"low": low, "high": high}}
+        if step <= 0 or high < low:
+            raise PropertyError(name, "int: need step > 0 and low <= high")
+        values = list(range(low, high + 1, step))
+        if len(values) > MAX_INT_STEPS:
+            raise PropertyError(name, f"int: more than {MAX_INT_STEPS} values")
+        return {"method": "categorical", "dimension": {"categories": values}}
+    if step is not None:
+        return {"method": "quniform", "dimension": {"low": low, "high": high, "q": step}}
+    method = "loguniform" if log else "uniform"
+    return {"method": method, "dimension": {"low": low, "high": high}}
+
+
+def parse_suggestion(name: str, value: object) -> dict[str, Any] | None:
+    """The phpo dimension of a suggestion string; None for a plain value."""
+    if not isinstance(value, str) or not value.startswith(PREFIX):
+        return None
+    match = _SUGGESTION.match(value.strip())
+    if match is None:
+        raise PropertyError(name, f"malformed suggestion {value!r}")
+    args, kwargs = _arguments(name, match.group(2))
+    return _dimension(name, match.group(1), args, kwargs)
+
+
+def _plugin(config: dict[str, Any], what: str, default: str) -> tuple[str, dict[str, Any]]:
+    block = config.get(what) or {}
+    if isinstance(block, str):
+        block = {"name": block}
+    if not isinstance(block, dict):
+        raise PropertyError(f"{CONFIG_KEY}.{what}", "must be an object {name, args}")
+    name = block.get("name") or default
+    args = block.get("args") or {}
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise PropertyError(f"{CONFIG_KEY}.{what}", "name must be a string and args an object")
+    return name, args
+
+
+def _steering(name: str, args: dict[str, Any], direction: str) -> SteeringConfig:
+    algorithm = SAMPLERS.get(name)
+    if algorithm is None:
+        raise PropertyError(
+            f"{CONFIG_KEY}.sampler", f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}"
+        )
+    rest = {k: v for k, v in args.items() if k != "seed"}
+    seed = args.get("seed")
+    try:
+        return SteeringConfig.model_validate(
+            {
+                "library": "optuna",
+                "algorithm": algorithm,
+                "args": rest,
+                "seed": seed,
+                "directions": [direction],
+            }
+        )
+    except ValidationError as exc:
+        msgs = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise PropertyError(f"{CONFIG_KEY}.sampler", msgs) from None
+
+
+def parse_study(body: dict[str, Any]) -> StudySpec:
+    """The study an ask body describes; ``PropertyError`` names what is wrong."""
+    config = body.get(CONFIG_KEY) or {}
+    if not isinstance(config, dict):
+        raise PropertyError(CONFIG_KEY, "must be an object")
+    title = config.get("title") or "untitled"
+    if not isinstance(title, str):
+        raise PropertyError(f"{CONFIG_KEY}.title", "must be a string")
+    direction: Literal["minimize", "maximize"]
+    given = config.get("direction") or "minimize"
+    if given == "minimize":
+        direction = "minimize"
+    elif given == "maximize":
+        direction = "maximize"
+    else:
+        raise PropertyError(f"{CONFIG_KEY}.direction", "must be minimize or maximize")
+    sampler, sampler_args = _plugin(config, "sampler", "TPESampler")
+    pruner, pruner_args = _plugin(config, "pruner", "NopPruner")
+    if pruner not in PRUNERS:
+        raise PropertyError(
+            f"{CONFIG_KEY}.pruner", f"unknown pruner {pruner!r}; known: {', '.join(PRUNERS)}"
+        )
+    properties = {k: v for k, v in body.items() if k not in (CONFIG_KEY, TRIAL_KEY)}
+    space: dict[str, Any] = {}
+    for name, value in properties.items():
+        dimension = parse_suggestion(name, value)
+        if dimension is not None:
+            space[name] = dimension
+    if not space:
+        raise PropertyError("properties", "no optuna# suggestion to sample")
+    try:
+        parse_search_space(space)
+    except SearchSpaceError as exc:
+        issue = exc.issues[0]
+        raise PropertyError(str(issue.loc[0]) if issue.loc else "properties", issue.msg) from None
+    return StudySpec(
+        title=title,
+        direction=direction,
+        steering=_steering(sampler, sampler_args, direction),
+        pruner=pruner,
+        pruner_args=pruner_args,
+        space=space,
+        properties=properties,
+    )

@@ -1,0 +1,194 @@
+"""Online studies for the api's routers: opening a study, asking steering for a trial,
+and the conditional tell, failure and report writes (shared by the Hopaas-compatible
+and the native routers).
+
+A study is a task of its owner with no evaluation jobs; its id is derived from the
+owner, title and properties, so the same study is found again by whoever describes it
+the same way. The task is ``running`` and marked ``online`` in its config, so steering's
+batch top-up and the job builder leave it alone: its points come only from asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from fastapi import HTTPException, status
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.api.hopaas_properties import StudySpec
+from services.api.pruning import should_prune
+from services.context import Context
+from shared.bus import RequestError, RequestTimeoutError
+from shared.clock import new_id
+from shared.domain.models import PointStatus, Segment, Task, TaskStatus
+from shared.domain.taskconfig import TaskConfig
+from shared.online import STEERING_TARGET, AskReply, AskRequest, trial_point_id
+from shared.searchspace import parse_search_space, to_phpo
+from shared.store.studies import Study
+
+log = logging.getLogger(__name__)
+
+SEGMENT = "main"
+ONLINE_EXEC = "(online study: evaluated by its own workers)"
+"""The evaluationExec of a study's task; no job is ever built for it."""
+ASK_TIMEOUT = 20.0
+ASK_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class Asked:
+    index: int
+    params: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The trial's status after a tell or failure; ``recorded`` is False when the call
+    changed nothing (the trial was already closed)."""
+
+    status: str
+    recorded: bool
+
+
+async def own_study(ctx: Context, owner: str, study_id: str) -> tuple[Task, Study]:
+    task = await ctx.store.tasks.get_for_owner(study_id, owner)
+    study = await ctx.store.studies.get_for_owner(study_id, owner)
+    if task is None or study is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+    return task, study
+
+
+async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
+    """The owner's study with this title and properties, created on first use."""
+    key = spec.key(owner)
+    study_id = f"study_{key[:24]}"
+    task = await ctx.store.tasks.get_for_owner(study_id, owner)
+    if task is not None:
+        return task
+    await ctx.store.studies.insert(
+        Study(
+            id=study_id,
+            owner=owner,
+            title=spec.title,
+            key=key,
+            direction=spec.direction,
+            properties=spec.properties,
+            pruner=spec.pruner,
+            pruner_args=spec.pruner_args,
+        )
+    )
+    segment = Segment(
+        id=f"{study_id}.{SEGMENT}",
+        task_id=study_id,
+        name=SEGMENT,
+        index=0,
+        search_space=to_phpo(parse_search_space(spec.space)),
+    )
+    task = Task(
+        id=study_id,
+        owner=owner,
+        name=spec.title,
+        status=TaskStatus.RUNNING,
+        config=TaskConfig(
+            evaluationExec=ONLINE_EXEC,
+            online=True,
+            maxPoints=1_000_000,
+            failedPoints="exclude",
+            steering=spec.steering,
+        ),
+    )
+    with contextlib.suppress(BulkWriteError, DuplicateKeyError):  # a concurrent first ask
+        await ctx.store.segments.insert_many([segment])
+    with contextlib.suppress(DuplicateKeyError):
+        await ctx.store.tasks.insert(task)
+    log.info("study %s (%r) of %s opened", study_id, spec.title, owner)
+    return task
+
+
+async def ask_trial(ctx: Context, task_id: str, owner: str) -> Asked:
+    """A new trial from steering; retried once with the same ask id on a timeout."""
+    request = AskRequest(task_id=task_id, owner=owner, ask_id=new_id("ask_"))
+    reply = None
+    for attempt in range(ASK_ATTEMPTS):
+        try:
+            reply = await ctx.bus.request(STEERING_TARGET, request, timeout=ASK_TIMEOUT)
+            break
+        except RequestTimeoutError:
+            if attempt + 1 == ASK_ATTEMPTS:
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE, "steering timed out"
+                ) from None
+        except RequestError as exc:
+            log.warning("ask for study %s failed: %s", task_id, exc)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "steering is not available"
+            ) from None
+    if not isinstance(reply, AskReply):
+        raise TypeError(f"unexpected reply {type(reply).__name__}")
+    if reply.not_found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, reply.error)
+    if reply.error or reply.index is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, reply.error or "no trial")
+    return Asked(index=reply.index, params=reply.params)
+
+
+def filled(properties: dict[str, object], params: dict[str, object]) -> dict[str, object]:
+    """The study's properties with the trial's drawn values in place of suggestions."""
+    return {k: params.get(k, v) for k, v in properties.items()}
+
+
+async def _closed(ctx: Context, point_id: str, recorded: bool) -> Closed:
+    point = await ctx.store.points.get(point_id)
+    if point is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trial {point_id}")
+    return Closed(status=point.status.value, recorded=recorded)
+
+
+async def tell_trial(ctx: Context, task: Task, study: Study, index: int, loss: float) -> Closed:
+    point_id = trial_point_id(task.id, SEGMENT, index)
+    recorded = await ctx.store.studies.tell(point_id, loss)
+    if recorded and study.direction == "minimize":
+        await ctx.store.tasks.offer_best(task.id, loss, point_id)
+    return await _closed(ctx, point_id, recorded)
+
+
+async def fail_trial(ctx: Context, task: Task, index: int, error: str) -> Closed:
+    point_id = trial_point_id(task.id, SEGMENT, index)
+    recorded = await ctx.store.studies.fail(point_id, error)
+    return await _closed(ctx, point_id, recorded)
+
+
+async def report_trial(
+    ctx: Context, task: Task, study: Study, index: int, step: int, value: float
+) -> bool:
+    """Store the intermediate value and return the study's pruner's verdict."""
+    await ctx.store.studies.report(trial_point_id(task.id, SEGMENT, index), step, value)
+    trials = await ctx.store.studies.trials(task.id)
+    if not any(t.point.index == index for t in trials):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trial {task.id}:{index}")
+    return await asyncio.to_thread(
+        should_prune,
+        study.pruner,
+        study.pruner_args,
+        study.direction,
+        trials,
+        index,
+        study_name=study.id,
+    )
+
+
+async def best_trial(ctx: Context, task: Task, study: Study) -> tuple[int, float]:
+    """Index and loss of the best told trial; 404 when none was told yet."""
+    told = [
+        (float(t.point.loss), t.point.index)
+        for t in await ctx.store.studies.trials(task.id)
+        if t.point.status is PointStatus.EVALUATED and isinstance(t.point.loss, int | float)
+    ]
+    if not told:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"study {task.id} has no told trial")
+    pick = min if study.direction == "minimize" else max
+    loss, index = pick(told, key=lambda pair: pair[0])
+    return index, loss

@@ -1,0 +1,170 @@
+"""``/api/v1/studies``: native online ask-and-tell with a bearer token.
+
+The same studies as the Hopaas-compatible API (:mod:`services.api.routers.hopaas`):
+a study is described by a title and properties (plain values and ``optuna#``
+suggestion strings), and the same description from the same user opens the same
+study. Trials are numbered from 0; tell, fail and report are idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from services.api.deps import Ctx, CurrentUser
+from services.api.hopaas_properties import CONFIG_KEY, PropertyError, parse_study
+from services.api.online import (
+    ask_trial,
+    best_trial,
+    ensure_study,
+    fail_trial,
+    filled,
+    own_study,
+    report_trial,
+    tell_trial,
+)
+from services.api.pruning import build_pruner
+from services.api.routers.hopaas import unprocessable
+from shared.store.studies import Study
+
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+
+
+class Plugin(BaseModel):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudyCreate(BaseModel):
+    title: str = Field(min_length=1)
+    properties: dict[str, Any]
+    direction: Literal["minimize", "maximize"] = "minimize"
+    sampler: Plugin = Field(default_factory=lambda: Plugin(name="TPESampler"))
+    pruner: Plugin = Field(default_factory=lambda: Plugin(name="NopPruner"))
+
+
+class StudyView(BaseModel):
+    id: str
+    title: str
+    direction: str
+    properties: dict[str, Any]
+    pruner: str
+    status: str
+
+
+class TrialView(BaseModel):
+    study_id: str
+    trial: int
+    params: dict[str, Any]
+    """The study's properties with this trial's values filled in."""
+
+
+class TellBody(BaseModel):
+    trial: int = Field(ge=0)
+    loss: float
+
+
+class FailBody(BaseModel):
+    trial: int = Field(ge=0)
+    error: str = ""
+
+
+class ReportBody(BaseModel):
+    trial: int = Field(ge=0)
+    step: int
+    value: float
+
+
+class Outcome(BaseModel):
+    study_id: str
+    trial: int
+    status: str
+    recorded: bool
+
+
+class Verdict(BaseModel):
+    prune: bool
+
+
+class Best(BaseModel):
+    study_id: str
+    trial: int
+    loss: float
+
+
+def _view(study: Study, task_status: str) -> StudyView:
+    return StudyView(
+        id=study.id,
+        title=study.title,
+        direction=study.direction,
+        properties=study.properties,
+        pruner=study.pruner,
+        status=task_status,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser) -> StudyView:
+    config = {
+        "title": body.title,
+        "direction": body.direction,
+        "sampler": body.sampler.model_dump(),
+        "pruner": body.pruner.model_dump(),
+    }
+    try:
+        spec = parse_study({**body.properties, CONFIG_KEY: config})
+        build_pruner(spec.pruner, spec.pruner_args)
+    except PropertyError as exc:
+        name = exc.name.replace(f"{CONFIG_KEY}.", "")
+        where = name if name in ("sampler", "pruner", "direction") else f"properties.{name}"
+        raise unprocessable(where, exc.message) from None
+    except ValueError as exc:
+        raise unprocessable("pruner", str(exc)) from None
+    task = await ensure_study(ctx, user.owner, spec)
+    _, study = await own_study(ctx, user.owner, task.id)
+    return _view(study, task.status.value)
+
+
+@router.get("/{study_id}")
+async def get_study(study_id: str, ctx: Ctx, user: CurrentUser) -> StudyView:
+    task, study = await own_study(ctx, user.owner, study_id)
+    return _view(study, task.status.value)
+
+
+@router.post("/{study_id}/ask")
+async def ask(study_id: str, ctx: Ctx, user: CurrentUser) -> TrialView:
+    task, study = await own_study(ctx, user.owner, study_id)
+    trial = await ask_trial(ctx, task.id, user.owner)
+    return TrialView(
+        study_id=task.id, trial=trial.index, params=filled(study.properties, trial.params)
+    )
+
+
+@router.post("/{study_id}/tell")
+async def tell(study_id: str, body: TellBody, ctx: Ctx, user: CurrentUser) -> Outcome:
+    task, study = await own_study(ctx, user.owner, study_id)
+    closed = await tell_trial(ctx, task, study, body.trial, body.loss)
+    return Outcome(study_id=task.id, trial=body.trial, **vars(closed))
+
+
+@router.post("/{study_id}/fail")
+async def fail(study_id: str, body: FailBody, ctx: Ctx, user: CurrentUser) -> Outcome:
+    task, _ = await own_study(ctx, user.owner, study_id)
+    closed = await fail_trial(ctx, task, body.trial, body.error)
+    return Outcome(study_id=task.id, trial=body.trial, **vars(closed))
+
+
+@router.post("/{study_id}/report")
+async def report(study_id: str, body: ReportBody, ctx: Ctx, user: CurrentUser) -> Verdict:
+    task, study = await own_study(ctx, user.owner, study_id)
+    prune = await report_trial(ctx, task, study, body.trial, body.step, body.value)
+    return Verdict(prune=prune)
+
+
+@router.get("/{study_id}/best")
+async def best(study_id: str, ctx: Ctx, user: CurrentUser) -> Best:
+    task, study = await own_study(ctx, user.owner, study_id)
+    index, loss = await best_trial(ctx, task, study)
+    return Best(study_id=task.id, trial=index, loss=loss)

@@ -1,0 +1,125 @@
+"""Online studies: the study record beside its task, and the trial writes of ask-and-tell.
+
+A study is a task with no evaluation jobs (ARCHITECTURE.md §3): its trials are the
+task's points, created ``pending`` by an ask (so the job builder, which only builds for
+``unevaluated`` points, never sees them) and closed by a tell or a failure. This
+repository holds what a task has no room for (the title, the properties as sent, the
+pruner) and the conditional point updates of the online path; point documents also get
+``ask_id`` and ``intermediate`` (step -> value), which the ``Point`` model ignores.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from shared.clock import utcnow
+from shared.domain.models import Point, PointStatus
+from shared.store.base import Doc, Repository, from_doc, to_doc
+
+
+class Study(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    """The id of the study's task."""
+    owner: str
+    title: str
+    key: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+    properties: dict[str, Any] = Field(default_factory=dict)
+    pruner: str = "NopPruner"
+    pruner_args: dict[str, Any] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Trial(BaseModel):
+    """A study's point with the online fields the ``Point`` model does not carry."""
+
+    point: Point
+    intermediate: dict[int, float] = Field(default_factory=dict)
+
+
+class StudyRepository(Repository[Study]):
+    model = Study
+
+    def __init__(self, collection: AsyncCollection[Doc], points: AsyncCollection[Doc]) -> None:
+        super().__init__(collection)
+        self.points = points
+
+    async def create_indexes(self) -> None:
+        await self.col.create_index([("owner", ASCENDING), ("key", ASCENDING)], unique=True)
+        await self.points.create_index([("task_id", ASCENDING), ("ask_id", ASCENDING)])
+
+    async def insert(self, study: Study) -> bool:
+        """False when the study exists already (a concurrent first ask)."""
+        try:
+            await self.col.insert_one(to_doc(study))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_for_owner(self, study_id: str, owner: str) -> Study | None:
+        found = await self._find({"_id": study_id, "owner": owner}, limit=1)
+        return found[0] if found else None
+
+    async def insert_trial(self, point: Point, ask_id: str) -> bool:
+        """False when the (task, segment, index) is taken."""
+        try:
+            await self.points.insert_one({**to_doc(point), "ask_id": ask_id})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def trial_for_ask(self, task_id: str, ask_id: str) -> Point | None:
+        doc = await self.points.find_one({"task_id": task_id, "ask_id": ask_id})
+        return None if doc is None else _trial(doc).point
+
+    async def trials(self, task_id: str) -> list[Trial]:
+        cursor = self.points.find({"task_id": task_id}, sort=[("index", ASCENDING)])
+        return [_trial(doc) async for doc in cursor]
+
+    async def tell(self, point_id: str, loss: float) -> bool:
+        """pending -> evaluated; a second tell of the trial changes nothing."""
+        result = await self.points.update_one(
+            {"_id": point_id, "status": PointStatus.PENDING.value},
+            {"$set": {"status": PointStatus.EVALUATED.value, "loss": loss, "evaluated": utcnow()}},
+        )
+        return result.modified_count == 1
+
+    async def fail(self, point_id: str, error: str) -> bool:
+        """pending -> failed (studies exclude failed trials from the sampler)."""
+        result = await self.points.update_one(
+            {"_id": point_id, "status": PointStatus.PENDING.value},
+            {
+                "$set": {
+                    "status": PointStatus.FAILED.value,
+                    "last_error": error[:2000],
+                    "evaluated": utcnow(),
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    async def report(self, point_id: str, step: int, value: float) -> bool:
+        """Record an intermediate value of a pending trial (the same step again keeps
+        the first value)."""
+        field = f"intermediate.{step}"
+        result = await self.points.update_one(
+            {"_id": point_id, "status": PointStatus.PENDING.value, field: {"$exists": False}},
+            {"$set": {field: value}},
+        )
+        return result.modified_count == 1
+
+
+def _trial(doc: Doc) -> Trial:
+    raw = doc.get("intermediate") or {}
+    return Trial(
+        point=from_doc(Point, doc),
+        intermediate={int(k): float(v) for k, v in raw.items()},
+    )

@@ -1,0 +1,110 @@
+"""The Hopaas property parser: suggestion strings to search-space dimensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.api.hopaas_properties import PropertyError, parse_study, parse_suggestion
+
+
+@pytest.mark.parametrize(
+    ("text", "method", "dimension"),
+    [
+        ("optuna#uniform(-1, 2.5)", "uniform", {"low": -1, "high": 2.5}),
+        ("optuna#float(0.1, 1)", "uniform", {"low": 0.1, "high": 1}),
+        ("optuna#float(1e-4, 1, log=True)", "loguniform", {"low": 1e-4, "high": 1}),
+        ("optuna#float(1e-4, 1, None, True)", "loguniform", {"low": 1e-4, "high": 1}),
+        ("optuna#float(0, 1, step=0.25)", "quniform", {"low": 0, "high": 1, "q": 0.25}),
+        ("optuna#loguniform(1e-5, 1e-1)", "loguniform", {"low": 1e-5, "high": 1e-1}),
+        ("optuna#discrete_uniform(0, 1, 0.1)", "quniform", {"low": 0, "high": 1, "q": 0.1}),
+        ("optuna#int(1, 10)", "uniformint", {"low": 1, "high": 10}),
+        ("optuna#int(1, 10, 1, False)", "uniformint", {"low": 1, "high": 10}),
+        ("optuna#int(1, 1024, log=True)", "loguniformint", {"low": 1, "high": 1024}),
+        ("optuna#int(0, 10, step=5)", "categorical", {"categories": [0, 5, 10]}),
+        ("optuna#categorical('adam', 'sgd')", "categorical", {"categories": ["adam", "sgd"]}),
+        ("optuna#categorical([1, 2, 3])", "categorical", {"categories": [1, 2, 3]}),
+        ("optuna#categorical(True, None)", "categorical", {"categories": [True, None]}),
+    ],
+)
+def test_suggestions(text: str, method: str, dimension: dict[str, Any]) -> None:
+    assert parse_suggestion("p", text) == {"method": method, "dimension": dimension}
+
+
+@pytest.mark.parametrize("value", [3, 0.5, "adam", "optuna", None, [1, 2], {"a": 1}])
+def test_plain_values_are_not_suggestions(value: object) -> None:
+    assert parse_suggestion("p", value) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "optuna#uniform(0)",
+        "optuna#uniform(0, 1, 2)",
+        "optuna#normal(0, 1)",
+        "optuna#uniform(0, x)",
+        "optuna#uniform(0, 1",
+        "optuna#int(0.5, 3)",
+        "optuna#float(0, 1, step=0.1, log=True)",
+        "optuna#uniform(0, float('inf'))",
+        "optuna#uniform(low=0, low=1)",
+        "optuna#uniform(*[0, 1])",
+        "optuna#categorical()",
+        "optuna#discrete_uniform(0, 1)",
+    ],
+)
+def test_bad_suggestions_name_the_property(text: str) -> None:
+    with pytest.raises(PropertyError) as info:
+        parse_suggestion("learning_rate", text)
+    assert info.value.name == "learning_rate"
+
+
+def test_study_spec() -> None:
+    body = {
+        "lr": "optuna#loguniform(1e-4, 1e-1)",
+        "layers": "optuna#int(1, 4)",
+        "epochs": 10,
+        "hopaas_config": {
+            "title": "demo",
+            "direction": "maximize",
+            "sampler": {"name": "RandomSampler", "args": {"seed": 7}},
+            "pruner": {"name": "MedianPruner", "args": {"n_warmup_steps": 2}},
+        },
+    }
+    spec = parse_study(body)
+    assert spec.title == "demo"
+    assert spec.direction == "maximize"
+    assert spec.steering.algorithm == "random"
+    assert spec.steering.seed == 7
+    assert spec.steering.directions == ["maximize"]
+    assert spec.pruner == "MedianPruner"
+    assert set(spec.space) == {"lr", "layers"}
+    assert spec.fill({"lr": 0.01, "layers": 2}) == {"lr": 0.01, "layers": 2, "epochs": 10}
+    assert spec.key("alice") == parse_study(dict(body)).key("alice")
+    assert spec.key("alice") != spec.key("bob")
+
+
+def test_bounds_are_checked_by_the_search_space() -> None:
+    with pytest.raises(PropertyError) as info:
+        parse_study({"x": "optuna#uniform(2, 1)"})
+    assert info.value.name == "x"
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"sampler": {"name": "NoSuchSampler"}}, "hopaas_config.sampler"),
+        ({"pruner": {"name": "NoSuchPruner"}}, "hopaas_config.pruner"),
+        ({"direction": "sideways"}, "hopaas_config.direction"),
+    ],
+)
+def test_bad_config(config: dict[str, Any], where: str) -> None:
+    with pytest.raises(PropertyError) as info:
+        parse_study({"x": "optuna#uniform(0, 1)", "hopaas_config": config})
+    assert info.value.name == where
+
+
+def test_a_study_needs_a_suggestion() -> None:
+    with pytest.raises(PropertyError):
+        parse_study({"x": 1})
