@@ -148,6 +148,16 @@ class EdgeApiClient:
             read_timeout=request.wait_seconds + self._timeout,
         )
 
+    async def held_leases(self) -> LeaseReply:
+        """The jobs the api says this site holds (to recover leases lost in a crash)."""
+        response = await self._send(
+            "GET",
+            f"{self._base}/edge/v1/sites/{self._site}/leases",
+            headers={"Authorization": f"Bearer {self._token()}"},
+            timeout=self._timeout,
+        )
+        return LeaseReply.model_validate_json(response.content)
+
     async def job_event(self, job_id: str, event: JobEvent) -> JobEventReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/events", event, JobEventReply)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
-from edge.fsproto import tail_text, write_text_atomic
+from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
@@ -81,6 +81,7 @@ class Harvester:
         self.jobs: dict[str, TrackedJob] = {}
         self._loaded = False
         self._slot_freed = asyncio.Event()
+        self._recovered = False
 
     # -- state ---------------------------------------------------------------------
 
@@ -307,7 +308,30 @@ class Harvester:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
 
+    async def recover_leases(self) -> int:
+        """Stage the jobs the api says this site holds but that have no job directory:
+        leases granted just before a crash, before the job reached the filesystem.
+        Returns how many were recovered."""
+        reply = await self.api.held_leases()
+        recovered = 0
+        for spec in reply.jobs:
+            if (
+                spec.job_id in self.jobs
+                or JobPaths.under(self.config.root, spec.job_id).dir.exists()
+            ):
+                continue
+            log.info("job %s: lease held but never staged; staging it now", spec.job_id)
+            await self._start_job(spec)
+            recovered += 1
+        return recovered
+
     async def _lease_step(self) -> None:
+        if not self._recovered:
+            try:
+                await self.recover_leases()
+            except EdgeApiError as exc:  # an older api: nothing to recover with
+                log.warning("held leases cannot be recovered: %s", exc)
+            self._recovered = True
         if self.free_slots() == 0:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):

@@ -121,6 +121,12 @@ class JobRepository(Repository[Job]):
             reason=reason,
         )
 
+    async def live_at_site(self, site: str) -> list[Job]:
+        """Jobs a site holds a lease on (leased or running), oldest first."""
+        return await self._find(
+            {"site": site, "status": {"$in": _LIVE}}, sort=[("created", ASCENDING)]
+        )
+
     async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
         return await self._find(
             {"status": {"$in": _LIVE}, "lease.expires": {"$lt": now}}, limit=limit

@@ -225,13 +225,13 @@ def test_tasks_complete_across_processes(system: dict[str, Any]) -> None:
         )
         assert other.status_code == 404
 
-        # Crash the stateful middle of the pipeline mid-task: nothing may be lost or
+        # Crash the pipeline mid-task, the site harvester too: nothing may be lost or
         # counted twice (ARCHITECTURE.md section 4).
         deadline = time.monotonic() + 120
         while client.get(f"/api/v1/tasks/{task['id']}").json()["progress"]["evaluated"] < 3:
             assert time.monotonic() < deadline, "no progress before the crash"
             time.sleep(0.3)
-        for name in ("steering", "jobbuilder", "broker"):
+        for name in ("steering", "jobbuilder", "broker", "harvester"):
             system["procs"].kill9_and_restart(name)
 
         final = wait_done(client, task["id"], system["procs"], 240)

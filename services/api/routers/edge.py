@@ -109,6 +109,25 @@ async def lease(
     return LeaseReply(jobs=specs)
 
 
+@router.get("/sites/{site}/leases")
+async def held_leases(site: str, ctx: Ctx, token: EdgeToken) -> LeaseReply:
+    """The jobs this site holds a lease on, as they were handed out.
+
+    A harvester that dies between receiving a lease and writing the job to its shared
+    filesystem asks this at start and stages what it lost, under the same lease
+    generation, instead of letting the lease expire and the point lose an attempt.
+    """
+    _site_of(token, site)
+    record = await ctx.store.sites.get(site)
+    arch = record.arch if record else "amd64"
+    return LeaseReply(
+        jobs=[
+            await build_spec(ctx.store, job, arch)
+            for job in await ctx.store.jobs.live_at_site(site)
+        ]
+    )
+
+
 async def _should_kill(ctx: Ctx, job: Job) -> bool:
     if job.status is JobStatus.CANCELLED:
         return True
