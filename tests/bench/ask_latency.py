@@ -1,0 +1,173 @@
+"""Ask latency through the service against the bare sampler, at 1k and 10k evaluated points.
+
+Through the service: a Hopaas-compatible ``POST /api/ask/{token}`` (api → bus
+request/reply → steering draw → stored trial → reply) on the embedded default's memory
+bus and a fresh SecantusDB, with the study's history inserted directly into the database
+first; each ask is followed by a tell. In-process: the same Optuna sampler with the same
+history, one ``study.ask`` (the anchor measurement). Four float dimensions, as the anchor.
+Prints one JSON line per sampler and history size.
+
+Run: python tests/bench/ask_latency.py [--sizes 1000 10000] [--asks 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from shared.domain.models import Point, PointStatus
+from shared.searchspace import canonical_key
+from shared.store.base import to_doc
+from shared.store.server import start_secantus
+from tests.integration.central import central
+
+SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {  # Hopaas name -> bare
+    "TPESampler": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True),
+    "RandomSampler": lambda: optuna.samplers.RandomSampler(seed=0),
+    "CmaEsSampler": lambda: optuna.samplers.CmaEsSampler(seed=0),
+}
+DIMS = 4
+
+
+class AskFailedError(RuntimeError):
+    """The service did not answer an ask (e.g. the draw outlasted the ask timeout)."""
+
+
+def properties(title: str, sampler: str) -> dict[str, Any]:
+    props: dict[str, Any] = {f"x{i}": "optuna#uniform(0, 1)" for i in range(DIMS)}
+    props["hopaas_config"] = {
+        "title": title,
+        "direction": "minimize",
+        "sampler": {"name": sampler, "args": {}},
+    }
+    return props
+
+
+def bare_ms(sampler: str, size: int, asks: int) -> float:
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        f"x{i}": optuna.distributions.FloatDistribution(0, 1) for i in range(DIMS)
+    }
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(sampler=SAMPLERS[sampler]())
+    trials = []
+    for _ in range(size):
+        params = {k: float(rng.random()) for k in dists}
+        trials.append(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=sum(v * v for v in params.values())
+            )
+        )
+    study.add_trials(trials)
+    times = []
+    for _ in range(asks):
+        started = time.perf_counter()
+        trial = study.ask(dists)
+        times.append(time.perf_counter() - started)
+        study.tell(trial, 1.0)
+    return statistics.median(times) * 1e3
+
+
+async def service_ms(mongo: str, sampler: str, size: int, asks: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            central(
+                mongo_url=f"{mongo}/ask{uuid.uuid4().hex[:8]}",
+                bus_url="memory://",
+                bus_prefix=f"ask{uuid.uuid4().hex[:8]}.",
+                artifacts_url=f"file://{tmp}/artifacts",
+                home=Path(tmp),
+                reconcile_interval=2.0,
+            ) as system,
+            httpx.AsyncClient(base_url=system.api_url, timeout=600) as http,
+        ):
+            token = await system.token("bench", ["user"])
+            props = properties(f"bench-{sampler}-{size}", sampler)
+            first = (await http.post(f"/api/ask/{token}", json=props)).json()
+            study_id, _ = first["hopaas_trial"].split(":")
+            await http.post(
+                f"/api/tell/{token}", json={"hopaas_trial": first["hopaas_trial"], "loss": 1.0}
+            )
+            rng = np.random.default_rng(0)
+            docs = []
+            for index in range(1, size):
+                params = {f"x{i}": float(rng.random()) for i in range(DIMS)}
+                point = Point(
+                    id=f"{study_id}.main.{index}",
+                    task_id=study_id,
+                    segment="main",
+                    index=index,
+                    params=params,
+                    key=canonical_key(params),
+                    status=PointStatus.EVALUATED,
+                    loss=sum(v * v for v in params.values()),
+                )
+                docs.append(to_doc(point))
+            points = system.ctx.store.points.col
+            for start in range(0, len(docs), 1000):
+                await points.insert_many(docs[start : start + 1000])
+            times = []
+            for _ in range(asks):
+                started = time.perf_counter()
+                reply = await http.post(f"/api/ask/{token}", json=props)
+                if reply.status_code != 200:
+                    raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
+                trial = reply.json()
+                times.append(time.perf_counter() - started)
+                await http.post(
+                    f"/api/tell/{token}", json={"hopaas_trial": trial["hopaas_trial"], "loss": 0.5}
+                )
+            return statistics.median(times) * 1e3, max(times) * 1e3
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--asks", type=int, default=10)
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    server = start_secantus(Path(tempfile.mkdtemp(prefix="bench-db-")))
+    try:
+        for sampler in args.samplers:
+            for size in args.sizes:
+                bare = bare_ms(sampler, size, args.asks)
+                line: dict[str, Any] = {
+                    "bench": "ask_latency",
+                    "sampler": sampler,
+                    "evaluated": size,
+                    "bare_p50_ms": round(bare, 2),
+                }
+                try:
+                    p50, worst = await service_ms(server.url, sampler, size, args.asks)
+                except AskFailedError as exc:
+                    line["service_error"] = str(exc)
+                else:
+                    line |= {
+                        "service_p50_ms": round(p50, 1),
+                        "service_max_ms": round(worst, 1),
+                        "ratio": round(p50 / bare, 1),
+                    }
+                print(json.dumps(line), flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
