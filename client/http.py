@@ -46,7 +46,8 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; the decoded JSON reply, or ApiError with a readable detail."""
         try:
             reply = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -60,33 +61,33 @@ class ApiClient:
         return reply.json()
 
     def whoami(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/api/v1/whoami")
+        result: dict[str, Any] = self.call("GET", "/api/v1/whoami")
         return result
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/api/v1/tasks", json=body)
+        result: dict[str, Any] = self.call("POST", "/api/v1/tasks", json=body)
         return result
 
     def task(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/api/v1/tasks/{task_id}")
+        result: dict[str, Any] = self.call("GET", f"/api/v1/tasks/{task_id}")
         return result
 
     def tasks(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/api/v1/tasks")
+        result: list[dict[str, Any]] = self.call("GET", "/api/v1/tasks")
         return result
 
     def points(self, task_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/points")
+        result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/points")
         return result
 
     def jobs(self, task_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/jobs")
+        result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/jobs")
         return result
 
     def artifacts(self, task_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/tasks/{task_id}/artifacts")
+        result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/artifacts")
         return result
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/api/v1/tasks/{task_id}/cancel")
+        result: dict[str, Any] = self.call("POST", f"/api/v1/tasks/{task_id}/cancel")
         return result

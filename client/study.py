@@ -19,9 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
-from client.http import ApiError, _readable
+from client.http import ApiClient
 
 
 class Trial:
@@ -61,11 +59,7 @@ class Study:
         pruner: dict[str, Any] | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
+        self._api = ApiClient(url, token, timeout=timeout)
         self._definition: dict[str, Any] = {
             "title": title,
             "properties": properties,
@@ -76,17 +70,7 @@ class Study:
         self._id: str | None = None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            reply = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from None
-        if reply.is_error:
-            try:
-                detail = reply.json().get("detail", reply.text)
-            except ValueError:
-                detail = reply.text
-            raise ApiError(reply.status_code, _readable(detail))
-        return reply.json()
+        return self._api.call(method, path, **kwargs)
 
     @property
     def id(self) -> str:
@@ -130,7 +114,7 @@ class Study:
             trial.fail("the worker ended the trial without telling a loss")
 
     def close(self) -> None:
-        self._http.close()
+        self._api.close()
 
     def __enter__(self) -> Study:
         return self
