@@ -6,16 +6,9 @@ from datetime import timedelta
 
 from shared.clock import utcnow
 from shared.domain.models import Job
-from shared.domain.taskconfig import TaskConfig
 from shared.edge_api import JobSpec, OutputFiles, PointSpec
+from shared.runtime.images import resolve_image
 from shared.store import Store
-
-
-def resolve_container(config: TaskConfig, arch: str) -> str | None:
-    container = config.evaluationContainer
-    if isinstance(container, dict):
-        return container.get(arch)  # type: ignore[call-overload, no-any-return]
-    return container
 
 
 async def build_spec(store: Store, job: Job, arch: str) -> JobSpec:
@@ -40,7 +33,7 @@ async def build_spec(store: Store, job: Job, arch: str) -> JobSpec:
         lease_expires=expires,
         points=points,
         exec=config.evaluationExec,
-        container=resolve_container(config, arch),
+        container=resolve_image(config.evaluationContainer, arch),
         files=OutputFiles(
             input=config.evaluationInput,
             training_data=config.evaluationTrainingData,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.domain.models import Site
 from shared.domain.taskconfig import TaskConfig
+from shared.runtime.images import image_arches
 
 
 def eligible(config: TaskConfig, site: Site) -> bool:
@@ -12,8 +13,7 @@ def eligible(config: TaskConfig, site: Site) -> bool:
         return False
     if config.architecture and config.architecture != site.arch:
         return False
-    container = config.evaluationContainer
-    return not (isinstance(container, dict) and site.arch not in container)
+    return site.arch in image_arches(config.evaluationContainer)
 
 
 def choose_site(config: TaskConfig, sites: list[Site], assigned: dict[str, int]) -> Site | None:

@@ -41,7 +41,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _DIGEST = re.compile(r"^(sha256|sha512):([0-9a-f]{64}|[0-9a-f]{128})$")
 _PINNED = re.compile(r"@((?:sha256|sha512):[0-9a-f]+)$")
 
-ImageSpec = str | Mapping[str, str]
+ImageSpec = str | Mapping[str, str] | Mapping[Arch, str]
 """An ``evaluationContainer`` value: one reference or a map arch -> reference."""
 
 
@@ -70,7 +70,7 @@ def normalise_arch(name: str) -> Arch:
     return arch
 
 
-def _arch_map(spec: Mapping[str, str]) -> dict[Arch, str]:
+def _arch_map(spec: Mapping[str, str] | Mapping[Arch, str]) -> dict[Arch, str]:
     if not spec:
         raise ImageResolutionError("evaluationContainer is an empty map: name at least one arch")
     result: dict[Arch, str] = {}
