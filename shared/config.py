@@ -63,6 +63,11 @@ class SteeringSettings(ServiceSettings):
     steering_runtime: str = "process"
     steering_attempt_timeout: float = Field(default=600.0, gt=0)
     steering_attempts: int = Field(default=3, ge=1, le=10)
+    steering_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a steering process owns a segment without renewing its lease; a
+    segment whose owner died waits this long for a new one."""
+    steering_instance: str | None = None
+    """This process's name as a segment owner; default ``<host>-<pid>-<random>``."""
 
     @property
     def workdir(self) -> Path:

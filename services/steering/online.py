@@ -1,23 +1,25 @@
 """The steering side of online ask-and-tell: answers ``AskRequest`` over the bus.
 
-Per study, one ask at a time in this process (a lock); across processes the unique
-(task, segment, index) of points decides, and the loser draws again on the new history.
-Each ask rebuilds the study's optimiser from its stored trials (``draw``, in a thread,
-as for batch tasks), so any steering process can answer any study. An ask carries its
-own id: a retried request gets the trial its first attempt created.
+Every steering process serves two request targets: the shared ``steering`` one, which
+the api asks and RabbitMQ hands to any process, and its own (``steering.<owner>``).
+An ask is answered by the owner of the study's segment (:mod:`.leases`) with the
+optimiser it keeps in memory (:mod:`.engine`), so an ask costs the sampler's call and a
+few small reads and writes, not a rebuild. A process that receives an ask for a study
+another live process owns forwards it to that owner's own target; a study nobody owns
+is taken by the process that receives the ask. An ask carries its own id: a retried
+request gets the trial its first attempt created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 
 from services.context import Context
 from services.steering.algorithms.base import SteeringUnavailable
-from services.steering.logic import task_seed
-from services.steering.sampler import draw
-from shared.bus import Subscription
+from services.steering.engine import NotOwnerError, SteeringEngine
+from shared.bus import NoResponderError, RequestError, Subscription
+from shared.clock import utcnow
 from shared.domain.models import ACTIVE_TASK_STATES, Point, PointStatus
 from shared.messages import Message
 from shared.online import STEERING_TARGET, AskReply, AskRequest, trial_point_id
@@ -26,29 +28,66 @@ from shared.searchspace import canonical_key, parse_search_space
 log = logging.getLogger(__name__)
 
 INSERT_ATTEMPTS = 5
+FORWARD_TIMEOUT = 15.0
+"""Less than the api's own timeout, so that the api hears why rather than nothing."""
+
+
+def owner_target(owner: str) -> str:
+    return f"{STEERING_TARGET}.{owner}"
 
 
 class OnlineSteering:
-    """Serves the ``steering`` request target for the steering service."""
+    """Serves the ``steering`` request targets for the steering service."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, engine: SteeringEngine) -> None:
         self.ctx = ctx
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._server: Subscription | None = None
+        self.engine = engine
+        self._servers: list[Subscription] = []
 
     async def start(self) -> None:
-        self._server = await self.ctx.bus.serve(STEERING_TARGET, self.handle)
+        self._servers = [
+            await self.ctx.bus.serve(owner_target(self.engine.owner), self.handle_direct),
+            await self.ctx.bus.serve(STEERING_TARGET, self.handle),
+        ]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.cancel()
-            self._server = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            await server.cancel()
 
     async def handle(self, message: Message) -> Message:
-        if not isinstance(message, AskRequest):
-            raise TypeError(f"steering does not answer {type(message).__name__}")
-        async with self._locks[message.task_id]:
-            return await self.ask(message)
+        """An ask from the api: answered here, or forwarded to the study's owner."""
+        request = _ask(message)
+        try:
+            return await self._answer(request)
+        except NotOwnerError as exc:
+            return await self._forward(request, str(exc))
+
+    async def handle_direct(self, message: Message) -> Message:
+        """An ask forwarded by another steering process: never forwarded again."""
+        request = _ask(message)
+        try:
+            return await self._answer(request)
+        except NotOwnerError:
+            return AskReply(error="the study is moving between steering processes: ask again")
+
+    async def _forward(self, request: AskRequest, segment_id: str) -> Message:
+        owner = await self.ctx.store.segments.owner_of(segment_id, utcnow())
+        if owner is None or owner == self.engine.owner:  # the lease just ended: try again
+            try:
+                return await self._answer(request)
+            except NotOwnerError:
+                return AskReply(error="the study is moving between steering processes")
+        try:
+            return await self.ctx.bus.request(owner_target(owner), request, timeout=FORWARD_TIMEOUT)
+        except NoResponderError:
+            return AskReply(error=f"the owner of study {request.task_id} is gone: ask again")
+        except RequestError as exc:
+            return AskReply(error=f"the owner of study {request.task_id} did not answer: {exc}")
+
+    async def _answer(self, request: AskRequest) -> AskReply:
+        async with self.engine.locks[request.task_id]:
+            return await self.ask(request)
 
     async def ask(self, request: AskRequest) -> AskReply:
         store = self.ctx.store
@@ -65,29 +104,18 @@ class OnlineSteering:
             return AskReply(error=f"study {task.id} has no search space", not_found=True)
         segment = segments[0]
         space = parse_search_space(segment.search_space)
-        config = task.config
         for _ in range(INSERT_ATTEMPTS):
-            history = await store.points.list_for_segment(task.id, segment.name)
-            open_trials = sum(p.status is PointStatus.PENDING for p in history)
             try:
-                drawn = await asyncio.to_thread(
-                    draw,
-                    space,
-                    history,
-                    1,
-                    steering=config.steering,
-                    seed=task_seed(task.id, config.steering.seed),
-                    parallelism=open_trials + 1,
-                    failed_points=config.failedPoints,
-                    budget=config.maxPoints,
-                )
+                optimizer = await self.engine.optimizer(task, segment, space)
+                drawn = await asyncio.to_thread(optimizer.draw, 1)
             except SteeringUnavailable as exc:
+                self.engine.forget(segment.id)
                 return AskReply(error=f"steering: {exc}")
             if not drawn.points:
                 if drawn.exhausted:
                     return AskReply(error="the search space is exhausted")
                 return AskReply(error="no new point now: tell the open trials first")
-            index = len(history)
+            index = optimizer.count - 1
             params = drawn.points[0]
             point = Point(
                 id=trial_point_id(task.id, segment.name, index),
@@ -102,8 +130,18 @@ class OnlineSteering:
             if await store.studies.insert_trial(point, request.ask_id):
                 log.info("study %s: trial %d asked", task.id, index)
                 return _reply(point)
+            self.engine.forget(segment.id)
+            earlier = await store.studies.trial_for_ask(task.id, request.ask_id)
+            if earlier is not None:
+                return _reply(earlier)
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
         return AskReply(error="too many concurrent asks, try again")
+
+
+def _ask(message: Message) -> AskRequest:
+    if not isinstance(message, AskRequest):
+        raise TypeError(f"steering does not answer {type(message).__name__}")
+    return message
 
 
 def _reply(point: Point) -> AskReply:

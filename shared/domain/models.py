@@ -74,6 +74,9 @@ class Segment(_Record):
     """The form the user wrote, handed to steering containers unchanged."""
     exhausted: bool = False
     created: datetime = Field(default_factory=utcnow)
+    owner: str | None = None
+    """The steering process that holds the segment's lease (generates its points)."""
+    owner_until: datetime | None = None
 
 
 class PointStatus(StrEnum):

@@ -44,6 +44,20 @@ class PointRepository(Repository[Point]):
             {"task_id": task_id, "segment": segment}, sort=[("index", ASCENDING)]
         )
 
+    async def changed_for_segment(
+        self, task_id: str, segment: str, count: int, open_indices: list[int]
+    ) -> list[Point]:
+        """What a segment's optimiser has not seen: the points from index ``count`` on,
+        and those of ``open_indices`` that are no longer open."""
+        changed: list[dict[str, Any]] = [{"index": {"$gte": count}}]
+        if open_indices:
+            settled = [PointStatus.EVALUATED.value, PointStatus.FAILED.value]
+            changed.append({"index": {"$in": open_indices}, "status": {"$in": settled}})
+        return await self._find(
+            {"task_id": task_id, "segment": segment, "$or": changed},
+            sort=[("index", ASCENDING)],
+        )
+
     async def list_for_task(
         self, task_id: str, *, status: PointStatus | None = None, limit: int = 0
     ) -> list[Point]:

@@ -1,9 +1,17 @@
-"""Segments: the independently optimised parts of a task (one, ``main``, for now)."""
+"""Segments: the independently optimised parts of a task.
+
+Each segment has at most one steering owner at a time: a lease (``owner``,
+``owner_until``) that the owner renews and another steering process may take once it
+has expired. Only the owner generates the segment's points and keeps its optimiser.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pymongo import ASCENDING
 
+from shared.clock import as_utc
 from shared.domain.models import Segment
 from shared.store.base import Repository, to_doc
 
@@ -22,3 +30,37 @@ class SegmentRepository(Repository[Segment]):
 
     async def mark_exhausted(self, segment_id: str) -> None:
         await self.col.update_one({"_id": segment_id}, {"$set": {"exhausted": True}})
+
+    async def claim(self, segment_id: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the segment's steering lease: True when ``owner`` holds it
+        until ``until``; False while another owner's lease runs."""
+        result = await self.col.update_one(
+            {
+                "_id": segment_id,
+                "$or": [
+                    {"owner": None},
+                    {"owner": owner},
+                    {"owner_until": {"$lt": now}},
+                ],
+            },
+            {"$set": {"owner": owner, "owner_until": until}},
+        )
+        return result.matched_count == 1
+
+    async def owner_of(self, segment_id: str, now: datetime) -> str | None:
+        """The owner whose lease on the segment runs at ``now``, if any."""
+        doc = await self.col.find_one({"_id": segment_id}, {"owner": 1, "owner_until": 1})
+        if doc is None or doc.get("owner") is None:
+            return None
+        until = doc.get("owner_until")
+        if not isinstance(until, datetime) or as_utc(until) < now:
+            return None
+        return str(doc["owner"])
+
+    async def release(self, segment_ids: list[str], owner: str) -> None:
+        """Give up ``owner``'s leases (at shutdown), so another process need not wait."""
+        if segment_ids:
+            await self.col.update_many(
+                {"_id": {"$in": segment_ids}, "owner": owner},
+                {"$set": {"owner": None, "owner_until": None}},
+            )

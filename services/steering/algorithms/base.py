@@ -1,10 +1,14 @@
 """What every adapter is given and what it must offer.
 
-A draw builds one :class:`Proposer` from a :class:`DrawRequest`, asks it for points
-until it has enough distinct ones, and throws it away. Nothing survives between draws:
-the request carries everything the optimiser may know (the stored points, the seeds,
-how many evaluations run at once), so two steering processes given the same request
-propose the same points.
+A :class:`Proposer` is built from a :class:`DrawRequest`, which carries everything the
+optimiser may know (the stored points, the seeds, how many evaluations run at once), so
+two steering processes given the same request propose the same points. That build is
+the *rebuild*: what a steering process does after a restart or when it takes over a
+segment. The owner of a segment then keeps the proposer in memory
+(:mod:`services.steering.optimizer`): it asks it for points, :meth:`Proposer.accept`-s
+the ones that are stored, and :meth:`Proposer.tell`-s each open point its result when it
+settles, so an optimiser learns by deltas and keeps its own state (Nevergrad's
+candidates, CMA-ES's generations) instead of reconstructing it at every draw.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Observation:
 
     params: dict[str, Any]
     losses: tuple[float, ...] | None
+    index: int = -1
+    """The point's index in its segment (-1: not a stored point)."""
 
     @property
     def is_open(self) -> bool:
@@ -76,15 +82,32 @@ class DrawRequest:
 
 
 class Proposer(Protocol):
-    """An optimiser rebuilt for one draw."""
+    """An optimiser rebuilt from stored points, then kept up to date by deltas.
+
+    Open observations of the request are in flight in the proposer, each under its
+    index, until :meth:`tell` settles them.
+    """
+
+    def prepare(self, draw_seed: int) -> None:
+        """Called before each draw with that draw's seed: samplers that hold no state
+        of their own are re-seeded with it, so that a kept proposer draws exactly what
+        a rebuilt one would; stateful ones ignore it."""
 
     def ask(self) -> dict[str, Any] | None:
         """The next proposal, in the backend's values (the caller snaps it onto the
         space's grid); ``None`` once the algorithm has nothing left to propose."""
 
-    def discard(self, known: Observation | None) -> None:
+    def accept(self, index: int) -> None:
+        """The last proposal is stored as the open point ``index``."""
+
+    def discard(self, known: Observation | None, open_index: int | None = None) -> None:
         """The last proposal will not be stored: it duplicates an open point (``known``
-        is None) or an evaluated one (``known`` holds it, with its loss)."""
+        is None, ``open_index`` names that point) or an evaluated one (``known`` holds
+        it, with its loss)."""
+
+    def tell(self, index: int, observation: Observation | None) -> None:
+        """The open point ``index`` settled: told ``observation``'s losses, or, when
+        None (a failure the task excludes, a loss that cannot be told), dropped."""
 
 
 def first_loss(observation: Observation, direction: Direction) -> float:

@@ -138,8 +138,21 @@ class GridProposer:
             params[dim.name] = self._rng.choice(dim.choices)
         return params
 
-    def discard(self, known: Observation | None) -> None:
+    def prepare(self, draw_seed: int) -> None:
+        """Nothing: the search order goes on from draw to draw."""
+        del draw_seed
+
+    def accept(self, index: int) -> None:
+        """Nothing: :meth:`ask` took the grid point already."""
+        del index
+
+    def discard(self, known: Observation | None, open_index: int | None = None) -> None:
         """Nothing to undo: a grid point is never proposed twice."""
+        del known, open_index
+
+    def tell(self, index: int, observation: Observation | None) -> None:
+        """Nothing: the grid does not learn."""
+        del index, observation
 
     def _free_index(self) -> int | None:
         if len(self._taken) >= self.size:

@@ -1,4 +1,4 @@
-"""Nevergrad optimisers, rebuilt from the stored points at every draw.
+"""Nevergrad optimisers, rebuilt from the stored points, then kept by the segment's owner.
 
 Any name in ``nevergrad.optimizers.registry`` can be configured (``NGOpt`` by default);
 ``args`` re-configure the registry's configured optimisers (``CMA``'s ``popsize``,
@@ -24,7 +24,12 @@ Any name in ``nevergrad.optimizers.registry`` can be configured (``NGOpt`` by de
    optimisers keep new proposals apart from running ones.
 
 Nevergrad's parametrisation is slow to copy: the rebuild costs about 4 ms per stored
-point (some 4 s per draw at 1,000 points, in the steering's worker thread).
+point (some 4 s at 1,000 points, in the steering's worker thread). So it happens only
+when a steering process takes a segment over; its owner then keeps the optimiser and
+uses Nevergrad's own pending-ask support: an accepted proposal is a candidate asked
+and not yet told, and a settled point's candidate is told its loss. An optimiser
+rebuilt at every draw cannot be trusted anyway: a (1+1) or NGOpt told a history through
+``suggest`` keeps proposing around where it started.
 
 Why ``num_workers`` is at least 2: with one worker, Nevergrad means strict ask/tell
 alternation, and NGOpt then picks sequential optimisers (Cobyla, SQP, chains of them)
@@ -120,6 +125,9 @@ class NevergradProposer:
     def __init__(self, request: DrawRequest) -> None:
         self._direction = request.directions[0]
         self._last: Any = None
+        self._open: dict[int, list[Any]] = {}
+        """The candidates standing for each open point (the point's own, and the
+        duplicates of it that were proposed and not stored), by the point's index."""
         make = factory(request.algorithm, request.args)
         one_shot = bool(getattr(make, "one_shot", False))
         parametrization = to_nevergrad(request.space)
@@ -145,7 +153,9 @@ class NevergradProposer:
                     self._opt.tell(candidate, first_loss(obs, self._direction))
             for obs in request.observations:
                 if obs.is_open:
-                    self._asked(obs.params)
+                    candidate = self._asked(obs.params)
+                    if candidate is not None:
+                        self._open[obs.index] = [candidate]
         except ng.errors.TellNotAskedNotSupportedError as exc:
             raise SteeringUnavailable(
                 f"nevergrad {request.algorithm} cannot be told points it did not propose, "
@@ -162,19 +172,44 @@ class NevergradProposer:
             return None
         return self._opt.ask()
 
+    def prepare(self, draw_seed: int) -> None:
+        """Nothing: the optimiser's random state goes on from draw to draw."""
+        del draw_seed
+
     def ask(self) -> dict[str, Any]:
         with quiet_nevergrad():
             self._last = self._opt.ask()
         return {name: _plain(value) for name, value in self._last.value.items()}
 
-    def discard(self, known: Observation | None) -> None:
+    def accept(self, index: int) -> None:
+        if self._last is not None:
+            self._open[index] = [self._last]
+            self._last = None
+
+    def discard(self, known: Observation | None, open_index: int | None = None) -> None:
         """A duplicate of an evaluated point is told that point's loss (what the
         optimiser would learn by evaluating it, and what makes a (1+1) widen its
         mutations); a duplicate of an open point stays asked and untold, standing for
-        that point in flight."""
-        if known is not None and known.losses is not None and self._last is not None:
+        that point in flight, and is told with it."""
+        if self._last is None:
+            return
+        if known is not None and known.losses is not None:
             with quiet_nevergrad():
                 self._opt.tell(self._last, first_loss(known, self._direction))
+        elif known is None and open_index is not None and open_index in self._open:
+            self._open[open_index].append(self._last)
+        self._last = None
+
+    def tell(self, index: int, observation: Observation | None) -> None:
+        """A dropped point's candidates stay asked: Nevergrad has no way to withdraw
+        an ask, and an excluded failure teaches nothing."""
+        candidates = self._open.pop(index, [])
+        if observation is None or observation.losses is None:
+            return
+        loss = first_loss(observation, self._direction)
+        with quiet_nevergrad():
+            for candidate in candidates:
+                self._opt.tell(candidate, loss)
 
 
 def _plain(value: object) -> object:

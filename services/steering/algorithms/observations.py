@@ -1,6 +1,7 @@
 """Turning stored points into what the optimisers are told.
 
-Every adapter is rebuilt from these at every draw, so the rules live here once:
+Every adapter is built from these, and told settled points through them, so the rules
+live here once:
 
 * evaluated points are told with their loss; a loss that is missing, not finite, or
   (for several objectives) of the wrong length is not told;
@@ -57,11 +58,11 @@ def observe(
         if validate_point(space, params):
             continue
         if point.status in OPEN_STATES:
-            out.append(Observation(params, None))
+            out.append(Observation(params, None, point.index))
             continue
         losses = _losses(point, failed_points, directions)
         if losses is not None:
-            out.append(Observation(params, losses))
+            out.append(Observation(params, losses, point.index))
     return tuple(out)
 
 

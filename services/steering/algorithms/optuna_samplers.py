@@ -1,4 +1,4 @@
-"""Optuna samplers, rebuilt as a fresh in-memory study at every draw.
+"""Optuna samplers on an in-memory study, rebuilt from the stored points and then kept.
 
 Supported: ``tpe`` (multivariate, constant liar), ``gp`` (needs PyTorch), ``random``,
 ``cmaes`` (needs the ``cmaes`` package), ``qmc`` (scrambled Sobol by default) and
@@ -17,6 +17,12 @@ How the study is rebuilt depends on where the sampler keeps its state:
   sampler's relative sampling forced, so that its state advances exactly as if it had
   proposed the point), then told its loss or, if open, left running. This costs one
   sampler call per stored point per draw.
+
+Once built, the study is kept by the segment's owner: accepted proposals stay running
+trials, and a settled point is told its values (or failed, when excluded). The ``add``
+samplers hold no state of their own, so :meth:`OptunaProposer.prepare` gives the study
+a fresh sampler seeded for the draw: a kept study draws exactly what a rebuilt one
+would. The ``replay`` samplers keep theirs.
 
 Objectives: ``tpe``, ``gp``, ``random``, ``qmc`` and ``nsga2`` are told every objective
 of a list loss (a multi-objective study with the task's directions); ``cmaes`` optimises
@@ -120,8 +126,12 @@ class OptunaProposer:
         self._multi = self._spec.multi_objective and request.multi_objective
         self._objectives = len(request.directions)
         self._distributions = to_optuna(request.space)
+        self._algorithm = request.algorithm
+        self._args = request.args
         seed = request.seed if self._spec.base_seed else request.draw_seed
         sampler = make_sampler(request.algorithm, request.args, seed)
+        self._open: dict[int, int] = {}
+        """Trial number of each open point, by the point's index."""
         with quiet_optuna():
             if self._multi:
                 self._study = optuna.create_study(
@@ -136,18 +146,42 @@ class OptunaProposer:
                 self._replay(observations)
         self._last: Trial | None = None
 
+    def prepare(self, draw_seed: int) -> None:
+        if self._spec.rebuild == "add":
+            self._study.sampler = make_sampler(self._algorithm, self._args, draw_seed)
+
     def ask(self) -> dict[str, Any]:
         with quiet_optuna():
             self._last = self._study.ask(self._distributions)
             return dict(self._last.params)
 
-    def discard(self, known: Observation | None) -> None:
+    def accept(self, index: int) -> None:
+        if self._last is not None:
+            self._open[index] = self._last.number
+            self._last = None
+
+    def discard(self, known: Observation | None, open_index: int | None = None) -> None:
         """The trial is failed: Optuna's samplers ignore failed trials."""
-        del known
+        del known, open_index
         if self._last is not None:
             with quiet_optuna():
                 self._study.tell(self._last, state=TrialState.FAIL)
             self._last = None
+
+    def tell(self, index: int, observation: Observation | None) -> None:
+        number = self._open.pop(index, None)
+        if number is None:  # never in the study (outside Optuna's truncated priors)
+            return
+        with quiet_optuna():
+            if observation is None or not self._tellable(observation):
+                self._study.tell(number, state=TrialState.FAIL)
+            else:
+                self._study.tell(number, self._values(observation))
+
+    def _tellable(self, observation: Observation) -> bool:
+        if observation.losses is None:
+            return False
+        return not self._multi or len(observation.losses) == self._objectives
 
     def _values(self, observation: Observation) -> list[float]:
         assert observation.losses is not None
@@ -157,12 +191,14 @@ class OptunaProposer:
 
     def _add(self, observations: list[Observation]) -> None:
         trials = []
+        open_indices: list[int] = []
         for obs in observations:
             if obs.is_open:
                 trial = create_trial(
                     params=obs.params, distributions=self._distributions, state=TrialState.RUNNING
                 )
-            elif self._multi and len(obs.losses or ()) != self._objectives:
+                open_indices.append(obs.index)
+            elif not self._tellable(obs):
                 continue
             else:
                 trial = create_trial(
@@ -170,15 +206,19 @@ class OptunaProposer:
                 )
             trials.append(trial)
         self._study.add_trials(trials)
+        running = self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        self._open.update(zip(open_indices, (t.number for t in running), strict=True))
 
     def _replay(self, observations: list[Observation]) -> None:
         for obs in observations:
-            if not obs.is_open and self._multi and len(obs.losses or ()) != self._objectives:
+            if not obs.is_open and not self._tellable(obs):
                 continue
             self._study.enqueue_trial(obs.params, skip_if_exists=False)
             trial = self._study.ask(self._distributions)
             _ = trial.relative_params  # let the sampler advance its state on this point
-            if not obs.is_open:
+            if obs.is_open:
+                self._open[obs.index] = trial.number
+            else:
                 self._study.tell(trial, self._values(obs))
 
     def _fits(self, params: Mapping[str, Any]) -> bool:

@@ -1,0 +1,100 @@
+"""The optimisers this steering process keeps, one per segment it owns.
+
+A segment's optimiser lives in the process that holds the segment's lease
+(:mod:`.leases`). Before each draw the engine asks the database only for what changed
+since the optimiser last looked (new points, open points that settled) and tells the
+optimiser those; it rebuilds from the whole history only when it has none, when its
+lease lapsed in between (another process may have drawn), or when the optimiser cannot
+follow (:class:`StaleOptimizerError`). So the cost of a draw is the sampler's own, not
+one proportional to the number of stored points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, defaultdict
+
+from services.steering.leases import SegmentLeases
+from services.steering.logic import task_seed
+from services.steering.sampler import SegmentOptimizer, StaleOptimizerError
+from shared.domain.models import Segment, Task
+from shared.searchspace import SearchSpace
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_KEPT = 500
+"""Optimisers kept at once; the least recently used one beyond that is rebuilt when
+its segment is next drawn for."""
+
+
+class NotOwnerError(Exception):
+    """Another steering process holds the segment's lease."""
+
+
+class SteeringEngine:
+    def __init__(self, store: Store, leases: SegmentLeases, max_kept: int = MAX_KEPT) -> None:
+        self.store = store
+        self.leases = leases
+        self._kept: OrderedDict[str, SegmentOptimizer] = OrderedDict()
+        self._max_kept = max_kept
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """One draw at a time per task, shared by batch generation and online asks."""
+        self.rebuilds = 0
+
+    @property
+    def owner(self) -> str:
+        return self.leases.owner
+
+    async def optimizer(self, task: Task, segment: Segment, space: SearchSpace) -> SegmentOptimizer:
+        """The segment's optimiser, up to date with the database. Hold the task's lock
+        from here until the drawn points are stored (or :meth:`forget` called).
+
+        Raises NotOwnerError when another process owns the segment.
+        """
+        holding = await self.leases.hold(segment.id)
+        if not holding.held:
+            self.forget(segment.id)
+            raise NotOwnerError(segment.id)
+        kept = self._kept.get(segment.id) if holding.continuous else None
+        if kept is not None:
+            changed = await self.store.points.changed_for_segment(
+                task.id, segment.name, kept.count, kept.open_indices
+            )
+            try:
+                kept.settle(changed)
+            except StaleOptimizerError as exc:
+                log.info("segment %s: rebuilding its optimiser (%s)", segment.id, exc)
+            else:
+                self._kept.move_to_end(segment.id)
+                return kept
+        history = await self.store.points.list_for_segment(task.id, segment.name)
+        config = task.config
+        optimizer = await asyncio.to_thread(
+            SegmentOptimizer,
+            space,
+            history,
+            steering=config.steering,
+            seed=task_seed(task.id, config.steering.seed),
+            parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
+            failed_points=config.failedPoints,
+            budget=config.maxPoints,
+        )
+        self.rebuilds += 1
+        self._kept[segment.id] = optimizer
+        while len(self._kept) > self._max_kept:
+            self._kept.popitem(last=False)
+        return optimizer
+
+    def forget(self, segment_id: str) -> None:
+        """Throw the segment's optimiser away (its draw could not be stored)."""
+        self._kept.pop(segment_id, None)
+
+    async def renew(self) -> None:
+        for segment_id in await self.leases.renew():
+            self.forget(segment_id)
+
+    async def release(self) -> None:
+        self._kept.clear()
+        await self.leases.release_all()

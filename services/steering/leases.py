@@ -1,0 +1,107 @@
+"""Segment ownership: which steering process generates a segment's points.
+
+Several steering processes may run; each segment has at most one owner at a time, by a
+lease in MongoDB (:meth:`SegmentRepository.claim`) that the owner renews when half of
+it has run out. A process that dies stops renewing, and after ``lease_seconds`` any
+other one may take the segment over. Point ids are unique per (task, segment, index),
+so even two processes that both believe they own a segment (a paused process whose
+lease ran out, clocks that disagree) cannot store two points at one index; the loser
+throws its optimiser away and rebuilds from the database.
+
+The local deadline of a lease is measured on the monotonic clock from *before* the
+claim was sent, so it always ends before the one stored in MongoDB.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.clock import utcnow
+from shared.store.segments import SegmentRepository
+
+IDLE_LEASES = 4
+"""A segment not drawn for during this many lease periods is given up."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    """The answer to "may this process draw for the segment?"."""
+
+    held: bool
+    continuous: bool
+    """Held without a gap since the last time it was asked: whatever this process kept
+    in memory for the segment is still the truth (no one else can have written)."""
+
+
+class SegmentLeases:
+    def __init__(
+        self,
+        segments: SegmentRepository,
+        owner: str,
+        lease_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.owner = owner
+        self._segments = segments
+        self._seconds = lease_seconds
+        self._monotonic = monotonic
+        self._deadlines: dict[str, float] = {}
+        self._used: dict[str, float] = {}
+
+    @property
+    def held(self) -> list[str]:
+        now = self._monotonic()
+        return [segment for segment, deadline in self._deadlines.items() if deadline > now]
+
+    async def hold(self, segment_id: str) -> Holding:
+        """Take or renew the lease when less than half of it is left (one write), else
+        answer from memory."""
+        start = self._monotonic()
+        self._used[segment_id] = start
+        deadline = self._deadlines.get(segment_id)
+        if deadline is not None and deadline - start > self._seconds / 2:
+            return Holding(held=True, continuous=True)
+        now = utcnow()
+        taken = await self._segments.claim(
+            segment_id, self.owner, now, now + timedelta(seconds=self._seconds)
+        )
+        if not taken:
+            self._deadlines.pop(segment_id, None)
+            return Holding(held=False, continuous=False)
+        self._deadlines[segment_id] = start + self._seconds
+        return Holding(held=True, continuous=deadline is not None and deadline > start)
+
+    async def renew(self) -> list[str]:
+        """Renew the leases of segments used lately (from the reconcile loop) and give
+        up the others (a finished task, a study nobody asks); returns those given up."""
+        now = self._monotonic()
+        idle_after = IDLE_LEASES * self._seconds
+        idle = [s for s in self._deadlines if now - self._used.get(s, now) > idle_after]
+        for segment_id in idle:
+            self.forget(segment_id)
+        await self._segments.release(idle, self.owner)
+        for segment_id in list(self._deadlines):
+            deadline = self._deadlines[segment_id]
+            if deadline <= now:  # lapsed: the next hold takes it afresh, not continuous
+                self.forget(segment_id)
+            elif deadline - now <= self._seconds / 2:
+                now_utc = utcnow()
+                start = self._monotonic()
+                until = now_utc + timedelta(seconds=self._seconds)
+                if await self._segments.claim(segment_id, self.owner, now_utc, until):
+                    self._deadlines[segment_id] = start + self._seconds
+                else:
+                    self.forget(segment_id)
+        return idle
+
+    def forget(self, segment_id: str) -> None:
+        self._deadlines.pop(segment_id, None)
+        self._used.pop(segment_id, None)
+
+    async def release_all(self) -> None:
+        held = list(self._deadlines)
+        self._deadlines.clear()
+        await self._segments.release(held, self.owner)

@@ -1,0 +1,166 @@
+"""Several steering processes on one database: each segment has one owner at a time.
+
+Two steering services (``a`` and ``b``) share SecantusDB and a memory bus. Results are
+written straight into the store, as the api would. The owner generates; the other one
+does nothing for that segment; when the owner dies without a word its lease runs out
+and the other takes the segment over, rebuilding the optimiser from the database and
+going on at the next index; and an online ask that reaches a process which does not
+own the study is forwarded to the owner over the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.api.hopaas_properties import StudySpec
+from services.api.online import ensure_study
+from services.api.schemas import TaskSubmission
+from services.api.submission import build_task
+from services.context import Context, open_context
+from services.steering.app import SteeringService
+from shared.config import SteeringSettings, load
+from shared.domain.models import PointStatus
+from shared.domain.taskconfig import SteeringConfig, TaskConfig
+from shared.online import AskReply, AskRequest
+from tests.integration.central import file_artifacts
+
+pytestmark = [pytest.mark.mongo]
+
+LEASE = 1.0
+SPACE = {
+    "x": {"method": "uniform", "dimension": {"low": -2, "high": 2}},
+    "y": {"method": "uniform", "dimension": {"low": -2, "high": 2}},
+}
+
+Start = Callable[[str], "contextlib.AbstractAsyncContextManager[SteeringService]"]
+
+
+@pytest.fixture
+def start(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> Start:
+    @contextlib.asynccontextmanager
+    async def steering(name: str) -> AsyncIterator[SteeringService]:
+        settings = load(
+            SteeringSettings,
+            mongo_url=mongo_db_url,
+            bus_url="memory://",
+            bus_prefix=bus_prefix,
+            artifacts_url=file_artifacts(tmp_path),
+            home=tmp_path,
+            dev_mode=True,
+            steering_instance=name,
+            steering_lease_seconds=LEASE,
+        )
+        ctx = await open_context(settings)
+        service = SteeringService(ctx, settings)
+        await service.start()
+        try:
+            yield service
+        finally:
+            await service.stop()
+            await ctx.close()
+
+    return steering
+
+
+async def submit(ctx: Context, **config: Any) -> str:
+    submission = TaskSubmission(
+        config=TaskConfig(evaluationExec="true", **config), searchSpace=SPACE
+    )
+    task, segment = build_task(submission, "alice", max_files_bytes=10_000)
+    await ctx.store.segments.insert_many([segment])
+    await ctx.store.tasks.insert(task)
+    return task.id
+
+
+async def evaluate_open(ctx: Context, task_id: str) -> int:
+    """Evaluate every open point, as jobs reporting through the api would."""
+    done = 0
+    for point in await ctx.store.points.list_for_task(task_id):
+        if point.status is PointStatus.UNEVALUATED:
+            job_id = await ctx.store.points.start_attempt(point)
+            assert job_id is not None
+            loss = (point.params["x"] - 1) ** 2 + point.params["y"] ** 2
+            assert await ctx.store.points.record_result(point.id, job_id, loss)
+            done += 1
+    return done
+
+
+async def indices(ctx: Context, task_id: str) -> list[int]:
+    return [p.index for p in await ctx.store.points.list_for_task(task_id)]
+
+
+async def test_one_owner_generates_and_the_other_takes_over_when_it_dies(start: Start) -> None:
+    async with start("a") as a, start("b") as b:
+        task_id = await submit(a.ctx, maxPoints=12, nPointsPerIteration=2)
+        await a.top_up(task_id)
+        assert await indices(a.ctx, task_id) == [0, 1]
+        [segment] = await a.ctx.store.segments.list_for_task(task_id)
+        assert segment.owner == "a"
+
+        await evaluate_open(a.ctx, task_id)
+        await b.top_up(task_id)  # not the owner: generates nothing
+        assert await indices(a.ctx, task_id) == [0, 1]
+        await a.top_up(task_id)  # the owner, with its kept optimiser
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3]
+        assert a.engine.rebuilds == 1
+
+        # "a" dies without releasing its lease: "b" waits for it to run out.
+        await evaluate_open(a.ctx, task_id)
+        await b.top_up(task_id)
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3]
+        await asyncio.sleep(LEASE * 1.2)
+        await b.top_up(task_id)
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3, 4, 5]
+        [segment] = await b.ctx.store.segments.list_for_task(task_id)
+        assert segment.owner == "b"
+        assert b.engine.rebuilds == 1
+
+        # "a" comes back: it lost the segment, so it draws nothing and drops its optimiser.
+        await evaluate_open(a.ctx, task_id)
+        await a.top_up(task_id)
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3, 4, 5]
+        await b.top_up(task_id)
+        points = await b.ctx.store.points.list_for_task(task_id)
+        assert [p.index for p in points] == list(range(8))
+        assert len({p.key for p in points}) == 8
+
+
+async def test_a_lapsed_lease_means_a_rebuild_even_when_retaken(start: Start) -> None:
+    async with start("a") as a, start("b") as b:
+        task_id = await submit(a.ctx, maxPoints=12, nPointsPerIteration=2)
+        await a.top_up(task_id)
+        await evaluate_open(a.ctx, task_id)
+        await asyncio.sleep(LEASE * 1.2)
+        await b.top_up(task_id)  # "b" takes the segment over and draws 2, 3
+        await evaluate_open(a.ctx, task_id)
+        await b.stop()  # a clean stop gives the lease back at once
+        await a.top_up(task_id)  # "a" takes it again: what it kept is stale
+        assert a.engine.rebuilds == 2
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3, 4, 5]
+
+
+async def test_an_ask_reaching_another_process_is_answered_by_the_owner(start: Start) -> None:
+    async with start("a") as a, start("b") as b:
+        spec = StudySpec(
+            title="owners",
+            direction="minimize",
+            steering=SteeringConfig(library="optuna", algorithm="tpe", seed=3),
+            pruner="NopPruner",
+            pruner_args={},
+            space=SPACE,
+        )
+        task_id = (await ensure_study(a.ctx, "alice", spec)).id
+        first = await a.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q1"))
+        assert isinstance(first, AskReply) and first.index == 0, first
+        second = await b.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q2"))
+        assert isinstance(second, AskReply) and second.index == 1, second
+        assert b.engine.rebuilds == 0  # "b" forwarded; "a" drew from what it keeps
+        assert a.engine.rebuilds == 1
+        again = await b.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q2"))
+        assert isinstance(again, AskReply) and again.index == 1  # the retried ask: same trial
