@@ -1,7 +1,9 @@
 """The steering side of online ask-and-tell: answers ``AskRequest`` over the bus.
 
 Per study, one ask at a time in this process (a lock); across processes the unique
-(task, segment, index) of points decides, and the loser draws again on the new history.
+(task, segment, index) of points decides, and the loser draws again on the new history,
+unless the winner answered the same ask: (task, ask id) is unique too, so the loser
+then replies with the winner's trial.
 Each ask rebuilds the study's optimiser from its stored trials (``draw``, in a thread,
 as for batch tasks), so any steering process can answer any study. An ask carries its
 own id: a retried request gets the trial its first attempt created.
@@ -102,6 +104,9 @@ class OnlineSteering:
             if await store.studies.insert_trial(point, request.ask_id):
                 log.info("study %s: trial %d asked", task.id, index)
                 return _reply(point)
+            earlier = await store.studies.trial_for_ask(task.id, request.ask_id)
+            if earlier is not None:  # another process answered this ask meanwhile
+                return _reply(earlier)
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
         return AskReply(error="too many concurrent asks, try again")
 
