@@ -22,7 +22,7 @@ class TaskSubmission(BaseModel):
 
     name: str = Field(default="", max_length=200)
     config: TaskConfig
-    search_space: dict[str, Any] | None = Field(default=None, alias="searchSpace")
+    search_space: dict[str, Any] | list[Any] | None = Field(default=None, alias="searchSpace")
     files: dict[str, str] = Field(default_factory=dict)
 
 

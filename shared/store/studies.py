@@ -22,7 +22,6 @@ from shared.clock import utcnow
 from shared.domain.models import Point, PointStatus
 from shared.store.base import Doc, Repository, from_doc, to_doc
 
-
 _ASK_INDEX = "task_id_1_ask_id_1"
 """Unique over online trials only: batch points carry no ``ask_id``."""
 

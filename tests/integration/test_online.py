@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from services.steering.online import OnlineSteering
-from shared.domain.models import PointStatus
 from shared.bus import NoResponderError
+from shared.domain.models import PointStatus
 from shared.online import STEERING_TARGET, AskReply, AskRequest
 from tests.integration.central import Central, central, file_artifacts
 
