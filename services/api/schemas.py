@@ -43,6 +43,13 @@ class BestPoint(BaseModel):
     params: dict[str, Any]
 
 
+class ParetoPoint(BaseModel):
+    point_id: str
+    segment: str
+    loss: list[float]
+    params: dict[str, Any]
+
+
 class TaskView(BaseModel):
     id: str
     name: str
@@ -54,6 +61,10 @@ class TaskView(BaseModel):
     updated: datetime
     progress: Progress
     best: BestPoint | None = None
+    """Single-objective tasks: the best evaluated point."""
+    pareto_front: list[ParetoPoint] | None = None
+    """Multi-objective tasks (several ``steering.directions``): the evaluated points no
+    other evaluated point of their segment dominates."""
 
 
 class TaskSummary(BaseModel):
