@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from client.http import ApiClient, ApiError
 from client.settings import ClientConfig, load_config, save_config
@@ -127,7 +128,7 @@ def status(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Show a task: status, progress and the best point."""
+    """Show a task: status, progress and the best point (or the Pareto front)."""
     try:
         with _client(url, token) as client:
             task = client.task(task_id)
@@ -147,6 +148,12 @@ def status(
     )
     if task.get("best"):
         console.print(f"best loss {task['best']['loss']:.6g} at {task['best']['params']}")
+    front = task.get("pareto_front")
+    if front:
+        console.print(f"Pareto front ({len(front)} points):")
+        for point in front:
+            losses = ", ".join(f"{v:.6g}" for v in point["loss"])
+            console.print(escape(f"  [{losses}] at {point['params']}  ({point['point_id']})"))
 
 
 @app.command("list")

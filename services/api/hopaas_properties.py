@@ -80,8 +80,19 @@ class StudySpec:
     """Every property but ``hopaas_config`` and ``hopaas_trial``, as sent."""
 
     def key(self, owner: str) -> str:
-        """Same owner, title and properties: same study."""
-        text = json.dumps([owner, self.title, self.properties], sort_keys=True, default=str)
+        """Same owner, title, properties, direction, sampler and pruner (with their
+        arguments): same study. A changed sampler or pruner opens a new study instead of
+        silently going on with the old one's."""
+        described = [
+            owner,
+            self.title,
+            self.properties,
+            self.direction,
+            self.steering.model_dump(mode="json"),
+            self.pruner,
+            self.pruner_args,
+        ]
+        text = json.dumps(described, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def fill(self, params: dict[str, Any]) -> dict[str, Any]:

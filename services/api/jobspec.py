@@ -22,12 +22,18 @@ async def build_spec(store: Store, job: Job, arch: str) -> JobSpec:
         if point is not None:
             points.append(PointSpec(point_id=point.id, index=point.index, params=point.params))
     training = [config.trainingDS] if config.trainingDS else []
+    if config.segmented:
+        segment = await store.segments.get(f"{job.task_id}.{job.segment}")
+        if segment is None:
+            raise LookupError(f"job {job.id} has no segment {job.segment}")
+        training = segment.files
     expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
     return JobSpec(
         job_id=job.id,
         task_id=job.task_id,
         owner=job.owner,
         segment=job.segment,
+        segmented=config.segmented,
         attempt=job.attempt,
         generation=job.generation,
         lease_expires=expires,

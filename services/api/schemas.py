@@ -22,7 +22,7 @@ class TaskSubmission(BaseModel):
 
     name: str = Field(default="", max_length=200)
     config: TaskConfig
-    search_space: dict[str, Any] | None = Field(default=None, alias="searchSpace")
+    search_space: dict[str, Any] | list[Any] | None = Field(default=None, alias="searchSpace")
     files: dict[str, str] = Field(default_factory=dict)
 
 
@@ -43,6 +43,13 @@ class BestPoint(BaseModel):
     params: dict[str, Any]
 
 
+class ParetoPoint(BaseModel):
+    point_id: str
+    segment: str
+    loss: list[float]
+    params: dict[str, Any]
+
+
 class TaskView(BaseModel):
     id: str
     name: str
@@ -54,6 +61,10 @@ class TaskView(BaseModel):
     updated: datetime
     progress: Progress
     best: BestPoint | None = None
+    """Single-objective tasks: the best evaluated point."""
+    pareto_front: list[ParetoPoint] | None = None
+    """Multi-objective tasks (several ``steering.directions``): the evaluated points no
+    other evaluated point of their segment dominates."""
 
 
 class TaskSummary(BaseModel):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from services.api.schemas import TaskSubmission
 from shared.clock import new_id
 from shared.domain.models import Segment, Task
-from shared.searchspace import SearchSpaceError, parse_search_space, to_phpo
+from shared.domain.segmentspec import SegmentSpecError, parse_segment_specs
+from shared.searchspace import SearchSpaceError, parse_search_space, parse_segmented, to_phpo
 
 MAIN_SEGMENT = "main"
 
@@ -32,9 +34,19 @@ def _file_names_ok(files: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _search_space_source(sub: TaskSubmission) -> tuple[object, tuple[object, ...]]:
-    import json
+def _json_file(sub: TaskSubmission, option: str, name: str) -> tuple[object, tuple[object, ...]]:
+    """The decoded content of the submitted file that config option ``option`` names."""
+    if name not in sub.files:
+        raise SubmissionError(
+            [_error(("files", name), f"config.{option} names a file that was not sent")]
+        )
+    try:
+        return json.loads(sub.files[name]), ("files", name)
+    except json.JSONDecodeError as exc:
+        raise SubmissionError([_error(("files", name), f"not valid JSON: {exc}")]) from None
 
+
+def _search_space_source(sub: TaskSubmission) -> tuple[object, tuple[object, ...]]:
     if sub.search_space is not None:
         return sub.search_space, ("searchSpace",)
     name = sub.config.searchSpaceFile
@@ -42,14 +54,20 @@ def _search_space_source(sub: TaskSubmission) -> tuple[object, tuple[object, ...
         raise SubmissionError(
             [_error(("searchSpace",), "give searchSpace or config.searchSpaceFile")]
         )
-    if name not in sub.files:
-        raise SubmissionError(
-            [_error(("files", name), "config.searchSpaceFile names a file that was not sent")]
-        )
+    return _json_file(sub, "searchSpaceFile", name)
+
+
+def _segments_of(sub: TaskSubmission) -> list[tuple[str, list[str]]]:
+    """(name, training files) of every segment: ``main`` alone when unsegmented."""
+    name = sub.config.segmentSpecFile
+    if name is None:
+        return [(MAIN_SEGMENT, [])]
+    raw, where = _json_file(sub, "segmentSpecFile", name)
     try:
-        return json.loads(sub.files[name]), ("files", name)
-    except json.JSONDecodeError as exc:
-        raise SubmissionError([_error(("files", name), f"not valid JSON: {exc}")]) from None
+        specs = parse_segment_specs(raw)
+    except SegmentSpecError as exc:
+        raise SubmissionError([_error((*where, *loc), msg) for loc, msg in exc.issues]) from None
+    return [(spec.name, spec.training_files) for spec in specs]
 
 
 def written_form(raw: object) -> Literal["phpo", "idds"]:
@@ -63,25 +81,40 @@ def written_form(raw: object) -> Literal["phpo", "idds"]:
     return "phpo"
 
 
-def build_task(sub: TaskSubmission, owner: str, *, max_files_bytes: int) -> tuple[Task, Segment]:
+def build_task(
+    sub: TaskSubmission, owner: str, *, max_files_bytes: int
+) -> tuple[Task, list[Segment]]:
+    """The task and its segments: one ``main`` segment, or one per entry of the
+    ``segmentSpecFile``, each with its own search space (a list of spaces in segment
+    order, or one space cloned for every segment)."""
     errors = _file_names_ok(sub.files)
     size = sum(len(v.encode()) for v in sub.files.values())
     if size > max_files_bytes:
         errors.append(_error(("files",), f"{size} bytes of files; the limit is {max_files_bytes}"))
     if errors:
         raise SubmissionError(errors)
+    named = _segments_of(sub)
     raw, where = _search_space_source(sub)
     try:
-        space = parse_search_space(raw)
+        spaces = (
+            parse_segmented(raw, len(named)) if sub.config.segmented else [parse_search_space(raw)]
+        )
     except SearchSpaceError as exc:
         raise SubmissionError([_error((*where, *e.loc), e.msg) for e in exc.issues]) from None
+    raws = raw if isinstance(raw, list) else [raw] * len(named)
     task = Task(id=new_id("task_"), owner=owner, name=sub.name, config=sub.config, files=sub.files)
-    segment = Segment(
-        id=f"{task.id}.{MAIN_SEGMENT}",
-        task_id=task.id,
-        name=MAIN_SEGMENT,
-        index=0,
-        search_space=to_phpo(space),
-        space_form=written_form(raw),
-    )
-    return task, segment
+    segments = [
+        Segment(
+            id=f"{task.id}.{name}",
+            task_id=task.id,
+            name=name,
+            index=index,
+            search_space=to_phpo(space),
+            space_form=written_form(written),
+            files=files,
+        )
+        for index, ((name, files), space, written) in enumerate(
+            zip(named, spaces, raws, strict=True)
+        )
+    ]
+    return task, segments

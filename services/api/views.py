@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from services.api.schemas import BestPoint, Progress, TaskView
+from services.api.schemas import BestPoint, ParetoPoint, Progress, TaskView
 from shared.domain.models import PointStatus, Task
+from shared.domain.pareto import pareto_front
+from shared.domain.taskconfig import Direction
 from shared.store import Store
 
 
@@ -21,12 +23,42 @@ async def progress(store: Store, task: Task) -> Progress:
     )
 
 
+def objectives(task: Task) -> list[Direction]:
+    """The directions of a multi-objective task; empty for a single-objective one."""
+    directions = task.config.steering.directions or []
+    return list(directions) if len(directions) > 1 else []
+
+
+async def front(store: Store, task: Task, directions: list[Direction]) -> list[ParetoPoint]:
+    """The Pareto front of each segment's evaluated points."""
+    evaluated = await store.points.list_for_task(task.id, status=PointStatus.EVALUATED)
+    result: list[ParetoPoint] = []
+    for segment in dict.fromkeys(p.segment for p in evaluated):
+        losses = [
+            (p, p.loss) for p in evaluated if p.segment == segment and isinstance(p.loss, list)
+        ]
+        result.extend(
+            ParetoPoint(point_id=p.id, segment=segment, loss=loss, params=p.params)
+            for p, loss in pareto_front([(pair, pair[1]) for pair in losses], directions)
+        )
+    return result
+
+
 async def task_view(store: Store, task: Task) -> TaskView:
+    directions = objectives(task)
+    if directions:
+        return _view(task, await progress(store, task), None, await front(store, task, directions))
     best = None
     if task.best_point_id is not None and task.best_loss is not None:
         point = await store.points.get(task.best_point_id)
         if point is not None:
             best = BestPoint(point_id=point.id, loss=task.best_loss, params=point.params)
+    return _view(task, await progress(store, task), best, None)
+
+
+def _view(
+    task: Task, progress: Progress, best: BestPoint | None, front: list[ParetoPoint] | None
+) -> TaskView:
     return TaskView(
         id=task.id,
         name=task.name,
@@ -36,6 +68,7 @@ async def task_view(store: Store, task: Task) -> TaskView:
         config=task.config,
         created=task.created,
         updated=task.updated,
-        progress=await progress(store, task),
+        progress=progress,
         best=best,
+        pareto_front=front,
     )

@@ -128,7 +128,8 @@ class JobBuilderService(BusConsumer):
         store = self.ctx.store
         active = await store.jobs.count(task.id, active_only=True)
         total = await store.jobs.count(task.id, active_only=False)
-        slots = job_slots(task.config, active, total)
+        segments = len(await store.segments.list_for_task(task.id))
+        slots = job_slots(task.config, active, total, segments=segments)
         if slots == 0:
             return
         waiting = await store.points.list_for_task(
@@ -155,7 +156,7 @@ class JobBuilderService(BusConsumer):
         store = self.ctx.store
         segments = await store.segments.list_for_task(task.id)
         total_jobs = await store.jobs.count(task.id, active_only=False)
-        budget_over = total_jobs >= task.config.max_jobs
+        budget_over = total_jobs >= task.config.job_budget(len(segments))
         if not budget_over and not all(s.exhausted for s in segments):
             return
         counts = await store.points.count_by_status(task.id)

@@ -9,9 +9,11 @@ from shared.domain.models import Job, JobStatus, PointOutcome
 from shared.domain.taskconfig import TaskConfig
 
 
-def job_slots(config: TaskConfig, active_jobs: int, total_jobs: int) -> int:
-    """Jobs that may be defined now: nParallelEvaluation active, maxEvaluationJobs in all."""
-    return max(0, min(config.nParallelEvaluation - active_jobs, config.max_jobs - total_jobs))
+def job_slots(config: TaskConfig, active_jobs: int, total_jobs: int, *, segments: int = 1) -> int:
+    """Jobs that may be defined now: nParallelEvaluation active, maxEvaluationJobs in all
+    (by default twice ``maxPoints`` per segment)."""
+    budget = config.job_budget(segments)
+    return max(0, min(config.nParallelEvaluation - active_jobs, budget - total_jobs))
 
 
 class Verdict(StrEnum):

@@ -20,8 +20,13 @@ from typing import Any
 from services.consumer import BusConsumer
 from services.context import Context
 from services.steering.algorithms.base import SteeringUnavailable
-from services.steering.container import check_workdir_root, run_steering_container
+from services.steering.container import (
+    check_workdir_root,
+    run_segmented_steering_container,
+    run_steering_container,
+)
 from services.steering.engine import NotOwnerError, SteeringEngine
+from services.steering.idds_format import SegmentInput
 from services.steering.leases import SegmentLeases
 from services.steering.logic import SegmentCounts, points_to_generate
 from services.steering.online import OnlineSteering
@@ -86,9 +91,13 @@ class SteeringService(BusConsumer):
             task = await self.ctx.store.tasks.get(task_id)
             if task is None or task.status not in GENERATING or task.config.online:
                 return
-            for segment in await self.ctx.store.segments.list_for_task(task_id):
-                if not segment.exhausted:
-                    await self._top_up_segment(task, segment)
+            segments = await self.ctx.store.segments.list_for_task(task_id)
+            if task.config.steeringExec and task.config.segmented:
+                await self._top_up_by_segmented_container(task, segments)
+            else:
+                for segment in segments:
+                    if not segment.exhausted:
+                        await self._top_up_segment(task, segment)
             if task.status is TaskStatus.SUBMITTED:
                 await self.ctx.store.tasks.transition(task_id, TaskStatus.RUNNING)
 
@@ -134,9 +143,20 @@ class SteeringService(BusConsumer):
                 await self._fail(task, f"steering: {exc}")
                 return
             params_list, search_over = result.points, result.exhausted
+        await self._store_points(task, segment, stored, params_list, search_over)
+
+    async def _store_points(
+        self,
+        task: Task,
+        segment: Segment,
+        first_index: int,
+        params_list: list[dict[str, Any]],
+        search_over: bool,
+    ) -> None:
+        store = self.ctx.store
         created: list[str] = []
         for offset, params in enumerate(params_list):
-            index = stored + offset
+            index = first_index + offset
             point = Point(
                 id=point_id(task.id, segment.name, index),
                 task_id=task.id,
@@ -150,7 +170,7 @@ class SteeringService(BusConsumer):
                 self.engine.forget(segment.id)
                 break
             created.append(point.id)
-        if search_over or stored + len(created) >= task.config.maxPoints:
+        if search_over or first_index + len(created) >= task.config.maxPoints:
             await store.segments.mark_exhausted(segment.id)
         if created:
             log.info("task %s segment %s: %d new points", task.id, segment.name, len(created))
@@ -198,6 +218,57 @@ class SteeringService(BusConsumer):
             await self._fail(task, f"steering container: {result.reason}")
             return None
         return result.points, result.search_over
+
+    async def _top_up_by_segmented_container(self, task: Task, segments: list[Segment]) -> None:
+        """One round of the user's program for every segment that needs points: it is
+        shown all segments (``model_id`` = segment index) and answers per segment."""
+        config = task.config
+        assert config.steeringExec is not None
+        if not segments or not (await self.engine.leases.hold(segments[0].id)).held:
+            return  # the owner of the first segment runs the program for the task
+        inputs: list[SegmentInput] = []
+        for segment in segments:
+            history = await self.ctx.store.points.list_for_segment(task.id, segment.name)
+            open_points = sum(
+                p.status in (PointStatus.UNEVALUATED, PointStatus.PENDING) for p in history
+            )
+            counts = SegmentCounts(total=len(history), open=open_points)
+            wanted = 0 if segment.exhausted else points_to_generate(config, counts)
+            if wanted == 0 and counts.total >= config.maxPoints and not segment.exhausted:
+                await self.ctx.store.segments.mark_exhausted(segment.id)
+            try:
+                space = parse_search_space(segment.search_space)
+            except ValueError as exc:
+                await self._fail(task, f"search space of segment {segment.name}: {exc}")
+                return
+            inputs.append(SegmentInput(segment.index, space, history, wanted))
+        if all(i.num_points == 0 for i in inputs):
+            return
+        forms = {s.space_form for s in segments}
+        result = await run_segmented_steering_container(
+            config.steeringExec,
+            config.steeringContainer,
+            self.runtime,
+            inputs,
+            config.maxPoints,
+            workdir_root=self.settings.workdir,
+            attempt_timeout=self.settings.steering_attempt_timeout,
+            attempts=self.settings.steering_attempts,
+            failed_loss=config.failedPointLoss,
+            opt_space_form=forms.pop() if len(forms) == 1 else "phpo",
+            files=task.files,
+        )
+        for warning in result.warnings:
+            log.warning("task %s steering container: %s", task.id, warning)
+        if not result.ok:
+            await self._fail(task, f"steering container: {result.reason}")
+            return
+        for segment, given in zip(segments, inputs, strict=True):
+            outcome = result.segments.get(segment.index)
+            if outcome is not None and given.num_points > 0:
+                await self._store_points(
+                    task, segment, len(given.history), outcome.points, outcome.search_over
+                )
 
     async def _fail(self, task: Task, reason: str) -> None:
         if await self.ctx.store.tasks.transition(task.id, TaskStatus.FAILED, reason=reason):

@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict, defaultdict
 
 from services.steering.leases import SegmentLeases
-from services.steering.logic import task_seed
+from services.steering.logic import segment_base_seed, task_seed
 from services.steering.sampler import SegmentOptimizer, StaleOptimizerError
 from shared.domain.models import Segment, Task
 from shared.searchspace import SearchSpace
@@ -76,7 +76,7 @@ class SteeringEngine:
             space,
             history,
             steering=config.steering,
-            seed=task_seed(task.id, config.steering.seed),
+            seed=segment_base_seed(task_seed(task.id, config.steering.seed), segment.index),
             parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
             failed_points=config.failedPoints,
             budget=config.maxPoints,

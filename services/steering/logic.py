@@ -40,6 +40,12 @@ def segment_seed(base_seed: int, history_length: int) -> int:
     return (base_seed * 1_000_003 + history_length) % (2**32)
 
 
+def segment_base_seed(task_seed: int, segment_index: int) -> int:
+    """Each segment's own constant seed, so that segments with the same space do not
+    start from the same points; the first segment keeps the task's seed."""
+    return (task_seed + 7919 * segment_index) % (2**31)
+
+
 def task_seed(task_id: str, configured: int | None) -> int:
     if configured is not None:
         return configured

@@ -7,7 +7,9 @@ optimiser it keeps in memory (:mod:`.engine`), so an ask costs the sampler's cal
 few small reads and writes, not a rebuild. A process that receives an ask for a study
 another live process owns forwards it to that owner's own target; a study nobody owns
 is taken by the process that receives the ask. An ask carries its own id: a retried
-request gets the trial its first attempt created.
+request gets the trial its first attempt created, and (task, ask id) is unique in the
+database, so even two processes racing on one ask store one trial (the loser replies
+with the winner's).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class OnlineSteering:
                 return _reply(point)
             self.engine.forget(segment.id)
             earlier = await store.studies.trial_for_ask(task.id, request.ask_id)
-            if earlier is not None:
+            if earlier is not None:  # another process answered this ask meanwhile
                 return _reply(earlier)
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
         return AskReply(error="too many concurrent asks, try again")

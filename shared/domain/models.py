@@ -72,6 +72,8 @@ class Segment(_Record):
     search_space: dict[str, Any]
     space_form: Literal["phpo", "idds"] = "phpo"
     """The form the user wrote, handed to steering containers unchanged."""
+    files: list[str] = Field(default_factory=list)
+    """A segmented task's training files (or datasets) of this segment (segmentSpecFile)."""
     exhausted: bool = False
     created: datetime = Field(default_factory=utcnow)
     owner: str | None = None

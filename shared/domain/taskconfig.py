@@ -1,10 +1,9 @@
 """The phpo-compatible task configuration (ARCHITECTURE.md §7).
 
 Field names are phpo's camelCase option names, so a user's ``--loadJson`` file
-validates unchanged. Options that later releases will act on (checkpoints, segments,
-steering containers) are parsed here so that a config is checked in one place; those
-not yet supported are refused with a message naming the option instead of being
-silently ignored.
+validates unchanged. Options that later releases will act on (checkpoints) are parsed
+here so that a config is checked in one place; those not yet supported are refused
+with a message naming the option instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -121,8 +120,6 @@ class TaskConfig(BaseModel):
             )
         if self.steeringContainer and not self.steeringExec:
             raise ValueError("steeringExec: required when steeringContainer is given")
-        if self.segmentSpecFile:
-            raise ValueError("segmentSpecFile: segmented tasks are not supported yet")
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
         for name in (self.evaluationInput, self.evaluationTrainingData, self.evaluationOutput):
@@ -131,5 +128,11 @@ class TaskConfig(BaseModel):
         return self
 
     @property
-    def max_jobs(self) -> int:
-        return self.maxEvaluationJobs or 2 * self.maxPoints
+    def segmented(self) -> bool:
+        """A task with ``segmentSpecFile``: one independently optimised model per segment."""
+        return self.segmentSpecFile is not None
+
+    def job_budget(self, segments: int = 1) -> int:
+        """``maxEvaluationJobs``, by default twice the points the task may have
+        (``maxPoints`` is per segment)."""
+        return self.maxEvaluationJobs or 2 * self.maxPoints * max(segments, 1)

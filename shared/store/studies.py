@@ -22,6 +22,9 @@ from shared.clock import utcnow
 from shared.domain.models import Point, PointStatus
 from shared.store.base import Doc, Repository, from_doc, to_doc
 
+_ASK_INDEX = "task_id_1_ask_id_1"
+"""Unique over online trials only: batch points carry no ``ask_id``."""
+
 
 class Study(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -54,7 +57,17 @@ class StudyRepository(Repository[Study]):
 
     async def create_indexes(self) -> None:
         await self.col.create_index([("owner", ASCENDING), ("key", ASCENDING)], unique=True)
-        await self.points.create_index([("task_id", ASCENDING), ("ask_id", ASCENDING)])
+        # Earlier releases declared this index without ``unique``; MongoDB refuses to
+        # change an index's options in place, so the old one goes first.
+        old = (await self.points.index_information()).get(_ASK_INDEX)
+        if old is not None and not old.get("unique"):
+            await self.points.drop_index(_ASK_INDEX)
+        await self.points.create_index(
+            [("task_id", ASCENDING), ("ask_id", ASCENDING)],
+            name=_ASK_INDEX,
+            unique=True,
+            partialFilterExpression={"ask_id": {"$type": "string"}},
+        )
 
     async def insert(self, study: Study) -> bool:
         """False when the study exists already (a concurrent first ask)."""
@@ -69,7 +82,9 @@ class StudyRepository(Repository[Study]):
         return found[0] if found else None
 
     async def insert_trial(self, point: Point, ask_id: str) -> bool:
-        """False when the (task, segment, index) is taken."""
+        """False when the (task, segment, index) is taken, or when another trial holds
+        ``ask_id`` already (then :meth:`trial_for_ask` finds it): the unique index makes
+        a retried ask unable to create a second trial, even across processes."""
         try:
             await self.points.insert_one({**to_doc(point), "ask_id": ask_id})
         except DuplicateKeyError:

@@ -1,10 +1,12 @@
 """Online ask-and-tell through the Hopaas-compatible API, over real HTTP, with the
-central services on SecantusDB and the memory bus (asks go to steering as requests)."""
+central services on SecantusDB and each bus (memory and RabbitMQ; asks go to steering
+as requests)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
+from services.steering.engine import SteeringEngine
+from services.steering.leases import Holding, SegmentLeases
+from services.steering.online import OnlineSteering
+from shared.bus import NoResponderError
 from shared.domain.models import PointStatus
+from shared.online import STEERING_TARGET, AskReply, AskRequest
 from tests.integration.central import Central, central, file_artifacts
 
 pytestmark = [pytest.mark.mongo]
+
+
+class BelievesItOwns(SegmentLeases):
+    async def hold(self, segment_id: str) -> Holding:
+        del segment_id
+        return Holding(held=True, continuous=False)
 
 
 def properties(title: str, **config: Any) -> dict[str, Any]:
@@ -38,16 +51,36 @@ def quadratic(trial: dict[str, Any]) -> float:
     return float((trial["x"] - 1.0) ** 2 + trial["n"] + (trial["opt"] == "sgd"))
 
 
-@pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
+async def system(
+    request: pytest.FixtureRequest, mongo_db_url: str, bus_prefix: str, tmp_path: Path
+) -> AsyncIterator[Central]:
+    bus_url = "memory://" if request.param == "memory" else request.getfixturevalue("amqp_url")
     async with central(
         mongo_url=mongo_db_url,
-        bus_url="memory://",
+        bus_url=bus_url,
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),
         home=tmp_path,
     ) as c:
+        await steering_serves(c)
         yield c
+
+
+async def steering_serves(system: Central) -> None:
+    """Wait until a steering process answers asks: the services start after the api,
+    and an ask before that is (rightly) refused with 503."""
+    probe = AskRequest(task_id="no-such-study", owner="nobody", ask_id="probe")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            reply = await system.ctx.bus.request(STEERING_TARGET, probe, timeout=5)
+        except NoResponderError:
+            assert time.monotonic() < deadline, "steering never started serving asks"
+            await asyncio.sleep(0.1)
+            continue
+        assert isinstance(reply, AskReply) and reply.not_found, reply
+        return
 
 
 @pytest.fixture
@@ -274,3 +307,51 @@ async def test_concurrent_asks_and_cancel(system: Central, http: httpx.AsyncClie
     refused = await http.post(f"/api/ask/{token}", json=body)
     assert refused.status_code == 409
     assert "cancelled" in refused.text
+
+
+async def test_racing_handlers_answer_one_ask_with_one_trial(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    """Steering processes answering the same (retried) ask concurrently create a
+    single trial. Each handler here has its own lock and believes it owns the study
+    (as after a pause longer than its lease, or clocks that disagree), so only the
+    database can decide."""
+    token = await system.token("ivan", ["user"])
+    first = await ask(http, token, properties("raced"))
+    study_id = first["hopaas_trial"].split(":")[0]
+    handlers = [
+        OnlineSteering(
+            system.ctx,
+            SteeringEngine(
+                system.ctx.store, BelievesItOwns(system.ctx.store.segments, f"p{i}", 30)
+            ),
+        )
+        for i in range(4)
+    ]
+    request = AskRequest(task_id=study_id, owner="ivan", ask_id="ask_retried")
+    replies = await asyncio.gather(*(h.handle(request) for h in handlers))
+    assert all(isinstance(r, AskReply) and not r.error for r in replies), replies
+    assert {r.point_id for r in replies if isinstance(r, AskReply)} == {f"{study_id}.main.1"}
+    points = await system.ctx.store.points.list_for_task(study_id)
+    assert [p.index for p in points] == [0, 1]
+    again = await handlers[0].handle(request)
+    assert isinstance(again, AskReply)
+    assert again.point_id == f"{study_id}.main.1"
+
+
+async def test_sampler_and_pruner_are_part_of_the_study(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    token = await system.token("judy", ["user"])
+
+    def study_of(**config: Any) -> Any:
+        return ask(http, token, properties("keyed", **config))
+
+    base = (await study_of())["hopaas_trial"].split(":")[0]
+    assert (await study_of())["hopaas_trial"].split(":")[0] == base
+    random = await study_of(sampler={"name": "RandomSampler", "args": {"seed": 1}})
+    seeded = await study_of(sampler={"name": "RandomSampler", "args": {"seed": 2}})
+    median = await study_of(pruner={"name": "MedianPruner", "args": {}})
+    studies = {base, *(t["hopaas_trial"].split(":")[0] for t in (random, seeded, median))}
+    assert len(studies) == 4, "another sampler, its args or another pruner is another study"
+    assert random["hopaas_trial"].endswith(":0")

@@ -72,8 +72,8 @@ async def submit(ctx: Context, **config: Any) -> str:
     submission = TaskSubmission(
         config=TaskConfig(evaluationExec="true", **config), searchSpace=SPACE
     )
-    task, segment = build_task(submission, "alice", max_files_bytes=10_000)
-    await ctx.store.segments.insert_many([segment])
+    task, segments = build_task(submission, "alice", max_files_bytes=10_000)
+    await ctx.store.segments.insert_many(segments)
     await ctx.store.tasks.insert(task)
     return task.id
 

@@ -44,7 +44,10 @@ def test_job_slots_respect_parallelism_and_budget() -> None:
     assert job_slots(config, active_jobs=2, total_jobs=2) == 1
     assert job_slots(config, active_jobs=0, total_jobs=6) == 1
     assert job_slots(config, active_jobs=3, total_jobs=3) == 0
-    assert cfg(maxPoints=4).max_jobs == 8
+    assert cfg(maxPoints=4).job_budget() == 8
+    assert cfg(maxPoints=4).job_budget(segments=3) == 24, "maxPoints is per segment"
+    assert cfg(maxPoints=4, maxEvaluationJobs=5).job_budget(segments=3) == 5
+    assert job_slots(cfg(maxPoints=1, nParallelEvaluation=9), 0, 2, segments=3) == 4
 
 
 def job(status: JobStatus, results: list[PointOutcome] | None = None) -> Job:

@@ -83,6 +83,17 @@ def test_study_spec() -> None:
     assert spec.fill({"lr": 0.01, "layers": 2}) == {"lr": 0.01, "layers": 2, "epochs": 10}
     assert spec.key("alice") == parse_study(dict(body)).key("alice")
     assert spec.key("alice") != spec.key("bob")
+    config = body["hopaas_config"]
+    assert isinstance(config, dict)
+    for change in (
+        {"sampler": {"name": "TPESampler", "args": {"seed": 7}}},
+        {"sampler": {"name": "RandomSampler", "args": {"seed": 8}}},
+        {"pruner": {"name": "NopPruner", "args": {}}},
+        {"pruner": {"name": "MedianPruner", "args": {"n_warmup_steps": 3}}},
+        {"direction": "minimize"},
+    ):
+        changed = parse_study({**body, "hopaas_config": {**config, **change}})
+        assert changed.key("alice") != spec.key("alice"), change
 
 
 def test_bounds_are_checked_by_the_search_space() -> None:

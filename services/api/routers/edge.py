@@ -177,6 +177,8 @@ async def job_event(
 async def _keys(ctx: Ctx, job: Job) -> dict[str, str]:
     point = await ctx.store.points.get(job.point_ids[0])
     index = point.index if point is not None else 0
+    task = await ctx.store.tasks.get(job.task_id)
+    segmented = task is not None and task.config.segmented
     return {
         kind: artifact_key(
             job.owner,
@@ -185,7 +187,7 @@ async def _keys(ctx: Ctx, job: Job) -> dict[str, str]:
             kind,
             segment=job.segment,
             point_index=index,
-            segmented=False,
+            segmented=segmented,
         )
         for kind in ("metrics", "log", "meta")
     }

@@ -43,10 +43,10 @@ async def submit_task(
     body: TaskSubmission, ctx: Ctx, user: CurrentUser, settings: Settings
 ) -> TaskView:
     try:
-        task, segment = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
+        task, segments = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
-    await ctx.store.segments.insert_many([segment])
+    await ctx.store.segments.insert_many(segments)
     await ctx.store.tasks.insert(task)
     await ctx.bus.publish(TaskSubmitted(task_id=task.id))
     return await task_view(ctx.store, task)
