@@ -6,7 +6,7 @@ import pytest
 
 from services.api.pruning import build_pruner, should_prune
 from shared.domain.models import Point, PointStatus
-from shared.store.studies import Trial
+from shared.store.curves import Trial
 
 
 def trial(index: int, status: PointStatus, curve: list[float], loss: float | None) -> Trial:
