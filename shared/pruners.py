@@ -10,6 +10,7 @@ built, so reading a config does not pay for it.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
@@ -128,7 +129,9 @@ def build_pruner(name: str, args: dict[str, Any]) -> BasePruner:
     kwargs = checked_args(canonical, args)
     cls: type[BasePruner] = getattr(optuna.pruners, canonical)
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():  # WilcoxonPruner is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise PrunerError("args", f"{canonical}: {exc}") from None
 
