@@ -39,7 +39,7 @@ def build_pruner(name: str, args: dict[str, Any]) -> optuna.pruners.BasePruner:
     try:
         return _build(name, args)
     except PrunerError as exc:
-        raise ValueError(exc.message) from None
+        raise ValueError(str(exc)) from None
 
 
 def _state(trial: Trial) -> tuple[TrialState, float | None]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.api.pruning import build_pruner, decide, should_prune
+from services.steering.algorithms.observations import observe
 from shared.domain.models import Point, PointStatus
+from shared.searchspace import parse_search_space
 from shared.store.curves import Trial
 
 
@@ -109,3 +111,20 @@ def test_successive_halving_remembers_rungs_between_calls(remember: bool) -> Non
     assert pruned is remember
     if remember:
         assert "completed_rung_0" in bad.pruner_attrs
+
+
+def test_optimisers_see_a_pruned_point_as_evaluated_with_its_value() -> None:
+    space = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}})
+    pruned = Point(
+        id="t.main.0",
+        task_id="t",
+        segment="main",
+        index=0,
+        params={"x": 0.5},
+        key="0",
+        status=PointStatus.EVALUATED,
+        loss=52.0,
+        pruned_step=2,
+    )
+    [seen] = observe(space, [pruned], failed_points="exclude", directions=("minimize",))
+    assert (dict(seen.params), seen.losses) == ({"x": 0.5}, (52.0,))
