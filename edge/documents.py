@@ -41,7 +41,14 @@ class JobDocument(BaseModel):
 def file_names(doc: JobDocument) -> list[str]:
     """Every file name the job places in, or takes from, its working directory."""
     files = doc.spec.files
-    named = [files.input, files.training_data, files.output, files.meta, files.metrics]
+    named = [
+        files.input,
+        files.training_data,
+        files.output,
+        files.intermediate,
+        files.meta,
+        files.metrics,
+    ]
     return [n for n in named if n is not None] + list(doc.spec.task_files)
 
 

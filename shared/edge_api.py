@@ -50,6 +50,7 @@ class OutputFiles(BaseModel):
     input: str = "input.json"
     training_data: str = "input_ds.json"
     output: str = "output.json"
+    intermediate: str = "intermediate.jsonl"
     meta: str | None = None
     metrics: str | None = None
 
@@ -98,6 +99,33 @@ class JobEventReply(BaseModel):
     kill: bool = False
     lease_expires: datetime | None = None
     detail: str = ""
+
+
+class IntermediateValue(_Body):
+    """One line of the payload's intermediate-values file."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    step: int = Field(ge=0)
+    value: float
+
+
+class IntermediateReport(_Body):
+    """New lines of a job's intermediate-values file, in the order written."""
+
+    generation: int
+    point_id: str | None = None
+    """Default: the job's only point."""
+    values: list[IntermediateValue] = Field(min_length=1, max_length=1000)
+
+
+class IntermediateReply(BaseModel):
+    accepted: bool
+    stored: int = 0
+    """How many values were new; a repeated step keeps its first value."""
+    kill: bool = False
+    detail: str = ""
+    """Why the job should stop (``pruned at step N``), or why nothing was stored."""
 
 
 class ArtifactUrlRequest(_Body):

@@ -75,6 +75,19 @@ class PointReported(Message):
     value: float
 
 
+class PointPruned(Message):
+    """The task's pruner stopped a point: it is evaluated with ``value``, and the job
+    still running it is asked to stop."""
+
+    routing_key: ClassVar[str] = "point.pruned"
+    task_id: str
+    segment: str
+    point_id: str
+    step: int
+    value: float
+    job_id: str | None = None
+
+
 class JobDefined(Message):
     routing_key: ClassVar[str] = "job.defined"
     task_id: str
@@ -144,6 +157,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         PointEvaluated,
         PointFailed,
         PointReported,
+        PointPruned,
         JobDefined,
         JobAssigned,
         JobLeased,

@@ -27,6 +27,8 @@ from shared.edge_api import (
     ArtifactConfirmReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
+    IntermediateReply,
+    IntermediateReport,
     JobEvent,
     JobEventReply,
     LeaseReply,
@@ -160,6 +162,9 @@ class EdgeApiClient:
 
     async def job_event(self, job_id: str, event: JobEvent) -> JobEventReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/events", event, JobEventReply)
+
+    async def intermediate(self, job_id: str, report: IntermediateReport) -> IntermediateReply:
+        return await self._post(f"/edge/v1/jobs/{job_id}/intermediate", report, IntermediateReply)
 
     async def artifact_urls(self, job_id: str, request: ArtifactUrlRequest) -> ArtifactUrlReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/artifacts", request, ArtifactUrlReply)

@@ -23,6 +23,7 @@ from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
+from edge.harvester.curves import CurveRelay
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -30,7 +31,7 @@ from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.version import edge_version
 from shared.clock import utcnow
-from shared.edge_api import JobEvent, JobSpec, LeaseRequest, SiteHeartbeatBody
+from shared.edge_api import JobEvent, JobEventReply, JobSpec, LeaseRequest, SiteHeartbeatBody
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Harvester:
             timeout=config.request_timeout,
         )
         self.jobs: dict[str, TrackedJob] = {}
+        self.curves = CurveRelay(self.api)
         self._loaded = False
         self._slot_freed = asyncio.Event()
         self._recovered = False
@@ -185,11 +187,18 @@ class Harvester:
 
     async def _send(self, job_id: str, event: JobEvent) -> bool | None:
         """Send ``event``; return the reply's ``kill`` (None if the api refused it)."""
+        reply = await self._send_reply(job_id, event)
+        return None if reply is None else reply.kill
+
+    async def _send_reply(self, job_id: str, event: JobEvent) -> JobEventReply | None:
+        """Send ``event``; the reply (None if the api refused it without a kill)."""
         try:
             reply = await self.api.job_event(job_id, event)
         except EdgeApiError as exc:
             log.warning("job %s: %s event refused: %s", job_id, event.kind, exc)
-            return True if exc.status in KILL_ON_STATUSES else None
+            if exc.status in KILL_ON_STATUSES:
+                return JobEventReply(accepted=False, kill=True, detail=exc.detail)
+            return None
         if not reply.accepted:
             log.warning(
                 "job %s: %s event not accepted: %s",
@@ -197,7 +206,7 @@ class Harvester:
                 event.kind,
                 reply.detail or "stale lease",
             )
-        return reply.kill
+        return reply
 
     async def _send_started(self, job: TrackedJob) -> None:
         kill = await self._send(job.job_id, JobEvent(kind="started", generation=job.generation))
@@ -217,6 +226,7 @@ class Harvester:
     async def _report(self, job: TrackedJob, outcome: Outcome, host: str = "") -> None:
         if await report_terminal(self.api, job, outcome, host):
             self.jobs.pop(job.job_id, None)
+            self.curves.forget(job.job_id)
             self._slot_freed.set()
 
     # -- the scan ---------------------------------------------------------------------
@@ -245,6 +255,9 @@ class Harvester:
     async def _scan_job(self, job: TrackedJob, obs: Observation, state: BatchState) -> None:
         if not job.record.started_reported:
             await self._send_started(job)
+        stop_reason = await self.curves.relay(job)
+        if stop_reason:
+            await self._request_kill(job, stop_reason)
         status = obs.status
         if status is not None and status.terminal:
             outcome = await asyncio.to_thread(decide_from_disk, job, status)
@@ -266,7 +279,7 @@ class Harvester:
             await self._report(job, lost(reason, agent_tail), status.host if status else "")
             return
         if time.monotonic() - job.last_beat >= self.config.heartbeat_interval:
-            kill = await self._send(
+            reply = await self._send_reply(
                 job.job_id,
                 JobEvent(
                     kind="heartbeat",
@@ -275,8 +288,9 @@ class Harvester:
                 ),
             )
             job.last_beat = time.monotonic()
-            if kill:
-                await self._request_kill(job, "the central service asked to stop the job")
+            if reply is not None and reply.kill:
+                reason = reply.detail or "the central service asked to stop the job"
+                await self._request_kill(job, reason)
 
     # -- running ----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from shared.domain.taskconfig import SteeringConfig
+from shared.pruners import PrunerError, canonical_pruner
 from shared.searchspace import SearchSpaceError, parse_search_space
 
 CONFIG_KEY = "hopaas_config"
@@ -43,7 +44,6 @@ SAMPLERS: dict[str, str] = {
 }
 """Hopaas (Optuna) sampler class names -> the project's Optuna algorithm names."""
 
-PRUNERS = ("NopPruner", "MedianPruner", "HyperbandPruner", "ThresholdPruner")
 
 _SUGGESTION = re.compile(r"^optuna#([A-Za-z_]+)\((.*)\)$", re.DOTALL)
 _SIGNATURES: dict[str, tuple[str, ...]] = {
@@ -249,10 +249,10 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
         raise PropertyError(f"{CONFIG_KEY}.direction", "must be minimize or maximize")
     sampler, sampler_args = _plugin(config, "sampler", "TPESampler")
     pruner, pruner_args = _plugin(config, "pruner", "NopPruner")
-    if pruner not in PRUNERS:
-        raise PropertyError(
-            f"{CONFIG_KEY}.pruner", f"unknown pruner {pruner!r}; known: {', '.join(PRUNERS)}"
-        )
+    try:
+        pruner = canonical_pruner(pruner)
+    except PrunerError as exc:
+        raise PropertyError(f"{CONFIG_KEY}.pruner", exc.message) from None
     properties = {k: v for k, v in body.items() if k not in (CONFIG_KEY, TRIAL_KEY)}
     space: dict[str, Any] = {}
     for name, value in properties.items():

@@ -44,6 +44,7 @@ async def build_spec(store: Store, job: Job, arch: str) -> JobSpec:
             input=config.evaluationInput,
             training_data=config.evaluationTrainingData,
             output=config.evaluationOutput,
+            intermediate=config.evaluationIntermediate,
             meta=config.evaluationMeta,
             metrics=config.evaluationMetrics,
         ),

@@ -10,7 +10,6 @@ batch top-up and the job builder leave it alone: its points come only from asks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from dataclasses import dataclass
 from fastapi import HTTPException, status
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.api.curves import PrunerChoice, record_curve
 from services.api.hopaas_properties import StudySpec
-from services.api.pruning import should_prune
 from services.context import Context
 from shared.bus import RequestError, RequestTimeoutError
 from shared.clock import new_id
@@ -164,28 +163,30 @@ async def fail_trial(ctx: Context, task: Task, index: int, error: str) -> Closed
 async def report_trial(
     ctx: Context, task: Task, study: Study, index: int, step: int, value: float
 ) -> bool:
-    """Store the intermediate value and return the study's pruner's verdict."""
-    await ctx.store.studies.report(trial_point_id(task.id, SEGMENT, index), step, value)
-    trials = await ctx.store.studies.trials(task.id)
-    if not any(t.point.index == index for t in trials):
+    """Store the intermediate value and return the study's pruner's verdict; a pruned
+    trial is closed as evaluated with its last value, and stays pruned."""
+    point = await ctx.store.points.get(trial_point_id(task.id, SEGMENT, index))
+    if point is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trial {task.id}:{index}")
-    return await asyncio.to_thread(
-        should_prune,
-        study.pruner,
-        study.pruner_args,
-        study.direction,
-        trials,
-        index,
+    pruner = PrunerChoice(
+        name=study.pruner,
+        args=study.pruner_args,
+        direction=study.direction,
         study_name=study.id,
     )
+    outcome = await record_curve(ctx, point, [(step, value)], pruner, job_id=None)
+    return outcome.pruned_step is not None
 
 
 async def best_trial(ctx: Context, task: Task, study: Study) -> tuple[int, float]:
-    """Index and loss of the best told trial; 404 when none was told yet."""
+    """Index and loss of the best told trial (pruned ones are not candidates, as in
+    Optuna); 404 when none was told yet."""
     told = [
         (float(t.point.loss), t.point.index)
         for t in await ctx.store.studies.trials(task.id)
-        if t.point.status is PointStatus.EVALUATED and isinstance(t.point.loss, int | float)
+        if t.point.status is PointStatus.EVALUATED
+        and t.point.pruned_step is None
+        and isinstance(t.point.loss, int | float)
     ]
     if not told:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"study {task.id} has no told trial")

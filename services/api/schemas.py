@@ -84,6 +84,7 @@ class PointView(BaseModel):
     loss: Loss | None
     attempts: int
     last_error: str
+    pruned_step: int | None = None
 
 
 class JobView(BaseModel):

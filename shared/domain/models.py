@@ -113,6 +113,9 @@ class Point(_Record):
     job_id: str | None = None
     last_error: str = ""
     counted_job_id: str | None = None
+    pruned_step: int | None = None
+    """Set when the task's pruner stopped the point: it counts as evaluated with the
+    value it reported at this step."""
     created: datetime = Field(default_factory=utcnow)
     evaluated: datetime | None = None
 

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.pruners import PrunerConfig
+
 Arch = Literal["amd64", "ppc64le", "arm64"]
 Direction = Literal["minimize", "maximize"]
 
@@ -95,6 +97,9 @@ class TaskConfig(BaseModel):
     evaluationInput: str = "input.json"
     evaluationTrainingData: str = "input_ds.json"
     evaluationOutput: str = "output.json"
+    evaluationIntermediate: str = "intermediate.jsonl"
+    """JSON lines ``{"step": 3, "value": 0.41}`` the payload appends in its work dir; the
+    site relays them and the task's pruner judges them."""
     evaluationMeta: str | None = None
     evaluationMetrics: str | None = None
     trainingDS: str | None = None
@@ -105,6 +110,7 @@ class TaskConfig(BaseModel):
     site: str | None = None
     architecture: Arch | None = None
     steering: SteeringConfig = Field(default_factory=SteeringConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     failedPointLoss: float = 1e10
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
     maxAttempts: int = Field(default=3, ge=1, le=10)
@@ -122,7 +128,14 @@ class TaskConfig(BaseModel):
             raise ValueError("steeringExec: required when steeringContainer is given")
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
-        for name in (self.evaluationInput, self.evaluationTrainingData, self.evaluationOutput):
+        if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:
+            raise ValueError("pruner: Optuna's pruners judge single-objective tasks only")
+        for name in (
+            self.evaluationInput,
+            self.evaluationTrainingData,
+            self.evaluationOutput,
+            self.evaluationIntermediate,
+        ):
             if "/" in name or name in ("", ".", ".."):
                 raise ValueError(f"file name {name!r} must be a plain name in the work directory")
         return self

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pymongo import AsyncMongoClient
 
 from shared.store.artifacts import ArtifactRepository
+from shared.store.curves import CurveRepository
 from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
@@ -43,6 +44,7 @@ class Store:
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
         self.studies = StudyRepository(db["studies"], db["points"])
+        self.curves = CurveRepository(db["points"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""

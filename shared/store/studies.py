@@ -5,7 +5,7 @@ task's points, created ``pending`` by an ask (so the job builder, which only bui
 ``unevaluated`` points, never sees them) and closed by a tell or a failure. This
 repository holds what a task has no room for (the title, the properties as sent, the
 pruner) and the conditional point updates of the online path; point documents also get
-``ask_id`` and ``intermediate`` (step -> value), which the ``Point`` model ignores.
+``ask_id`` and the curve fields of :mod:`shared.store.curves`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import Point, PointStatus
-from shared.store.base import Doc, Repository, from_doc, to_doc
+from shared.store.base import Doc, Repository, to_doc
+from shared.store.curves import Trial
+from shared.store.curves import trial_from_doc as _trial
 
 _ASK_INDEX = "task_id_1_ask_id_1"
 """Unique over online trials only: batch points carry no ``ask_id``."""
@@ -39,13 +41,6 @@ class Study(BaseModel):
     pruner: str = "NopPruner"
     pruner_args: dict[str, Any] = Field(default_factory=dict)
     created: datetime = Field(default_factory=utcnow)
-
-
-class Trial(BaseModel):
-    """A study's point with the online fields the ``Point`` model does not carry."""
-
-    point: Point
-    intermediate: dict[int, float] = Field(default_factory=dict)
 
 
 class StudyRepository(Repository[Study]):
@@ -130,11 +125,3 @@ class StudyRepository(Repository[Study]):
             {"$set": {field: value}},
         )
         return result.modified_count == 1
-
-
-def _trial(doc: Doc) -> Trial:
-    raw = doc.get("intermediate") or {}
-    return Trial(
-        point=from_doc(Point, doc),
-        intermediate={int(k): float(v) for k, v in raw.items()},
-    )

@@ -128,11 +128,18 @@ async def held_leases(site: str, ctx: Ctx, token: EdgeToken) -> LeaseReply:
     )
 
 
-async def _should_kill(ctx: Ctx, job: Job) -> bool:
+async def kill_reason(ctx: Ctx, job: Job) -> str:
+    """Why the site should stop ``job`` now; "" to let it run."""
     if job.status is JobStatus.CANCELLED:
-        return True
+        return job.reason or "the job was cancelled"
     task = await ctx.store.tasks.get(job.task_id)
-    return task is None or task.status not in ACTIVE_TASK_STATES
+    if task is None or task.status not in ACTIVE_TASK_STATES:
+        return f"the task is {task.status.value if task else 'gone'}"
+    for point_id in job.point_ids:
+        point = await ctx.store.points.get(point_id)
+        if point is not None and point.pruned_step is not None and point.counted_job_id == job.id:
+            return f"pruned at step {point.pruned_step}"
+    return ""
 
 
 @router.post("/jobs/{job_id}/events")
@@ -150,9 +157,8 @@ async def job_event(
             job.id, job.generation, expires, running=True, host=body.host
         ):
             return stale
-        return JobEventReply(
-            accepted=True, kill=await _should_kill(ctx, job), lease_expires=expires
-        )
+        reason = await kill_reason(ctx, job)
+        return JobEventReply(accepted=True, kill=bool(reason), lease_expires=expires, detail=reason)
     if job.status not in _LIVE:
         # A repeated terminal report (harvester restarted after reporting) is fine.
         same = {"finished": JobStatus.FINISHED, "failed": JobStatus.FAILED}[body.kind]

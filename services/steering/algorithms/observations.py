@@ -4,7 +4,8 @@ Every adapter is built from these, and told settled points through them, so the 
 live here once:
 
 * evaluated points are told with their loss; a loss that is missing, not finite, or
-  (for several objectives) of the wrong length is not told;
+  (for several objectives) of the wrong length is not told. A pruned point is evaluated
+  with the value it reported when it was stopped, and told like any other;
 * failed points are stored with ``failedPointLoss`` as their loss. With
   ``failedPoints: large_loss`` they are told that loss in every objective (negated for
   maximised ones, so it is the worst value); with ``exclude`` they are not told at all;
