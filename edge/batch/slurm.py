@@ -13,9 +13,14 @@ its grace period, and SIGKILL follows after the cluster's KillWait.
 Batch jobs are not requeued by Slurm (``--no-requeue``) unless ``requeue`` is set: the
 central service retries points itself.
 
+Layouts: ``whole_node`` adds ``--exclusive``; ``multi_node`` asks for
+``--ntasks-per-node`` and starts the ranks with ``srun --nodes=N --ntasks=N*T
+--ntasks-per-node=T --kill-on-bad-exit=1``; ``elastic`` does the same with one task per
+node, which runs torchrun.
+
 Does not support (yet): several agents per batch job (layout 1 with late binding),
-multi-node launches (layouts 3 and 4), job arrays, heterogeneous jobs, and federations or
-``--clusters`` (the cluster part ``sbatch --parsable`` may print is dropped).
+job arrays, heterogeneous jobs, and federations or ``--clusters`` (the cluster part
+``sbatch --parsable`` may print is dropped).
 
 Tested against a real one-node Slurm 22.05 (``deploy/dev/slurm.py`` starts it).
 """
@@ -123,8 +128,8 @@ class SlurmBatch(ScheduledBatch):
     id_pattern = re.compile(r"[0-9]+")
 
     def __init__(self, config: SlurmBatchConfig, *, isolate_network: bool = False) -> None:
+        self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
-        self.config = config
 
     def directives(self, worker: Worker) -> list[str]:
         c = self.config
@@ -142,6 +147,11 @@ class SlurmBatch(ScheduledBatch):
             lines.append(f"--time={slurm_time(c.walltime)}")
         if c.gpus_per_node:
             lines.append(f"--gres=gpu:{c.gpus_per_node}")
+        if c.layout == "whole_node":
+            lines.append("--exclusive")
+        elif c.layout in ("multi_node", "elastic"):
+            per_node = c.tasks_per_node if c.layout == "multi_node" else 1
+            lines.append(f"--ntasks-per-node={per_node}")
         lines.append("--requeue" if c.requeue else "--no-requeue")
         return lines + c.directives
 
@@ -205,3 +215,13 @@ class SlurmBatch(ScheduledBatch):
 
     def cancel_argv(self, batch_id: str) -> list[str]:
         return ["scancel", batch_id]
+
+    def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        n = self.config.nodes
+        return [
+            "srun",
+            f"--nodes={n}",
+            f"--ntasks={n * tasks_per_node}",
+            f"--ntasks-per-node={tasks_per_node}",
+            "--kill-on-bad-exit=1",
+        ]
