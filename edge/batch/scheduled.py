@@ -88,8 +88,8 @@ class ScheduledBatch(ABC):
 
     @abstractmethod
     def rank_launcher(self, tasks_per_node: int) -> list[str]:
-        """The scheduler's default argv starting ``tasks_per_node`` processes on each of
-        the job's ``nodes`` (layouts ``multi_node`` and, with 1, ``elastic``)."""
+        """The scheduler's default argv starting ``tasks_per_node`` processes on each
+        node of the job (layouts ``multi_node`` and, with 1, ``elastic``)."""
 
     def starts_on_launch_node(self) -> bool:
         """The batch script runs on a launch node that is first in the host list but

@@ -15,8 +15,8 @@ central service retries points itself.
 
 Layouts: ``whole_node`` adds ``--exclusive``; ``multi_node`` asks for
 ``--ntasks-per-node`` and starts the ranks with ``srun --nodes=N --ntasks=N*T
---ntasks-per-node=T --kill-on-bad-exit=1``; ``elastic`` does the same with one task per
-node, which runs torchrun.
+--ntasks-per-node=T --kill-on-bad-exit=1``; ``elastic`` asks for ``--nodes=MIN-MAX`` and
+starts one task per granted node with ``srun --ntasks-per-node=1``, which runs torchrun.
 
 Does not support (yet): several agents per batch job (layout 1 with late binding),
 job arrays, heterogeneous jobs, and federations or ``--clusters`` (the cluster part
@@ -102,6 +102,18 @@ def slurm_time(walltime: timedelta) -> str:
     return f"{days}-{hms}" if days else hms
 
 
+def slurm_nodes(config: ScheduledBatchConfig) -> str:
+    """``--nodes``: ``MIN-MAX`` for an elastic job, so Slurm may start it on fewer nodes
+    and torchrun's rendezvous takes what it got."""
+    if config.layout == "elastic" and config.min_nodes is not None:
+        return (
+            f"{config.min_nodes}-{config.nodes}"
+            if config.min_nodes < config.nodes
+            else str(config.nodes)
+        )
+    return str(config.nodes)
+
+
 def parse_sbatch(stdout: str) -> str | None:
     """The job id in ``sbatch --parsable`` output (``ID`` or ``ID;CLUSTER``)."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
@@ -137,7 +149,7 @@ class SlurmBatch(ScheduledBatch):
             f"--job-name={directive_value(worker.name, 'job name')}",
             f"--output={directive_value(worker.log, 'batch log path')}",
             f"--chdir={directive_value(worker.dir, 'worker directory')}",
-            f"--nodes={c.nodes}",
+            f"--nodes={slurm_nodes(c)}",
         ]
         if c.partition:
             lines.append(f"--partition={c.partition}")
@@ -217,6 +229,8 @@ class SlurmBatch(ScheduledBatch):
         return ["scancel", batch_id]
 
     def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        if self.config.layout == "elastic":  # every node Slurm granted, however many
+            return ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
         n = self.config.nodes
         return [
             "srun",
