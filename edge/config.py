@@ -72,6 +72,16 @@ class SiteConfig(BaseModel):
             raise ValueError("set exactly one of 'token' and 'token_file'")
         return self
 
+    @model_validator(mode="after")
+    def _isolation_fits_the_layout(self) -> SiteConfig:
+        layout = getattr(self.batch, "layout", "single")
+        if self.isolate_network and layout in ("multi_node", "elastic"):
+            raise ValueError(
+                f"isolate_network cannot be used with batch.layout {layout!r}: the launcher "
+                "must reach the scheduler and the ranks each other over the network"
+            )
+        return self
+
     @property
     def base_url(self) -> str:
         return str(self.api_url).rstrip("/")

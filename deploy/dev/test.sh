@@ -54,6 +54,14 @@ if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     echo "$wanted" > "$STAMP"
 fi
 
+# PyTorch: the layout tests run a real torch.distributed all-reduce. Exactly this pin,
+# because this machine's package mirror holds the CPU build of 2.13.0 only; any other
+# spelling would download the multi-GB CUDA build from the public index.
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    say "installing torch==2.13.0 (CPU build) for the layout tests"
+    "$PY" -m pip install -q torch==2.13.0 2>&1 | { grep -v "is ignored: it is neither" || true; }
+fi
+
 failed=()
 step() {
     local name=$1

@@ -24,8 +24,16 @@ node is the job's) and run the batch script on a *launch* node: the agent must b
 started on the compute node by ``jsrun``, e.g. ``launcher = ["jsrun", "-n1", "-a1",
 "-c42", "-g6"]``.
 
-Does not support (yet): several agents per batch job, multi-node launches, job arrays,
-LSF multicluster.
+Layouts: ``whole_node`` adds ``-x`` (exclusive host) unless ``whole_nodes``;
+``multi_node`` asks for ``-n N*T -R "span[ptile=T]"`` (or ``-nnodes N``) and starts the
+ranks with ``jsrun --nrs=N --rs_per_host=1 --tasks_per_rs=T --cpu_per_rs=ALL_CPUS
+[--gpu_per_rs=ALL_GPUS]``, the agent itself staying in the batch script (so leave
+``launcher`` empty); ``elastic`` does the same with one task per node, which runs
+torchrun. On ``whole_nodes`` machines the first host of ``LSB_MCPU_HOSTS`` is the launch
+node and is skipped when the ranks look for the first compute node. LSF clusters without
+jsrun set ``payload_launcher`` (e.g. ``["mpirun", "-n", "8"]``).
+
+Does not support (yet): several agents per batch job, job arrays, LSF multicluster.
 """
 
 from __future__ import annotations
@@ -97,8 +105,8 @@ class LsfBatch(ScheduledBatch):
     id_pattern = re.compile(r"[0-9]+")
 
     def __init__(self, config: LsfBatchConfig, *, isolate_network: bool = False) -> None:
+        self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
-        self.config = config
 
     def directives(self, worker: Worker) -> list[str]:
         c = self.config
@@ -116,10 +124,13 @@ class LsfBatch(ScheduledBatch):
         if c.whole_nodes:
             lines.append(f"-nnodes {c.nodes}")
         else:
-            if c.nodes > 1:
-                lines += [f"-n {c.nodes}", '-R "span[ptile=1]"']
+            per_node = c.tasks_per_node if c.layout == "multi_node" else 1
+            if c.nodes > 1 or per_node > 1:
+                lines += [f"-n {c.nodes * per_node}", f'-R "span[ptile={per_node}]"']
             if c.gpus_per_node:
                 lines.append(f'-gpu "num={c.gpus_per_node}"')
+            if c.layout == "whole_node":
+                lines.append("-x")
         lines.append("-r" if c.requeue else "-rn")
         return lines + c.directives
 
@@ -143,3 +154,18 @@ class LsfBatch(ScheduledBatch):
 
     def cancel_argv(self, batch_id: str) -> list[str]:
         return ["bkill", batch_id]
+
+    def starts_on_launch_node(self) -> bool:
+        return self.config.whole_nodes
+
+    def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        argv = [
+            "jsrun",
+            f"--nrs={self.config.nodes}",
+            "--rs_per_host=1",
+            f"--tasks_per_rs={tasks_per_node}",
+            "--cpu_per_rs=ALL_CPUS",
+        ]
+        if self.config.gpus_per_node:
+            argv.append("--gpu_per_rs=ALL_GPUS")
+        return argv

@@ -23,7 +23,14 @@ rerunnable (``-r n``) unless ``requeue`` is set. The scheduler's own output is j
 into ``batch.log`` (``-j oe``); PBS copies it there when the job ends, while
 ``agent.log`` is written live.
 
-Does not support (yet): several agents per batch job, multi-node launches, job arrays.
+Layouts: ``whole_node`` adds ``-l place=excl`` (Torque: ``-n``); ``multi_node`` asks
+for ``mpiprocs=T`` per chunk (Torque: ``ppn=T``), so ``PBS_NODEFILE`` lists every host T
+times, and starts the ranks with ``mpirun -n N*T -ppn T`` (the spelling of MPICH,
+Intel MPI and Cray's ``mpiexec``; Open MPI sites set ``payload_launcher``, e.g.
+``["mpirun", "-np", "8", "--map-by", "ppr:4:node"]``); ``elastic`` does the same with
+one process per node, which runs torchrun.
+
+Does not support (yet): several agents per batch job, job arrays.
 """
 
 from __future__ import annotations
@@ -130,8 +137,8 @@ class PbsBatch(ScheduledBatch):
     id_pattern = re.compile(r"[0-9]+(\.[A-Za-z0-9_.-]+)?")
 
     def __init__(self, config: PbsBatchConfig, *, isolate_network: bool = False) -> None:
+        self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
-        self.config = config
 
     def directives(self, worker: Worker) -> list[str]:
         c = self.config
@@ -147,14 +154,22 @@ class PbsBatch(ScheduledBatch):
             lines.append(f"-A {c.account}")
         if c.walltime is not None:
             lines.append(f"-l walltime={format_hms(c.walltime)}")
+        ranks = c.layout in ("multi_node", "elastic")
+        per_node = c.tasks_per_node if c.layout == "multi_node" else 1
         if c.resources == "select":
             gpus = f":ngpus={c.gpus_per_node}" if c.gpus_per_node else ""
-            lines.append(f"-l select={c.nodes}{gpus}")
-            if c.nodes > 1:
+            procs = f":mpiprocs={per_node}" if ranks else ""
+            lines.append(f"-l select={c.nodes}{gpus}{procs}")
+            if c.layout == "whole_node":
+                lines.append("-l place=excl")
+            elif c.nodes > 1:
                 lines.append("-l place=scatter")
         else:
+            procs = f":ppn={per_node}" if ranks else ""
             gpus = f":gpus={c.gpus_per_node}" if c.gpus_per_node else ""
-            lines.append(f"-l nodes={c.nodes}{gpus}")
+            lines.append(f"-l nodes={c.nodes}{procs}{gpus}")
+            if c.layout == "whole_node":
+                lines.append("-n")
         lines.append("-r y" if c.requeue else "-r n")
         return lines + c.directives
 
@@ -189,3 +204,7 @@ class PbsBatch(ScheduledBatch):
 
     def cancel_argv(self, batch_id: str) -> list[str]:
         return ["qdel", batch_id]
+
+    def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        n = self.config.nodes
+        return ["mpirun", "-n", str(n * tasks_per_node), "-ppn", str(tasks_per_node)]

@@ -1,10 +1,11 @@
 """What Slurm, LSF and PBS adapters share: the submit/poll/cancel skeleton.
 
 Each adapter supplies its directive lines, how a script is handed to its submit command,
-one status query for many ids, and its cancel command. The skeleton writes the worker
-directory and its record, keeps malformed ids away from the scheduler (one bad id can
-make a whole query fail), and turns a scheduler that cannot be asked right now into
-``unknown`` rather than an exception, since the harvester simply asks again next scan.
+one status query for many ids, its cancel command and its multi-node launcher. The
+skeleton writes the worker directory and its record, keeps malformed ids away from the
+scheduler (one bad id can make a whole query fail), and turns a scheduler that cannot be
+asked right now into ``unknown`` rather than an exception, since the harvester simply
+asks again next scan.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge.batch.script import (
     render_script,
 )
 from edge.fsproto import write_json_atomic, write_text_atomic
+from edge.node.layout import NodeLayout
 from shared.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,13 @@ class ScheduledBatch(ABC):
 
     def __init__(self, config: ScheduledBatchConfig, *, isolate_network: bool = False) -> None:
         self._config = config
+        layout = self.node_layout()
+        if isolate_network and layout.launches_ranks:
+            raise ValueError(
+                f"isolate_network cannot be used with layout {config.layout!r}: the launcher "
+                "must reach the scheduler and the ranks each other over the network"
+            )
+        agent_args = ["--layout", layout.model_dump_json()] if layout.kind != "single" else []
         self._settings = ScriptSettings(
             shell=config.shell,
             directive_prefix=self.directive_prefix,
@@ -53,6 +62,7 @@ class ScheduledBatch(ABC):
             launcher=tuple(config.launcher),
             pythonpath=str(code_root()) if config.export_code_root else None,
             isolate_network=isolate_network,
+            agent_args=tuple(agent_args),
         )
 
     # -- what each adapter supplies ---------------------------------------------------
@@ -75,6 +85,35 @@ class ScheduledBatch(ABC):
 
     @abstractmethod
     def cancel_argv(self, batch_id: str) -> list[str]: ...
+
+    @abstractmethod
+    def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        """The scheduler's default argv starting ``tasks_per_node`` processes on each
+        node of the job (layouts ``multi_node`` and, with 1, ``elastic``)."""
+
+    def starts_on_launch_node(self) -> bool:
+        """The batch script runs on a launch node that is first in the host list but
+        runs no rank (LSF on IBM CSM machines)."""
+        return False
+
+    def node_layout(self) -> NodeLayout:
+        """What the agent is told about the site layout."""
+        c = self._config
+        launcher: list[str] = []
+        if c.layout in ("multi_node", "elastic"):
+            per_node = c.tasks_per_node if c.layout == "multi_node" else 1
+            launcher = list(c.payload_launcher) or self.rank_launcher(per_node)
+        return NodeLayout(
+            kind=c.layout,
+            gpus_per_node=c.gpus_per_node,
+            nodes=c.nodes,
+            min_nodes=c.min_nodes,
+            tasks_per_node=c.tasks_per_node,
+            launcher=launcher,
+            torchrun=list(c.torchrun),
+            master_port=c.master_port,
+            skip_first_host=self.starts_on_launch_node(),
+        )
 
     # -- the port -----------------------------------------------------------------------
 

@@ -14,11 +14,13 @@ adapter renders from its config. Values it writes into shell code are quoted wit
 since each scheduler parses those lines with its own (not the shell's) rules. The
 ``setup`` lines are the site admin's shell code and are written verbatim on purpose.
 
-Today a worker runs exactly one node agent, for one job, with ``exec``, so that the
+A worker runs exactly one node agent, for one job, with ``exec``, so that the
 scheduler's signals (cancel, walltime) reach the agent itself and it can stop the payload
-cleanly. The later layouts slot in as other launch sections of :func:`render_script`:
-several agents with one GPU each plus an ``inbox/`` for late binding (layout 1), or one
-agent started through a multi-node launcher (layouts 3 and 4).
+cleanly. The site layout (§8) reaches the agent as ``--layout JSON``: ``whole_node``
+shows the payload every GPU of the node, ``multi_node`` and ``elastic`` have the agent
+start the payload through a multi-node launcher (``srun``, ``jsrun``, ``mpirun``) from
+the batch script itself, on the first node. Layout 1 (several agents with one GPU each
+and an ``inbox/`` for late binding) would be another launch section here.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import edge
 from edge.fsproto import JOBS_DIR, JobPaths
@@ -55,10 +57,29 @@ class ScheduledBatchConfig(BaseModel):
     walltime: timedelta | None = None
     """Time limit of each batch job (TOML ``"02:00:00"`` or seconds); None: the queue's
     default."""
+    layout: Literal["single", "whole_node", "multi_node", "elastic"] = "single"
+    """How a job's payload is placed (ARCHITECTURE §8): ``single`` one payload with the
+    job's GPUs; ``whole_node`` one payload seeing every GPU of its node; ``multi_node``
+    ``nodes * tasks_per_node`` ranks started by the scheduler's launcher, with the
+    torch.distributed variables exported; ``elastic`` torchrun on every node."""
     nodes: int = Field(default=1, ge=1, le=100_000)
-    """Nodes per batch job. The agent runs on the first one; more pay off only with a
-    ``launcher`` (layouts 3 and 4, not yet implemented)."""
+    """Nodes per batch job. The agent runs on the first one; more pay off only with the
+    ``multi_node`` and ``elastic`` layouts."""
     gpus_per_node: int = Field(default=0, ge=0, le=64)
+    tasks_per_node: int = Field(default=1, ge=1, le=1024)
+    """``multi_node``: ranks per node; ``elastic``: torchrun's ``--nproc-per-node``."""
+    min_nodes: int | None = Field(default=None, ge=1)
+    """``elastic``: torchrun's ``--nnodes=MIN:MAX`` with MAX = ``nodes``; None: ``nodes``."""
+    payload_launcher: list[str] = []
+    """``multi_node`` and ``elastic``: the argv starting one process per rank (per node for
+    ``elastic``) in place of the scheduler's default (``srun ...``, ``jsrun ...``,
+    ``mpirun ...``, written from ``nodes`` and ``tasks_per_node``)."""
+    torchrun: list[str] = ["torchrun"]
+    """``elastic``: how torchrun is started in the payload's environment, e.g.
+    ``["python3", "-m", "torch.distributed.run"]``."""
+    master_port: int | None = Field(default=None, ge=1024, le=65535)
+    """``multi_node`` and ``elastic``: the port the ranks meet on, on the first node;
+    None: derived from the job and point (20000-31999), the same on every rank."""
     directives: list[str] = []
     """Extra directive lines, without the prefix: ``["--qos=high"]`` for Slurm,
     ``['-alloc_flags "smt4"']`` for LSF, ``["-l filesystems=home"]`` for PBS."""
@@ -80,6 +101,25 @@ class ScheduledBatchConfig(BaseModel):
     service already retries points, and a silent rerun would evaluate one twice."""
     command_timeout: float = Field(default=60.0, gt=0)
     """Seconds to wait for one scheduler command (sbatch, squeue ...)."""
+
+    @model_validator(mode="after")
+    def _layout_fits(self) -> ScheduledBatchConfig:
+        if self.layout == "whole_node" and self.nodes != 1:
+            raise ValueError(
+                "layout 'whole_node' runs one payload on one node: set nodes = 1, or use "
+                "layout 'multi_node' for a payload spanning nodes"
+            )
+        ranks = self.layout in ("multi_node", "elastic")
+        if not ranks and self.tasks_per_node != 1:
+            raise ValueError("tasks_per_node applies to layouts 'multi_node' and 'elastic' only")
+        if ranks and self.launcher:
+            raise ValueError(
+                f"launcher starts the node agent, which runs in the batch script itself for "
+                f"layout {self.layout!r}: put the launcher of the ranks in payload_launcher"
+            )
+        if self.min_nodes is not None and (self.layout != "elastic" or self.min_nodes > self.nodes):
+            raise ValueError("min_nodes applies to layout 'elastic' and must not exceed nodes")
+        return self
 
     @field_validator("walltime")
     @classmethod
@@ -186,6 +226,8 @@ class ScriptSettings:
     launcher: Sequence[str] = ()
     pythonpath: str | None = None
     isolate_network: bool = False
+    agent_args: Sequence[str] = ()
+    """Options after ``run-job JOB_DIR`` (the layout)."""
 
 
 def render_script(settings: ScriptSettings, worker: Worker, directives: Sequence[str]) -> str:
@@ -205,7 +247,7 @@ def render_script(settings: ScriptSettings, worker: Worker, directives: Sequence
 
 
 def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
-    """Layout "one agent per batch job": the script becomes the agent."""
+    """One agent per batch job: the script becomes the agent."""
     if len(worker.job_dirs) != 1:
         raise ValueError("a worker runs exactly one job until the GPU-slot layouts exist")
     q = shlex.quote
@@ -236,6 +278,7 @@ def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
         "edge.node",
         "run-job",
         str(job.dir),
+        *settings.agent_args,
     ]
     lines.append("exec " + shlex.join(argv))
     return lines

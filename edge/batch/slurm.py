@@ -13,9 +13,14 @@ its grace period, and SIGKILL follows after the cluster's KillWait.
 Batch jobs are not requeued by Slurm (``--no-requeue``) unless ``requeue`` is set: the
 central service retries points itself.
 
+Layouts: ``whole_node`` adds ``--exclusive``; ``multi_node`` asks for
+``--ntasks-per-node`` and starts the ranks with ``srun --nodes=N --ntasks=N*T
+--ntasks-per-node=T --kill-on-bad-exit=1``; ``elastic`` asks for ``--nodes=MIN-MAX`` and
+starts one task per granted node with ``srun --ntasks-per-node=1``, which runs torchrun.
+
 Does not support (yet): several agents per batch job (layout 1 with late binding),
-multi-node launches (layouts 3 and 4), job arrays, heterogeneous jobs, and federations or
-``--clusters`` (the cluster part ``sbatch --parsable`` may print is dropped).
+job arrays, heterogeneous jobs, and federations or ``--clusters`` (the cluster part
+``sbatch --parsable`` may print is dropped).
 
 Tested against a real one-node Slurm 22.05 (``deploy/dev/slurm.py`` starts it).
 """
@@ -97,6 +102,18 @@ def slurm_time(walltime: timedelta) -> str:
     return f"{days}-{hms}" if days else hms
 
 
+def slurm_nodes(config: ScheduledBatchConfig) -> str:
+    """``--nodes``: ``MIN-MAX`` for an elastic job, so Slurm may start it on fewer nodes
+    and torchrun's rendezvous takes what it got."""
+    if config.layout == "elastic" and config.min_nodes is not None:
+        return (
+            f"{config.min_nodes}-{config.nodes}"
+            if config.min_nodes < config.nodes
+            else str(config.nodes)
+        )
+    return str(config.nodes)
+
+
 def parse_sbatch(stdout: str) -> str | None:
     """The job id in ``sbatch --parsable`` output (``ID`` or ``ID;CLUSTER``)."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
@@ -123,8 +140,8 @@ class SlurmBatch(ScheduledBatch):
     id_pattern = re.compile(r"[0-9]+")
 
     def __init__(self, config: SlurmBatchConfig, *, isolate_network: bool = False) -> None:
+        self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
-        self.config = config
 
     def directives(self, worker: Worker) -> list[str]:
         c = self.config
@@ -132,7 +149,7 @@ class SlurmBatch(ScheduledBatch):
             f"--job-name={directive_value(worker.name, 'job name')}",
             f"--output={directive_value(worker.log, 'batch log path')}",
             f"--chdir={directive_value(worker.dir, 'worker directory')}",
-            f"--nodes={c.nodes}",
+            f"--nodes={slurm_nodes(c)}",
         ]
         if c.partition:
             lines.append(f"--partition={c.partition}")
@@ -142,6 +159,11 @@ class SlurmBatch(ScheduledBatch):
             lines.append(f"--time={slurm_time(c.walltime)}")
         if c.gpus_per_node:
             lines.append(f"--gres=gpu:{c.gpus_per_node}")
+        if c.layout == "whole_node":
+            lines.append("--exclusive")
+        elif c.layout in ("multi_node", "elastic"):
+            per_node = c.tasks_per_node if c.layout == "multi_node" else 1
+            lines.append(f"--ntasks-per-node={per_node}")
         lines.append("--requeue" if c.requeue else "--no-requeue")
         return lines + c.directives
 
@@ -205,3 +227,15 @@ class SlurmBatch(ScheduledBatch):
 
     def cancel_argv(self, batch_id: str) -> list[str]:
         return ["scancel", batch_id]
+
+    def rank_launcher(self, tasks_per_node: int) -> list[str]:
+        if self.config.layout == "elastic":  # every node Slurm granted, however many
+            return ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+        n = self.config.nodes
+        return [
+            "srun",
+            f"--nodes={n}",
+            f"--ntasks={n * tasks_per_node}",
+            f"--ntasks-per-node={tasks_per_node}",
+            "--kill-on-bad-exit=1",
+        ]

@@ -1,4 +1,8 @@
-"""``python -m edge.node run-job JOB_DIR``: what a batch job runs on a compute node.
+"""``python -m edge.node``: what a batch job runs on compute nodes.
+
+* ``run-job JOB_DIR [--layout JSON]``: the node agent for one staged job;
+* ``rank-env JOB_DIR --layout JSON --master-port P --rdzv-id ID``: one rank of a
+  multi-node layout, started by the site's launcher (see :mod:`edge.node.rank_env`).
 
 Deliberately free of the harvester's dependencies (no HTTP client, no CLI framework):
 only the standard library, pydantic and the edge package itself are imported.
@@ -6,14 +10,43 @@ only the standard library, pydantic and the edge package itself are imported.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from edge.node.agent import main
+from pydantic import ValidationError
 
-USAGE = "usage: python -m edge.node run-job JOB_DIR"
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m edge.node")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run-job", help="run the payload of one staged job")
+    run.add_argument("job_dir")
+    run.add_argument("--layout", help="the site layout as JSON (default: single)")
+    rank = commands.add_parser("rank-env", help="start one rank of a multi-node payload")
+    rank.add_argument("job_dir")
+    rank.add_argument("--layout", required=True)
+    rank.add_argument("--master-port", type=int, required=True)
+    rank.add_argument("--rdzv-id", required=True)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from edge.node.layout import NodeLayout
+
+    if args.command == "rank-env":
+        from edge.node.rank_env import main as rank_main
+
+        return rank_main(args.job_dir, args.layout, args.master_port, args.rdzv_id)
+    from edge.node.agent import main as agent_main
+
+    try:
+        layout = NodeLayout.model_validate_json(args.layout) if args.layout else None
+    except ValidationError as exc:
+        print(f"hpo-edge node: --layout is not a valid layout: {exc}", file=sys.stderr)
+        return 2
+    return agent_main(args.job_dir, layout)
+
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "run-job":
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main(sys.argv[2]))
+    sys.exit(main(sys.argv[1:]))

@@ -8,6 +8,11 @@ and moves what the payload produced (output, meta and metrics files) to
 ``points/<index>/``, so every point's result survives the next one. Meanwhile it
 touches ``heartbeat`` and watches for ``kill``.
 
+``With a multi-node layout (``multi_node``, ``elastic``: :mod:`edge.node.layout`) the
+payload of each point is the site's launcher starting one ``rank-env`` wrapper per rank
+or node, which puts the payload through the same runtime there; this agent, on the
+first node, supervises the launcher as it would a single payload.
+
 ``status.json`` ends as ``finished`` when every payload exited 0 and ``failed``
 otherwise; whether the evaluation *succeeded* is the harvester's call, from the
 output files. A bad ``job.json`` never produces a traceback: the agent writes a failed
@@ -35,6 +40,7 @@ from edge.fsproto import (
     touch,
     write_json_atomic,
 )
+from edge.node.layout import NodeLayout, derived_port, whole_node_gpus
 from edge.node.placeholders import substitute_exec
 from edge.node.supervise import PayloadExit, Supervision, run_payload
 from shared.clock import utcnow
@@ -51,8 +57,11 @@ class JobSetupError(Exception):
 
 
 class NodeAgent:
-    def __init__(self, job_dir: Path, *, host: str | None = None) -> None:
+    def __init__(
+        self, job_dir: Path, *, host: str | None = None, layout: NodeLayout | None = None
+    ) -> None:
         self.paths = JobPaths(job_dir.resolve())
+        self.layout = layout or NodeLayout()
         self.host = host or socket.gethostname()
         self._signal_reason: str | None = None
         self._status = NodeStatus(state="running", host=self.host, agent_pid=os.getpid())
@@ -122,7 +131,10 @@ class NodeAgent:
         spec, node = doc.spec, doc.node
         for name in file_names(doc):
             check_file_name(name)
-        self._status.gpus = node.gpus
+        gpus = node.gpus
+        if self.layout.kind == "whole_node":
+            gpus = whole_node_gpus(os.environ, self.layout.gpus_per_node)
+        self._status.gpus = gpus
         runtime = open_runtime(node.runtime.kind, node.runtime)
         work = self.paths.work
         work.mkdir(exist_ok=True)
@@ -143,9 +155,11 @@ class NodeAgent:
             input_path = work / spec.files.input
             if index > 0 or not input_path.exists():
                 write_json_atomic(input_path, point.params, indent=None)
-            launch = runtime.prepare(exec_, work, spec.env, node.image, node.gpus)
+            launch = runtime.prepare(exec_, work, spec.env, node.image, gpus)
             for note in launch.notes:
                 log.warning("%s", note)
+            if self.layout.launches_ranks:
+                launch = self._rank_launch(index)
             result = self._run_one(index, point, launch, sup, many=len(spec.points) > 1)
             self._collect(index, doc)
             # A batch cancel or walltime signals the payload and the agent together: the
@@ -158,6 +172,20 @@ class NodeAgent:
         if first_failure is None:
             return self._finish("finished", 0)
         return self._finish("failed", first_failure, f"payload exited with {first_failure}")
+
+    def _rank_launch(self, index: int) -> Launch:
+        """The launcher starting one ``rank-env`` wrapper per rank (or node) for the
+        index-th point; it inherits this agent's environment, scheduler variables
+        included, which the launcher needs to find the allocation."""
+        layout = self.layout
+        port = layout.master_port or derived_port(self.paths.job_id, index)
+        wrapper = [sys.executable, "-m", "edge.node", "rank-env", str(self.paths.dir)]
+        wrapper += ["--layout", layout.model_dump_json(), "--master-port", str(port)]
+        wrapper += ["--rdzv-id", f"{self.paths.job_id}-{index}"]
+        if os.environ.get("PYTHONPATH"):  # some launchers (Open MPI) do not pass it on
+            wrapper = ["env", f"PYTHONPATH={os.environ['PYTHONPATH']}", *wrapper]
+        log.info("point %d: %d node(s) through %s", index, layout.nodes, layout.launcher[:1])
+        return Launch(argv=[*layout.launcher, *wrapper], env=dict(os.environ), cwd=self.paths.work)
 
     def _run_one(
         self, index: int, point: PointSpec, launch: Launch, sup: Supervision, *, many: bool
@@ -200,12 +228,12 @@ class NodeAgent:
                 os.replace(self.paths.work / name, target / name)
 
 
-def main(job_dir: str) -> int:
+def main(job_dir: str, layout: NodeLayout | None = None) -> int:
     """Entry point of ``hpo-edge node run-job`` and ``python -m edge.node run-job``."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    agent = NodeAgent(Path(job_dir))
+    agent = NodeAgent(Path(job_dir), layout=layout)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         agent.request_stop(f"node agent received {signal.Signals(signum).name}")

@@ -28,14 +28,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 40.0, what: str =
         time.sleep(0.25)
 
 
-def poll_until_done(batch: TrackedSlurm, batch_id: str, paths: JobPaths) -> list[BatchState]:
+def poll_until_done(
+    batch: TrackedSlurm, batch_id: str, paths: JobPaths, timeout: float = 40.0
+) -> list[BatchState]:
     seen: list[BatchState] = []
 
     def done() -> bool:
         seen.append(batch.poll([batch_id])[batch_id])
         return seen[-1] == "done"
 
-    wait_until(done, what=f"batch job {batch_id} done; agent.log: {agent_log(paths)}")
+    wait_until(done, timeout, f"batch job {batch_id} done; agent.log: {agent_log(paths)}")
     return seen
 
 
