@@ -44,6 +44,10 @@ SAMPLERS: dict[str, str] = {
 }
 """Hopaas (Optuna) sampler class names -> the project's Optuna algorithm names."""
 
+NEVERGRAD_PREFIX = "nevergrad:"
+"""An extension of Hopaas's sampler names: ``nevergrad:NGOpt``, ``nevergrad:CMA``, ...
+(any optimiser of Nevergrad's registry) steers the study with Nevergrad."""
+
 
 _SUGGESTION = re.compile(r"^optuna#([A-Za-z_]+)\((.*)\)$", re.DOTALL)
 _SIGNATURES: dict[str, tuple[str, ...]] = {
@@ -209,17 +213,19 @@ def _plugin(config: dict[str, Any], what: str, default: str) -> tuple[str, dict[
 
 
 def _steering(name: str, args: dict[str, Any], direction: str) -> SteeringConfig:
+    library = "optuna"
     algorithm = SAMPLERS.get(name)
+    if name.startswith(NEVERGRAD_PREFIX):
+        library, algorithm = "nevergrad", name.removeprefix(NEVERGRAD_PREFIX)
     if algorithm is None:
-        raise PropertyError(
-            f"{CONFIG_KEY}.sampler", f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}"
-        )
+        known = ", ".join([*SAMPLERS, f"{NEVERGRAD_PREFIX}<optimiser>"])
+        raise PropertyError(f"{CONFIG_KEY}.sampler", f"unknown sampler {name!r}; known: {known}")
     rest = {k: v for k, v in args.items() if k != "seed"}
     seed = args.get("seed")
     try:
         return SteeringConfig.model_validate(
             {
-                "library": "optuna",
+                "library": library,
                 "algorithm": algorithm,
                 "args": rest,
                 "seed": seed,

@@ -119,3 +119,15 @@ def test_bad_config(config: dict[str, Any], where: str) -> None:
 def test_a_study_needs_a_suggestion() -> None:
     with pytest.raises(PropertyError):
         parse_study({"x": 1})
+
+
+def test_nevergrad_optimisers_by_prefixed_name() -> None:
+    body = {"x": "optuna#uniform(0, 1)", "hopaas_config": {"title": "t"}}
+    body["hopaas_config"] = {"title": "t", "sampler": {"name": "nevergrad:ngopt", "args": {}}}
+    steering = parse_study(body).steering
+    assert (steering.library, steering.algorithm) == ("nevergrad", "NGOpt")
+    body["hopaas_config"] = {"title": "t", "sampler": {"name": "nevergrad:Nope", "args": {}}}
+    with pytest.raises(PropertyError) as caught:
+        parse_study(body)
+    assert caught.value.name == "hopaas_config.sampler"
+    assert "NGOpt" in str(caught.value)
