@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.api.routers import edge, hopaas, studies, tasks
+from services.api.routers import checkpoints, edge, hopaas, studies, tasks
 from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
@@ -27,6 +27,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.include_router(tasks.router)
     app.include_router(edge.router)
+    app.include_router(checkpoints.router)
     app.include_router(hopaas.router)
     app.include_router(studies.router)
     if isinstance(ctx.artifacts, FileArtifactStore):

@@ -95,6 +95,18 @@ POINT_STATES: StateMachine[PointStatus] = StateMachine(
 )
 
 
+class CheckpointRef(BaseModel):
+    """The newest verified checkpoint of a point: what a retry resumes from."""
+
+    key: str
+    size: int
+    sha256: str
+    job_id: str
+    seq: int
+    """The snapshot's number within its job; a higher one of the same job is newer."""
+    saved: datetime = Field(default_factory=utcnow)
+
+
 class Point(_Record):
     id: str
     task_id: str
@@ -108,6 +120,12 @@ class Point(_Record):
     job_id: str | None = None
     last_error: str = ""
     counted_job_id: str | None = None
+    preemptions: int = 0
+    """Jobs of this point preempted with a checkpoint; they do not count as attempts."""
+    resume: bool = False
+    """The next job continues the current attempt from ``checkpoint`` (set by a
+    preemption, cleared when that job is defined)."""
+    checkpoint: CheckpointRef | None = None
     created: datetime = Field(default_factory=utcnow)
     evaluated: datetime | None = None
 
@@ -121,9 +139,11 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     LOST = "lost"
     CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    """Stopped by the batch system (walltime, scancel) after saving a checkpoint."""
 
 
-_JOB_END = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+_JOB_END = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED, JobStatus.PREEMPTED})
 JOB_STATES: StateMachine[JobStatus] = StateMachine(
     "job",
     {
@@ -135,7 +155,13 @@ JOB_STATES: StateMachine[JobStatus] = StateMachine(
     },
 )
 ACTIVE_JOB_STATES = (JobStatus.DEFINED, JobStatus.ASSIGNED, JobStatus.LEASED, JobStatus.RUNNING)
-TERMINAL_JOB_STATES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED)
+TERMINAL_JOB_STATES = (
+    JobStatus.FINISHED,
+    JobStatus.FAILED,
+    JobStatus.LOST,
+    JobStatus.CANCELLED,
+    JobStatus.PREEMPTED,
+)
 
 
 class Lease(BaseModel):
