@@ -3,8 +3,9 @@
 Order matters for restarts: the newest checkpoint snapshot and the artifacts first
 (what is stored is recorded in ``harvester.json``, so a restart does not upload it
 twice), then the terminal event, then ``reported.json``. A harvester killed before
-``reported.json`` exists reports the job again after its restart, which the api absorbs because results are keyed by
-(job, attempt, lease generation); once it exists, the job is never reported again.
+``reported.json`` exists reports the job again after its restart, which the api
+absorbs because results are keyed by (job, attempt, lease generation); once it
+exists, the job is never reported again.
 """
 
 from __future__ import annotations

@@ -155,9 +155,10 @@ class TaskConfig(BaseModel):
 
     @property
     def checkpoint_files(self) -> list[str]:
-        """The entries of ``checkPointToSave`` (comma-separated), without blanks."""
-        raw = self.checkPointToSave or ""
-        return [p.strip() for p in raw.split(",") if p.strip()]
+        """The entries of ``checkPointToSave`` (comma-separated), without blanks or a
+        directory's trailing ``/``."""
+        names = [p.strip() for p in (self.checkPointToSave or "").split(",")]
+        return [n.rstrip("/") or n for n in names if n]
 
     @property
     def max_jobs(self) -> int:
