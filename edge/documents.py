@@ -15,8 +15,11 @@ from pydantic import BaseModel, Field
 from shared.edge_api import JobSpec
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
 
-NodeState = Literal["running", "finished", "failed", "killed"]
-TERMINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "killed"})
+NodeState = Literal["running", "finished", "failed", "killed", "preempted"]
+TERMINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "killed", "preempted"})
+"""``preempted``: stopped by the batch system (walltime, cancel) with a checkpoint to
+resume from; ``killed``: stopped any other way, or without a checkpoint."""
+MAX_CHECKPOINT_BYTES = 100 * 1024 * 1024
 
 
 class NodeSettings(BaseModel):
@@ -28,6 +31,11 @@ class NodeSettings(BaseModel):
     image: str | None = None
     """The image the runtime starts (a SIF path once images are pulled); None: none."""
     gpus: list[str] | None = None
+    checkpoint_unit_seconds: float = Field(default=60.0, gt=0)
+    """Seconds per unit of the task's checkPointInterval (minutes; tests use seconds)."""
+    checkpoint_max_bytes: int = Field(default=MAX_CHECKPOINT_BYTES, gt=0)
+    checkpoint_keep: int = Field(default=3, ge=1)
+    """Snapshots kept in ``checkpoints/``; older ones are removed."""
 
 
 class JobDocument(BaseModel):
@@ -76,6 +84,8 @@ class NodeStatus(BaseModel):
     ended_at: datetime | None = None
     exit_code: int | None = None
     reason: str = ""
+    checkpoint_note: str = ""
+    """The last problem with a checkpoint snapshot (e.g. over the size limit)."""
     points: list[PointRun] = Field(default_factory=list)
 
     @property
@@ -91,12 +101,14 @@ class HarvesterRecord(BaseModel):
     submitted_at: datetime | None = None
     started_reported: bool = False
     uploaded: list[str] = Field(default_factory=list)
+    checkpoint_uploaded: int = 0
+    """The newest snapshot (its sequence number) stored centrally, or refused for good."""
 
 
 class ReportRecord(BaseModel):
     """``jobs/<job_id>/reported.json``: the terminal event was answered; never again."""
 
-    kind: Literal["finished", "failed"]
+    kind: Literal["finished", "failed", "preempted"]
     generation: int
     accepted: bool
     reason: str = ""

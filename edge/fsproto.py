@@ -69,6 +69,11 @@ class JobPaths:
         return self.dir / "agent.log"
 
     @property
+    def checkpoints(self) -> Path:
+        """Snapshots of the payload's checkpoint files, written by the node agent."""
+        return self.dir / "checkpoints"
+
+    @property
     def harvester(self) -> Path:
         """The harvester's own bookkeeping (batch id, what it already reported)."""
         return self.dir / "harvester.json"

@@ -55,6 +55,26 @@ class OutputFiles(BaseModel):
     metrics: str | None = None
 
 
+class CheckpointConfig(BaseModel):
+    """What the node agent snapshots, and how a restored checkpoint is handed back
+    (the task's checkPointToSave, checkPointToLoad and checkPointInterval)."""
+
+    save: list[str] = Field(min_length=1)
+    """Files and directories under the work directory, relative to it."""
+    load: str | None = None
+    """Place a restored tarball under this name instead of extracting it."""
+    interval: int = Field(default=5, ge=1)
+    """Between snapshots, in the site's unit (minutes unless a test says otherwise)."""
+
+
+class CheckpointDownload(BaseModel):
+    """The latest checkpoint of the job's point, to restore before the payload starts."""
+
+    url: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class JobSpec(BaseModel):
     """Everything a site needs to run one evaluation job without further network."""
 
@@ -73,6 +93,8 @@ class JobSpec(BaseModel):
     training_files: list[str] = Field(default_factory=list)
     task_files: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    checkpoint_config: CheckpointConfig | None = None
+    checkpoint: CheckpointDownload | None = None
 
 
 class LeaseReply(BaseModel):
@@ -87,7 +109,7 @@ class PointResult(_Body):
 
 
 class JobEvent(_Body):
-    kind: Literal["started", "heartbeat", "finished", "failed"]
+    kind: Literal["started", "heartbeat", "finished", "failed", "preempted"]
     generation: int
     host: str = ""
     results: list[PointResult] = Field(default_factory=list)
@@ -153,3 +175,30 @@ class ArtifactConfirm(_Body):
 
 class ArtifactConfirmReply(BaseModel):
     artifact_id: str
+
+
+class CheckpointUrlRequest(_Body):
+    """Asks where to upload snapshot ``seq`` of the job, declaring what will arrive."""
+
+    generation: int
+    seq: int = Field(ge=1)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class CheckpointUpload(BaseModel):
+    key: str
+    url: str
+
+
+class CheckpointConfirm(_Body):
+    generation: int
+    seq: int = Field(ge=1)
+    key: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class CheckpointConfirmReply(BaseModel):
+    stored: bool
+    """False when a newer checkpoint of the point was already recorded."""

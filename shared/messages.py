@@ -129,6 +129,12 @@ class JobLost(Message):
     job_id: str
 
 
+class JobPreempted(Message):
+    routing_key: ClassVar[str] = "job.preempted"
+    task_id: str
+    job_id: str
+
+
 class CheckpointSaved(Message):
     routing_key: ClassVar[str] = "checkpoint.saved"
     task_id: str
@@ -164,6 +170,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         JobFinished,
         JobFailed,
         JobLost,
+        JobPreempted,
         CheckpointSaved,
         SiteHeartbeat,
         ArtifactUploaded,

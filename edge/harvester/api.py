@@ -27,6 +27,10 @@ from shared.edge_api import (
     ArtifactConfirmReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
+    CheckpointConfirm,
+    CheckpointConfirmReply,
+    CheckpointUpload,
+    CheckpointUrlRequest,
     IntermediateReply,
     IntermediateReport,
     JobEvent,
@@ -173,6 +177,20 @@ class EdgeApiClient:
         return await self._post(
             f"/edge/v1/jobs/{job_id}/artifacts/confirm", confirm, ArtifactConfirmReply
         )
+
+    async def checkpoint_url(self, job_id: str, request: CheckpointUrlRequest) -> CheckpointUpload:
+        return await self._post(f"/edge/v1/jobs/{job_id}/checkpoints", request, CheckpointUpload)
+
+    async def confirm_checkpoint(
+        self, job_id: str, confirm: CheckpointConfirm
+    ) -> CheckpointConfirmReply:
+        return await self._post(
+            f"/edge/v1/jobs/{job_id}/checkpoints/confirm", confirm, CheckpointConfirmReply
+        )
+
+    async def download(self, url: str) -> bytes:
+        """GET a presigned URL (without the bearer token)."""
+        return (await self._send("GET", url)).content
 
     async def upload(self, url: str, data: bytes) -> None:
         """PUT ``data`` to a presigned URL (without the bearer token)."""

@@ -23,11 +23,13 @@ from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
+from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
 from edge.harvester.report import decide_from_disk, report_terminal
+from edge.harvester.restore import RestoreError, fetch_checkpoint
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.version import edge_version
 from shared.clock import utcnow
@@ -148,8 +150,11 @@ class Harvester:
     async def _start_job(self, spec: JobSpec) -> None:
         root = self.config.root
         try:
-            paths, new = await asyncio.to_thread(stage_job, root, spec, self.node_settings(spec))
-        except (StagingError, OSError) as exc:
+            checkpoint = await fetch_checkpoint(self.api, root, spec)
+            paths, new = await asyncio.to_thread(
+                stage_job, root, spec, self.node_settings(spec), checkpoint=checkpoint
+            )
+        except (StagingError, RestoreError, OSError) as exc:
             log.error("job %s cannot be staged: %s", spec.job_id, exc)
             await self._send(
                 spec.job_id,
@@ -278,6 +283,7 @@ class Harvester:
             agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
             await self._report(job, lost(reason, agent_tail), status.host if status else "")
             return
+        await upload_new_snapshot(self.api, job)
         if time.monotonic() - job.last_beat >= self.config.heartbeat_interval:
             reply = await self._send_reply(
                 job.job_id,

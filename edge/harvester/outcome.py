@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from edge.documents import NodeStatus, PointRun
 from shared.edge_api import JobSpec, PointResult
@@ -30,7 +30,7 @@ class PointFiles:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # "finished" | "failed"
+    kind: Literal["finished", "failed", "preempted"]
     results: list[PointResult]
     reason: str
 
@@ -118,6 +118,8 @@ def decide(spec: JobSpec, status: NodeStatus, files: list[PointFiles]) -> Outcom
         for p, f in zip(spec.points, files, strict=True)
     ]
     good = [r for r in results if r.status == 0]
+    if status.state == "preempted":
+        return Outcome("preempted", good, f"the job was preempted: {status.reason}")
     if status.state == "killed":
         return Outcome("failed", good, f"the job was stopped: {status.reason}")
     if good:

@@ -1,10 +1,11 @@
 """Reporting a job's end to the api exactly once.
 
-Order matters for restarts: artifacts first (the kinds already stored are recorded in
-``harvester.json``, so a restart does not upload them twice), then the terminal event,
-then ``reported.json``. A harvester killed before ``reported.json`` exists reports the
-job again after its restart, which the api absorbs because results are keyed by
-(job, attempt, lease generation); once it exists, the job is never reported again.
+Order matters for restarts: the newest checkpoint snapshot and the artifacts first
+(what is stored is recorded in ``harvester.json``, so a restart does not upload it
+twice), then the terminal event, then ``reported.json``. A harvester killed before
+``reported.json`` exists reports the job again after its restart, which the api
+absorbs because results are keyed by (job, attempt, lease generation); once it
+exists, the job is never reported again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from edge.documents import NodeStatus, ReportRecord
 from edge.fsproto import JobPaths, read_text, tail_text, write_json_atomic
 from edge.harvester.api import EdgeApiClient, EdgeApiError
 from edge.harvester.artifacts import artifact_files, upload_artifacts
+from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.jobs import TrackedJob
 from edge.harvester.outcome import Outcome, PointFiles, decide
 from shared.clock import utcnow
@@ -52,6 +54,8 @@ async def report_terminal(
     reached or answered something that may change); ApiUnavailableError propagates.
     """
     spec = job.doc.spec
+    if outcome.kind != "finished":  # what a retry resumes from
+        await upload_new_snapshot(api, job)
     pending = [f for f in artifact_files(job.paths, spec) if f.kind not in job.record.uploaded]
     if pending:
         stored = await upload_artifacts(api, job.job_id, job.generation, pending)
@@ -59,7 +63,7 @@ async def report_terminal(
             job.record.uploaded.extend(stored)
             await asyncio.to_thread(job.save_record)
     event = JobEvent(
-        kind="finished" if outcome.kind == "finished" else "failed",
+        kind=outcome.kind,
         generation=job.generation,
         host=host,
         results=outcome.results,

@@ -24,6 +24,7 @@ from edge.fsproto import (
     write_json_atomic,
     write_text_atomic,
 )
+from edge.harvester.restore import RestoreError, restore_into
 from shared.clock import utcnow
 from shared.edge_api import JobSpec
 
@@ -37,6 +38,17 @@ ATTIC = ".attic"
 
 class StagingError(ValueError):
     """The job cannot be staged; the message is for the user who submitted the task."""
+
+
+def path_inside(path: str) -> bool:
+    """Whether ``path`` is a relative path that stays inside its directory."""
+    parts = path.split("/")
+    return (
+        bool(path)
+        and "\\" not in path
+        and "\0" not in path
+        and not any(p in ("", ".", "..") for p in parts)
+    )
 
 
 def check_spec(spec: JobSpec) -> None:
@@ -54,12 +66,22 @@ def check_spec(spec: JobSpec) -> None:
             check_file_name(name)
     except UnsafeNameError as exc:
         raise StagingError(str(exc)) from exc
+    config = spec.checkpoint_config
+    if config is not None:
+        for path in [*config.save, *([config.load] if config.load else [])]:
+            if not path_inside(path):
+                raise StagingError(f"checkpoint path {path!r} is not inside the work directory")
 
 
-def _write_job(directory: Path, doc: JobDocument) -> None:
+def _write_job(directory: Path, doc: JobDocument, checkpoint: bytes | None) -> None:
     paths = JobPaths(directory)
     spec = doc.spec
     paths.work.mkdir(parents=True, exist_ok=True)
+    if checkpoint is not None and spec.checkpoint_config is not None:
+        try:
+            restore_into(paths.work, checkpoint, spec.checkpoint_config.load)
+        except RestoreError as exc:
+            raise StagingError(str(exc)) from exc
     for name, text in spec.task_files.items():
         write_text_atomic(paths.work / name, text)
     write_json_atomic(paths.work / spec.files.input, spec.points[0].params, indent=None)
@@ -67,8 +89,13 @@ def _write_job(directory: Path, doc: JobDocument) -> None:
     write_json_atomic(paths.job_json, doc.model_dump(mode="json"))
 
 
-def stage_job(root: Path, spec: JobSpec, node: NodeSettings) -> tuple[JobPaths, bool]:
+def stage_job(
+    root: Path, spec: JobSpec, node: NodeSettings, *, checkpoint: bytes | None = None
+) -> tuple[JobPaths, bool]:
     """Create ``jobs/<job_id>/`` for ``spec``; return its paths and whether it is new.
+
+    ``checkpoint`` (verified by :func:`edge.harvester.restore.fetch_checkpoint`) is
+    restored into the new work directory before anything else is written there.
 
     A job directory that already exists and was not reported yet is the same job
     leased again (a new generation after the harvester was away): it is adopted, only
@@ -91,7 +118,7 @@ def stage_job(root: Path, spec: JobSpec, node: NodeSettings) -> tuple[JobPaths, 
     tmp = jobs_root(root) / f"{STAGING_PREFIX}{spec.job_id}.{secrets.token_hex(4)}"
     try:
         tmp.mkdir()
-        _write_job(tmp, doc)
+        _write_job(tmp, doc, checkpoint)
         os.rename(tmp, paths.dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

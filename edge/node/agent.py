@@ -8,10 +8,15 @@ and moves what the payload produced (output, meta and metrics files) to
 ``points/<index>/``, so every point's result survives the next one. Meanwhile it
 touches ``heartbeat`` and watches for ``kill``.
 
-``With a multi-node layout (``multi_node``, ``elastic``: :mod:`edge.node.layout`) the
+With a multi-node layout (``multi_node``, ``elastic``: :mod:`edge.node.layout`) the
 payload of each point is the site's launcher starting one ``rank-env`` wrapper per rank
 or node, which puts the payload through the same runtime there; this agent, on the
 first node, supervises the launcher as it would a single payload.
+
+With the task's checkPointToSave, it also snapshots the payload's checkpoint files
+every checkPointInterval into ``checkpoints/`` (see :mod:`edge.node.checkpoint`), and
+once more when the batch system stops the job (SIGTERM at walltime or on a cancel):
+such a job ends ``preempted`` if there is a checkpoint to resume from, else ``killed``.
 
 ``status.json`` ends as ``finished`` when every payload exited 0 and ``failed``
 otherwise; whether the evaluation *succeeded* is the harvester's call, from the
@@ -42,6 +47,7 @@ from edge.fsproto import (
 )
 from edge.node.layout import NodeLayout, derived_port, whole_node_gpus
 from edge.node.placeholders import substitute_exec
+from edge.node.preemption import Preemption, preemption_for
 from edge.node.supervise import PayloadExit, Supervision, run_payload
 from shared.clock import utcnow
 from shared.edge_api import PointSpec
@@ -65,6 +71,7 @@ class NodeAgent:
         self.host = host or socket.gethostname()
         self._signal_reason: str | None = None
         self._status = NodeStatus(state="running", host=self.host, agent_pid=os.getpid())
+        self._preemption: Preemption | None = None
 
     def request_stop(self, reason: str) -> None:
         """Called from a signal handler (batch cancel, walltime): stop like a kill."""
@@ -72,6 +79,8 @@ class NodeAgent:
 
     def _stop_reason(self) -> str | None:
         if self._signal_reason is not None:
+            if self._preemption is not None:
+                self._preemption.on_stop_requested()
             return self._signal_reason
         if self.paths.kill.exists():
             why = (read_text(self.paths.kill) or "").strip()
@@ -83,6 +92,19 @@ class NodeAgent:
 
     def _heartbeat(self) -> None:
         touch(self.paths.heartbeat)
+
+    def _beat(self) -> None:
+        """The supervision's heartbeat: also the clock of the periodic snapshots."""
+        self._heartbeat()
+        if self._preemption is not None:
+            self._preemption.tick()
+
+    def _stopped(self, exit_code: int | None, reason: str) -> int:
+        """End of a job stopped before its payloads ended: preempted or killed."""
+        preemption = self._preemption
+        if self._signal_reason is not None and preemption is not None and preemption.finish():
+            return self._finish("preempted", exit_code, reason)
+        return self._finish("killed", exit_code, reason)
 
     def _finish(self, state: NodeState, exit_code: int | None, reason: str = "") -> int:
         self._status.state = state
@@ -141,8 +163,9 @@ class NodeAgent:
         if not (work / spec.files.training_data).exists():
             write_json_atomic(work / spec.files.training_data, spec.training_files, indent=None)
         exec_ = substitute_exec(spec.exec, segment=spec.segment, training_files=spec.training_files)
+        self._preemption = preemption_for(doc, self.paths, self._checkpoint_note)
         sup = Supervision(
-            heartbeat=self._heartbeat,
+            heartbeat=self._beat,
             stop_reason=self._stop_reason,
             heartbeat_interval=node.heartbeat_interval,
             kill_grace_seconds=node.kill_grace_seconds,
@@ -151,7 +174,7 @@ class NodeAgent:
         for index, point in enumerate(spec.points):
             stop = self._stop_reason()
             if stop is not None:
-                return self._finish("killed", first_failure, stop)
+                return self._stopped(first_failure, stop)
             input_path = work / spec.files.input
             if index > 0 or not input_path.exists():
                 write_json_atomic(input_path, point.params, indent=None)
@@ -166,7 +189,7 @@ class NodeAgent:
             # payload may end before the supervisor sees the stop, but it was still killed.
             stop = result.stop_reason or self._signal_reason
             if stop is not None:
-                return self._finish("killed", result.exit_code, stop)
+                return self._stopped(result.exit_code, stop)
             if result.exit_code != 0 and first_failure is None:
                 first_failure = result.exit_code
         if first_failure is None:
@@ -186,6 +209,14 @@ class NodeAgent:
             wrapper = ["env", f"PYTHONPATH={os.environ['PYTHONPATH']}", *wrapper]
         log.info("point %d: %d node(s) through %s", index, layout.nodes, layout.launcher[:1])
         return Launch(argv=[*layout.launcher, *wrapper], env=dict(os.environ), cwd=self.paths.work)
+
+    def _checkpoint_note(self, message: str) -> None:
+        """A snapshot problem, for the user: in the status and in ``payload.log``."""
+        log.warning("job %s: %s", self.paths.job_id, message)
+        self._status.checkpoint_note = message
+        self._save()
+        with open(self.paths.payload_log, "a") as handle:
+            handle.write(f"hpo-relay: {message}\n")
 
     def _run_one(
         self, index: int, point: PointSpec, launch: Launch, sup: Supervision, *, many: bool

@@ -83,6 +83,8 @@ class PointView(BaseModel):
     status: PointStatus
     loss: Loss | None
     attempts: int
+    preemptions: int = 0
+    """Jobs preempted with a checkpoint and resumed; they used no attempt."""
     last_error: str
     pruned_step: int | None = None
 

@@ -15,8 +15,15 @@ from collections import defaultdict
 
 from services.consumer import BusConsumer
 from services.context import Context
-from services.jobbuilder.logic import Verdict, job_slots, judge, scalar_loss
-from shared.domain.models import Job, JobStatus, Point, PointStatus, Task, TaskStatus
+from services.jobbuilder.logic import Verdict, job_slots, judge, may_resume, scalar_loss
+from shared.domain.models import (
+    TERMINAL_JOB_STATES,
+    Job,
+    Point,
+    PointStatus,
+    Task,
+    TaskStatus,
+)
 from shared.messages import (
     JobDefined,
     Message,
@@ -24,10 +31,18 @@ from shared.messages import (
     PointFailed,
     TaskFinished,
 )
+from shared.store.points import next_attempt
 
 log = logging.getLogger(__name__)
 
-ROUTING_KEYS = ("task.submitted", "points.generated", "job.finished", "job.failed", "job.lost")
+ROUTING_KEYS = (
+    "task.submitted",
+    "points.generated",
+    "job.finished",
+    "job.failed",
+    "job.lost",
+    "job.preempted",
+)
 BUILDING = (TaskStatus.RUNNING, TaskStatus.FINISHING)
 
 
@@ -57,12 +72,7 @@ class JobBuilderService(BusConsumer):
 
     async def apply(self, job: Job) -> None:
         """Apply a terminal job's outcome to its points, once."""
-        if job.applied or job.status not in (
-            JobStatus.FINISHED,
-            JobStatus.FAILED,
-            JobStatus.LOST,
-            JobStatus.CANCELLED,
-        ):
+        if job.applied or job.status not in TERMINAL_JOB_STATES:
             return
         store = self.ctx.store
         task = await store.tasks.get(job.task_id)
@@ -70,7 +80,9 @@ class JobBuilderService(BusConsumer):
             return
         points = {p.id: p for p in [await store.points.get(pid) for pid in job.point_ids] if p}
         attempts = {pid: p.attempts for pid, p in points.items()}
-        for verdict in judge(job, attempts, task.config.maxAttempts):
+        cap = task.config.maxPreemptions
+        resumable = {pid for pid, p in points.items() if may_resume(p, cap)}
+        for verdict in judge(job, attempts, task.config.maxAttempts, resumable=resumable):
             point = points.get(verdict.point_id)
             if point is None:
                 continue
@@ -89,6 +101,11 @@ class JobBuilderService(BusConsumer):
                 if await store.points.retry(point.id, job.id, verdict.reason):
                     log.info(
                         "point %s: attempt %d failed (%s)", point.id, point.attempts, verdict.reason
+                    )
+            elif verdict.verdict is Verdict.RESUME:
+                if await store.points.resume(point.id, job.id, verdict.reason):
+                    log.info(
+                        "point %s: job %s preempted, resumed from its checkpoint", point.id, job.id
                     )
             elif verdict.verdict is Verdict.GIVE_UP and await store.points.give_up(
                 point.id, job.id, verdict.reason, task.config.failedPointLoss
@@ -138,7 +155,7 @@ class JobBuilderService(BusConsumer):
         for point in waiting:
             job_id = await store.points.start_attempt(point)
             if job_id is not None:
-                await self._insert_job(task, point, job_id, point.attempts + 1)
+                await self._insert_job(task, point, job_id, next_attempt(point)[0])
 
     async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> None:
         job = Job(

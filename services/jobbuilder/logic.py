@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.domain.models import Job, JobStatus, PointOutcome
+from shared.domain.models import Job, JobStatus, Point, PointOutcome
 from shared.domain.taskconfig import TaskConfig
 
 
@@ -19,6 +20,8 @@ def job_slots(config: TaskConfig, active_jobs: int, total_jobs: int, *, segments
 class Verdict(StrEnum):
     EVALUATED = "evaluated"
     RETRY = "retry"
+    RESUME = "resume"
+    """Preempted with a checkpoint: the next job continues the same attempt."""
     GIVE_UP = "give_up"
     IGNORE = "ignore"
 
@@ -36,14 +39,41 @@ def _failure(point_id: str, attempts: int, max_attempts: int, reason: str) -> Po
     return PointVerdict(point_id, verdict, reason=reason)
 
 
-def judge(job: Job, attempts: dict[str, int], max_attempts: int) -> list[PointVerdict]:
+def may_resume(point: Point, max_preemptions: int) -> bool:
+    """Whether a preemption of ``point``'s job can be resumed for free: there is a
+    checkpoint to resume from and the point's preemption budget is not spent."""
+    return point.checkpoint is not None and point.preemptions < max_preemptions
+
+
+def judge(
+    job: Job,
+    attempts: dict[str, int],
+    max_attempts: int,
+    *,
+    resumable: Collection[str] = (),
+) -> list[PointVerdict]:
     """What a terminal job means for each of its points.
 
-    ``attempts`` is each point's attempt count as stored. A cancelled job changes
-    nothing: its task is over.
+    ``attempts`` is each point's attempt count as stored; ``resumable`` the points for
+    which :func:`may_resume` holds. A cancelled job changes nothing: its task is over.
+    A preempted job is resumed for those points and is a failed attempt for the others.
     """
     if job.status is JobStatus.CANCELLED:
         return [PointVerdict(pid, Verdict.IGNORE) for pid in job.point_ids]
+    if job.status is JobStatus.PREEMPTED:
+        reason = job.reason or "job preempted"
+        return [
+            PointVerdict(pid, Verdict.RESUME, reason=reason)
+            if pid in resumable
+            else _failure(
+                pid,
+                attempts.get(pid, 0),
+                max_attempts,
+                f"{reason} (no checkpoint to resume from, or the task's maxPreemptions "
+                "was reached)",
+            )
+            for pid in job.point_ids
+        ]
     if job.status in (JobStatus.FAILED, JobStatus.LOST):
         reason = job.reason or f"job {job.status.value}"
         return [_failure(pid, attempts.get(pid, 0), max_attempts, reason) for pid in job.point_ids]

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 UPLOAD_EXPIRY = timedelta(hours=1)
 DOWNLOAD_EXPIRY = timedelta(hours=1)
+MAX_CHECKPOINT_BYTES = 100 * 1024 * 1024
 
 
 def point_stem(task_id: str, segment: str, point_index: int, *, segmented: bool) -> str:
@@ -38,6 +39,11 @@ def artifact_key(
     else:
         raise ValueError(f"unknown artifact kind {kind!r}")
     return f"{owner}/{task_id}/{name}"
+
+
+def checkpoint_key(owner: str, task_id: str, job_id: str, seq: int) -> str:
+    """One object per snapshot, so an upload never overwrites a verified checkpoint."""
+    return f"{owner}/{task_id}/checkpoints/{job_id}.{seq:06d}.tar.gz"
 
 
 def owns_key(owner: str, task_id: str, key: str) -> bool:

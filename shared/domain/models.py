@@ -100,6 +100,18 @@ POINT_STATES: StateMachine[PointStatus] = StateMachine(
 )
 
 
+class CheckpointRef(BaseModel):
+    """The newest verified checkpoint of a point: what a retry resumes from."""
+
+    key: str
+    size: int
+    sha256: str
+    job_id: str
+    seq: int
+    """The snapshot's number within its job; a higher one of the same job is newer."""
+    saved: datetime = Field(default_factory=utcnow)
+
+
 class Point(_Record):
     id: str
     task_id: str
@@ -116,6 +128,12 @@ class Point(_Record):
     pruned_step: int | None = None
     """Set when the task's pruner stopped the point: it counts as evaluated with the
     value it reported at this step."""
+    preemptions: int = 0
+    """Jobs of this point preempted with a checkpoint; they do not count as attempts."""
+    resume: bool = False
+    """The next job continues the current attempt from ``checkpoint`` (set by a
+    preemption, cleared when that job is defined)."""
+    checkpoint: CheckpointRef | None = None
     created: datetime = Field(default_factory=utcnow)
     evaluated: datetime | None = None
 
@@ -129,9 +147,11 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     LOST = "lost"
     CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    """Stopped by the batch system (walltime, scancel) after saving a checkpoint."""
 
 
-_JOB_END = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+_JOB_END = frozenset({JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED, JobStatus.PREEMPTED})
 JOB_STATES: StateMachine[JobStatus] = StateMachine(
     "job",
     {
@@ -143,7 +163,13 @@ JOB_STATES: StateMachine[JobStatus] = StateMachine(
     },
 )
 ACTIVE_JOB_STATES = (JobStatus.DEFINED, JobStatus.ASSIGNED, JobStatus.LEASED, JobStatus.RUNNING)
-TERMINAL_JOB_STATES = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED)
+TERMINAL_JOB_STATES = (
+    JobStatus.FINISHED,
+    JobStatus.FAILED,
+    JobStatus.LOST,
+    JobStatus.CANCELLED,
+    JobStatus.PREEMPTED,
+)
 
 
 class Lease(BaseModel):

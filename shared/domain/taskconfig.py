@@ -80,6 +80,20 @@ class SteeringConfig(BaseModel):
         return value
 
 
+def _check_relative(option: str, path: str) -> None:
+    parts = path.split("/")
+    if (
+        path.startswith("/")
+        or "\\" in path
+        or "\0" in path
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise ValueError(
+            f"{option}: {path!r} must be a relative path inside the work directory "
+            "(no leading '/', no '.' or '..' parts)"
+        )
+
+
 class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -114,6 +128,9 @@ class TaskConfig(BaseModel):
     failedPointLoss: float = 1e10
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
     maxAttempts: int = Field(default=3, ge=1, le=10)
+    maxPreemptions: int = Field(default=10, ge=0, le=1000)
+    """Jobs of one point that may be preempted with a checkpoint (walltime, scancel)
+    and resumed without using an attempt; the next preemption counts as a failure."""
     online: bool = False
     """An online study: points are created by asks and told by workers; steering never
     tops it up and no evaluation job is ever built for it."""
@@ -138,6 +155,12 @@ class TaskConfig(BaseModel):
         ):
             if "/" in name or name in ("", ".", ".."):
                 raise ValueError(f"file name {name!r} must be a plain name in the work directory")
+        for path in self.checkpoint_files:
+            _check_relative("checkPointToSave", path)
+        if self.checkPointToLoad is not None:
+            _check_relative("checkPointToLoad", self.checkPointToLoad)
+        if self.checkPointToLoad and not self.checkPointToSave:
+            raise ValueError("checkPointToLoad: needs checkPointToSave (nothing is saved)")
         return self
 
     @property
@@ -149,3 +172,10 @@ class TaskConfig(BaseModel):
         """``maxEvaluationJobs``, by default twice the points the task may have
         (``maxPoints`` is per segment)."""
         return self.maxEvaluationJobs or 2 * self.maxPoints * max(segments, 1)
+
+    @property
+    def checkpoint_files(self) -> list[str]:
+        """The entries of ``checkPointToSave`` (comma-separated), without blanks or a
+        directory's trailing ``/``."""
+        names = [p.strip() for p in (self.checkPointToSave or "").split(",")]
+        return [n.rstrip("/") or n for n in names if n]

@@ -44,9 +44,13 @@ class JobRepository(Repository[Job]):
         return True
 
     async def count(self, task_id: str, *, active_only: bool) -> int:
+        """Active jobs, or every job that counts against maxEvaluationJobs: a job
+        preempted with a checkpoint is continued by the next one, so only that counts."""
         query: dict[str, Any] = {"task_id": task_id}
         if active_only:
             query["status"] = {"$in": [s.value for s in ACTIVE_JOB_STATES]}
+        else:
+            query["status"] = {"$ne": JobStatus.PREEMPTED.value}
         return await self.col.count_documents(query)
 
     async def list_for_task(self, task_id: str, *, limit: int = 0) -> list[Job]:
@@ -118,6 +122,13 @@ class JobRepository(Repository[Job]):
         return await self._move(
             {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
             JobStatus.FAILED,
+            reason=reason,
+        )
+
+    async def preempt(self, job_id: str, generation: int, reason: str) -> bool:
+        return await self._move(
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
+            JobStatus.PREEMPTED,
             reason=reason,
         )
 

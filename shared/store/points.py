@@ -13,13 +13,23 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
-from shared.domain.models import Loss, Point, PointStatus
+from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.store.base import Repository, to_doc
 
 
-def attempt_job_id(point_id: str, attempt: int) -> str:
-    """Job ids are derived from the point and attempt, so re-creating one is idempotent."""
-    return f"{point_id}.a{attempt}"
+def attempt_job_id(point_id: str, attempt: int, preemptions: int = 0) -> str:
+    """Job ids are derived from the point, attempt and (for a job resuming a preempted
+    one) the preemption count, so re-creating one is idempotent."""
+    base = f"{point_id}.a{attempt}"
+    return f"{base}.r{preemptions}" if preemptions else base
+
+
+def next_attempt(point: Point) -> tuple[int, str]:
+    """The attempt number and job id of the point's next job: a resumed preemption
+    continues the current attempt, anything else starts a new one."""
+    if point.resume:
+        return point.attempts, attempt_job_id(point.id, point.attempts, point.preemptions)
+    return point.attempts + 1, attempt_job_id(point.id, point.attempts + 1)
 
 
 class PointRepository(Repository[Point]):
@@ -76,12 +86,26 @@ class PointRepository(Repository[Point]):
         return Counter({doc["_id"]: int(doc["n"]) async for doc in cursor})
 
     async def start_attempt(self, point: Point) -> str | None:
-        """unevaluated -> pending with a new attempt; returns the attempt's job id."""
-        attempt = point.attempts + 1
-        job_id = attempt_job_id(point.id, attempt)
+        """unevaluated -> pending with its next job (see :func:`next_attempt`); returns
+        that job's id, or None if the point changed meanwhile."""
+        attempt, job_id = next_attempt(point)
+        # points stored before preemptions existed have no such field
+        preemptions = [point.preemptions] if point.preemptions else [0, None]
         result = await self.col.update_one(
-            {"_id": point.id, "status": PointStatus.UNEVALUATED.value, "attempts": point.attempts},
-            {"$set": {"status": PointStatus.PENDING.value, "attempts": attempt, "job_id": job_id}},
+            {
+                "_id": point.id,
+                "status": PointStatus.UNEVALUATED.value,
+                "attempts": point.attempts,
+                "preemptions": {"$in": preemptions},
+            },
+            {
+                "$set": {
+                    "status": PointStatus.PENDING.value,
+                    "attempts": attempt,
+                    "job_id": job_id,
+                    "resume": False,
+                }
+            },
         )
         return job_id if result.modified_count == 1 else None
 
@@ -105,6 +129,41 @@ class PointRepository(Repository[Point]):
         result = await self.col.update_one(
             {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
             {"$set": {"status": PointStatus.UNEVALUATED.value, "last_error": error}},
+        )
+        return result.modified_count == 1
+
+    async def resume(self, point_id: str, job_id: str, reason: str) -> bool:
+        """pending -> unevaluated after a preemption with a checkpoint: the next job
+        continues the same attempt."""
+        result = await self.col.update_one(
+            {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
+            {
+                "$set": {
+                    "status": PointStatus.UNEVALUATED.value,
+                    "last_error": reason,
+                    "resume": True,
+                },
+                "$inc": {"preemptions": 1},
+            },
+        )
+        return result.modified_count == 1
+
+    async def save_checkpoint(self, point_id: str, ref: CheckpointRef) -> bool:
+        """Record ``ref`` as the point's checkpoint if its job still owns the point and
+        nothing newer of that job is recorded (a late confirmation of an older snapshot
+        changes nothing)."""
+        result = await self.col.update_one(
+            {
+                "_id": point_id,
+                "status": PointStatus.PENDING.value,
+                "job_id": ref.job_id,
+                "$or": [
+                    {"checkpoint": None},
+                    {"checkpoint.job_id": {"$ne": ref.job_id}},
+                    {"checkpoint.seq": {"$lt": ref.seq}},
+                ],
+            },
+            {"$set": {"checkpoint": ref.model_dump()}},
         )
         return result.modified_count == 1
 

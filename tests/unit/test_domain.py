@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from services.broker.logic import choose_site, eligible
-from services.jobbuilder.logic import Verdict, job_slots, judge
+from services.jobbuilder.logic import Verdict, job_slots, judge, may_resume
 from shared.domain.models import (
     JOB_STATES,
     POINT_STATES,
     TASK_STATES,
+    CheckpointRef,
     Job,
     JobStatus,
+    Point,
     PointOutcome,
     PointStatus,
     Site,
@@ -21,6 +24,7 @@ from shared.domain.models import (
 )
 from shared.domain.states import InvalidTransitionError
 from shared.domain.taskconfig import TaskConfig
+from shared.store.points import next_attempt
 
 
 def cfg(**over: Any) -> TaskConfig:
@@ -87,3 +91,43 @@ def test_site_matching() -> None:
     assert choose_site(cfg(evaluationContainer={"amd64": "docker://x"}), [a, p], {}) is a
     assert not eligible(cfg(architecture="arm64"), a)
     assert choose_site(cfg(), [a], {"a": 2}) is None
+
+
+def test_a_preempted_job_is_resumed_only_with_a_checkpoint_and_within_the_cap() -> None:
+    preempted = job(JobStatus.PREEMPTED)
+    resumed = judge(preempted, {"p": 3}, 3, resumable={"p"})
+    assert resumed[0].verdict is Verdict.RESUME  # even on the last attempt: not consumed
+    not_resumable = judge(preempted, {"p": 1}, 3, resumable=())
+    assert not_resumable[0].verdict is Verdict.RETRY
+    assert "no checkpoint" in not_resumable[0].reason
+    assert judge(preempted, {"p": 3}, 3)[0].verdict is Verdict.GIVE_UP
+    assert JOB_STATES.allowed(JobStatus.RUNNING, JobStatus.PREEMPTED)
+    assert JOB_STATES.terminal(JobStatus.PREEMPTED)
+
+
+def test_may_resume_needs_a_checkpoint_and_preemptions_below_the_cap() -> None:
+    ref = CheckpointRef(key="k", size=1, sha256="0" * 64, job_id="j", seq=1)
+    point = Point(id="p", task_id="t", segment="main", index=0, params={}, key="k")
+    assert not may_resume(point, 10)
+    point.checkpoint = ref
+    assert may_resume(point, 10)
+    point.preemptions = 10
+    assert not may_resume(point, 10)
+
+
+def test_a_resumed_job_keeps_the_attempt_and_gets_its_own_id() -> None:
+    point = Point(id="p", task_id="t", segment="main", index=0, params={}, key="k", attempts=1)
+    assert next_attempt(point) == (2, "p.a2")
+    point.resume, point.preemptions = True, 1
+    assert next_attempt(point) == (1, "p.a1.r1")
+
+
+def test_checkpoint_options_are_checked() -> None:
+    config = cfg(checkPointToSave="epoch.txt, model/ ,", checkPointInterval=2)
+    assert config.checkpoint_files == ["epoch.txt", "model"]
+    with pytest.raises(ValueError, match=re.escape("checkPointToSave: '../x'")):
+        cfg(checkPointToSave="ok.txt,../x")
+    with pytest.raises(ValueError, match=re.escape("checkPointToLoad: '/abs.tgz'")):
+        cfg(checkPointToSave="a", checkPointToLoad="/abs.tgz")
+    with pytest.raises(ValueError, match="maxPreemptions"):
+        cfg(maxPreemptions=-1)

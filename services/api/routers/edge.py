@@ -44,6 +44,7 @@ from shared.messages import (
     JobFailed,
     JobFinished,
     JobLeased,
+    JobPreempted,
     SiteHeartbeat,
 )
 
@@ -57,7 +58,7 @@ def _site_of(token: EdgeToken, site: str) -> str:
     return site
 
 
-async def _job_of(ctx: Ctx, token: EdgeToken, job_id: str) -> Job:
+async def job_of(ctx: Ctx, token: EdgeToken, job_id: str) -> Job:
     job = await ctx.store.jobs.get(job_id)
     if job is None or job.site is None or job.site != token.site_scope():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id} at this site")
@@ -101,7 +102,7 @@ async def lease(
     specs = []
     arch = await ctx.store.sites.get(site) or None
     for job in jobs:
-        spec = await build_spec(ctx.store, job, arch.arch if arch else "amd64")
+        spec = await build_spec(ctx.store, job, arch.arch if arch else "amd64", ctx.artifacts)
         specs.append(spec)
         await ctx.bus.publish(
             JobLeased(task_id=job.task_id, job_id=job.id, site=site, generation=job.generation)
@@ -122,7 +123,7 @@ async def held_leases(site: str, ctx: Ctx, token: EdgeToken) -> LeaseReply:
     arch = record.arch if record else "amd64"
     return LeaseReply(
         jobs=[
-            await build_spec(ctx.store, job, arch)
+            await build_spec(ctx.store, job, arch, ctx.artifacts)
             for job in await ctx.store.jobs.live_at_site(site)
         ]
     )
@@ -146,7 +147,7 @@ async def kill_reason(ctx: Ctx, job: Job) -> str:
 async def job_event(
     job_id: str, body: JobEvent, ctx: Ctx, token: EdgeToken, settings: Settings
 ) -> JobEventReply:
-    job = await _job_of(ctx, token, job_id)
+    job = await job_of(ctx, token, job_id)
     store = ctx.store
     stale = JobEventReply(accepted=False, kill=True, detail="lease lost or superseded")
     if body.generation != job.generation:
@@ -161,7 +162,11 @@ async def job_event(
         return JobEventReply(accepted=True, kill=bool(reason), lease_expires=expires, detail=reason)
     if job.status not in _LIVE:
         # A repeated terminal report (harvester restarted after reporting) is fine.
-        same = {"finished": JobStatus.FINISHED, "failed": JobStatus.FAILED}[body.kind]
+        same = {
+            "finished": JobStatus.FINISHED,
+            "failed": JobStatus.FAILED,
+            "preempted": JobStatus.PREEMPTED,
+        }[body.kind]
         if job.status is same:
             return JobEventReply(accepted=True, detail="already recorded")
         return stale
@@ -171,6 +176,12 @@ async def job_event(
             await ctx.bus.publish(
                 JobFinished(task_id=job.task_id, job_id=job.id, generation=job.generation)
             )
+            return JobEventReply(accepted=True)
+        return stale
+    if body.kind == "preempted":
+        reason = body.reason or "the batch system stopped the job"
+        if await store.jobs.preempt(job.id, job.generation, reason):
+            await ctx.bus.publish(JobPreempted(task_id=job.task_id, job_id=job.id))
             return JobEventReply(accepted=True)
         return stale
     reason = body.reason or "the site reported a failure without a reason"
@@ -208,7 +219,7 @@ def _check_lease(job: Job, generation: int) -> None:
 async def artifact_urls(
     job_id: str, body: ArtifactUrlRequest, ctx: Ctx, token: EdgeToken
 ) -> ArtifactUrlReply:
-    job = await _job_of(ctx, token, job_id)
+    job = await job_of(ctx, token, job_id)
     _check_lease(job, body.generation)
     keys = await _keys(ctx, job)
     return ArtifactUrlReply(
@@ -225,7 +236,7 @@ async def artifact_urls(
 async def confirm_artifact(
     job_id: str, body: ArtifactConfirm, ctx: Ctx, token: EdgeToken
 ) -> ArtifactConfirmReply:
-    job = await _job_of(ctx, token, job_id)
+    job = await job_of(ctx, token, job_id)
     _check_lease(job, body.generation)
     if (await _keys(ctx, job))[body.kind] != body.key:
         raise HTTPException(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.api.curves import record_curve, task_pruner
 from services.api.deps import Ctx, EdgeToken
-from services.api.routers.edge import _job_of, kill_reason
+from services.api.routers.edge import job_of, kill_reason
 from shared.domain.models import JobStatus
 from shared.edge_api import IntermediateReply, IntermediateReport
 
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/edge/v1", tags=["edge"])
 async def intermediate(
     job_id: str, body: IntermediateReport, ctx: Ctx, token: EdgeToken
 ) -> IntermediateReply:
-    job = await _job_of(ctx, token, job_id)
+    job = await job_of(ctx, token, job_id)
     if body.generation != job.generation:
         return IntermediateReply(accepted=False, kill=True, detail="lease lost or superseded")
     if job.status not in (JobStatus.LEASED, JobStatus.RUNNING):

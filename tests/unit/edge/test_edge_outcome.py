@@ -91,3 +91,10 @@ def test_a_killed_job_fails_with_the_kill_reason(make_spec: SpecFactory) -> None
     outcome = decide(make_spec(), status, [PointFiles(ran(-15), None, "")])
     assert outcome.kind == "failed"
     assert "cancelled" in outcome.reason
+
+
+def test_a_preempted_job_is_reported_preempted(make_spec: SpecFactory) -> None:
+    status = NodeStatus(state="preempted", reason="node agent received SIGTERM")
+    outcome = decide(make_spec(), status, [PointFiles(ran(-15), None, "")])
+    assert outcome.kind == "preempted"
+    assert outcome.reason == "the job was preempted: node agent received SIGTERM"
