@@ -23,6 +23,7 @@ from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
+from edge.harvester.images import ImageStager, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -79,6 +80,12 @@ class Harvester:
             timeout=config.request_timeout,
         )
         self.jobs: dict[str, TrackedJob] = {}
+        self.images = ImageStager(
+            config.arch,
+            open_cache(config.images, config.runtime, config.root),
+            in_use=self._images_in_use,
+            keepalive_interval=config.heartbeat_interval,
+        )
         self._loaded = False
         self._slot_freed = asyncio.Event()
         self._recovered = False
@@ -102,13 +109,17 @@ class Harvester:
     def free_slots(self) -> int:
         return max(0, self.config.slots - len(self.jobs))
 
-    def node_settings(self, spec: JobSpec) -> NodeSettings:
+    def node_settings(self, spec: JobSpec, image: str | None) -> NodeSettings:
+        """``image`` is what :meth:`ImageStager.image_for` gave for ``spec``."""
         return NodeSettings(
             heartbeat_interval=self.config.heartbeat_interval,
             kill_grace_seconds=self.config.kill_grace_seconds,
             runtime=self.config.runtime,
-            image=spec.container,  # a pulled SIF path once image staging exists
+            image=image,
         )
+
+    def _images_in_use(self) -> set[str]:
+        return {j.doc.node.image for j in self.jobs.values() if j.doc.node.image}
 
     async def aclose(self) -> None:
         """Release the api client if this harvester built it (``run`` does it itself)."""
@@ -135,18 +146,25 @@ class Harvester:
         reply = await self.api.lease(
             LeaseRequest(max_jobs=min(free, 1000), wait_seconds=wait_seconds)
         )
-        for spec in reply.jobs:
-            try:
-                await self._start_job(spec)
-            except ApiUnavailableError as exc:
-                # Staged and submitted: the scan sends the missing event later.
-                log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
+        # Concurrently: one job's image pull must not hold the others' (their leases).
+        await asyncio.gather(*(self._start_leased(spec) for spec in reply.jobs))
         return len(reply.jobs)
+
+    async def _start_leased(self, spec: JobSpec) -> None:
+        try:
+            await self._start_job(spec)
+        except ApiUnavailableError as exc:
+            # Staged and submitted: the scan sends the missing event later.
+            log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
 
     async def _start_job(self, spec: JobSpec) -> None:
         root = self.config.root
         try:
-            paths, new = await asyncio.to_thread(stage_job, root, spec, self.node_settings(spec))
+            image = await self.images.image_for(spec, lambda: self._keep_leased(spec))
+            node = self.node_settings(spec, image)
+            paths, new = await asyncio.to_thread(stage_job, root, spec, node)
+        except LeaseLostError:
+            return
         except (StagingError, OSError) as exc:
             log.error("job %s cannot be staged: %s", spec.job_id, exc)
             await self._send(
@@ -198,6 +216,16 @@ class Harvester:
                 reply.detail or "stale lease",
             )
         return reply.kill
+
+    async def _keep_leased(self, spec: JobSpec) -> bool:
+        """Extend the lease of a job not staged yet; False once it is not wanted."""
+        try:
+            kill = await self._send(
+                spec.job_id, JobEvent(kind="heartbeat", generation=spec.generation)
+            )
+        except ApiUnavailableError:
+            return True  # the lease may yet survive; the pull goes on
+        return not kill
 
     async def _send_started(self, job: TrackedJob) -> None:
         kill = await self._send(job.job_id, JobEvent(kind="started", generation=job.generation))
