@@ -72,6 +72,11 @@ class ImageStager:
         self._interval = keepalive_interval
         self._pulling: dict[Path, int] = {}
 
+    @property
+    def pulling(self) -> frozenset[Path]:
+        """The SIF files jobs are waiting for right now."""
+        return frozenset(self._pulling)
+
     def resolve(self, spec: JobSpec) -> str | None:
         try:
             return resolve_image(spec.container, self.arch)
