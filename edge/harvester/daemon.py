@@ -23,7 +23,7 @@ from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
-from edge.harvester.images import ImageStager, LeaseLostError, open_cache
+from edge.harvester.images import ImageStager, ImageStagingError, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -110,7 +110,7 @@ class Harvester:
         return max(0, self.config.slots - len(self.jobs))
 
     def node_settings(self, spec: JobSpec, image: str | None) -> NodeSettings:
-        """``image`` is what :meth:`ImageStager.image_for` gave for ``spec``."""
+        """``image`` is what :meth:`ImageStager.reserve` gave for ``spec``."""
         return NodeSettings(
             heartbeat_interval=self.config.heartbeat_interval,
             kill_grace_seconds=self.config.kill_grace_seconds,
@@ -158,23 +158,35 @@ class Harvester:
             log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
 
     async def _start_job(self, spec: JobSpec) -> None:
+        """Pull the job's image when needed, then stage and submit the job; the image
+        stays reserved against eviction until the job is tracked."""
+        try:
+            async with self.images.reserve(spec, lambda: self._keep_leased(spec)) as image:
+                await self._stage_and_submit(spec, image)
+        except LeaseLostError:
+            pass
+        except ImageStagingError as exc:
+            await self._refuse(spec, exc)
+
+    async def _refuse(self, spec: JobSpec, exc: Exception) -> None:
+        log.error("job %s cannot be staged: %s", spec.job_id, exc)
+        await self._send(
+            spec.job_id,
+            JobEvent(
+                kind="failed",
+                generation=spec.generation,
+                reason=f"the site could not stage the job: {exc}",
+            ),
+        )
+
+    async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
         root = self.config.root
         try:
-            image = await self.images.image_for(spec, lambda: self._keep_leased(spec))
-            node = self.node_settings(spec, image)
-            paths, new = await asyncio.to_thread(stage_job, root, spec, node)
-        except LeaseLostError:
-            return
-        except (StagingError, OSError) as exc:
-            log.error("job %s cannot be staged: %s", spec.job_id, exc)
-            await self._send(
-                spec.job_id,
-                JobEvent(
-                    kind="failed",
-                    generation=spec.generation,
-                    reason=f"the site could not stage the job: {exc}",
-                ),
+            paths, new = await asyncio.to_thread(
+                stage_job, root, spec, self.node_settings(spec, image)
             )
+        except (StagingError, OSError) as exc:
+            await self._refuse(spec, exc)
             return
         job = await asyncio.to_thread(load_job, paths)
         if job is None:  # cannot happen short of someone editing the directory

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 
 from edge.harvester.sifcache import ImagePullError, SifCache, SifCacheConfig
@@ -70,12 +70,12 @@ class ImageStager:
         self.cache = cache
         self._in_use = in_use
         self._interval = keepalive_interval
-        self._pulling: dict[Path, int] = {}
+        self._reserved: dict[Path, int] = {}
 
     @property
-    def pulling(self) -> frozenset[Path]:
-        """The SIF files jobs are waiting for right now."""
-        return frozenset(self._pulling)
+    def reserved(self) -> frozenset[Path]:
+        """The SIF files of jobs being pulled or staged right now."""
+        return frozenset(self._reserved)
 
     def resolve(self, spec: JobSpec) -> str | None:
         try:
@@ -83,31 +83,35 @@ class ImageStager:
         except ImageResolutionError as exc:
             raise ImageStagingError(str(exc)) from exc
 
-    async def image_for(self, spec: JobSpec, keepalive: KeepAlive) -> str | None:
-        """The image for ``spec`` on this site: a SIF path when it had to be pulled.
+    @contextlib.asynccontextmanager
+    async def reserve(self, spec: JobSpec, keepalive: KeepAlive) -> AsyncIterator[str | None]:
+        """The image for ``spec`` on this site (a SIF path when it had to be pulled),
+        kept from eviction until the block ends: stage and submit the job inside it.
 
         Raises ImageStagingError (the job fails with its message) and LeaseLostError.
         """
         reference = self.resolve(spec)
         if self.cache is None or reference is None or not is_pull_reference(reference):
-            return reference
+            yield reference
+            return
         target = self.cache.path_for(reference, self.arch)
-        self._pulling[target] = self._pulling.get(target, 0) + 1
+        self._reserved[target] = self._reserved.get(target, 0) + 1
         try:
-            image = await self._with_keepalive(
-                self.cache.ensure(reference, self.arch), keepalive, spec.job_id
-            )
-            await asyncio.to_thread(self.cache.evict, self._keep())
-        except ImagePullError as exc:
-            raise ImageStagingError(str(exc)) from exc
+            try:
+                image = await self._with_keepalive(
+                    self.cache.ensure(reference, self.arch), keepalive, spec.job_id
+                )
+                await asyncio.to_thread(self.cache.evict, self._keep())
+            except ImagePullError as exc:
+                raise ImageStagingError(str(exc)) from exc
+            yield str(image)
         finally:
-            self._pulling[target] -= 1
-            if not self._pulling[target]:
-                del self._pulling[target]
-        return str(image)
+            self._reserved[target] -= 1
+            if not self._reserved[target]:
+                del self._reserved[target]
 
     def _keep(self) -> set[Path | str]:
-        return {*self._in_use(), *self._pulling}
+        return {*self._in_use(), *self._reserved}
 
     async def _with_keepalive(
         self, pull: Awaitable[Path], keepalive: KeepAlive, job_id: str

@@ -166,7 +166,7 @@ async def test_a_job_taken_back_during_its_pull_is_dropped_and_the_pull_stopped(
     async with running(harvester):
         await until(lambda: sif_tool.calls(tool_dir, "pull"))
         fake_api.kill.add(spec.job_id)
-        await until(lambda: not harvester.images.pulling)
+        await until(lambda: not harvester.images.reserved)
     (tool_dir / "hold").unlink()
     await asyncio.sleep(0.3)  # a pull that survived would now write its image
     assert harvester.images.cache is not None
