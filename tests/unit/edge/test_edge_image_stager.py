@@ -31,7 +31,11 @@ def test_only_sif_runtimes_get_a_cache_with_their_tool(tmp_path: Path) -> None:
     mine = SifCacheConfig(dir=tmp_path / "c", executable="apptainer-login", max_size="1KiB")
     cache = open_cache(mine, ApptainerRuntimeConfig(), tmp_path)
     assert cache is not None
-    assert (cache.tool, cache.directory, cache.max_size) == ("apptainer-login", tmp_path / "c", 1024)
+    assert (cache.tool, cache.directory, cache.max_size) == (
+        "apptainer-login",
+        tmp_path / "c",
+        1024,
+    )
 
 
 async def test_without_a_cache_the_resolved_reference_passes_unchanged(
