@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge.batch import BatchConfig, LocalBatchConfig
+from edge.harvester.sifcache import SifCacheConfig
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
 
@@ -54,6 +55,8 @@ class SiteConfig(BaseModel):
     slots: int = Field(default=1, ge=1, le=10_000)
     batch: BatchConfig = Field(default_factory=LocalBatchConfig)
     runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
+    images: SifCacheConfig = Field(default_factory=SifCacheConfig)
+    """The SIF cache on the login node (apptainer and singularity runtimes only)."""
     poll_interval: float = Field(default=2.0, gt=0)
     heartbeat_interval: float = Field(default=10.0, gt=0)
     """How often node agents touch their heartbeat and the harvester relays it."""
@@ -128,6 +131,9 @@ def load_site_config(path: Path, environ: Mapping[str, str] | None = None) -> Si
     base = path.resolve().parent
     for key in ("root", "token_file"):
         data[key] = _resolve(base, data.get(key))
+    images = data.get("images")
+    if isinstance(images, dict) and images.get("dir"):
+        data["images"] = {**images, "dir": _resolve(base, images["dir"])}
     if isinstance(data.get("verify_tls"), str):
         data["verify_tls"] = _resolve(base, data["verify_tls"])
     data = {k: v for k, v in data.items() if v is not None}

@@ -88,7 +88,9 @@ class JobSpec(BaseModel):
     lease_expires: datetime
     points: list[PointSpec]
     exec: str
-    container: str | None = None
+    container: str | dict[str, str] | None = None
+    """``evaluationContainer``: one image reference, or a map arch -> reference that the
+    harvester resolves for its site's arch (the api sends the reference it resolved)."""
     files: OutputFiles = Field(default_factory=OutputFiles)
     training_files: list[str] = Field(default_factory=list)
     task_files: dict[str, str] = Field(default_factory=dict)

@@ -25,6 +25,7 @@ from edge.fsproto import JobPaths, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
+from edge.harvester.images import ImageStager, ImageStagingError, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -83,6 +84,12 @@ class Harvester:
         )
         self.jobs: dict[str, TrackedJob] = {}
         self.curves = CurveRelay(self.api)
+        self.images = ImageStager(
+            config.arch,
+            open_cache(config.images, config.runtime, config.root),
+            in_use=self._images_in_use,
+            keepalive_interval=config.heartbeat_interval,
+        )
         self._loaded = False
         self._slot_freed = asyncio.Event()
         self._recovered = False
@@ -106,13 +113,17 @@ class Harvester:
     def free_slots(self) -> int:
         return max(0, self.config.slots - len(self.jobs))
 
-    def node_settings(self, spec: JobSpec) -> NodeSettings:
+    def node_settings(self, spec: JobSpec, image: str | None) -> NodeSettings:
+        """``image`` is what :meth:`ImageStager.reserve` gave for ``spec``."""
         return NodeSettings(
             heartbeat_interval=self.config.heartbeat_interval,
             kill_grace_seconds=self.config.kill_grace_seconds,
             runtime=self.config.runtime,
-            image=spec.container,  # a pulled SIF path once image staging exists
+            image=image,
         )
+
+    def _images_in_use(self) -> set[str]:
+        return {j.doc.node.image for j in self.jobs.values() if j.doc.node.image}
 
     async def aclose(self) -> None:
         """Release the api client if this harvester built it (``run`` does it itself)."""
@@ -139,31 +150,48 @@ class Harvester:
         reply = await self.api.lease(
             LeaseRequest(max_jobs=min(free, 1000), wait_seconds=wait_seconds)
         )
-        for spec in reply.jobs:
-            try:
-                await self._start_job(spec)
-            except ApiUnavailableError as exc:
-                # Staged and submitted: the scan sends the missing event later.
-                log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
+        # Concurrently: one job's image pull must not hold the others' (their leases).
+        await asyncio.gather(*(self._start_leased(spec) for spec in reply.jobs))
         return len(reply.jobs)
 
+    async def _start_leased(self, spec: JobSpec) -> None:
+        try:
+            await self._start_job(spec)
+        except ApiUnavailableError as exc:
+            # Staged and submitted: the scan sends the missing event later.
+            log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
+
     async def _start_job(self, spec: JobSpec) -> None:
+        """Pull the job's image when needed, then stage and submit the job; the image
+        stays reserved against eviction until the job is tracked."""
+        try:
+            async with self.images.reserve(spec, lambda: self._keep_leased(spec)) as image:
+                await self._stage_and_submit(spec, image)
+        except LeaseLostError:
+            pass
+        except ImageStagingError as exc:
+            await self._refuse(spec, exc)
+
+    async def _refuse(self, spec: JobSpec, exc: Exception) -> None:
+        log.error("job %s cannot be staged: %s", spec.job_id, exc)
+        await self._send(
+            spec.job_id,
+            JobEvent(
+                kind="failed",
+                generation=spec.generation,
+                reason=f"the site could not stage the job: {exc}",
+            ),
+        )
+
+    async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
         root = self.config.root
         try:
             checkpoint = await fetch_checkpoint(self.api, root, spec)
             paths, new = await asyncio.to_thread(
-                stage_job, root, spec, self.node_settings(spec), checkpoint=checkpoint
+                stage_job, root, spec, self.node_settings(spec, image), checkpoint=checkpoint
             )
         except (StagingError, RestoreError, OSError) as exc:
-            log.error("job %s cannot be staged: %s", spec.job_id, exc)
-            await self._send(
-                spec.job_id,
-                JobEvent(
-                    kind="failed",
-                    generation=spec.generation,
-                    reason=f"the site could not stage the job: {exc}",
-                ),
-            )
+            await self._refuse(spec, exc)
             return
         job = await asyncio.to_thread(load_job, paths)
         if job is None:  # cannot happen short of someone editing the directory
@@ -212,6 +240,16 @@ class Harvester:
                 reply.detail or "stale lease",
             )
         return reply
+
+    async def _keep_leased(self, spec: JobSpec) -> bool:
+        """Extend the lease of a job not staged yet; False once it is not wanted."""
+        try:
+            kill = await self._send(
+                spec.job_id, JobEvent(kind="heartbeat", generation=spec.generation)
+            )
+        except ApiUnavailableError:
+            return True  # the lease may yet survive; the pull goes on
+        return not kill
 
     async def _send_started(self, job: TrackedJob) -> None:
         kill = await self._send(job.job_id, JobEvent(kind="started", generation=job.generation))

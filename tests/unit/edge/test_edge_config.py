@@ -60,6 +60,18 @@ pass_env = ["LD_LIBRARY_PATH"]
     assert "s3cr3t-value" not in repr(config)
 
 
+def test_the_image_cache_defaults_under_the_root_and_takes_sizes_with_units(
+    tmp_path: Path,
+) -> None:
+    config = load_site_config(write(tmp_path, MINIMAL + 'root = "/r"\n'), environ={})
+    assert config.images.dir is None
+    assert config.images.max_size == 100 * 2**30
+    text = MINIMAL + 'root = "/r"\n[images]\ndir = "sif"\nmax_size = "2.5GiB"\n'
+    config = load_site_config(write(tmp_path, text), environ={})
+    assert config.images.dir == tmp_path / "sif"
+    assert config.images.max_size == int(2.5 * 2**30)
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -68,6 +80,8 @@ pass_env = ["LD_LIBRARY_PATH"]
         (MINIMAL + 'root = "/r"\narch = "x86"\n', "arch"),
         (MINIMAL + 'root = "/r"\n[batch]\nkind = "sge"\n', "batch"),
         (MINIMAL + 'root = "/r"\n[runtime]\nkind = "process"\nbind = "/x"\n', "bind"),
+        (MINIMAL + 'root = "/r"\n[images]\nmax_size = "lots"\n', "images.max_size"),
+        (MINIMAL + 'root = "/r"\n[images]\npull_timeout = 0\n', "images.pull_timeout"),
         (MINIMAL, "root"),
         ("site = [", "not valid TOML"),
     ],
