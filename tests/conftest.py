@@ -7,12 +7,14 @@ reach fails and says how to start it; it never skips.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 
 HOW_TO_START = (
@@ -77,3 +79,40 @@ def mongo_db_url(mongo_url: str, unique: str) -> Iterator[str]:
 @pytest.fixture
 def s3_bucket_url(s3_url: str, unique: str) -> str:
     return f"{s3_url.rstrip('/')}/{unique}?secure=false&region=us-east-1"
+
+
+BUS_SERVICES = ("api", "steering", "jobbuilder", "broker", "storage", "monitor")
+
+
+async def delete_bus_objects(amqp_url: str, prefix: str) -> None:
+    """Delete the queues and exchanges that services declared under ``prefix``.
+
+    Every service queue is a quorum queue, a Raft group of its own: left behind by each
+    test, they pile up in the broker until it stops answering.
+    """
+    queues = [f"{prefix}hpo.{s}" for s in BUS_SERVICES] + [f"{prefix}hpo.dead-letter"]
+    exchanges = [f"{prefix}hpo", f"{prefix}hpo.dlx"]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for name in queues + exchanges:
+            channel = await connection.channel()
+            try:
+                if name in queues:
+                    await channel.queue_delete(name)
+                else:
+                    await channel.exchange_delete(name)
+            except aio_pika.exceptions.ChannelClosed:
+                pass  # never declared (a service the test did not run)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+
+@pytest.fixture
+def amqp_prefix_cleanup(bus_prefix: str) -> Iterator[list[str]]:
+    """Append the broker's URL to the yielded list when the test uses RabbitMQ with
+    ``bus_prefix``: its queues and exchanges are deleted afterwards."""
+    used: list[str] = []
+    yield used
+    for url in used:
+        asyncio.run(delete_bus_objects(url, bus_prefix))

@@ -23,9 +23,11 @@ it needs the `shared` package, secantusdb and moto[server] installed there.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -131,12 +133,59 @@ def amqp_ready(port: int) -> bool:
         return False
 
 
+TEST_QUEUE = re.compile(r"^t[0-9a-f]{12}\.hpo\.")
+"""Queues the tests declare under their per-test prefix (tests/conftest.py ``unique``)."""
+
+
+def delete_stale_test_queues() -> None:
+    """Delete service queues that earlier test runs left behind (a run killed before its
+    clean-up). Each is a quorum queue, a Raft group of its own; hundreds of them make a
+    small broker too slow to answer. Needs ``rabbitmqctl`` (the machine's own broker)."""
+    ctl = shutil.which("rabbitmqctl", path=SBIN_PATH)
+    if ctl is None:
+        return
+    try:
+        listed = subprocess.run(
+            [ctl, "list_queues", "--quiet", "--no-table-headers", "name"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        log("rabbitmqctl list_queues did not answer; stale test queues left in place")
+        return
+    stale = [n.strip() for n in listed.stdout.splitlines() if TEST_QUEUE.match(n.strip())]
+    if not stale:
+        return
+    log(f"deleting {len(stale)} queues left by earlier test runs")
+
+    async def delete() -> None:
+        import aio_pika
+
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            for name in stale:
+                channel = await connection.channel()
+                with suppress(aio_pika.exceptions.ChannelClosed):
+                    await channel.queue_delete(name)
+                if not channel.is_closed:
+                    await channel.close()
+
+    asyncio.run(delete())
+
+
 def ensure_rabbitmq() -> Service:
     """Use the running broker, or install (root only) and start the machine's one."""
     if amqp_ready(AMQP_PORT):
         log(f"RabbitMQ already running at {HOST}:{AMQP_PORT}; it is left running afterwards")
+        delete_stale_test_queues()
         return Service("rabbitmq", AMQP_URL, started=False)
     root = os.geteuid() == 0
+    if root and port_open(AMQP_PORT):
+        raise InfraError(
+            f"RabbitMQ listens on {HOST}:{AMQP_PORT} but does not answer the AMQP handshake "
+            "(a hung node): restart it (`rabbitmqctl stop; rabbitmq-server -detached`), or, "
+            "if it hangs again while recovering queues, stop it and remove its test queues "
+            "with `rabbitmqctl delete_queue`"
+        )
     if shutil.which("rabbitmq-server", path=SBIN_PATH) is None:
         if not root:
             raise InfraError(

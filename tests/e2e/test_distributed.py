@@ -90,8 +90,14 @@ class Processes:
 
 @pytest.fixture
 def system(
-    amqp_url: str, bus_prefix: str, mongo_db_url: str, s3_bucket_url: str, tmp_path: Path
+    amqp_url: str,
+    bus_prefix: str,
+    mongo_db_url: str,
+    s3_bucket_url: str,
+    tmp_path: Path,
+    amqp_prefix_cleanup: list[str],
 ) -> Iterator[dict[str, Any]]:
+    amqp_prefix_cleanup.append(amqp_url)
     api_port = free_port()
     env = {
         **os.environ,

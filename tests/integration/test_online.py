@@ -53,9 +53,15 @@ def quadratic(trial: dict[str, Any]) -> float:
 
 @pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
 async def system(
-    request: pytest.FixtureRequest, mongo_db_url: str, bus_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    mongo_db_url: str,
+    bus_prefix: str,
+    tmp_path: Path,
+    amqp_prefix_cleanup: list[str],
 ) -> AsyncIterator[Central]:
     bus_url = "memory://" if request.param == "memory" else request.getfixturevalue("amqp_url")
+    if bus_url != "memory://":
+        amqp_prefix_cleanup.append(bus_url)
     async with central(
         mongo_url=mongo_db_url,
         bus_url=bus_url,
