@@ -14,11 +14,12 @@ adapter renders from its config. Values it writes into shell code are quoted wit
 since each scheduler parses those lines with its own (not the shell's) rules. The
 ``setup`` lines are the site admin's shell code and are written verbatim on purpose.
 
-Today a worker runs exactly one node agent, for one job, with ``exec``, so that the
+A ``single`` worker runs exactly one node agent, for one job, with ``exec``, so that the
 scheduler's signals (cancel, walltime) reach the agent itself and it can stop the payload
-cleanly. The later layouts slot in as other launch sections of :func:`render_script`:
-several agents with one GPU each plus an ``inbox/`` for late binding (layout 1), or one
-agent started through a multi-node launcher (layouts 3 and 4).
+cleanly. A ``per_gpu`` worker (layout 1) ``exec``s the worker agent instead, which runs
+one payload per GPU and takes late-bound jobs from the worker's ``inbox/``
+(:mod:`edge.workerproto`); it logs to ``agent.log`` in the worker directory. Multi-node
+launches (layouts 3 and 4) are other launch sections of :func:`render_script`.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ import secrets
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import edge
 from edge.fsproto import JOBS_DIR, JobPaths
-
-WORKERS_DIR = "workers"
+from edge.workerproto import WORKERS_DIR, WorkerPaths
+from edge.workerproto import WorkerRecord as WorkerRecord  # its home until layout 1
 
 DirectiveName = Annotated[str, Field(min_length=1, pattern=r"^[^\s\"'\\%#]+$")]
 """A partition, queue or account name: one word, nothing a directive parser treats
@@ -50,6 +51,10 @@ class ScheduledBatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    layout: Literal["single", "per_gpu"] = "single"
+    """``single``: one batch job per edge job. ``per_gpu`` (§8 layout 1): one batch job
+    per node running one payload per GPU, taking further jobs from its inbox while its
+    walltime lasts (late binding); needs ``gpus_per_node``."""
     account: DirectiveName | None = None
     """Account to charge (Slurm ``--account``, LSF ``-P`` project, PBS ``-A``)."""
     walltime: timedelta | None = None
@@ -80,6 +85,12 @@ class ScheduledBatchConfig(BaseModel):
     service already retries points, and a silent rerun would evaluate one twice."""
     command_timeout: float = Field(default=60.0, gt=0)
     """Seconds to wait for one scheduler command (sbatch, squeue ...)."""
+
+    @model_validator(mode="after")
+    def _per_gpu_needs_gpus(self) -> ScheduledBatchConfig:
+        if self.layout == "per_gpu" and self.gpus_per_node < 1:
+            raise ValueError("layout 'per_gpu' needs gpus_per_node >= 1")
+        return self
 
     @field_validator("walltime")
     @classmethod
@@ -119,7 +130,8 @@ def directive_value(value: str | Path, what: str) -> str:
 
 @dataclass(frozen=True)
 class Worker:
-    """One batch job and the job directories it serves (exactly one for now)."""
+    """One batch job and the job directories bound to it at submission: exactly one
+    for the ``single`` layout, none for ``per_gpu`` (its jobs come through the inbox)."""
 
     worker_id: str
     dir: Path
@@ -145,17 +157,6 @@ class Worker:
         return f"hpo-{self.worker_id}"
 
 
-class WorkerRecord(BaseModel):
-    """``workers/<worker_id>/worker.json``, written by the harvester after submitting."""
-
-    worker_id: str
-    kind: str
-    jobs: list[str]
-    batch_id: str | None = None
-    submitted_at: datetime | None = None
-    error: str = ""
-
-
 def new_worker(job_dir: Path) -> Worker:
     """Create the directory of a fresh worker for ``$ROOT/jobs/<job_id>``."""
     job_dir = job_dir.absolute()
@@ -165,6 +166,14 @@ def new_worker(job_dir: Path) -> Worker:
     directory = job_dir.parent.parent / WORKERS_DIR / worker_id
     directory.mkdir(parents=True)
     return Worker(worker_id, directory, (job_dir,))
+
+
+def new_late_worker(root: Path) -> Worker:
+    """Create the directory (with its inbox) of a fresh late-binding worker."""
+    worker_id = f"w-{secrets.token_hex(6)}"
+    paths = WorkerPaths.under(root.absolute(), worker_id)
+    paths.make()
+    return Worker(worker_id, paths.dir, ())
 
 
 def code_root() -> Path:
@@ -200,27 +209,23 @@ def render_script(settings: ScriptSettings, worker: Worker, directives: Sequence
         f"export HPO_WORKER_DIR={q(str(worker.dir))}",
         f"cd {q(str(worker.dir))} || exit 1",
     ]
-    lines += _single_agent(settings, worker)
+    launch = _single_agent if worker.job_dirs else _worker_agent
+    lines += launch(settings, worker)
     return "\n".join(lines) + "\n"
 
 
-def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
-    """Layout "one agent per batch job": the script becomes the agent."""
-    if len(worker.job_dirs) != 1:
-        raise ValueError("a worker runs exactly one job until the GPU-slot layouts exist")
+def _prologue(settings: ScriptSettings, log_file: Path) -> list[str]:
+    """Output to ``log_file``, the set-up lines, PYTHONPATH and the isolation check."""
     q = shlex.quote
-    job = JobPaths(worker.job_dirs[0])
     lines = [
-        f"exec >>{q(str(job.agent_log))} 2>&1",
+        f"exec >>{q(str(log_file))} 2>&1",
         'echo "hpo-relay: worker $HPO_WORKER_ID on $(hostname),'
         f' batch job ${{{settings.job_id_variable}:-?}}"',
         *settings.setup,
     ]
     if settings.pythonpath:
         lines.append(f'export PYTHONPATH={q(settings.pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"')
-    isolation: list[str] = []
     if settings.isolate_network:
-        isolation = ["unshare", "-n"]
         lines += [
             "if ! unshare -n true; then",
             "    echo \"hpo-relay: isolate_network is set but 'unshare -n' fails on"
@@ -228,17 +233,32 @@ def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
             "    exit 1",
             "fi",
         ]
-    argv = [
-        *settings.launcher,
-        *isolation,
-        settings.python,
-        "-m",
-        "edge.node",
-        "run-job",
-        str(job.dir),
-    ]
-    lines.append("exec " + shlex.join(argv))
     return lines
+
+
+def _exec_agent(settings: ScriptSettings, *args: str) -> str:
+    isolation = ["unshare", "-n"] if settings.isolate_network else []
+    argv = [*settings.launcher, *isolation, settings.python, "-m", "edge.node", *args]
+    return "exec " + shlex.join(argv)
+
+
+def _worker_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
+    """Layout ``per_gpu``: the script becomes the worker agent, which runs one payload
+    per GPU and takes jobs from the inbox. ``HPO_WORKER_STARTED`` is the batch job's
+    start, from which the agent reckons the end of its walltime."""
+    return [
+        "export HPO_WORKER_STARTED=$(date +%s)",
+        *_prologue(settings, WorkerPaths(worker.dir).agent_log),
+        _exec_agent(settings, "run-worker", str(worker.dir)),
+    ]
+
+
+def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
+    """Layout ``single``: the script becomes the node agent of its one job."""
+    if len(worker.job_dirs) != 1:
+        raise ValueError("a single-layout worker runs exactly one job")
+    job = JobPaths(worker.job_dirs[0])
+    return [*_prologue(settings, job.agent_log), _exec_agent(settings, "run-job", str(job.dir))]
 
 
 def format_hms(walltime: timedelta) -> str:

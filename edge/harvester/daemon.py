@@ -21,14 +21,16 @@ from pathlib import Path
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
-from edge.fsproto import JobPaths, tail_text, write_text_atomic
+from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
+from edge.harvester.pool import WorkerPool
 from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.version import edge_version
+from edge.workerproto import WorkerSettings
 from shared.clock import utcnow
 from shared.edge_api import JobEvent, JobSpec, LeaseRequest, SiteHeartbeatBody
 
@@ -36,6 +38,27 @@ log = logging.getLogger(__name__)
 
 KILL_ON_STATUSES = frozenset({404, 409, 410})
 """Answers to a job event meaning the api no longer wants this job run here."""
+
+
+def late_binding_pool(config: SiteConfig, batch: BatchSystem) -> WorkerPool:
+    late = config.late_binding
+    walltime = config.batch.walltime
+    settings = WorkerSettings(
+        slots=config.batch.gpus_per_node,
+        walltime_seconds=walltime.total_seconds() if walltime is not None else None,
+        expected_job_seconds=late.expected_job_seconds,
+        idle_seconds=late.idle_seconds,
+        heartbeat_interval=config.heartbeat_interval,
+        poll_interval=late.poll_interval,
+    )
+    return WorkerPool(
+        config.root,
+        batch,
+        settings,
+        max_slots=config.slots,
+        queue_per_slot=late.queue_per_slot,
+        lost_after=config.lost_after_seconds,
+    )
 
 
 class HarvesterLockedError(RuntimeError):
@@ -79,6 +102,7 @@ class Harvester:
             timeout=config.request_timeout,
         )
         self.jobs: dict[str, TrackedJob] = {}
+        self.pool = late_binding_pool(config, self.batch) if config.per_gpu else None
         self._loaded = False
         self._slot_freed = asyncio.Event()
         self._recovered = False
@@ -91,6 +115,8 @@ class Harvester:
             return
         sweep_staging_leftovers(self.config.root)
         self.jobs = load_active_jobs(self.config.root)
+        if self.pool is not None:
+            self.pool.load()
         self._loaded = True
         log.info(
             "harvester for site %s on %s: %d active job(s)",
@@ -99,8 +125,14 @@ class Harvester:
             len(self.jobs),
         )
 
+    def capacity(self) -> int:
+        """Jobs held at once: one per slot, plus those queued in late-binding inboxes."""
+        if self.pool is None:
+            return self.config.slots
+        return self.config.slots * (1 + self.config.late_binding.queue_per_slot)
+
     def free_slots(self) -> int:
-        return max(0, self.config.slots - len(self.jobs))
+        return max(0, self.capacity() - len(self.jobs))
 
     def node_settings(self, spec: JobSpec) -> NodeSettings:
         return NodeSettings(
@@ -162,7 +194,10 @@ class Harvester:
         if job is None:  # cannot happen short of someone editing the directory
             log.error("job %s: staged directory %s unreadable", spec.job_id, paths.dir)
             return
-        if new:
+        if new and self.pool is not None:  # dispatched to a worker by the next scan
+            job.record = HarvesterRecord(batch_kind=self.batch.kind)
+            await asyncio.to_thread(job.save_record)
+        elif new:
             try:
                 batch_id = await asyncio.to_thread(self.batch.submit, paths.dir)
             except BatchSubmitError as exc:
@@ -224,6 +259,8 @@ class Harvester:
     async def scan(self) -> None:
         """One pass over the active jobs: report ended ones, find lost ones, relay
         heartbeats of the others."""
+        if self.pool is not None:
+            await self._scan_pool(self.pool)
         jobs = list(self.jobs.values())
         if not jobs:
             return
@@ -234,6 +271,8 @@ class Harvester:
         seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
+            if self.pool is not None:
+                state = self.pool.job_state(job.job_id)
             try:
                 await self._scan_job(job, obs, state)
             except ApiUnavailableError as exc:
@@ -255,7 +294,7 @@ class Harvester:
             obs,
             state,
             done_scans=job.done_polls,
-            submitted=job.record.batch_id is not None,
+            submitted=job.record.batch_id is not None or self.pool is not None,
             limit=self.config.lost_after_seconds,
         )
         if reason is not None:
@@ -277,6 +316,19 @@ class Harvester:
             job.last_beat = time.monotonic()
             if kill:
                 await self._request_kill(job, "the central service asked to stop the job")
+
+    async def _scan_pool(self, pool: WorkerPool) -> None:
+        """Late binding: take back the unclaimed jobs the api cancelled (reported lost
+        at once, they never started), then let the pool dispatch the others."""
+        for job in list(self.jobs.values()):
+            if job.paths.kill.exists() and await asyncio.to_thread(pool.take_back, job.job_id):
+                why = (read_text(job.paths.kill) or "").strip() or "kill requested"
+                await self._report(job, lost(f"{why}; the job had not started", ""))
+        killed = frozenset(j.job_id for j in self.jobs.values() if j.paths.kill.exists())
+        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed)
+        for job_id, reason in result.failed.items():
+            if job_id in self.jobs:
+                await self._report(self.jobs[job_id], lost(reason, ""))
 
     # -- running ----------------------------------------------------------------------
 

@@ -51,11 +51,20 @@ class JobSetupError(Exception):
 
 
 class NodeAgent:
-    def __init__(self, job_dir: Path, *, host: str | None = None) -> None:
+    def __init__(
+        self, job_dir: Path, *, host: str | None = None, gpus: list[str] | None = None
+    ) -> None:
+        """``gpus``: the GPUs of the slot running the job (a late-binding worker's);
+        None keeps what ``job.json`` says."""
         self.paths = JobPaths(job_dir.resolve())
         self.host = host or socket.gethostname()
+        self._gpus = gpus
         self._signal_reason: str | None = None
         self._status = NodeStatus(state="running", host=self.host, agent_pid=os.getpid())
+
+    @property
+    def state(self) -> NodeState:
+        return self._status.state
 
     def request_stop(self, reason: str) -> None:
         """Called from a signal handler (batch cancel, walltime): stop like a kill."""
@@ -122,7 +131,8 @@ class NodeAgent:
         spec, node = doc.spec, doc.node
         for name in file_names(doc):
             check_file_name(name)
-        self._status.gpus = node.gpus
+        gpus = node.gpus if self._gpus is None else self._gpus
+        self._status.gpus = gpus
         runtime = open_runtime(node.runtime.kind, node.runtime)
         work = self.paths.work
         work.mkdir(exist_ok=True)
@@ -143,7 +153,7 @@ class NodeAgent:
             input_path = work / spec.files.input
             if index > 0 or not input_path.exists():
                 write_json_atomic(input_path, point.params, indent=None)
-            launch = runtime.prepare(exec_, work, spec.env, node.image, node.gpus)
+            launch = runtime.prepare(exec_, work, spec.env, node.image, gpus)
             for note in launch.notes:
                 log.warning("%s", note)
             result = self._run_one(index, point, launch, sup, many=len(spec.points) > 1)
