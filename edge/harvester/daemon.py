@@ -105,6 +105,7 @@ class Harvester:
         self.pool = late_binding_pool(config, self.batch) if config.per_gpu else None
         self._loaded = False
         self._slot_freed = asyncio.Event()
+        self._pool_lock = asyncio.Lock()  # the scan and the lease loop both dispatch
         self._recovered = False
 
     # -- state ---------------------------------------------------------------------
@@ -320,6 +321,10 @@ class Harvester:
     async def _scan_pool(self, pool: WorkerPool) -> None:
         """Late binding: take back the unclaimed jobs the api cancelled (reported lost
         at once, they never started), then let the pool dispatch the others."""
+        async with self._pool_lock:
+            await self._pool_step(pool)
+
+    async def _pool_step(self, pool: WorkerPool) -> None:
         for job in list(self.jobs.values()):
             if job.paths.kill.exists() and await asyncio.to_thread(pool.take_back, job.job_id):
                 why = (read_text(job.paths.kill) or "").strip() or "kill requested"
@@ -389,7 +394,8 @@ class Harvester:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._slot_freed.wait(), self.config.poll_interval)
             return
-        await self.lease_once(self.config.lease_wait_seconds)
+        if await self.lease_once(self.config.lease_wait_seconds) and self.pool is not None:
+            await self._scan_pool(self.pool)  # dispatch now rather than at the next scan
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then finish the steps in flight; holds the root
