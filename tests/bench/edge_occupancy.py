@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import sys
 import tempfile
@@ -134,6 +135,7 @@ async def run_mode(api_url: str, state: FakeEdgeApi, layout: str, jobs: list[Job
             if record is not None and record.batch_id:
                 batch.cancel(record.batch_id)
     line = {"bench": "edge_occupancy", "mode": layout, "jobs": len(jobs), **measure(root, jobs, t0)}
+    shutil.rmtree(root, ignore_errors=True)
     line["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, one-node Slurm, 6 fake GPUs"
     print(json.dumps(line), flush=True)
 
