@@ -120,6 +120,7 @@ class WorkerAgent:
         self._stop: str | None = None
         self._lock = threading.RLock()  # also taken by the signal handler
         self._ended = threading.Event()
+        self._last_status: WorkerStatus | None = None
 
     # -- signals ------------------------------------------------------------------------
 
@@ -217,7 +218,9 @@ class WorkerAgent:
 
     # -- status -------------------------------------------------------------------------
 
-    def _write_status(self, state: WorkerState, reason: str = "") -> None:
+    def _write_status(self, state: WorkerState, reason: str = "", *, force: bool = False) -> None:
+        """Write status.json when it changed (or ``force``): a shared filesystem pays
+        for every write."""
         status = WorkerStatus(
             state=state,
             host=self.host,
@@ -228,7 +231,10 @@ class WorkerAgent:
             expected_job_seconds=self.estimate.expected(),
             reason=reason,
         )
+        if status == self._last_status and not force:
+            return
         write_json_atomic(self.paths.status, status.model_dump(mode="json"))
+        self._last_status = status
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -264,12 +270,13 @@ class WorkerAgent:
                 if self.state() == "draining":
                     reason = "the walltime left is shorter than a job is expected to take"
                     break
-            if now >= next_beat:
+            beat = now >= next_beat
+            if beat:
                 touch(self.paths.heartbeat)
                 next_beat = now + s.heartbeat_interval
-            self._write_status(self.state())
+            self._write_status(self.state(), force=beat)
             self._ended.wait(s.poll_interval)
-        self._write_status("exited", reason)
+        self._write_status("exited", reason, force=True)
         touch(self.paths.heartbeat)
         log.info("worker %s exits: %s", self.paths.worker_id, reason)
         return 0

@@ -12,7 +12,9 @@ same jobs on the same cluster, one after the other:
 
 occupancy = busy slot-seconds / (6 x makespan), makespan from the moment the jobs are
 offered to the end of the last payload; busy = the payloads' own run times, from the
-node agents' status files. Prints one JSON line per mode.
+node agents' status files. Also printed: when the first payload started, and the idle
+slot-seconds after the last payload started (the drain, which no scheduler that does
+not know the durations avoids). Prints one JSON line per mode.
 
 Run (as root, for the one-node Slurm of the dev infrastructure):
     deploy/dev/infra.py run -- python tests/bench/edge_occupancy.py [--jobs 60]
@@ -98,15 +100,20 @@ def measure(root: Path, jobs: list[JobSpec], t0: float) -> dict[str, Any]:
     busy = sum(end - start for start, end in runs)
     makespan = max(end for _, end in runs) - t0
     edges = sorted([(s, 1) for s, _ in runs] + [(e, -1) for _, e in runs])
+    last_start = max(start for start, _ in runs)
     concurrent = peak = 0
-    for _, step in edges:
+    drain_idle = 0.0
+    for (when, step), (after, _) in zip(edges, [*edges[1:], (edges[-1][0], 0)], strict=True):
         concurrent += step
         peak = max(peak, concurrent)
+        if when >= last_start:
+            drain_idle += (GPUS - concurrent) * (after - when)
     return {
         "occupancy": round(busy / (GPUS * makespan), 4),
         "makespan_s": round(makespan, 1),
         "first_payload_after_s": round(min(start for start, _ in runs) - t0, 1),
         "busy_slot_s": round(busy, 1),
+        "drain_idle_slot_s": round(drain_idle, 1),
         "max_concurrent_payloads": peak,
         "occupancy_of_concurrent_slots": round(busy / (peak * makespan), 4),
     }
