@@ -325,12 +325,17 @@ class Harvester:
             await self._pool_step(pool)
 
     async def _pool_step(self, pool: WorkerPool) -> None:
-        for job in list(self.jobs.values()):
-            if job.paths.kill.exists() and await asyncio.to_thread(pool.take_back, job.job_id):
-                why = (read_text(job.paths.kill) or "").strip() or "kill requested"
-                await self._report(job, lost(f"{why}; the job had not started", ""))
-        killed = frozenset(j.job_id for j in self.jobs.values() if j.paths.kill.exists())
+        jobs = list(self.jobs.values())
+        killed = await asyncio.to_thread(
+            lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
+        )
         result = await asyncio.to_thread(pool.step, dict(self.jobs), killed)
+        for job_id in result.taken_back:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            why = (await asyncio.to_thread(read_text, job.paths.kill) or "").strip()
+            await self._report(job, lost(f"{why or 'kill requested'}; the job had not started", ""))
         for job_id, reason in result.failed.items():
             if job_id in self.jobs:
                 await self._report(self.jobs[job_id], lost(reason, ""))

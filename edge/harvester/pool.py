@@ -65,6 +65,8 @@ class PoolWorker:
 class StepResult:
     failed: dict[str, str] = field(default_factory=dict)
     """Jobs no worker could be submitted for, with the batch system's reason."""
+    taken_back: list[str] = field(default_factory=list)
+    """Jobs with a kill request that no slot had claimed: they will never run."""
 
 
 class WorkerPool:
@@ -156,8 +158,9 @@ class WorkerPool:
 
     # -- acting -------------------------------------------------------------------------
 
-    def take_back(self, job_id: str) -> bool:
-        """Withdraw ``job_id`` from the inbox it waits in; False if a slot claimed it."""
+    def _take_back(self, job_id: str) -> bool:
+        """Withdraw ``job_id`` from the inbox it waits in (True if it waited in none);
+        False if a slot claimed it. Only right after :meth:`refresh`."""
         where = self.location.get(job_id)
         if where is None:
             return True
@@ -184,15 +187,18 @@ class WorkerPool:
 
     def step(self, active: Mapping[str, object], killed: frozenset[str]) -> StepResult:
         """One pass for the active jobs (``killed``: those with a kill request, which
-        are never dispatched)."""
+        are taken back if no slot claimed them, and never dispatched)."""
         result = StepResult()
         self.refresh()
+        result.taken_back = [job for job in killed if job in active and self._take_back(job)]
         for job_id, worker_id in to_withdraw(self._views(active)):
             if withdraw(self.workers[worker_id].paths, job_id):
                 log.info("job %s taken back from worker %s", job_id, worker_id)
                 del self.location[job_id]
         self._retire(active)
+        gone = set(result.taken_back)
         waiting = [j for j in active if j not in self.location and j not in killed]
+        active = {j: v for j, v in active.items() if j not in gone}
         decided = self._plan(active, waiting)
         for _ in range(decided.submit):
             try:
