@@ -1,4 +1,5 @@
-"""The ``slurm`` batch system: each edge job runs as one Slurm batch job.
+"""The ``slurm`` batch system: each edge job runs as one Slurm batch job, or (layout
+``per_gpu``) one Slurm job per node runs a late-binding worker with a slot per GPU.
 
 Supports: partition, account, walltime, node count, GPUs per node (``--gres=gpu:N``, on
 which Slurm sets ``CUDA_VISIBLE_DEVICES`` for the job), extra ``#SBATCH`` lines, set-up
@@ -13,9 +14,9 @@ its grace period, and SIGKILL follows after the cluster's KillWait.
 Batch jobs are not requeued by Slurm (``--no-requeue``) unless ``requeue`` is set: the
 central service retries points itself.
 
-Does not support (yet): several agents per batch job (layout 1 with late binding),
-multi-node launches (layouts 3 and 4), job arrays, heterogeneous jobs, and federations or
-``--clusters`` (the cluster part ``sbatch --parsable`` may print is dropped).
+Does not support (yet): multi-node launches (layouts 3 and 4), job arrays, heterogeneous
+jobs, and federations or ``--clusters`` (the cluster part ``sbatch --parsable`` may print
+is dropped).
 
 Tested against a real one-node Slurm 22.05 (``deploy/dev/slurm.py`` starts it).
 """
