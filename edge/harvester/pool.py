@@ -152,10 +152,6 @@ class WorkerPool:
             return "done"
         return "running"
 
-    def claimed(self, job_id: str) -> bool:
-        where = self.location.get(job_id)
-        return where is not None and where[1]
-
     # -- acting -------------------------------------------------------------------------
 
     def _take_back(self, job_id: str) -> bool:
@@ -165,8 +161,14 @@ class WorkerPool:
         if where is None:
             return True
         worker_id, claimed = where
-        if claimed or not withdraw(self.workers[worker_id].paths, job_id):
+        return not claimed and self._withdraw(worker_id, job_id)
+
+    def _withdraw(self, worker_id: str, job_id: str) -> bool:
+        worker = self.workers[worker_id]
+        if not withdraw(worker.paths, job_id):
             return False
+        log.info("job %s taken back from worker %s", job_id, worker_id)
+        worker.inbox = tuple(j for j in worker.inbox if j != job_id)
         del self.location[job_id]
         return True
 
@@ -192,9 +194,7 @@ class WorkerPool:
         self.refresh()
         result.taken_back = [job for job in killed if job in active and self._take_back(job)]
         for job_id, worker_id in to_withdraw(self._views(active)):
-            if withdraw(self.workers[worker_id].paths, job_id):
-                log.info("job %s taken back from worker %s", job_id, worker_id)
-                del self.location[job_id]
+            self._withdraw(worker_id, job_id)
         self._retire(active)
         gone = set(result.taken_back)
         waiting = [j for j in active if j not in self.location and j not in killed]

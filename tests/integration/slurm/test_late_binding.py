@@ -5,6 +5,7 @@ job. The harvester's worker pool drives it, as the daemon's scan would."""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,18 @@ def slurm_per_gpu(slurm_conf: str) -> Iterator[SlurmBatch]:
         batch.cancel(batch_id)
 
 
+def make_pool(root: Path, batch: SlurmBatch) -> WorkerPool:
+    settings = WorkerSettings(
+        slots=6,
+        walltime_seconds=300,
+        expected_job_seconds=30,
+        idle_seconds=3,
+        heartbeat_interval=1,
+        poll_interval=0.2,
+    )
+    return WorkerPool(root, batch, settings, max_slots=6, queue_per_slot=1, lost_after=60)
+
+
 def test_one_batch_job_runs_more_jobs_than_gpus_one_gpu_each(
     slurm_per_gpu: SlurmBatch, stage: StageFactory, tmp_path: Path
 ) -> None:
@@ -51,21 +64,7 @@ def test_one_batch_job_runs_more_jobs_than_gpus_one_gpu_each(
     jobs = [
         stage("sh ./probe.sh", job_id=f"job-{i}", task_files={"probe.sh": PROBE}) for i in range(9)
     ]
-    pool = WorkerPool(
-        root,
-        slurm_per_gpu,
-        WorkerSettings(
-            slots=6,
-            walltime_seconds=300,
-            expected_job_seconds=30,
-            idle_seconds=3,
-            heartbeat_interval=1,
-            poll_interval=0.2,
-        ),
-        max_slots=6,
-        queue_per_slot=1,
-        lost_after=60,
-    )
+    pool = make_pool(root, slurm_per_gpu)
 
     def ended(job: JobPaths) -> bool:
         raw = read_json(job.status)
@@ -96,3 +95,54 @@ def test_one_batch_job_runs_more_jobs_than_gpus_one_gpu_each(
     assert batch_ids == {worker.record.batch_id}  # all nine in the same Slurm job
     gpus = {(job.work / "gpu.txt").read_text() for job in jobs}
     assert len(gpus) == 6  # every GPU of the node was used
+
+
+@pytest.fixture
+def gpus_held(slurm_conf: str) -> Iterator[str]:
+    """A plain Slurm job holding all six GPUs, so a worker submitted now stays queued."""
+    done = subprocess.run(
+        ["sbatch", "--parsable", "--gres=gpu:6", "--output=/dev/null", "--wrap", "sleep 300"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    batch_id = done.stdout.strip().split(";")[0]
+    yield batch_id
+    subprocess.run(["scancel", batch_id], timeout=30, check=False)
+
+
+def squeue_state(batch_id: str) -> str:
+    done = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={batch_id}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def test_a_queued_worker_left_with_nothing_to_run_is_cancelled(
+    slurm_per_gpu: SlurmBatch, gpus_held: str, stage: StageFactory, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    job = stage("sh ./probe.sh", job_id="job-0", task_files={"probe.sh": PROBE})
+    pool = make_pool(root, slurm_per_gpu)
+    assert not pool.step({job.job_id: None}, frozenset()).failed
+    (worker,) = pool.workers.values()
+    assert entries(worker.paths.inbox) == [job.job_id]
+    assert worker.record.batch_id is not None
+    assert squeue_state(worker.record.batch_id) == "PENDING"  # the GPUs are held
+
+    job.kill.write_text("task cancelled\n")  # what the harvester writes for the api
+    result = pool.step({job.job_id: None}, frozenset({job.job_id}))
+    assert result.taken_back == [job.job_id]
+    assert entries(worker.paths.withdrawn) == [job.job_id]
+    record = worker.paths.read_record()
+    assert record is not None and record.released
+    deadline = time.monotonic() + 30
+    while squeue_state(worker.record.batch_id) not in ("", "CANCELLED"):
+        assert time.monotonic() < deadline, squeue_state(worker.record.batch_id)
+        time.sleep(0.5)
+    assert not job.status.exists()  # it never ran
