@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -189,6 +190,18 @@ def claim(worker: WorkerPaths, job_id: str) -> bool:
     """Move the entry from the inbox to ``claimed/``; False if someone else moved it."""
     try:
         os.rename(worker.inbox / job_id, worker.claimed / job_id)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def retire_claim(worker: WorkerPaths, job_id: str) -> bool:
+    """Hide the claim of an attempt that is over (renamed to a dot-name, which
+    :func:`entries` skips), so a later attempt of the same job id can be dispatched."""
+    try:
+        os.rename(
+            worker.claimed / job_id, worker.claimed / f".{job_id}.{secrets.token_hex(4)}.done"
+        )
     except FileNotFoundError:
         return False
     return True

@@ -178,6 +178,8 @@ class Harvester:
 
     async def _start_job(self, spec: JobSpec) -> None:
         root = self.config.root
+        if self.pool is not None:
+            await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
         try:
             paths, new = await asyncio.to_thread(stage_job, root, spec, self.node_settings(spec))
         except (StagingError, OSError) as exc:
@@ -317,6 +319,14 @@ class Harvester:
             job.last_beat = time.monotonic()
             if kill:
                 await self._request_kill(job, "the central service asked to stop the job")
+
+    async def _forget_old_attempt(self, pool: WorkerPool, paths: JobPaths) -> None:
+        """A job id staged afresh (never seen, or its last attempt here was reported)
+        must not be taken for claimed by the slot that ran that last attempt."""
+        if paths.dir.exists() and not paths.reported.exists():
+            return  # the same attempt leased again: what the worker did counts
+        async with self._pool_lock:
+            await asyncio.to_thread(pool.forget, paths.job_id)
 
     async def _scan_pool(self, pool: WorkerPool) -> None:
         """Late binding: take back the unclaimed jobs the api cancelled (reported lost

@@ -36,6 +36,7 @@ from edge.workerproto import (
     WorkerStatus,
     dispatch,
     entries,
+    retire_claim,
     withdraw,
 )
 from shared.clock import utcnow
@@ -153,6 +154,18 @@ class WorkerPool:
         return "running"
 
     # -- acting -------------------------------------------------------------------------
+
+    def forget(self, job_id: str) -> None:
+        """Hide the ``claimed/`` entries of an earlier, reported attempt of ``job_id``
+        before it is staged afresh (they are kept, renamed, for the record)."""
+        for worker in self.workers.values():
+            if retire_claim(worker.paths, job_id):
+                log.info(
+                    "job %s: claim of an earlier attempt in %s set aside",
+                    job_id,
+                    worker.paths.worker_id,
+                )
+        self.location.pop(job_id, None)
 
     def _take_back(self, job_id: str) -> bool:
         """Withdraw ``job_id`` from the inbox it waits in (True if it waited in none);

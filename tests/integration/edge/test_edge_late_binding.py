@@ -200,3 +200,23 @@ async def test_a_job_cancelled_before_a_slot_took_it_is_taken_back_and_reported(
     assert "had not started" in fake_api.events_of(waiting_spec.job_id, "failed")[0].reason
     assert not waiting.status.exists()  # never ran
     assert status_of(config.root, running_spec.job_id).state == "killed"
+
+
+@pytest.mark.usefixtures("sweep_workers")
+async def test_a_job_retried_at_the_site_runs_again_on_the_worker_that_ran_it(
+    fake_api: Any, harvesters: HarvesterFactory, make_spec: SpecFactory, site_config: SiteConfig
+) -> None:
+    config = late_config(site_config, gpus_per_node=1)
+    config.slots = 1
+    config.late_binding.idle_seconds = 30  # the worker outlives the first attempt
+    first = probe_spec(make_spec, 0, exit_code=3)
+    fake_api.offer(first)
+    async with running(harvesters(config)):
+        await until(lambda: fake_api.events_of(first.job_id, "failed"))
+        retry = first.model_copy(update={"generation": 2, "attempt": 2, "exec": "sh ./probe.sh 0"})
+        fake_api.offer(retry)
+        await until(lambda: fake_api.events_of(first.job_id, "finished"))
+    (worker,) = workers_of(config.root)
+    assert entries(worker.claimed) == [first.job_id]  # the retry's claim
+    assert len(list(worker.claimed.glob(f".{first.job_id}.*.done"))) == 1  # the first's
+    assert fake_api.events_of(first.job_id, "finished")[0].generation == 2
