@@ -26,11 +26,10 @@ from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
-from edge.harvester.pool import WorkerPool
+from edge.harvester.pool import WorkerPool, late_binding_pool
 from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.version import edge_version
-from edge.workerproto import WorkerSettings
 from shared.clock import utcnow
 from shared.edge_api import JobEvent, JobSpec, LeaseRequest, SiteHeartbeatBody
 
@@ -38,27 +37,6 @@ log = logging.getLogger(__name__)
 
 KILL_ON_STATUSES = frozenset({404, 409, 410})
 """Answers to a job event meaning the api no longer wants this job run here."""
-
-
-def late_binding_pool(config: SiteConfig, batch: BatchSystem) -> WorkerPool:
-    late = config.late_binding
-    walltime = config.batch.walltime
-    settings = WorkerSettings(
-        slots=config.batch.gpus_per_node,
-        walltime_seconds=walltime.total_seconds() if walltime is not None else None,
-        expected_job_seconds=late.expected_job_seconds,
-        idle_seconds=late.idle_seconds,
-        heartbeat_interval=config.heartbeat_interval,
-        poll_interval=late.poll_interval,
-    )
-    return WorkerPool(
-        config.root,
-        batch,
-        settings,
-        max_slots=config.slots,
-        queue_per_slot=late.queue_per_slot,
-        lost_after=config.lost_after_seconds,
-    )
 
 
 class HarvesterLockedError(RuntimeError):

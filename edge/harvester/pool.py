@@ -26,6 +26,7 @@ from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem
 from edge.batch.script import new_late_worker
+from edge.config import SiteConfig
 from edge.fsproto import file_age
 from edge.harvester.dispatch import Plan, WorkerPhase, WorkerView, plan, to_withdraw
 from edge.workerproto import (
@@ -278,3 +279,25 @@ class WorkerPool:
             worker.record.retired = True
             worker.paths.save_record(worker.record)
             del self.workers[worker_id]
+
+
+def late_binding_pool(config: SiteConfig, batch: BatchSystem) -> WorkerPool:
+    """The pool of a site whose batch layout is ``per_gpu``."""
+    late = config.late_binding
+    walltime = config.batch.walltime
+    settings = WorkerSettings(
+        slots=config.batch.gpus_per_node,
+        walltime_seconds=walltime.total_seconds() if walltime is not None else None,
+        expected_job_seconds=late.expected_job_seconds,
+        idle_seconds=late.idle_seconds,
+        heartbeat_interval=config.heartbeat_interval,
+        poll_interval=late.poll_interval,
+    )
+    return WorkerPool(
+        config.root,
+        batch,
+        settings,
+        max_slots=config.slots,
+        queue_per_slot=late.queue_per_slot,
+        lost_after=config.lost_after_seconds,
+    )
