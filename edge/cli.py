@@ -7,6 +7,7 @@ Typical use on a login node (or as the systemd user service in deploy/)::
 and, inside a batch job on a compute node (the batch adapters write this for you)::
 
     hpo-edge node run-job $HPO_EDGE_ROOT/jobs/<job_id>
+    hpo-edge node run-worker $HPO_EDGE_ROOT/workers/<worker_id>   # layout per_gpu
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ def run_job(job_dir: Annotated[Path, typer.Argument(help="jobs/<job_id> director
     from edge.node.agent import main as agent_main
 
     raise typer.Exit(code=agent_main(str(job_dir)))
+
+
+@node_app.command("run-worker")
+def run_worker(
+    worker_dir: Annotated[Path, typer.Argument(help="workers/<worker_id> directory")],
+) -> None:
+    """Run a late-binding worker: one payload per GPU, jobs from its inbox."""
+    from edge.node.worker import main as worker_main
+
+    raise typer.Exit(code=worker_main(str(worker_dir)))
 
 
 @app.command()

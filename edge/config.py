@@ -43,6 +43,25 @@ class SiteConfigError(ValueError):
     """The site config cannot be used; the message says what to change."""
 
 
+class LateBindingConfig(BaseModel):
+    """``[late_binding]``: how ``per_gpu`` workers (layout 1) take jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_job_seconds: float = Field(default=900.0, gt=0)
+    """A job's expected duration until a worker has seen one finish; a worker then
+    uses the longest it saw. A slot starts another job only if it fits in the walltime
+    left."""
+    idle_seconds: float = Field(default=60.0, ge=0)
+    """A worker with an empty inbox and nothing running exits after this long."""
+    queue_per_slot: int = Field(default=1, ge=0, le=16)
+    """Jobs held in a worker's inbox per GPU slot beyond the running ones, so a slot
+    starts its next job as soon as a payload ends; the harvester leases
+    ``slots x (1 + queue_per_slot)`` jobs at most."""
+    poll_interval: float = Field(default=0.5, gt=0)
+    """How often an idle slot looks into the inbox."""
+
+
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +87,7 @@ class SiteConfig(BaseModel):
     isolate_network: bool = False
     """Start node agents under ``unshare -n``, proving the compute side is offline."""
     request_timeout: float = Field(default=30.0, gt=0)
+    late_binding: LateBindingConfig = Field(default_factory=LateBindingConfig)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SiteConfig:
@@ -84,6 +104,19 @@ class SiteConfig(BaseModel):
                 "must reach the scheduler and the ranks each other over the network"
             )
         return self
+
+    @model_validator(mode="after")
+    def _slots_hold_a_worker(self) -> SiteConfig:
+        if self.batch.layout == "per_gpu" and self.slots < self.batch.gpus_per_node:
+            raise ValueError(
+                f"slots ({self.slots}) must be at least batch.gpus_per_node "
+                f"({self.batch.gpus_per_node}) with layout 'per_gpu': a worker holds a node"
+            )
+        return self
+
+    @property
+    def per_gpu(self) -> bool:
+        return self.batch.layout == "per_gpu"
 
     @property
     def base_url(self) -> str:

@@ -3,8 +3,11 @@
 For development, the embedded default, and single-node sites where the login node is
 also the compute node. Supports: submit, poll and cancel, surviving a harvester
 restart (the agent keeps running in its own session; a new harvester recognises it by
-pid and process start time). Does not support: queues, walltime, resource limits, GPU
-assignment or several nodes; the ``slots`` setting is the only concurrency limit.
+pid and process start time), and the ``per_gpu`` layout: a worker agent with
+``gpus_per_node`` slots (GPU ids from ``CUDA_VISIBLE_DEVICES`` when set, else 0..n-1)
+taking late-bound jobs, for which ``walltime`` is the time it plans with (it is not
+enforced). Does not support: queues, resource limits or several nodes; the ``slots``
+setting is the only concurrency limit.
 
 The agent is started with ``os.posix_spawn`` rather than ``subprocess.Popen`` because
 the harvester tracks it by pid alone (a Popen object cannot outlive a restart, and
@@ -18,15 +21,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import edge
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.fsproto import JobPaths
+from edge.workerproto import WorkerPaths
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +41,15 @@ class LocalBatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["local"] = "local"
+    layout: Literal["single", "per_gpu"] = "single"
+    """As for the schedulers: ``per_gpu`` runs late-binding workers of
+    ``gpus_per_node`` slots."""
     python: str | None = None
     """Interpreter for the node agent; None means the harvester's own."""
+    gpus_per_node: int = Field(default=1, ge=1, le=64)
+    """Slots of a ``per_gpu`` worker."""
+    walltime: timedelta | None = None
+    """The walltime a ``per_gpu`` worker plans its late binding with; not enforced."""
 
 
 def _stat_fields(pid: int | str) -> list[str] | None:
@@ -81,13 +94,25 @@ class LocalBatch:
 
     def submit(self, job_dir: Path) -> str:
         paths = JobPaths(job_dir)
-        argv = [*self._prefix, self._python, "-m", "edge.node", "run-job", str(job_dir)]
+        batch_id = self._spawn(["run-job", str(job_dir)], paths.agent_log, {})
+        log.info("started node agent for %s as %s", paths.job_id, batch_id)
+        return batch_id
+
+    def submit_worker(self, worker_dir: Path) -> str:
+        paths = WorkerPaths(worker_dir)
+        started = {"HPO_WORKER_STARTED": str(int(time.time()))}
+        batch_id = self._spawn(["run-worker", str(worker_dir)], paths.agent_log, started)
+        log.info("started worker %s as %s", paths.worker_id, batch_id)
+        return batch_id
+
+    def _spawn(self, args: Sequence[str], log_path: Path, env: Mapping[str, str]) -> str:
+        argv = [*self._prefix, self._python, "-m", "edge.node", *args]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (
                 os.POSIX_SPAWN_OPEN,
                 1,
-                str(paths.agent_log),
+                str(log_path),
                 os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                 0o644,
             ),
@@ -95,14 +120,12 @@ class LocalBatch:
         ]
         try:
             pid = os.posix_spawn(
-                argv[0], argv, self._agent_env(), file_actions=actions, setsid=True
+                argv[0], argv, {**self._agent_env(), **env}, file_actions=actions, setsid=True
             )
         except OSError as exc:
             raise BatchSubmitError(f"could not start the node agent ({argv[0]}): {exc}") from exc
         stat = _proc_stat(pid)
-        batch_id = f"{pid}:{stat[1]}" if stat else str(pid)
-        log.info("started node agent for %s as pid %s", paths.job_id, pid)
-        return batch_id
+        return f"{pid}:{stat[1]}" if stat else str(pid)
 
     def _state(self, batch_id: str) -> BatchState:
         pid_text, _, started = batch_id.partition(":")

@@ -31,6 +31,12 @@ class BatchSystem(Protocol):
         """
         ...
 
+    def submit_worker(self, worker_dir: Path) -> str:
+        """Start (or queue) a late-binding worker agent (layout ``per_gpu``) for the
+        worker directory the harvester prepared; return the batch id. Raises
+        BatchSubmitError."""
+        ...
+
     def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:
         """The state of each id, in one call per harvester scan.
 

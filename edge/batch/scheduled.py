@@ -23,13 +23,13 @@ from edge.batch.script import (
     ScheduledBatchConfig,
     ScriptSettings,
     Worker,
-    WorkerRecord,
     code_root,
     new_worker,
     render_script,
 )
 from edge.fsproto import write_json_atomic, write_text_atomic
 from edge.node.layout import NodeLayout
+from edge.workerproto import WorkerRecord
 from shared.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -126,25 +126,39 @@ class ScheduledBatch(ABC):
     def submit(self, job_dir: Path) -> str:
         try:
             worker = new_worker(job_dir)
-            script = self.render(worker)
-            write_text_atomic(worker.script, script)
-        except (ValueError, OSError) as exc:  # UnsafeDirectiveError is a ValueError
+        except (ValueError, OSError) as exc:
             raise BatchSubmitError(f"cannot write the {self.kind} batch script: {exc}") from exc
         record = WorkerRecord(
             worker_id=worker.worker_id, kind=self.kind, jobs=[d.name for d in worker.job_dirs]
         )
+        return self._submit(worker, record)
+
+    def submit_worker(self, worker_dir: Path) -> str:
+        """Submit the late-binding worker whose directory and record the harvester made;
+        the harvester records the batch id itself."""
+        worker = Worker(worker_dir.name, worker_dir, ())
+        return self._submit(worker, None)
+
+    def _submit(self, worker: Worker, record: WorkerRecord | None) -> str:
+        try:
+            script = self.render(worker)
+            write_text_atomic(worker.script, script)
+        except (ValueError, OSError) as exc:  # UnsafeDirectiveError is a ValueError
+            raise BatchSubmitError(f"cannot write the {self.kind} batch script: {exc}") from exc
         try:
             batch_id = self.submit_script(worker, script)
         except (BatchSubmitError, CommandError) as exc:
-            record.error = str(exc)
-            self._save(worker, record)
+            if record is not None:
+                record.error = str(exc)
+                self._save(worker, record)
             if isinstance(exc, BatchSubmitError):
                 raise
             raise BatchSubmitError(
                 f"{exc} (if it timed out, the job may be queued all the same: see {worker.log})"
             ) from exc
-        record.batch_id, record.submitted_at = batch_id, utcnow()
-        self._save(worker, record)
+        if record is not None:
+            record.batch_id, record.submitted_at = batch_id, utcnow()
+            self._save(worker, record)
         log.info("worker %s submitted to %s as %s", worker.worker_id, self.kind, batch_id)
         return batch_id
 

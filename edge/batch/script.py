@@ -14,13 +14,15 @@ adapter renders from its config. Values it writes into shell code are quoted wit
 since each scheduler parses those lines with its own (not the shell's) rules. The
 ``setup`` lines are the site admin's shell code and are written verbatim on purpose.
 
-A worker runs exactly one node agent, for one job, with ``exec``, so that the
-scheduler's signals (cancel, walltime) reach the agent itself and it can stop the payload
-cleanly. The site layout (§8) reaches the agent as ``--layout JSON``: ``whole_node``
-shows the payload every GPU of the node, ``multi_node`` and ``elastic`` have the agent
-start the payload through a multi-node launcher (``srun``, ``jsrun``, ``mpirun``) from
-the batch script itself, on the first node. Layout 1 (several agents with one GPU each
-and an ``inbox/`` for late binding) would be another launch section here.
+A worker of the other layouts runs exactly one node agent, for one job, with ``exec``,
+so that the scheduler's signals (cancel, walltime) reach the agent itself and it can
+stop the payload cleanly. The site layout (§8) reaches the agent as ``--layout JSON``:
+``whole_node`` shows the payload every GPU of the node, ``multi_node`` and ``elastic``
+have the agent start the payload through a multi-node launcher (``srun``, ``jsrun``,
+``mpirun``) from the batch script itself, on the first node. A ``per_gpu`` worker
+(layout 1) ``exec``s the worker agent instead, which runs one payload per GPU and takes
+late-bound jobs from the worker's ``inbox/`` (:mod:`edge.workerproto`); it logs to
+``agent.log`` in the worker directory.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import secrets
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -38,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 import edge
 from edge.fsproto import JOBS_DIR, JobPaths
-
-WORKERS_DIR = "workers"
+from edge.workerproto import WORKERS_DIR, WorkerPaths
+from edge.workerproto import WorkerRecord as WorkerRecord  # its home until layout 1
 
 DirectiveName = Annotated[str, Field(min_length=1, pattern=r"^[^\s\"'\\%#]+$")]
 """A partition, queue or account name: one word, nothing a directive parser treats
@@ -57,11 +59,14 @@ class ScheduledBatchConfig(BaseModel):
     walltime: timedelta | None = None
     """Time limit of each batch job (TOML ``"02:00:00"`` or seconds); None: the queue's
     default."""
-    layout: Literal["single", "whole_node", "multi_node", "elastic"] = "single"
+    layout: Literal["single", "per_gpu", "whole_node", "multi_node", "elastic"] = "single"
     """How a job's payload is placed (ARCHITECTURE §8): ``single`` one payload with the
-    job's GPUs; ``whole_node`` one payload seeing every GPU of its node; ``multi_node``
-    ``nodes * tasks_per_node`` ranks started by the scheduler's launcher, with the
-    torch.distributed variables exported; ``elastic`` torchrun on every node."""
+    job's GPUs, one batch job per edge job; ``per_gpu`` (layout 1) one batch job per
+    node running one payload per GPU, taking further jobs from its inbox while its
+    walltime lasts (late binding; needs ``gpus_per_node``); ``whole_node`` one payload
+    seeing every GPU of its node; ``multi_node`` ``nodes * tasks_per_node`` ranks started
+    by the scheduler's launcher, with the torch.distributed variables exported;
+    ``elastic`` torchrun on every node."""
     nodes: int = Field(default=1, ge=1, le=100_000)
     """Nodes per batch job. The agent runs on the first one; more pay off only with the
     ``multi_node`` and ``elastic`` layouts."""
@@ -119,6 +124,8 @@ class ScheduledBatchConfig(BaseModel):
             )
         if self.min_nodes is not None and (self.layout != "elastic" or self.min_nodes > self.nodes):
             raise ValueError("min_nodes applies to layout 'elastic' and must not exceed nodes")
+        if self.layout == "per_gpu" and self.gpus_per_node < 1:
+            raise ValueError("layout 'per_gpu' needs gpus_per_node >= 1")
         return self
 
     @field_validator("walltime")
@@ -159,7 +166,8 @@ def directive_value(value: str | Path, what: str) -> str:
 
 @dataclass(frozen=True)
 class Worker:
-    """One batch job and the job directories it serves (exactly one for now)."""
+    """One batch job and the job directories bound to it at submission: exactly one
+    for the ``single`` layout, none for ``per_gpu`` (its jobs come through the inbox)."""
 
     worker_id: str
     dir: Path
@@ -185,17 +193,6 @@ class Worker:
         return f"hpo-{self.worker_id}"
 
 
-class WorkerRecord(BaseModel):
-    """``workers/<worker_id>/worker.json``, written by the harvester after submitting."""
-
-    worker_id: str
-    kind: str
-    jobs: list[str]
-    batch_id: str | None = None
-    submitted_at: datetime | None = None
-    error: str = ""
-
-
 def new_worker(job_dir: Path) -> Worker:
     """Create the directory of a fresh worker for ``$ROOT/jobs/<job_id>``."""
     job_dir = job_dir.absolute()
@@ -205,6 +202,14 @@ def new_worker(job_dir: Path) -> Worker:
     directory = job_dir.parent.parent / WORKERS_DIR / worker_id
     directory.mkdir(parents=True)
     return Worker(worker_id, directory, (job_dir,))
+
+
+def new_late_worker(root: Path) -> Worker:
+    """Create the directory (with its inbox) of a fresh late-binding worker."""
+    worker_id = f"w-{secrets.token_hex(6)}"
+    paths = WorkerPaths.under(root.absolute(), worker_id)
+    paths.make()
+    return Worker(worker_id, paths.dir, ())
 
 
 def code_root() -> Path:
@@ -242,27 +247,23 @@ def render_script(settings: ScriptSettings, worker: Worker, directives: Sequence
         f"export HPO_WORKER_DIR={q(str(worker.dir))}",
         f"cd {q(str(worker.dir))} || exit 1",
     ]
-    lines += _single_agent(settings, worker)
+    launch = _single_agent if worker.job_dirs else _worker_agent
+    lines += launch(settings, worker)
     return "\n".join(lines) + "\n"
 
 
-def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
-    """One agent per batch job: the script becomes the agent."""
-    if len(worker.job_dirs) != 1:
-        raise ValueError("a worker runs exactly one job until the GPU-slot layouts exist")
+def _prologue(settings: ScriptSettings, log_file: Path) -> list[str]:
+    """Output to ``log_file``, the set-up lines, PYTHONPATH and the isolation check."""
     q = shlex.quote
-    job = JobPaths(worker.job_dirs[0])
     lines = [
-        f"exec >>{q(str(job.agent_log))} 2>&1",
+        f"exec >>{q(str(log_file))} 2>&1",
         'echo "hpo-relay: worker $HPO_WORKER_ID on $(hostname),'
         f' batch job ${{{settings.job_id_variable}:-?}}"',
         *settings.setup,
     ]
     if settings.pythonpath:
         lines.append(f'export PYTHONPATH={q(settings.pythonpath)}"${{PYTHONPATH:+:$PYTHONPATH}}"')
-    isolation: list[str] = []
     if settings.isolate_network:
-        isolation = ["unshare", "-n"]
         lines += [
             "if ! unshare -n true; then",
             "    echo \"hpo-relay: isolate_network is set but 'unshare -n' fails on"
@@ -270,18 +271,36 @@ def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
             "    exit 1",
             "fi",
         ]
-    argv = [
-        *settings.launcher,
-        *isolation,
-        settings.python,
-        "-m",
-        "edge.node",
-        "run-job",
-        str(job.dir),
-        *settings.agent_args,
-    ]
-    lines.append("exec " + shlex.join(argv))
     return lines
+
+
+def _exec_agent(settings: ScriptSettings, *args: str) -> str:
+    isolation = ["unshare", "-n"] if settings.isolate_network else []
+    argv = [*settings.launcher, *isolation, settings.python, "-m", "edge.node", *args]
+    return "exec " + shlex.join(argv)
+
+
+def _worker_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
+    """Layout ``per_gpu``: the script becomes the worker agent, which runs one payload
+    per GPU and takes jobs from the inbox. ``HPO_WORKER_STARTED`` is the batch job's
+    start, from which the agent reckons the end of its walltime."""
+    return [
+        "export HPO_WORKER_STARTED=$(date +%s)",
+        *_prologue(settings, WorkerPaths(worker.dir).agent_log),
+        _exec_agent(settings, "run-worker", str(worker.dir)),
+    ]
+
+
+def _single_agent(settings: ScriptSettings, worker: Worker) -> list[str]:
+    """Every other layout: the script becomes the node agent of its one job (told the
+    layout by ``--layout``)."""
+    if len(worker.job_dirs) != 1:
+        raise ValueError("a worker of this layout runs exactly one job")
+    job = JobPaths(worker.job_dirs[0])
+    return [
+        *_prologue(settings, job.agent_log),
+        _exec_agent(settings, "run-job", str(job.dir), *settings.agent_args),
+    ]
 
 
 def format_hms(walltime: timedelta) -> str:

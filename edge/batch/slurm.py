@@ -1,4 +1,5 @@
-"""The ``slurm`` batch system: each edge job runs as one Slurm batch job.
+"""The ``slurm`` batch system: each edge job runs as one Slurm batch job, or (layout
+``per_gpu``) one Slurm job per node runs a late-binding worker with a slot per GPU.
 
 Supports: partition, account, walltime, node count, GPUs per node (``--gres=gpu:N``, on
 which Slurm sets ``CUDA_VISIBLE_DEVICES`` for the job), extra ``#SBATCH`` lines, set-up
@@ -18,8 +19,8 @@ Layouts: ``whole_node`` adds ``--exclusive``; ``multi_node`` asks for
 --ntasks-per-node=T --kill-on-bad-exit=1``; ``elastic`` asks for ``--nodes=MIN-MAX`` and
 starts one task per granted node with ``srun --ntasks-per-node=1``, which runs torchrun.
 
-Does not support (yet): several agents per batch job (layout 1 with late binding),
-job arrays, heterogeneous jobs, and federations or ``--clusters`` (the cluster part
+Does not support (yet): job arrays, heterogeneous jobs, and federations or
+``--clusters`` (the cluster part
 ``sbatch --parsable`` may print is dropped).
 
 Tested against a real one-node Slurm 22.05 (``deploy/dev/slurm.py`` starts it).

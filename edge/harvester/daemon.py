@@ -21,7 +21,7 @@ from pathlib import Path
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
-from edge.fsproto import JobPaths, tail_text, write_text_atomic
+from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
@@ -29,6 +29,7 @@ from edge.harvester.images import ImageStager, ImageStagingError, LeaseLostError
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
+from edge.harvester.pool import WorkerPool, late_binding_pool
 from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.restore import RestoreError, fetch_checkpoint
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
@@ -90,8 +91,10 @@ class Harvester:
             in_use=self._images_in_use,
             keepalive_interval=config.heartbeat_interval,
         )
+        self.pool = late_binding_pool(config, self.batch) if config.per_gpu else None
         self._loaded = False
         self._slot_freed = asyncio.Event()
+        self._pool_lock = asyncio.Lock()  # the scan and the lease loop both dispatch
         self._recovered = False
 
     # -- state ---------------------------------------------------------------------
@@ -102,6 +105,8 @@ class Harvester:
             return
         sweep_staging_leftovers(self.config.root)
         self.jobs = load_active_jobs(self.config.root)
+        if self.pool is not None:
+            self.pool.load()
         self._loaded = True
         log.info(
             "harvester for site %s on %s: %d active job(s)",
@@ -110,8 +115,14 @@ class Harvester:
             len(self.jobs),
         )
 
+    def capacity(self) -> int:
+        """Jobs held at once: one per slot, plus those queued in late-binding inboxes."""
+        if self.pool is None:
+            return self.config.slots
+        return self.config.slots * (1 + self.config.late_binding.queue_per_slot)
+
     def free_slots(self) -> int:
-        return max(0, self.config.slots - len(self.jobs))
+        return max(0, self.capacity() - len(self.jobs))
 
     def node_settings(self, spec: JobSpec, image: str | None) -> NodeSettings:
         """``image`` is what :meth:`ImageStager.reserve` gave for ``spec``."""
@@ -185,6 +196,8 @@ class Harvester:
 
     async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
         root = self.config.root
+        if self.pool is not None:
+            await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
         try:
             checkpoint = await fetch_checkpoint(self.api, root, spec)
             paths, new = await asyncio.to_thread(
@@ -197,7 +210,10 @@ class Harvester:
         if job is None:  # cannot happen short of someone editing the directory
             log.error("job %s: staged directory %s unreadable", spec.job_id, paths.dir)
             return
-        if new:
+        if new and self.pool is not None:  # dispatched to a worker by the next scan
+            job.record = HarvesterRecord(batch_kind=self.batch.kind)
+            await asyncio.to_thread(job.save_record)
+        elif new:
             try:
                 batch_id = await asyncio.to_thread(self.batch.submit, paths.dir)
             except BatchSubmitError as exc:
@@ -277,6 +293,8 @@ class Harvester:
     async def scan(self) -> None:
         """One pass over the active jobs: report ended ones, find lost ones, relay
         heartbeats of the others."""
+        if self.pool is not None:
+            await self._scan_pool(self.pool)
         jobs = list(self.jobs.values())
         if not jobs:
             return
@@ -287,6 +305,8 @@ class Harvester:
         seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
+            if self.pool is not None:
+                state = self.pool.job_state(job.job_id)
             try:
                 await self._scan_job(job, obs, state)
             except ApiUnavailableError as exc:
@@ -311,7 +331,7 @@ class Harvester:
             obs,
             state,
             done_scans=job.done_polls,
-            submitted=job.record.batch_id is not None,
+            submitted=job.record.batch_id is not None or self.pool is not None,
             limit=self.config.lost_after_seconds,
         )
         if reason is not None:
@@ -335,6 +355,36 @@ class Harvester:
             if reply is not None and reply.kill:
                 reason = reply.detail or "the central service asked to stop the job"
                 await self._request_kill(job, reason)
+
+    async def _forget_old_attempt(self, pool: WorkerPool, paths: JobPaths) -> None:
+        """A job id staged afresh (never seen, or its last attempt here was reported)
+        must not be taken for claimed by the slot that ran that last attempt."""
+        if paths.dir.exists() and not paths.reported.exists():
+            return  # the same attempt leased again: what the worker did counts
+        async with self._pool_lock:
+            await asyncio.to_thread(pool.forget, paths.job_id)
+
+    async def _scan_pool(self, pool: WorkerPool) -> None:
+        """Late binding: take back the unclaimed jobs the api cancelled (reported lost
+        at once, they never started), then let the pool dispatch the others."""
+        async with self._pool_lock:
+            await self._pool_step(pool)
+
+    async def _pool_step(self, pool: WorkerPool) -> None:
+        jobs = list(self.jobs.values())
+        killed = await asyncio.to_thread(
+            lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
+        )
+        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed)
+        for job_id in result.taken_back:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            why = (await asyncio.to_thread(read_text, job.paths.kill) or "").strip()
+            await self._report(job, lost(f"{why or 'kill requested'}; the job had not started", ""))
+        for job_id, reason in result.failed.items():
+            if job_id in self.jobs:
+                await self._report(self.jobs[job_id], lost(reason, ""))
 
     # -- running ----------------------------------------------------------------------
 
@@ -395,7 +445,8 @@ class Harvester:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._slot_freed.wait(), self.config.poll_interval)
             return
-        await self.lease_once(self.config.lease_wait_seconds)
+        if await self.lease_once(self.config.lease_wait_seconds) and self.pool is not None:
+            await self._scan_pool(self.pool)  # dispatch now rather than at the next scan
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then finish the steps in flight; holds the root

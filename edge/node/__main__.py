@@ -1,6 +1,8 @@
 """``python -m edge.node``: what a batch job runs on compute nodes.
 
 * ``run-job JOB_DIR [--layout JSON]``: the node agent for one staged job;
+* ``run-worker WORKER_DIR``: a late-binding worker of one slot per GPU (layout 1, see
+  :mod:`edge.node.worker`);
 * ``rank-env JOB_DIR --layout JSON --master-port P --rdzv-id ID``: one rank of a
   multi-node layout, started by the site's launcher (see :mod:`edge.node.rank_env`).
 
@@ -22,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run-job", help="run the payload of one staged job")
     run.add_argument("job_dir")
     run.add_argument("--layout", help="the site layout as JSON (default: single)")
+    worker = commands.add_parser("run-worker", help="run a late-binding worker (layout 1)")
+    worker.add_argument("worker_dir")
     rank = commands.add_parser("rank-env", help="start one rank of a multi-node payload")
     rank.add_argument("job_dir")
     rank.add_argument("--layout", required=True)
@@ -34,6 +38,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from edge.node.layout import NodeLayout
 
+    if args.command == "run-worker":
+        from edge.node.worker import main as worker_main
+
+        return worker_main(args.worker_dir)
     if args.command == "rank-env":
         from edge.node.rank_env import main as rank_main
 

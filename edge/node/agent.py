@@ -64,14 +64,27 @@ class JobSetupError(Exception):
 
 class NodeAgent:
     def __init__(
-        self, job_dir: Path, *, host: str | None = None, layout: NodeLayout | None = None
+        self,
+        job_dir: Path,
+        *,
+        host: str | None = None,
+        layout: NodeLayout | None = None,
+        gpus: list[str] | None = None,
     ) -> None:
+        """``gpus``: the GPUs of the slot running the job (a late-binding worker's);
+        None keeps what ``job.json`` says (or, for ``whole_node``, every GPU of the
+        node)."""
         self.paths = JobPaths(job_dir.resolve())
         self.layout = layout or NodeLayout()
         self.host = host or socket.gethostname()
+        self._gpus = gpus
         self._signal_reason: str | None = None
         self._status = NodeStatus(state="running", host=self.host, agent_pid=os.getpid())
         self._preemption: Preemption | None = None
+
+    @property
+    def state(self) -> NodeState:
+        return self._status.state
 
     def request_stop(self, reason: str) -> None:
         """Called from a signal handler (batch cancel, walltime): stop like a kill."""
@@ -153,8 +166,8 @@ class NodeAgent:
         spec, node = doc.spec, doc.node
         for name in file_names(doc):
             check_file_name(name)
-        gpus = node.gpus
-        if self.layout.kind == "whole_node":
+        gpus = node.gpus if self._gpus is None else self._gpus
+        if self._gpus is None and self.layout.kind == "whole_node":
             gpus = whole_node_gpus(os.environ, self.layout.gpus_per_node)
         self._status.gpus = gpus
         runtime = open_runtime(node.runtime.kind, node.runtime)

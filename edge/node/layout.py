@@ -29,7 +29,7 @@ an outgoing connection on the first node cannot hold the port the ranks meet on.
 class NodeLayout(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["single", "whole_node", "multi_node", "elastic"] = "single"
+    kind: Literal["single", "per_gpu", "whole_node", "multi_node", "elastic"] = "single"
     gpus_per_node: int = Field(default=0, ge=0)
     """whole_node: the GPUs made visible when the scheduler names none itself."""
     nodes: int = Field(default=1, ge=1)

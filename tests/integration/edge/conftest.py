@@ -57,6 +57,8 @@ class FakeEdgeApi:
     heartbeats: list[SiteHeartbeatBody] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     confirms: list[ArtifactConfirm] = field(default_factory=list)
+    held: dict[str, JobSpec] = field(default_factory=dict)
+    """Leased jobs whose terminal event was not accepted yet (what a site holds)."""
 
     def offer(self, spec: JobSpec) -> None:
         self.generations[spec.job_id] = spec.generation
@@ -89,7 +91,13 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
         while not state.queue and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         jobs, state.queue[:] = state.queue[: body.max_jobs], state.queue[body.max_jobs :]
+        state.held.update((job.job_id, job) for job in jobs)
         return LeaseReply(jobs=jobs)
+
+    @app.get("/edge/v1/sites/{site}/leases")
+    async def held_leases(site: str, authorization: Auth = None) -> LeaseReply:
+        check(authorization)
+        return LeaseReply(jobs=list(state.held.values()))
 
     def current(job_id: str, generation: int) -> bool:
         if job_id not in state.generations:
@@ -101,6 +109,8 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
         check(authorization)
         accepted = current(job_id, body.generation)
         state.events.append((job_id, body))
+        if accepted and body.kind in ("finished", "failed"):
+            state.held.pop(job_id, None)
         return JobEventReply(
             accepted=accepted,
             kill=job_id in state.kill or not accepted,

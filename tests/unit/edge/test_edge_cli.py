@@ -72,3 +72,8 @@ def test_harvester_stops_cleanly_on_sigterm_even_when_the_api_is_down(tmp_path: 
     assert proc.returncode == 0, output
     assert "harvester stopped" in output
     assert "Traceback" not in output
+
+
+def test_node_run_worker_without_worker_settings_fails_cleanly(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["node", "run-worker", str(tmp_path / "nope")])
+    assert result.exit_code == 2

@@ -95,3 +95,41 @@ def test_unreadable_token_file_is_a_clear_error(tmp_path: Path) -> None:
     config = load_site_config(write(tmp_path, MINIMAL + 'root = "/r"\n'), environ={})
     with pytest.raises(SiteConfigError, match="cannot read token_file"):
         config.api_token()
+
+
+def test_layout_per_gpu_and_its_late_binding_table(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + """
+root = "/gpfs/edge"
+slots = 12
+[batch]
+kind = "slurm"
+layout = "per_gpu"
+gpus_per_node = 6
+walltime = "02:00:00"
+[late_binding]
+expected_job_seconds = 1200
+queue_per_slot = 2
+"""
+    )
+    config = load_site_config(write(tmp_path, text), environ={})
+    assert config.per_gpu and config.batch.layout == "per_gpu"
+    assert config.late_binding.expected_job_seconds == 1200
+    assert config.late_binding.queue_per_slot == 2
+    assert config.late_binding.idle_seconds == 60
+    assert load_site_config(write(tmp_path, MINIMAL + 'root = "/r"\n'), environ={}).per_gpu is False
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ('kind = "slurm"\nlayout = "per_gpu"', "gpus_per_node"),
+        ('kind = "slurm"\nlayout = "per_gpu"\ngpus_per_node = 6', r"slots \(2\) must be at least"),
+        ('kind = "local"\nlayout = "per_node"', "layout"),
+    ],
+)
+def test_bad_layouts_are_refused_naming_the_field(tmp_path: Path, batch: str, message: str) -> None:
+    text = MINIMAL + f'root = "/r"\nslots = 2\n[batch]\n{batch}\n'
+    with pytest.raises(SiteConfigError, match=message):
+        load_site_config(write(tmp_path, text), environ={})
