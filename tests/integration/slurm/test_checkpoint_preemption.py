@@ -42,7 +42,7 @@ pytestmark = [
 
 EPOCHS = 12
 PAYLOAD = f"""
-import json, os, time
+import json, os, socket, time
 start = int(open("epoch.txt").read()) if os.path.exists("epoch.txt") else 0
 for epoch in range(start + 1, {EPOCHS} + 1):
     time.sleep(0.5)
@@ -50,7 +50,8 @@ for epoch in range(start + 1, {EPOCHS} + 1):
         f.write(str(epoch))
     os.replace("epoch.tmp", "epoch.txt")
     print("epoch", epoch, flush=True)
-message = f"start={{start}} ran={{{EPOCHS} - start}}"
+nets = ",".join(sorted(n for _, n in socket.if_nameindex()))  # "lo" alone: no network
+message = f"start={{start}} ran={{{EPOCHS} - start}} nets={{nets}}"
 json.dump({{"status": 0, "loss": 0.5, "message": message}}, open("output.json", "w"))
 """
 
@@ -58,8 +59,9 @@ json.dump({{"status": 0, "loss": 0.5, "message": message}}, open("output.json", 
 class SecondsHarvester(Harvester):
     """checkPointInterval counted in seconds instead of minutes, through job.json."""
 
-    def node_settings(self, spec: JobSpec) -> NodeSettings:
-        return super().node_settings(spec).model_copy(update={"checkpoint_unit_seconds": 1.0})
+    def node_settings(self, spec: JobSpec, image: str | None) -> NodeSettings:
+        settings = super().node_settings(spec, image)
+        return settings.model_copy(update={"checkpoint_unit_seconds": 1.0})
 
 
 def last_epoch(log: Path) -> int:
@@ -105,9 +107,10 @@ async def test_a_cancelled_training_job_resumes_from_its_checkpoint(
                 "kill_grace_seconds": 3,
                 "lease_wait_seconds": 1,
                 "batch": {"kind": "slurm", "walltime": "00:05:00"},
+                "isolate_network": True,
             }
         )
-        batch = slurm(walltime="00:05:00")
+        batch = slurm(walltime="00:05:00", isolate_network=True)
         headers = {"Authorization": f"Bearer {await system.token('alice', ['user'])}"}
         body = {
             "config": {
@@ -158,7 +161,9 @@ async def test_a_cancelled_training_job_resumes_from_its_checkpoint(
         # The retry resumed where the cancelled run had got to, and together they ran
         # exactly EPOCHS epochs.
         message = jobs[1]["results"][0]["message"]
-        start, ran = (int(part.split("=")[1]) for part in message.split())
+        fields = dict(part.split("=") for part in message.split())
+        start, ran = int(fields["start"]), int(fields["ran"])
+        assert fields["nets"] == "lo", "the payload had a network: it must run offline"
         reached = last_epoch(first_log)
         assert 3 <= start < EPOCHS and reached <= start <= reached + 1
         assert start + ran == EPOCHS
