@@ -15,7 +15,8 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
@@ -95,6 +96,10 @@ class Harvester:
         self._loaded = False
         self._slot_freed = asyncio.Event()
         self._pool_lock = asyncio.Lock()  # the scan and the lease loop both dispatch
+        self._job_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """Per job id: a job's terminal report (up to its reported.json) and the staging
+        of a new lease of the same id never interleave, so staging never takes an
+        attempt whose end is being reported for one still running here."""
         self._recovered = False
 
     # -- state ---------------------------------------------------------------------
@@ -196,13 +201,14 @@ class Harvester:
 
     async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
         root = self.config.root
-        if self.pool is not None:
-            await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
         try:
             checkpoint = await fetch_checkpoint(self.api, root, spec)
-            paths, new = await asyncio.to_thread(
-                stage_job, root, spec, self.node_settings(spec, image), checkpoint=checkpoint
-            )
+            async with self._staging_lock(spec.job_id):
+                if self.pool is not None:
+                    await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
+                paths, new = await asyncio.to_thread(
+                    stage_job, root, spec, self.node_settings(spec, image), checkpoint=checkpoint
+                )
         except (StagingError, RestoreError, OSError) as exc:
             await self._refuse(spec, exc)
             return
@@ -283,7 +289,9 @@ class Harvester:
             await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
 
     async def _report(self, job: TrackedJob, outcome: Outcome, host: str = "") -> None:
-        if await report_terminal(self.api, job, outcome, host):
+        async with self._job_locks[job.job_id]:
+            reported = await report_terminal(self.api, job, outcome, host)
+        if reported:
             self.jobs.pop(job.job_id, None)
             self.curves.forget(job.job_id)
             self._slot_freed.set()
@@ -356,13 +364,23 @@ class Harvester:
                 reason = reply.detail or "the central service asked to stop the job"
                 await self._request_kill(job, reason)
 
+    @contextlib.asynccontextmanager
+    async def _staging_lock(self, job_id: str) -> AsyncIterator[None]:
+        """The pool's lock (when there is a pool), then the job's: the order in which a
+        report made from the pool's step takes them too."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.pool is not None:
+                await stack.enter_async_context(self._pool_lock)
+            await stack.enter_async_context(self._job_locks[job_id])
+            yield
+
     async def _forget_old_attempt(self, pool: WorkerPool, paths: JobPaths) -> None:
         """A job id staged afresh (never seen, or its last attempt here was reported)
-        must not be taken for claimed by the slot that ran that last attempt."""
+        must not be taken for claimed by the slot that ran that last attempt. Called
+        under :meth:`_staging_lock`."""
         if paths.dir.exists() and not paths.reported.exists():
             return  # the same attempt leased again: what the worker did counts
-        async with self._pool_lock:
-            await asyncio.to_thread(pool.forget, paths.job_id)
+        await asyncio.to_thread(pool.forget, paths.job_id)
 
     async def _scan_pool(self, pool: WorkerPool) -> None:
         """Late binding: take back the unclaimed jobs the api cancelled (reported lost

@@ -189,8 +189,11 @@ async def test_a_job_cancelled_before_a_slot_took_it_is_taken_back_and_reported(
     running_spec = probe_spec(make_spec, 30)
     waiting_spec = probe_spec(make_spec, 0)
     fake_api.offer(running_spec)
-    fake_api.offer(waiting_spec)
     async with running(harvesters(config)):
+        # The harvester starts the jobs of one lease reply concurrently, so the order of
+        # two offered together is not defined: the second is offered once the first runs.
+        await until(lambda: JobPaths.under(config.root, running_spec.job_id).status.exists())
+        fake_api.offer(waiting_spec)
         waiting = JobPaths.under(config.root, waiting_spec.job_id)
         await until(lambda: any(entries(w.inbox) for w in workers_of(config.root)))
         fake_api.kill.add(waiting_spec.job_id)
