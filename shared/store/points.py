@@ -6,6 +6,7 @@ failures are conditional on it, so only the current attempt's first result count
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -15,6 +16,11 @@ from pymongo.errors import DuplicateKeyError
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.store.base import Repository, to_doc
+
+MAX_OPEN_LOOKUPS = 32
+"""Above this many open points, :meth:`PointRepository.changed_for_segment` reads a range
+instead of one query per open point."""
+OPEN_STATUSES = (PointStatus.UNEVALUATED, PointStatus.PENDING)
 
 
 def attempt_job_id(point_id: str, attempt: int, preemptions: int = 0) -> str:
@@ -58,15 +64,29 @@ class PointRepository(Repository[Point]):
         self, task_id: str, segment: str, count: int, open_indices: list[int]
     ) -> list[Point]:
         """What a segment's optimiser has not seen: the points from index ``count`` on,
-        and those of ``open_indices`` that are no longer open."""
-        changed: list[dict[str, Any]] = [{"index": {"$gte": count}}]
-        if open_indices:
-            settled = [PointStatus.EVALUATED.value, PointStatus.FAILED.value]
-            changed.append({"index": {"$in": open_indices}, "status": {"$in": settled}})
-        return await self._find(
-            {"task_id": task_id, "segment": segment, "$or": changed},
-            sort=[("index", ASCENDING)],
-        )
+        and those of ``open_indices`` that are no longer open.
+
+        Written as equality and range queries on the (task, segment, index) index, which
+        every server plans well (an ``$or`` or ``$in`` may become a scan of the whole
+        segment on some): one range query from the oldest open point when there are
+        many open points, else one query for the new points and one per open point,
+        sent together.
+        """
+        where = {"task_id": task_id, "segment": segment}
+        wanted = set(open_indices)
+        if len(open_indices) > MAX_OPEN_LOOKUPS:
+            first = min(open_indices)
+            found = await self._find({**where, "index": {"$gte": first}})
+        else:
+            queries = [self._find({**where, "index": {"$gte": count}})]
+            queries += [self._find({**where, "index": i}) for i in open_indices]
+            found = [p for batch in await asyncio.gather(*queries) for p in batch]
+        changed = [
+            p
+            for p in found
+            if p.index >= count or (p.index in wanted and p.status not in OPEN_STATUSES)
+        ]
+        return sorted(changed, key=lambda p: p.index)
 
     async def list_for_task(
         self, task_id: str, *, status: PointStatus | None = None, limit: int = 0

@@ -25,6 +25,7 @@ from shared.store.curves import Trial
 from shared.store.curves import trial_from_doc as _trial
 
 _ASK_INDEX = "task_id_1_ask_id_1"
+_ASK_LOOKUP_INDEX = "ask_id_lookup"
 """Unique over online trials only: batch points carry no ``ask_id``."""
 
 
@@ -63,6 +64,9 @@ class StudyRepository(Repository[Study]):
             unique=True,
             partialFilterExpression={"ask_id": {"$type": "string"}},
         )
+        # For the lookup of every ask: servers that do not plan queries on a partial
+        # index (SecantusDB) would otherwise scan every point of the study.
+        await self.points.create_index([("ask_id", ASCENDING)], name=_ASK_LOOKUP_INDEX)
 
     async def insert(self, study: Study) -> bool:
         """False when the study exists already (a concurrent first ask)."""
@@ -87,7 +91,7 @@ class StudyRepository(Repository[Study]):
         return True
 
     async def trial_for_ask(self, task_id: str, ask_id: str) -> Point | None:
-        doc = await self.points.find_one({"task_id": task_id, "ask_id": ask_id})
+        doc = await self.points.find_one({"ask_id": ask_id, "task_id": task_id})
         return None if doc is None else _trial(doc).point
 
     async def trials(self, task_id: str) -> list[Trial]:

@@ -130,3 +130,30 @@ async def test_leases_go_oldest_first(store: Store) -> None:
     while (job := await store.jobs.lease_next("s", "s", utcnow())) is not None:
         order.append(job.id)
     assert order == ["j0", "j1", "j2"]
+
+
+@pytest.mark.parametrize("open_count", [3, 40])  # one query per open point; a range
+async def test_changed_for_segment_returns_new_and_newly_settled_points(
+    store: Store, open_count: int
+) -> None:
+    def point(i: int, status: PointStatus) -> Point:
+        return Point(
+            id=f"c.main.{i}",
+            task_id="c",
+            segment="main",
+            index=i,
+            params={"i": i},
+            key=str(i),
+            status=status,
+            loss=1.0 if status is PointStatus.EVALUATED else None,
+        )
+
+    total = 100
+    first_open = total - open_count
+    for i in range(total):
+        status = PointStatus.EVALUATED if i < first_open else PointStatus.PENDING
+        assert await store.points.insert(point(i, status))
+    seen = total - 2  # the optimiser knows points 0..97; 98 and 99 are new to it
+    open_indices = [1, *range(first_open, seen)]  # it believes 1 is open: settled since
+    changed = await store.points.changed_for_segment("c", "main", seen, open_indices)
+    assert [p.index for p in changed] == [1, 98, 99]
