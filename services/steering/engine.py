@@ -42,6 +42,8 @@ class SteeringEngine:
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         """One draw at a time per task, shared by batch generation and online asks."""
         self.rebuilds = 0
+        self._building: dict[str, asyncio.Task[SegmentOptimizer]] = {}
+        """Rebuilds under way, by segment id."""
 
     @property
     def owner(self) -> str:
@@ -69,6 +71,16 @@ class SteeringEngine:
             else:
                 self._kept.move_to_end(segment.id)
                 return kept
+        building = self._building.get(segment.id)
+        if building is None:
+            building = asyncio.create_task(self._rebuild(task, segment, space))
+            self._building[segment.id] = building
+            building.add_done_callback(lambda _: self._building.pop(segment.id, None))
+        # Shielded: an ask that times out while a long rebuild runs (a takeover of a large
+        # study) must not cancel it, or no ask could ever finish; the next one waits for it.
+        return await asyncio.shield(building)
+
+    async def _rebuild(self, task: Task, segment: Segment, space: SearchSpace) -> SegmentOptimizer:
         history = await self.store.points.list_for_segment(task.id, segment.name)
         config = task.config
         optimizer = await asyncio.to_thread(
@@ -96,5 +108,7 @@ class SteeringEngine:
             self.forget(segment_id)
 
     async def release(self) -> None:
+        for building in list(self._building.values()):
+            building.cancel()
         self._kept.clear()
         await self.leases.release_all()

@@ -28,6 +28,7 @@ from shared.config import SteeringSettings, load
 from shared.domain.models import PointStatus
 from shared.domain.taskconfig import SteeringConfig, TaskConfig
 from shared.online import AskReply, AskRequest
+from shared.searchspace import parse_search_space
 from tests.integration.central import file_artifacts
 
 pytestmark = [pytest.mark.mongo]
@@ -164,3 +165,31 @@ async def test_an_ask_reaching_another_process_is_answered_by_the_owner(start: S
         assert a.engine.rebuilds == 1
         again = await b.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q2"))
         assert isinstance(again, AskReply) and again.index == 1  # the retried ask: same trial
+
+
+async def test_a_rebuild_outlives_the_ask_that_started_it(start: Start) -> None:
+    """A takeover of a large study can take longer than an ask may wait: the ask that
+    times out must not cancel the rebuild, or no later ask could ever be answered."""
+    async with start("a") as a:
+        task_id = await submit(
+            a.ctx,
+            maxPoints=1000,
+            nPointsPerIteration=300,
+            steering={"library": "nevergrad", "algorithm": "NGOpt"},
+        )
+        await a.top_up(task_id)
+        await evaluate_open(a.ctx, task_id)
+        a.engine.forget(f"{task_id}.main")  # as after a restart: rebuild from 300 points
+        task = await a.ctx.store.tasks.get(task_id)
+        [segment] = await a.ctx.store.segments.list_for_task(task_id)
+        assert task is not None
+        space = parse_search_space(segment.search_space)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(a.engine.optimizer(task, segment, space), timeout=0.05)
+        deadline = asyncio.get_running_loop().time() + 60
+        while a.engine.rebuilds < 2:  # the rebuild goes on with no one waiting for it
+            assert asyncio.get_running_loop().time() < deadline, "the rebuild was cancelled"
+            await asyncio.sleep(0.1)
+        optimizer = await a.engine.optimizer(task, segment, space)
+        assert optimizer.count == 300
+        assert a.engine.rebuilds == 2  # the next ask took the finished rebuild
