@@ -51,11 +51,6 @@ class SegmentLeases:
         self._deadlines: dict[str, float] = {}
         self._used: dict[str, float] = {}
 
-    @property
-    def held(self) -> list[str]:
-        now = self._monotonic()
-        return [segment for segment, deadline in self._deadlines.items() if deadline > now]
-
     async def hold(self, segment_id: str) -> Holding:
         """Take or renew the lease when less than half of it is left (one write), else
         answer from memory."""
@@ -64,14 +59,8 @@ class SegmentLeases:
         deadline = self._deadlines.get(segment_id)
         if deadline is not None and deadline - start > self._seconds / 2:
             return Holding(held=True, continuous=True)
-        now = utcnow()
-        taken = await self._segments.claim(
-            segment_id, self.owner, now, now + timedelta(seconds=self._seconds)
-        )
-        if not taken:
-            self._deadlines.pop(segment_id, None)
+        if not await self._claim(segment_id):
             return Holding(held=False, continuous=False)
-        self._deadlines[segment_id] = start + self._seconds
         return Holding(held=True, continuous=deadline is not None and deadline > start)
 
     async def renew(self) -> list[str]:
@@ -88,14 +77,20 @@ class SegmentLeases:
             if deadline <= now:  # lapsed: the next hold takes it afresh, not continuous
                 self.forget(segment_id)
             elif deadline - now <= self._seconds / 2:
-                now_utc = utcnow()
-                start = self._monotonic()
-                until = now_utc + timedelta(seconds=self._seconds)
-                if await self._segments.claim(segment_id, self.owner, now_utc, until):
-                    self._deadlines[segment_id] = start + self._seconds
-                else:
-                    self.forget(segment_id)
+                await self._claim(segment_id)
         return idle
+
+    async def _claim(self, segment_id: str) -> bool:
+        """Take or renew the lease in MongoDB; its local deadline is counted from before
+        the write. On refusal the lease is forgotten here."""
+        start = self._monotonic()
+        now = utcnow()
+        until = now + timedelta(seconds=self._seconds)
+        if not await self._segments.claim(segment_id, self.owner, now, until):
+            self.forget(segment_id)
+            return False
+        self._deadlines[segment_id] = start + self._seconds
+        return True
 
     def forget(self, segment_id: str) -> None:
         self._deadlines.pop(segment_id, None)
