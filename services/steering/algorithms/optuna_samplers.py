@@ -65,6 +65,52 @@ class OptunaAlgorithm:
     base_seed: bool = False
     """Seed with the segment's constant seed (a scrambled sequence must stay the same
     sequence from draw to draw) instead of the per-draw seed."""
+    known_space: Callable[..., optuna.samplers.BaseSampler] | None = None
+    """The sampler told the search space (see :class:`KnownSpaceTPESampler`); ``sampler``
+    stays the stock class, whose signature says which ``args`` are accepted."""
+
+
+def relative_space(space: Mapping[str, BaseDistribution]) -> dict[str, BaseDistribution]:
+    """What Optuna's intersection search space is for a study whose every trial has
+    every parameter of ``space``: all of them, sorted by name, less the single-valued."""
+    return {name: d for name, d in sorted(space.items()) if not d.single()}
+
+
+class KnownSpaceTPESampler(optuna.samplers.TPESampler):
+    """TPE told the segment's search space instead of working it out from the trials.
+
+    Stock TPE computes the intersection of all completed trials' spaces, incrementally
+    while one sampler instance lives; but a kept study gets a freshly seeded sampler at
+    every draw, which then walks the whole history again (85 ms of a 150 ms draw at 10k
+    trials). Every trial we add has every parameter, so the intersection is the space
+    itself. Group decomposition and univariate TPE keep the stock behaviour.
+    """
+
+    def __init__(self, space: Mapping[str, BaseDistribution], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        known = kwargs.get("multivariate") is True and not kwargs.get("group")
+        self._hpo_space = relative_space(space) if known else None
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if self._hpo_space is None:
+            return super().infer_relative_search_space(study, trial)
+        return dict(self._hpo_space)
+
+
+class KnownSpaceGPSampler(optuna.samplers.GPSampler):
+    """GP told the segment's search space, for the reason :class:`KnownSpaceTPESampler`
+    gives."""
+
+    def __init__(self, space: Mapping[str, BaseDistribution], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hpo_space = relative_space(space)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._hpo_space)
 
 
 ALGORITHMS: dict[str, OptunaAlgorithm] = {
@@ -73,9 +119,14 @@ ALGORITHMS: dict[str, OptunaAlgorithm] = {
         "add",
         multi_objective=True,
         defaults={"multivariate": True, "constant_liar": True},
+        known_space=KnownSpaceTPESampler,
     ),
     "gp": OptunaAlgorithm(
-        optuna.samplers.GPSampler, "add", multi_objective=True, needs=("torch", "scipy")
+        optuna.samplers.GPSampler,
+        "add",
+        multi_objective=True,
+        needs=("torch", "scipy"),
+        known_space=KnownSpaceGPSampler,
     ),
     "random": OptunaAlgorithm(optuna.samplers.RandomSampler, "add", multi_objective=True),
     "cmaes": OptunaAlgorithm(
@@ -107,7 +158,14 @@ def missing_packages(name: str) -> list[str]:
     return [module for module in ALGORITHMS[name].needs if importlib.util.find_spec(module) is None]
 
 
-def make_sampler(name: str, args: Mapping[str, object], seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    args: Mapping[str, object],
+    seed: int,
+    space: Mapping[str, BaseDistribution] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``name``; given the study's ``space``, one that is told it where the
+    algorithm can be (:attr:`OptunaAlgorithm.known_space`)."""
     spec = ALGORITHMS[name]
     missing = missing_packages(name)
     if missing:
@@ -115,8 +173,11 @@ def make_sampler(name: str, args: Mapping[str, object], seed: int) -> optuna.sam
             f"optuna {name} needs the Python package(s) {', '.join(missing)}, "
             "which this server does not have"
         )
+    kwargs = {**spec.defaults, **args, "seed": seed}
     with quiet_optuna():
-        return spec.sampler(**{**spec.defaults, **args, "seed": seed})
+        if spec.known_space is not None and space is not None:
+            return spec.known_space(space, **kwargs)
+        return spec.sampler(**kwargs)
 
 
 class OptunaProposer:
@@ -129,7 +190,7 @@ class OptunaProposer:
         self._algorithm = request.algorithm
         self._args = request.args
         seed = request.seed if self._spec.base_seed else request.draw_seed
-        sampler = make_sampler(request.algorithm, request.args, seed)
+        sampler = make_sampler(request.algorithm, request.args, seed, self._distributions)
         self._open: dict[int, int] = {}
         """Trial number of each open point, by the point's index."""
         with quiet_optuna():
@@ -148,7 +209,9 @@ class OptunaProposer:
 
     def prepare(self, draw_seed: int) -> None:
         if self._spec.rebuild == "add":
-            self._study.sampler = make_sampler(self._algorithm, self._args, draw_seed)
+            self._study.sampler = make_sampler(
+                self._algorithm, self._args, draw_seed, self._distributions
+            )
 
     def ask(self) -> dict[str, Any]:
         with quiet_optuna():
