@@ -26,13 +26,16 @@ class AskRequest(Message):
     """One new trial for the study (a task) of ``owner``.
 
     ``ask_id`` makes the ask idempotent: a retried request with the same id gets the
-    trial the first one created instead of a second one.
+    trial the first one created instead of a second one. ``retry`` says that an earlier
+    attempt may have created it, so that only a retry pays for looking it up (a first
+    attempt that races another one on the same id still finds it, by the unique index).
     """
 
     routing_key: ClassVar[str] = "study.ask"
     task_id: str
     owner: str
     ask_id: str
+    retry: bool = False
 
 
 class AskReply(Message):

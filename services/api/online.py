@@ -22,7 +22,7 @@ from services.api.hopaas_properties import StudySpec
 from services.context import Context
 from shared.bus import RequestError, RequestTimeoutError
 from shared.clock import new_id
-from shared.domain.models import PointStatus, Segment, Task, TaskStatus
+from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Segment, Task, TaskStatus
 from shared.domain.taskconfig import TaskConfig
 from shared.online import STEERING_TARGET, AskReply, AskRequest, trial_point_id
 from shared.searchspace import parse_search_space, to_phpo
@@ -107,11 +107,20 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
     return task
 
 
-async def ask_trial(ctx: Context, task_id: str, owner: str) -> Asked:
-    """A new trial from steering; retried once with the same ask id on a timeout."""
-    request = AskRequest(task_id=task_id, owner=owner, ask_id=new_id("ask_"))
+async def ask_trial(ctx: Context, task: Task) -> Asked:
+    """A new trial of the study ``task`` (just read by the caller) from steering;
+    retried once with the same ask id on a timeout.
+
+    The study's status is checked here, on the caller's fresh read: steering keeps the
+    study's unchanging documents in memory and does not read the task again.
+    """
+    if task.status not in ACTIVE_TASK_STATES:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"study {task.id} is {task.status.value}")
+    request = AskRequest(task_id=task.id, owner=task.owner, ask_id=new_id("ask_"))
     reply = None
     for attempt in range(ASK_ATTEMPTS):
+        if attempt:
+            request = request.model_copy(update={"retry": True})
         try:
             reply = await ctx.bus.request(STEERING_TARGET, request, timeout=ASK_TIMEOUT)
             break
@@ -121,7 +130,7 @@ async def ask_trial(ctx: Context, task_id: str, owner: str) -> Asked:
                     status.HTTP_503_SERVICE_UNAVAILABLE, "steering timed out"
                 ) from None
         except RequestError as exc:
-            log.warning("ask for study %s failed: %s", task_id, exc)
+            log.warning("ask for study %s failed: %s", task.id, exc)
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "steering is not available"
             ) from None

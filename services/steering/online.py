@@ -10,28 +10,49 @@ is taken by the process that receives the ask. An ask carries its own id: a retr
 request gets the trial its first attempt created, and (task, ask id) is unique in the
 database, so even two processes racing on one ask store one trial (the loser replies
 with the winner's).
+
+The documents of a study that never change (its task's owner and config, the study
+record, its segment and space) are read on the first ask a process answers and kept;
+the api checks the study's status on its own fresh read before it asks. So an ask
+costs the reads of what changed since the last draw and the write of the new trial.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from services.context import Context
 from services.steering.algorithms.base import SteeringUnavailable
 from services.steering.engine import NotOwnerError, SteeringEngine
 from shared.bus import NoResponderError, RequestError, Subscription
 from shared.clock import utcnow
-from shared.domain.models import ACTIVE_TASK_STATES, Point, PointStatus
+from shared.domain.models import ACTIVE_TASK_STATES, Point, PointStatus, Segment, Task
 from shared.messages import Message
 from shared.online import STEERING_TARGET, AskReply, AskRequest, trial_point_id
-from shared.searchspace import canonical_key, parse_search_space
+from shared.searchspace import SearchSpace, canonical_key, parse_search_space
 
 log = logging.getLogger(__name__)
 
 INSERT_ATTEMPTS = 5
 FORWARD_TIMEOUT = 15.0
 """Less than the api's own timeout, so that the api hears why rather than nothing."""
+
+
+KEPT_STUDIES = 1000
+"""Studies whose unchanging documents a process keeps (least recently asked dropped)."""
+
+
+@dataclass(frozen=True)
+class StudyDocs:
+    """What an ask needs of a study and never changes after the study is opened."""
+
+    task: Task
+    """As first read: its ``status`` is not kept up to date (the api checks it)."""
+    segment: Segment
+    space: SearchSpace
 
 
 def owner_target(owner: str) -> str:
@@ -45,6 +66,7 @@ class OnlineSteering:
         self.ctx = ctx
         self.engine = engine
         self._servers: list[Subscription] = []
+        self._studies: OrderedDict[str, StudyDocs] = OrderedDict()
 
     async def start(self) -> None:
         self._servers = [
@@ -93,23 +115,18 @@ class OnlineSteering:
 
     async def ask(self, request: AskRequest) -> AskReply:
         store = self.ctx.store
-        # Independent reads, sent together: one round trip instead of four.
-        task, study, earlier, segments = await asyncio.gather(
-            store.tasks.get_for_owner(request.task_id, request.owner),
-            store.studies.get(request.task_id),
-            store.studies.trial_for_ask(request.task_id, request.ask_id),
-            store.segments.list_for_task(request.task_id),
-        )
-        if task is None or study is None:
-            return AskReply(error=f"no study {request.task_id}", not_found=True)
-        if task.status not in ACTIVE_TASK_STATES:
-            return AskReply(error=f"study {task.id} is {task.status.value}")
-        if earlier is not None:
-            return _reply(earlier)
-        if not segments:
-            return AskReply(error=f"study {task.id} has no search space", not_found=True)
-        segment = segments[0]
-        space = parse_search_space(segment.search_space)
+        docs = self._studies.get(request.task_id)
+        if docs is None or docs.task.owner != request.owner:
+            found = await self._read_study(request)
+            if isinstance(found, AskReply):
+                return found
+            docs = found
+        self._studies.move_to_end(request.task_id)
+        if request.retry:
+            earlier = await store.studies.trial_for_ask(request.task_id, request.ask_id)
+            if earlier is not None:
+                return _reply(earlier)
+        task, segment, space = docs.task, docs.segment, docs.space
         for _ in range(INSERT_ATTEMPTS):
             try:
                 optimizer = await self.engine.optimizer(task, segment, space)
@@ -142,6 +159,27 @@ class OnlineSteering:
                 return _reply(earlier)
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
         return AskReply(error="too many concurrent asks, try again")
+
+    async def _read_study(self, request: AskRequest) -> StudyDocs | AskReply:
+        """The study's documents, read together and kept; or the refusal to send."""
+        store = self.ctx.store
+        task, study, segments = await asyncio.gather(
+            store.tasks.get_for_owner(request.task_id, request.owner),
+            store.studies.get(request.task_id),
+            store.segments.list_for_task(request.task_id),
+        )
+        if task is None or study is None:
+            return AskReply(error=f"no study {request.task_id}", not_found=True)
+        if task.status not in ACTIVE_TASK_STATES:
+            return AskReply(error=f"study {task.id} is {task.status.value}")
+        if not segments:
+            return AskReply(error=f"study {task.id} has no search space", not_found=True)
+        segment = segments[0]
+        docs = StudyDocs(task, segment, parse_search_space(segment.search_space))
+        self._studies[task.id] = docs
+        while len(self._studies) > KEPT_STUDIES:
+            self._studies.popitem(last=False)
+        return docs
 
 
 def _ask(message: Message) -> AskRequest:

@@ -20,6 +20,10 @@ from shared.store.base import Repository, to_doc
 MAX_OPEN_LOOKUPS = 32
 """Above this many open points, :meth:`PointRepository.changed_for_segment` reads a range
 instead of one query per open point."""
+SHORT_RANGE = 64
+"""When the oldest open point is at most this many indices back, one range query from
+it costs less than a query per open point (the usual online case: the trial asked last
+is the one open)."""
 OPEN_STATUSES = (PointStatus.UNEVALUATED, PointStatus.PENDING)
 
 
@@ -69,12 +73,14 @@ class PointRepository(Repository[Point]):
         Written as equality and range queries on the (task, segment, index) index, which
         every server plans well (an ``$or`` or ``$in`` may become a scan of the whole
         segment on some): one range query from the oldest open point when there are
-        many open points, else one query for the new points and one per open point,
-        sent together.
+        many open points or the oldest is recent, else one query for the new points and
+        one per open point, sent together.
         """
         where = {"task_id": task_id, "segment": segment}
         wanted = set(open_indices)
-        if len(open_indices) > MAX_OPEN_LOOKUPS:
+        if len(open_indices) > MAX_OPEN_LOOKUPS or (
+            open_indices and count - min(open_indices) <= SHORT_RANGE
+        ):
             first = min(open_indices)
             found = await self._find({**where, "index": {"$gte": first}})
         else:

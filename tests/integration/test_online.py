@@ -343,6 +343,13 @@ async def test_racing_handlers_answer_one_ask_with_one_trial(
     again = await handlers[0].handle(request)
     assert isinstance(again, AskReply)
     assert again.point_id == f"{study_id}.main.1"
+    # Marked as a retry, the ask is looked up before anything is drawn: no draw, so no
+    # rebuild of the optimiser the repeat above threw away.
+    rebuilds = handlers[0].engine.rebuilds
+    retried = await handlers[0].handle(request.model_copy(update={"retry": True}))
+    assert isinstance(retried, AskReply)
+    assert retried.point_id == f"{study_id}.main.1"
+    assert handlers[0].engine.rebuilds == rebuilds
 
 
 async def test_sampler_and_pruner_are_part_of_the_study(

@@ -157,3 +157,7 @@ async def test_changed_for_segment_returns_new_and_newly_settled_points(
     open_indices = [1, *range(first_open, seen)]  # it believes 1 is open: settled since
     changed = await store.points.changed_for_segment("c", "main", seen, open_indices)
     assert [p.index for p in changed] == [1, 98, 99]
+    # Only recent open points (one range query from the oldest): is 95 settled since?
+    changed = await store.points.changed_for_segment("c", "main", seen, [95, 96])
+    settled = [95, 96] if open_count == 3 else []
+    assert [p.index for p in changed] == [*settled, 98, 99]

@@ -98,7 +98,7 @@ async def ask(token: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx) -> 
     except ValueError as exc:
         raise unprocessable(f"{CONFIG_KEY}.pruner", str(exc)) from None
     task = await ensure_study(ctx, owner, spec)
-    trial = await ask_trial(ctx, task.id, owner)
+    trial = await ask_trial(ctx, task)
     config = {CONFIG_KEY: body[CONFIG_KEY]} if CONFIG_KEY in body else {}
     return {**spec.fill(trial.params), **config, TRIAL_KEY: f"{task.id}:{trial.index}"}
 

@@ -136,7 +136,7 @@ async def get_study(study_id: str, ctx: Ctx, user: CurrentUser) -> StudyView:
 @router.post("/{study_id}/ask")
 async def ask(study_id: str, ctx: Ctx, user: CurrentUser) -> TrialView:
     task, study = await own_study(ctx, user.owner, study_id)
-    trial = await ask_trial(ctx, task.id, user.owner)
+    trial = await ask_trial(ctx, task)
     return TrialView(
         study_id=task.id, trial=trial.index, params=filled(study.properties, trial.params)
     )
