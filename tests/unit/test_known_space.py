@@ -3,10 +3,7 @@ without walking every trial at each draw to work the space out."""
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import warnings
-from typing import Any
 
 import optuna
 import pytest
@@ -16,18 +13,10 @@ from services.steering.logic import segment_seed
 from services.steering.sampler import SegmentOptimizer
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
-from shared.searchspace import canonical_key, parse_search_space, to_optuna
+from shared.searchspace import to_optuna
+from tests.unit.test_algorithms import HAVE_TORCH, SPACE, objective, params_at, point
 
-SPACE = parse_search_space(
-    {
-        "x": {"method": "uniform", "dimension": {"low": 0, "high": 1}},
-        "lr": {"method": "loguniform", "dimension": {"low": 1e-5, "high": 1e-1}},
-        "n": {"method": "uniformint", "dimension": {"low": 1, "high": 50}},
-        "act": {"method": "categorical", "dimension": {"categories": ["relu", "tanh", "gelu"]}},
-    }
-)
 SEED = 11
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def stock(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -36,38 +25,12 @@ def stock(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
-def params_at(i: int) -> dict[str, Any]:
-    return {
-        "x": round((i * 0.37) % 1, 6),
-        "lr": 10.0 ** -(1 + i % 4),
-        "n": 1 + (i * 7) % 50,
-        "act": ("relu", "tanh", "gelu")[i % 3],
-    }
-
-
-def loss(params: dict[str, Any]) -> float:
-    return float((params["x"] - 0.3) ** 2 + (math.log10(params["lr"]) + 3) ** 2 / 10)
-
-
 def history() -> list[Point]:
     """Twenty evaluated points (past TPE's and GP's start-up) and two open ones."""
-    points = []
-    for i in range(22):
-        params = params_at(i)
-        evaluated = i < 20
-        points.append(
-            Point(
-                id=f"t.main.{i}",
-                task_id="t",
-                segment="main",
-                index=i,
-                params=params,
-                key=canonical_key(params),
-                status=PointStatus.EVALUATED if evaluated else PointStatus.PENDING,
-                loss=loss(params) if evaluated else None,
-            )
-        )
-    return points
+    evaluated = [
+        point(i, params_at(i), PointStatus.EVALUATED, objective(params_at(i))) for i in range(20)
+    ]
+    return [*evaluated, *(point(i, params_at(i), PointStatus.PENDING, None) for i in (20, 21))]
 
 
 def kept(algorithm: str) -> SegmentOptimizer:
@@ -86,7 +49,7 @@ def test_draws_what_the_stock_sampler_draws(algorithm: str) -> None:
         study = optuna.create_study(sampler=stock(algorithm, segment_seed(SEED, len(points))))
         study.add_trials(
             [
-                create_trial(params=p.params, distributions=dists, value=loss(p.params))
+                create_trial(params=p.params, distributions=dists, value=objective(p.params))
                 if p.status is PointStatus.EVALUATED
                 else create_trial(params=p.params, distributions=dists, state=TrialState.RUNNING)
                 for p in points
