@@ -11,7 +11,9 @@ each followed by a tell, give p50 and p99. In-process: the same sampler with the
 history, one ``ask`` then ``tell`` per measurement. Four float dimensions.
 Prints one JSON line per sampler and history size.
 
-Run: python tests/bench/ask_latency.py [--sizes 1000 10000] [--asks 20]
+Run: python tests/bench/ask_latency.py [--sizes 1000 10000] [--asks 20] [--bus-url URL]
+(``--bus-url amqp://guest:guest@127.0.0.1:5672/`` puts the services on RabbitMQ, as
+deployed; the default is the embedded memory bus).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from shared.domain.models import Point, PointStatus
 from shared.searchspace import canonical_key
 from shared.store.base import to_doc
 from shared.store.server import start_secantus
+from tests.conftest import delete_bus_objects
 from tests.integration.central import central
 
 SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {  # Hopaas name -> bare
@@ -61,6 +64,20 @@ def properties(title: str, sampler: str) -> dict[str, Any]:
         "sampler": {"name": sampler, "args": {}},
     }
     return props
+
+
+async def first_ask(http: httpx.AsyncClient, token: str, props: dict[str, Any]) -> dict[str, Any]:
+    """The study's first trial, once steering serves (it starts after the api: an ask
+    before that is refused with 503)."""
+    deadline = time.monotonic() + 60
+    while True:
+        reply = await http.post(f"/api/ask/{token}", json=props)
+        if reply.status_code == 200:
+            trial: dict[str, Any] = reply.json()
+            return trial
+        if reply.status_code != 503 or time.monotonic() > deadline:
+            raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
+        await asyncio.sleep(0.2)
 
 
 def percentile(times: list[float], q: float) -> float:
@@ -112,14 +129,27 @@ def bare_ms(sampler: str, size: int, asks: int) -> tuple[float, float]:
     return percentile(times, 50), percentile(times, 99)
 
 
-async def service_ms(mongo: str, sampler: str, size: int, asks: int) -> tuple[float, float, float]:
+async def service_ms(
+    mongo: str, bus_url: str, sampler: str, size: int, asks: int
+) -> tuple[float, float, float]:
     """p50 and p99 of an ask in ms, and the first ask's rebuild in seconds."""
+    prefix = f"ask{uuid.uuid4().hex[:8]}."
+    try:
+        return await _service_ms(mongo, bus_url, prefix, sampler, size, asks)
+    finally:
+        if bus_url.startswith("amqp"):
+            await delete_bus_objects(bus_url, prefix)
+
+
+async def _service_ms(
+    mongo: str, bus_url: str, prefix: str, sampler: str, size: int, asks: int
+) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             central(
                 mongo_url=f"{mongo}/ask{uuid.uuid4().hex[:8]}",
-                bus_url="memory://",
-                bus_prefix=f"ask{uuid.uuid4().hex[:8]}.",
+                bus_url=bus_url,
+                bus_prefix=prefix,
                 artifacts_url=f"file://{tmp}/artifacts",
                 home=Path(tmp),
                 reconcile_interval=2.0,
@@ -128,7 +158,7 @@ async def service_ms(mongo: str, sampler: str, size: int, asks: int) -> tuple[fl
         ):
             token = await system.token("bench", ["user"])
             props = properties(f"bench-{sampler}-{size}", sampler)
-            first = (await http.post(f"/api/ask/{token}", json=props)).json()
+            first = await first_ask(http, token, props)
             study_id, _ = first["hopaas_trial"].split(":")
             await http.post(
                 f"/api/tell/{token}", json={"hopaas_trial": first["hopaas_trial"], "loss": 1.0}
@@ -183,6 +213,12 @@ async def main() -> None:
     parser.add_argument("--asks", type=int, default=20)
     parser.add_argument("--samplers", nargs="+", default=[*SAMPLERS, NGOPT])
     parser.add_argument(
+        "--bus-url",
+        default="memory://",
+        help="the services' bus: the embedded default's memory bus, or RabbitMQ"
+        " (amqp://guest:guest@127.0.0.1:5672/) as deployed",
+    )
+    parser.add_argument(
         "--ngopt-max",
         type=int,
         default=1000,
@@ -205,11 +241,14 @@ async def main() -> None:
                     "bench": "ask_latency",
                     "sampler": sampler,
                     "evaluated": size,
+                    "bus": args.bus_url.split(":")[0],
                     "bare_p50_ms": round(bare, 2),
                     "bare_p99_ms": round(bare99, 2),
                 }
                 try:
-                    p50, p99, rebuild = await service_ms(server.url, sampler, size, args.asks)
+                    p50, p99, rebuild = await service_ms(
+                        server.url, args.bus_url, sampler, size, args.asks
+                    )
                 except AskFailedError as exc:
                     line["service_error"] = str(exc)
                 else:
