@@ -31,7 +31,7 @@ from services.steering.leases import SegmentLeases
 from services.steering.logic import SegmentCounts, points_to_generate
 from services.steering.online import OnlineSteering
 from shared.config import SteeringSettings
-from shared.domain.models import Point, PointStatus, Segment, Task, TaskStatus
+from shared.domain.models import Point, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
 from shared.runtime import open_runtime
 from shared.searchspace import SearchSpace, canonical_key, parse_search_space
@@ -112,11 +112,8 @@ class SteeringService(BusConsumer):
             if not (await self.engine.leases.hold(segment.id)).held:
                 return
             history = await store.points.list_for_segment(task.id, segment.name)
-            open_points = sum(
-                p.status in (PointStatus.UNEVALUATED, PointStatus.PENDING) for p in history
-            )
             stored = len(history)
-            wanted = await self._wanted(task, segment, SegmentCounts(stored, open_points))
+            wanted = await self._wanted(task, segment, SegmentCounts.of(history))
             if wanted == 0:
                 return
             drawn = await self._ask_container(task, segment, space, history, wanted)
@@ -229,10 +226,7 @@ class SteeringService(BusConsumer):
         inputs: list[SegmentInput] = []
         for segment in segments:
             history = await self.ctx.store.points.list_for_segment(task.id, segment.name)
-            open_points = sum(
-                p.status in (PointStatus.UNEVALUATED, PointStatus.PENDING) for p in history
-            )
-            counts = SegmentCounts(total=len(history), open=open_points)
+            counts = SegmentCounts.of(history)
             wanted = 0 if segment.exhausted else points_to_generate(config, counts)
             if wanted == 0 and counts.total >= config.maxPoints and not segment.exhausted:
                 await self.ctx.store.segments.mark_exhausted(segment.id)

@@ -8,15 +8,24 @@ when it is 0), never more than ``maxPoints`` in the segment's lifetime.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import TaskConfig
+
+OPEN = (PointStatus.UNEVALUATED, PointStatus.PENDING)
 
 
 @dataclass(frozen=True)
 class SegmentCounts:
     total: int
     open: int
+
+    @classmethod
+    def of(cls, history: Sequence[Point]) -> SegmentCounts:
+        """The counts of a segment's stored points."""
+        return cls(total=len(history), open=sum(p.status in OPEN for p in history))
 
 
 def points_to_generate(config: TaskConfig, counts: SegmentCounts) -> int:

@@ -33,6 +33,14 @@ def test_points_to_generate(over: dict[str, Any], total: int, open_: int, expect
     assert points_to_generate(cfg(**over), SegmentCounts(total=total, open=open_)) == expected
 
 
+def test_unevaluated_and_pending_points_count_as_open() -> None:
+    """phpo's "unevaluated points": not yet evaluated, whether or not a job runs them."""
+    statuses = [PointStatus.UNEVALUATED, PointStatus.PENDING, PointStatus.EVALUATED]
+    statuses += [PointStatus.FAILED, PointStatus.PENDING]
+    history = [point(i, {"x": i}, status, None) for i, status in enumerate(statuses)]
+    assert SegmentCounts.of(history) == SegmentCounts(total=5, open=3)
+
+
 def test_min_unevaluated_must_be_below_points_per_iteration() -> None:
     with pytest.raises(ValueError, match="minUnevaluatedPoints"):
         cfg(nPointsPerIteration=2, minUnevaluatedPoints=2)
