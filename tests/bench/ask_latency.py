@@ -11,16 +11,23 @@ each followed by a tell, give p50 and p99. In-process: the same sampler with the
 history, one ``ask`` then ``tell`` per measurement. Four float dimensions.
 Prints one JSON line per sampler and history size.
 
-Run: python tests/bench/ask_latency.py [--sizes 1000 10000] [--asks 20] [--bus-url URL]
-(``--bus-url amqp://guest:guest@127.0.0.1:5672/`` puts the services on RabbitMQ, as
-deployed; the default is the embedded memory bus).
+Two set-ups, side by side: ``embedded`` runs every service in the bench's own process
+on the memory bus (the embedded default, and one GIL for client, api and steering);
+``deployed`` runs the api and steering as their own processes
+(``python -m services run api|steering``) on RabbitMQ, as a deployment does.
+
+Run: python tests/bench/ask_latency.py [--sizes 1000 10000] [--asks 20]
+[--modes embedded deployed] [--amqp-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +40,21 @@ from typing import Any
 import httpx
 import numpy as np
 import optuna
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from shared.domain.models import Point, PointStatus
+from shared.netutil import free_port
 from shared.searchspace import canonical_key
+from shared.store import database_name
 from shared.store.base import to_doc
 from shared.store.server import start_secantus
 from tests.conftest import delete_bus_objects
 from tests.integration.central import central
 
+REPO = Path(__file__).resolve().parents[2]
 SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {  # Hopaas name -> bare
     "TPESampler": lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True),
     "RandomSampler": lambda: optuna.samplers.RandomSampler(seed=0),
@@ -129,27 +141,70 @@ def bare_ms(sampler: str, size: int, asks: int) -> tuple[float, float]:
     return percentile(times, 50), percentile(times, 99)
 
 
-async def service_ms(
-    mongo: str, bus_url: str, sampler: str, size: int, asks: int
+async def measure(
+    http: httpx.AsyncClient,
+    token: str,
+    points: AsyncCollection[dict[str, Any]],
+    sampler: str,
+    size: int,
+    asks: int,
 ) -> tuple[float, float, float]:
-    """p50 and p99 of an ask in ms, and the first ask's rebuild in seconds."""
-    prefix = f"ask{uuid.uuid4().hex[:8]}."
-    try:
-        return await _service_ms(mongo, bus_url, prefix, sampler, size, asks)
-    finally:
-        if bus_url.startswith("amqp"):
-            await delete_bus_objects(bus_url, prefix)
+    """p50 and p99 of an ask in ms, and the first ask's rebuild in seconds: a study is
+    opened, ``size - 1`` evaluated points are written into ``points`` (the database's
+    collection), then asked for."""
+    props = properties(f"bench-{sampler}-{size}", sampler)
+    first = await first_ask(http, token, props)
+    study_id, _ = first["hopaas_trial"].split(":")
+    await http.post(f"/api/tell/{token}", json={"hopaas_trial": first["hopaas_trial"], "loss": 1.0})
+    rng = np.random.default_rng(0)
+    docs = []
+    for index in range(1, size):
+        params = {f"x{i}": float(rng.random()) for i in range(DIMS)}
+        point = Point(
+            id=f"{study_id}.main.{index}",
+            task_id=study_id,
+            segment="main",
+            index=index,
+            params=params,
+            key=canonical_key(params),
+            status=PointStatus.EVALUATED,
+            loss=sum(v * v for v in params.values()),
+        )
+        docs.append(to_doc(point))
+    for start in range(0, len(docs), 1000):
+        await points.insert_many(docs[start : start + 1000])
+    started = time.perf_counter()
+    for _ in range(20):  # the rebuild may outlast the api's ask timeout
+        reply = await http.post(f"/api/ask/{token}", json=props)
+        if reply.status_code == 200:
+            break
+    else:
+        raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
+    rebuild = time.perf_counter() - started
+    trial = reply.json()
+    await http.post(f"/api/tell/{token}", json={"hopaas_trial": trial["hopaas_trial"], "loss": 0.5})
+    times = []
+    for _ in range(asks):
+        started = time.perf_counter()
+        reply = await http.post(f"/api/ask/{token}", json=props)
+        if reply.status_code != 200:
+            raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
+        trial = reply.json()
+        times.append(time.perf_counter() - started)
+        await http.post(
+            f"/api/tell/{token}", json={"hopaas_trial": trial["hopaas_trial"], "loss": 0.5}
+        )
+    return percentile(times, 50), percentile(times, 99), rebuild
 
 
-async def _service_ms(
-    mongo: str, bus_url: str, prefix: str, sampler: str, size: int, asks: int
-) -> tuple[float, float, float]:
+async def embedded_ms(mongo: str, sampler: str, size: int, asks: int) -> tuple[float, float, float]:
+    """The embedded default: every service in this process, on the memory bus."""
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             central(
                 mongo_url=f"{mongo}/ask{uuid.uuid4().hex[:8]}",
-                bus_url=bus_url,
-                bus_prefix=prefix,
+                bus_url="memory://",
+                bus_prefix=f"ask{uuid.uuid4().hex[:8]}.",
                 artifacts_url=f"file://{tmp}/artifacts",
                 home=Path(tmp),
                 reconcile_interval=2.0,
@@ -157,54 +212,79 @@ async def _service_ms(
             httpx.AsyncClient(base_url=system.api_url, timeout=600) as http,
         ):
             token = await system.token("bench", ["user"])
-            props = properties(f"bench-{sampler}-{size}", sampler)
-            first = await first_ask(http, token, props)
-            study_id, _ = first["hopaas_trial"].split(":")
-            await http.post(
-                f"/api/tell/{token}", json={"hopaas_trial": first["hopaas_trial"], "loss": 1.0}
-            )
-            rng = np.random.default_rng(0)
-            docs = []
-            for index in range(1, size):
-                params = {f"x{i}": float(rng.random()) for i in range(DIMS)}
-                point = Point(
-                    id=f"{study_id}.main.{index}",
-                    task_id=study_id,
-                    segment="main",
-                    index=index,
-                    params=params,
-                    key=canonical_key(params),
-                    status=PointStatus.EVALUATED,
-                    loss=sum(v * v for v in params.values()),
-                )
-                docs.append(to_doc(point))
             points = system.ctx.store.points.col
-            for start in range(0, len(docs), 1000):
-                await points.insert_many(docs[start : start + 1000])
-            started = time.perf_counter()
-            for _ in range(20):  # the rebuild may outlast the api's ask timeout
-                reply = await http.post(f"/api/ask/{token}", json=props)
-                if reply.status_code == 200:
-                    break
-            else:
-                raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
-            rebuild = time.perf_counter() - started
-            trial = reply.json()
-            await http.post(
-                f"/api/tell/{token}", json={"hopaas_trial": trial["hopaas_trial"], "loss": 0.5}
-            )
-            times = []
-            for _ in range(asks):
-                started = time.perf_counter()
-                reply = await http.post(f"/api/ask/{token}", json=props)
-                if reply.status_code != 200:
-                    raise AskFailedError(f"{reply.status_code}: {reply.text[:200]}")
-                trial = reply.json()
-                times.append(time.perf_counter() - started)
-                await http.post(
-                    f"/api/tell/{token}", json={"hopaas_trial": trial["hopaas_trial"], "loss": 0.5}
+            return await measure(http, token, points, sampler, size, asks)
+
+
+async def deployed_ms(
+    mongo: str, amqp: str, sampler: str, size: int, asks: int
+) -> tuple[float, float, float]:
+    """As deployed: the api and steering each in its own process
+    (``python -m services run api|steering``), on RabbitMQ; the client is this process."""
+    prefix = f"ask{uuid.uuid4().hex[:8]}."
+    mongo_url = f"{mongo}/ask{uuid.uuid4().hex[:8]}"
+    api_port = free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "HPO_BUS_URL": amqp,
+            "HPO_BUS_PREFIX": prefix,
+            "HPO_MONGO_URL": mongo_url,
+            "HPO_ARTIFACTS_URL": f"file://{tmp}/artifacts",
+            "HPO_DEV_MODE": "1",
+            "HPO_PUBLIC_URL": api,
+            "HPO_API_PORT": str(api_port),
+            "HPO_MONITOR_PORT": str(free_port()),
+            "HPO_HOME": tmp,
+        }
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+        try:
+            for name in ("api", "steering"):
+                log = Path(tmp, f"{name}.log").open("ab")  # noqa: SIM115 - the process keeps it
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "services", "run", name],
+                        cwd=REPO,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
-            return percentile(times, 50), percentile(times, 99), rebuild
+                log.close()
+            token = subprocess.run(
+                [sys.executable, "-m", "services", "admin", "create-token", "--owner", "bench"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            async with httpx.AsyncClient(base_url=api, timeout=600) as http:
+                await until_up(http, procs)
+                points = client[database_name(mongo_url)]["points"]
+                return await measure(http, token, points, sampler, size, asks)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=30)
+            await client.close()
+            await delete_bus_objects(amqp, prefix)
+
+
+async def until_up(http: httpx.AsyncClient, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if any(proc.poll() is not None for proc in procs):
+            raise AskFailedError("a service exited at start")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise AskFailedError("the api did not come up in 60 s")
+        await asyncio.sleep(0.3)
 
 
 async def main() -> None:
@@ -213,11 +293,14 @@ async def main() -> None:
     parser.add_argument("--asks", type=int, default=20)
     parser.add_argument("--samplers", nargs="+", default=[*SAMPLERS, NGOPT])
     parser.add_argument(
-        "--bus-url",
-        default="memory://",
-        help="the services' bus: the embedded default's memory bus, or RabbitMQ"
-        " (amqp://guest:guest@127.0.0.1:5672/) as deployed",
+        "--modes",
+        nargs="+",
+        choices=["embedded", "deployed"],
+        default=["embedded", "deployed"],
+        help="embedded: all services in the bench's process on the memory bus;"
+        " deployed: api and steering in their own processes on RabbitMQ",
     )
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument(
         "--ngopt-max",
         type=int,
@@ -241,22 +324,26 @@ async def main() -> None:
                     "bench": "ask_latency",
                     "sampler": sampler,
                     "evaluated": size,
-                    "bus": args.bus_url.split(":")[0],
                     "bare_p50_ms": round(bare, 2),
                     "bare_p99_ms": round(bare99, 2),
                 }
-                try:
-                    p50, p99, rebuild = await service_ms(
-                        server.url, args.bus_url, sampler, size, args.asks
-                    )
-                except AskFailedError as exc:
-                    line["service_error"] = str(exc)
-                else:
+                for mode in args.modes:
+                    try:
+                        if mode == "embedded":
+                            found = await embedded_ms(server.url, sampler, size, args.asks)
+                        else:
+                            found = await deployed_ms(
+                                server.url, args.amqp_url, sampler, size, args.asks
+                            )
+                    except AskFailedError as exc:
+                        line[f"{mode}_error"] = str(exc)
+                        continue
+                    p50, p99, rebuild = found
                     line |= {
-                        "service_p50_ms": round(p50, 1),
-                        "service_p99_ms": round(p99, 1),
-                        "ratio_p50": round(p50 / bare, 2),
-                        "rebuild_s": round(rebuild, 1),
+                        f"{mode}_p50_ms": round(p50, 1),
+                        f"{mode}_p99_ms": round(p99, 1),
+                        f"{mode}_ratio_p50": round(p50 / bare, 2),
+                        f"{mode}_rebuild_s": round(rebuild, 1),
                     }
                 print(json.dumps(line), flush=True)
     finally:
