@@ -10,6 +10,7 @@ batch top-up and the job builder leave it alone: its points come only from asks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -53,8 +54,10 @@ class Closed:
 
 
 async def own_study(ctx: Context, owner: str, study_id: str) -> tuple[Task, Study]:
-    task = await ctx.store.tasks.get_for_owner(study_id, owner)
-    study = await ctx.store.studies.get_for_owner(study_id, owner)
+    task, study = await asyncio.gather(
+        ctx.store.tasks.get_for_owner(study_id, owner),
+        ctx.store.studies.get_for_owner(study_id, owner),
+    )
     if task is None or study is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
     return task, study
@@ -149,6 +152,7 @@ def filled(properties: dict[str, object], params: dict[str, object]) -> dict[str
 
 
 async def _closed(ctx: Context, point_id: str, recorded: bool) -> Closed:
+    """The trial's status as stored (after a call that did not change it)."""
     point = await ctx.store.points.get(point_id)
     if point is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no trial {point_id}")
@@ -157,16 +161,18 @@ async def _closed(ctx: Context, point_id: str, recorded: bool) -> Closed:
 
 async def tell_trial(ctx: Context, task: Task, study: Study, index: int, loss: float) -> Closed:
     point_id = trial_point_id(task.id, SEGMENT, index)
-    recorded = await ctx.store.studies.tell(point_id, loss)
-    if recorded and study.direction == "minimize":
+    if not await ctx.store.studies.tell(point_id, loss):
+        return await _closed(ctx, point_id, recorded=False)
+    if study.direction == "minimize":
         await ctx.store.tasks.offer_best(task.id, loss, point_id)
-    return await _closed(ctx, point_id, recorded)
+    return Closed(status=PointStatus.EVALUATED.value, recorded=True)
 
 
 async def fail_trial(ctx: Context, task: Task, index: int, error: str) -> Closed:
     point_id = trial_point_id(task.id, SEGMENT, index)
-    recorded = await ctx.store.studies.fail(point_id, error)
-    return await _closed(ctx, point_id, recorded)
+    if not await ctx.store.studies.fail(point_id, error):
+        return await _closed(ctx, point_id, recorded=False)
+    return Closed(status=PointStatus.FAILED.value, recorded=True)
 
 
 async def report_trial(

@@ -127,6 +127,7 @@ async def test_ask_tell_loop_and_best_trial(system: Central, http: httpx.AsyncCl
         )
         assert reply.status_code == 200, reply.text
         assert reply.json()["recorded"] is True
+        assert reply.json()["status"] == "evaluated"
         told[trial["hopaas_trial"]] = loss
     studies = {key.split(":")[0] for key in told}
     assert len(studies) == 1, "the same title and properties must reuse the study"
