@@ -84,7 +84,8 @@ class SteeringService(BusConsumer):
     async def reconcile(self) -> None:
         await self.engine.renew()
         for task in await self.ctx.store.tasks.list_active():
-            await self.top_up(task.id)
+            if not task.config.online:  # a study's points come from asks only
+                await self.top_up(task.id)
 
     async def top_up(self, task_id: str) -> None:
         async with self.engine.locks[task_id]:

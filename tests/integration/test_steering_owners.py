@@ -146,17 +146,20 @@ async def test_a_lapsed_lease_means_a_rebuild_even_when_retaken(start: Start) ->
         assert await indices(a.ctx, task_id) == [0, 1, 2, 3, 4, 5]
 
 
+def study(title: str) -> StudySpec:
+    return StudySpec(
+        title=title,
+        direction="minimize",
+        steering=SteeringConfig(library="optuna", algorithm="tpe", seed=3),
+        pruner="NopPruner",
+        pruner_args={},
+        space=SPACE,
+    )
+
+
 async def test_an_ask_reaching_another_process_is_answered_by_the_owner(start: Start) -> None:
     async with start("a") as a, start("b") as b:
-        spec = StudySpec(
-            title="owners",
-            direction="minimize",
-            steering=SteeringConfig(library="optuna", algorithm="tpe", seed=3),
-            pruner="NopPruner",
-            pruner_args={},
-            space=SPACE,
-        )
-        task_id = (await ensure_study(a.ctx, "alice", spec)).id
+        task_id = (await ensure_study(a.ctx, "alice", study("owners"))).id
         first = await a.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q1"))
         assert isinstance(first, AskReply) and first.index == 0, first
         second = await b.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q2"))
@@ -165,6 +168,16 @@ async def test_an_ask_reaching_another_process_is_answered_by_the_owner(start: S
         assert a.engine.rebuilds == 1
         again = await b.online.handle(AskRequest(task_id=task_id, owner="alice", ask_id="q2"))
         assert isinstance(again, AskReply) and again.index == 1  # the retried ask: same trial
+
+
+async def test_reconciling_never_waits_for_a_study(start: Start) -> None:
+    """A study's lock is held while one of its asks draws, or while its optimiser is
+    rebuilt (minutes for a large study); the reconcile loop, which renews every lease
+    this process holds, must not queue behind it: a study gets points from asks only."""
+    async with start("a") as a:
+        task_id = (await ensure_study(a.ctx, "alice", study("busy"))).id
+        async with a.engine.locks[task_id]:
+            await asyncio.wait_for(a.reconcile(), timeout=5)
 
 
 async def test_a_rebuild_outlives_the_ask_that_started_it(start: Start) -> None:
