@@ -81,19 +81,31 @@ class SteeringEngine:
         return await asyncio.shield(building)
 
     async def _rebuild(self, task: Task, segment: Segment, space: SearchSpace) -> SegmentOptimizer:
-        history = await self.store.points.list_for_segment(task.id, segment.name)
-        config = task.config
-        optimizer = await asyncio.to_thread(
-            SegmentOptimizer,
-            space,
-            history,
-            steering=config.steering,
-            seed=segment_base_seed(task_seed(task.id, config.steering.seed), segment.index),
-            parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
-            failed_points=config.failedPoints,
-            budget=config.maxPoints,
-        )
+        # The lease is held throughout: were it to lapse during a rebuild longer than
+        # the lease, the next ask would find it not continuous and rebuild again, and
+        # again, never answering (a CMA-ES study of 10k points did so).
+        keeper = asyncio.create_task(self.leases.keep(segment.id))
+        try:
+            history = await self.store.points.list_for_segment(task.id, segment.name)
+            config = task.config
+            optimizer = await asyncio.to_thread(
+                SegmentOptimizer,
+                space,
+                history,
+                steering=config.steering,
+                seed=segment_base_seed(task_seed(task.id, config.steering.seed), segment.index),
+                parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
+                failed_points=config.failedPoints,
+                budget=config.maxPoints,
+            )
+        finally:
+            held = not keeper.done()
+            keeper.cancel()
         self.rebuilds += 1
+        if not held:  # lost or lapsed meanwhile: usable once (point ids are unique), not kept
+            problem = keeper.exception()
+            log.info("segment %s: lease not held throughout the rebuild (%s)", segment.id, problem)
+            return optimizer
         self._kept[segment.id] = optimizer
         while len(self._kept) > self._max_kept:
             self._kept.popitem(last=False)

@@ -14,6 +14,7 @@ claim was sent, so it always ends before the one stored in MongoDB.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ class SegmentLeases:
         if not await self._claim(segment_id):
             return Holding(held=False, continuous=False)
         return Holding(held=True, continuous=deadline is not None and deadline > start)
+
+    async def keep(self, segment_id: str) -> None:
+        """Hold the segment's lease until cancelled, as asks would; return once it is
+        lost or had lapsed in between (whatever was built meanwhile may be stale).
+
+        For a rebuild of the segment's optimiser, which can outlast the lease: the asks
+        waiting for it hold the task's lock, and so does the reconcile loop that would
+        otherwise renew the lease (it tops tasks up under that lock)."""
+        while True:
+            await asyncio.sleep(self._seconds / 4)
+            if not (await self.hold(segment_id)).continuous:
+                return
 
     async def renew(self) -> list[str]:
         """Renew the leases of segments used lately (from the reconcile loop) and give

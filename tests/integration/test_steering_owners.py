@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from services.api.online import ensure_study
 from services.api.schemas import TaskSubmission
 from services.api.submission import build_task
 from services.context import Context, open_context
+from services.steering import engine
 from services.steering.app import SteeringService
+from services.steering.sampler import SegmentOptimizer
 from shared.config import SteeringSettings, load
 from shared.domain.models import PointStatus
 from shared.domain.taskconfig import SteeringConfig, TaskConfig
@@ -206,3 +209,25 @@ async def test_a_rebuild_outlives_the_ask_that_started_it(start: Start) -> None:
         optimizer = await a.engine.optimizer(task, segment, space)
         assert optimizer.count == 300
         assert a.engine.rebuilds == 2  # the next ask took the finished rebuild
+
+
+async def test_a_rebuild_longer_than_the_lease_keeps_the_segment(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is held while the optimiser is rebuilt. Nothing else renews it then
+    (the asks waiting for the rebuild hold the task's lock, which the reconcile loop
+    needs too); had it lapsed, the next ask would throw the rebuilt optimiser away and
+    rebuild, for ever if every rebuild outlasts the lease."""
+
+    def slow(*args: Any, **kwargs: Any) -> SegmentOptimizer:
+        time.sleep(LEASE * 2.5)  # in the rebuild's worker thread, as a long replay
+        return SegmentOptimizer(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "SegmentOptimizer", slow)
+    async with start("a") as a:
+        task_id = await submit(a.ctx, maxPoints=12, nPointsPerIteration=2)
+        await a.top_up(task_id)
+        await evaluate_open(a.ctx, task_id)
+        await a.top_up(task_id)
+        assert a.engine.rebuilds == 1
+        assert await indices(a.ctx, task_id) == [0, 1, 2, 3]
