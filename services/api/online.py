@@ -36,6 +36,12 @@ ONLINE_EXEC = "(online study: evaluated by its own workers)"
 """The evaluationExec of a study's task; no job is ever built for it."""
 ASK_TIMEOUT = 20.0
 ASK_ATTEMPTS = 2
+STUDY_MAX_TRIALS = 1_000_000
+"""A study has no end of its own: its task's ``maxPoints`` is only a cap."""
+STUDY_BUDGET = 1000
+"""The evaluations a study's optimiser plans for unless the sampler's args say
+(``budget``). Nevergrad picks its strategy from it: with the trial cap instead, NGOpt
+became a portfolio of 64 optimisers, each told every result (0.25 s per trial)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,11 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
         config=TaskConfig(
             evaluationExec=ONLINE_EXEC,
             online=True,
-            maxPoints=1_000_000,
+            maxPoints=STUDY_MAX_TRIALS,
             failedPoints="exclude",
-            steering=spec.steering,
+            steering=spec.steering
+            if spec.steering.budget is not None
+            else spec.steering.model_copy(update={"budget": STUDY_BUDGET}),
         ),
     )
     with contextlib.suppress(BulkWriteError, DuplicateKeyError):  # a concurrent first ask

@@ -96,7 +96,7 @@ class SteeringEngine:
                 seed=segment_base_seed(task_seed(task.id, config.steering.seed), segment.index),
                 parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
                 failed_points=config.failedPoints,
-                budget=config.maxPoints,
+                budget=config.steering.budget or config.maxPoints,
             )
         finally:
             held = not keeper.done()

@@ -33,7 +33,9 @@ class SteeringConfig(BaseModel):
     in ``nevergrad.optimizers.registry``). ``args`` go to the sampler's or optimiser's
     constructor and are checked against it. ``directions`` (one per objective of the
     loss, default all ``minimize``) may also be given inside ``args``, as Optuna users
-    are used to for NSGA-II. The names and arguments are checked by the steering
+    are used to for NSGA-II. ``budget`` is the number of evaluations the optimiser
+    plans for (Nevergrad picks its strategy from it; default: the task's ``maxPoints``);
+    it may be given in ``args`` too. The names and arguments are checked by the steering
     service's catalogue (imported only when a config is validated); the check is cached
     per process because a task's config is validated whenever the task is loaded.
     """
@@ -45,19 +47,25 @@ class SteeringConfig(BaseModel):
     args: dict[str, object] = Field(default_factory=dict, validate_default=True)
     seed: int | None = None
     directions: list[Direction] | None = Field(default=None, min_length=1)
+    budget: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
-    def _directions_from_args(cls, data: object) -> object:
+    def _block_fields_from_args(cls, data: object) -> object:
+        """``directions`` and ``budget`` given in ``args`` belong to the block."""
         if not isinstance(data, dict):
             return data
         args = data.get("args")
-        if not isinstance(args, dict) or "directions" not in args:
+        if not isinstance(args, dict):
             return data
-        if data.get("directions") is not None:
-            raise ValueError("directions: give them in the steering block or in args, not both")
-        rest = {k: v for k, v in args.items() if k != "directions"}
-        return {**data, "args": rest, "directions": args["directions"]}
+        moved = [name for name in ("directions", "budget") if name in args]
+        for name in moved:
+            if data.get(name) is not None:
+                raise ValueError(f"{name}: give it in the steering block or in args, not both")
+        if not moved:
+            return data
+        rest = {k: v for k, v in args.items() if k not in moved}
+        return {**data, "args": rest, **{name: args[name] for name in moved}}
 
     @field_validator("algorithm")
     @classmethod

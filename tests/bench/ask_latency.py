@@ -8,8 +8,8 @@ the optimiser from the 1k or 10k stored points (what a restart or a takeover cos
 it is timed on its own (``rebuild_s``; it may outlast the api's ask timeout, in which
 case the bench asks again, for up to an hour, until the rebuilt optimiser answers).
 Then ``--asks`` asks, each followed by a tell, give p50 and p99. In-process: the same
-sampler with the same history, one ``ask`` then ``tell`` per measurement (NGOpt with an
-online study's budget). Four float dimensions.
+sampler with the same history, one ``ask`` then ``tell`` per measurement (NGOpt with the
+budget a study's optimiser plans for, ``STUDY_BUDGET``). Four float dimensions.
 Prints one JSON line per sampler and history size.
 
 Two set-ups, side by side: ``embedded`` runs every service in the bench's own process
@@ -46,6 +46,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from services.api.online import STUDY_BUDGET
 from shared.domain.models import Point, PointStatus
 from shared.netutil import free_port
 from shared.searchspace import canonical_key
@@ -63,9 +64,6 @@ SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {  # Hopaas nam
 }
 NGOPT = "nevergrad:NGOpt"
 DIMS = 4
-ONLINE_BUDGET = 1_000_000
-"""The maxPoints an online study is created with (services/api/online.py), which the
-steering passes to Nevergrad as its budget: NGOpt chooses its algorithm from it."""
 REBUILD_WAIT = 3600.0
 """How long the first ask may be retried while the steering rebuilds the optimiser."""
 
@@ -105,12 +103,12 @@ def percentile(times: list[float], q: float) -> float:
 def bare_ngopt_ms(size: int, asks: int) -> tuple[float, float]:
     """NGOpt told ``size`` evaluations of its own asks, as the kept optimiser is, with
     the budget and workers the steering gives an online study's (so the same choice of
-    algorithm: for four dimensions and this budget, a portfolio of 64 rescaled NGOpt14)."""
+    algorithm: NGOpt chooses it from the budget)."""
     import nevergrad as ng
 
     space = ng.p.Dict(**{f"x{i}": ng.p.Scalar(lower=0, upper=1) for i in range(DIMS)})
     space.random_state = np.random.RandomState(0)
-    opt = ng.optimizers.NGOpt(space, budget=ONLINE_BUDGET, num_workers=2)
+    opt = ng.optimizers.NGOpt(space, budget=STUDY_BUDGET, num_workers=2)
     for _ in range(size):
         candidate = opt.ask()
         opt.tell(candidate, sum(v * v for v in candidate.value.values()))
@@ -312,10 +310,9 @@ async def main() -> None:
     parser.add_argument(
         "--ngopt-max",
         type=int,
-        default=1000,
-        help="largest history for NGOpt: with an online study's budget NGOpt is a"
-        " portfolio of 64 optimisers, each told every point: some 0.25 s per told point,"
-        " bare or rebuilt, so 10k takes over 40 minutes to set up, twice",
+        default=10_000,
+        help="largest history for NGOpt (Nevergrad's tells cost some 5 ms each with a"
+        " study's budget: 10k takes about a minute to set up, bare and rebuilt alike)",
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)

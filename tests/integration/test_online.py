@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.api.online import STUDY_BUDGET
 from services.steering.engine import SteeringEngine
 from services.steering.leases import Holding, SegmentLeases
 from services.steering.online import OnlineSteering
@@ -368,4 +369,14 @@ async def test_sampler_and_pruner_are_part_of_the_study(
     median = await study_of(pruner={"name": "MedianPruner", "args": {}})
     studies = {base, *(t["hopaas_trial"].split(":")[0] for t in (random, seeded, median))}
     assert len(studies) == 4, "another sampler, its args or another pruner is another study"
+    # A study's optimiser plans for STUDY_BUDGET evaluations unless the sampler's args
+    # say, not for the trial cap (with which NGOpt is 64 optimisers told every result).
+    planned = await study_of(sampler={"name": "nevergrad:NGOpt", "args": {"budget": 40}})
+    default = await study_of(sampler={"name": "nevergrad:NGOpt", "args": {}})
+    budgets = []
+    for trial in (planned, default):
+        task = await system.ctx.store.tasks.get(trial["hopaas_trial"].split(":")[0])
+        assert task is not None
+        budgets.append(task.config.steering.budget)
+    assert budgets == [40, STUDY_BUDGET]
     assert random["hopaas_trial"].endswith(":0")

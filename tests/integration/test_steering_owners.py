@@ -231,3 +231,23 @@ async def test_a_rebuild_longer_than_the_lease_keeps_the_segment(
         await a.top_up(task_id)
         assert a.engine.rebuilds == 1
         assert await indices(a.ctx, task_id) == [0, 1, 2, 3]
+
+
+async def test_the_optimiser_plans_for_the_steering_budget(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nevergrad picks its strategy from the budget: the steering block's when given,
+    else the task's maxPoints."""
+    budgets: list[int | None] = []
+    real = engine.SegmentOptimizer
+
+    def spy(*args: Any, **kwargs: Any) -> engine.SegmentOptimizer:
+        budgets.append(kwargs["budget"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "SegmentOptimizer", spy)
+    async with start("a") as a:
+        ngopt = {"library": "nevergrad", "algorithm": "NGOpt"}
+        for steering in ({**ngopt, "budget": 50}, ngopt):
+            await a.top_up(await submit(a.ctx, maxPoints=500, steering=steering))
+    assert sorted(b or 0 for b in budgets) == [50, 500]

@@ -211,6 +211,17 @@ def test_directions_may_be_given_in_args() -> None:
         )
 
 
+def test_budget_may_be_given_in_args() -> None:
+    config = SteeringConfig.model_validate(
+        {"library": "nevergrad", "algorithm": "NGOpt", "args": {"budget": 300}}
+    )
+    assert config.budget == 300 and config.args == {}
+    with pytest.raises(ValidationError, match="not both"):
+        SteeringConfig.model_validate({"library": "nevergrad", "budget": 2, "args": {"budget": 3}})
+    with pytest.raises(ValidationError, match="budget"):
+        SteeringConfig.model_validate({"library": "nevergrad", "budget": 0})
+
+
 # --- failed points ------------------------------------------------------------------------
 
 

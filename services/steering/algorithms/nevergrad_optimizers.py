@@ -5,8 +5,9 @@ Any name in ``nevergrad.optimizers.registry`` can be configured (``NGOpt`` by de
 ``TwoPointsDE``'s ``crossover``, ...), checked against their constructor.
 
 **Rebuild**, in this order, on an optimiser created with the search space as a
-``Dict`` parametrisation (:func:`~shared.searchspace.to_nevergrad`), the task's budget
-(``maxPoints``) and ``num_workers = max(parallelism, 2)``:
+``Dict`` parametrisation (:func:`~shared.searchspace.to_nevergrad`), the budget (the
+steering block's ``budget``, else the task's ``maxPoints``) and
+``num_workers = max(parallelism, 2)``:
 
 1. one-shot optimisers (random, LHS, Hammersley, ... sequences) are fast-forwarded by one
    ``ask`` per stored point, so that the sequence continues where it was; they are
@@ -24,12 +25,13 @@ Any name in ``nevergrad.optimizers.registry`` can be configured (``NGOpt`` by de
    optimisers keep new proposals apart from running ones.
 
 A rebuild costs what Nevergrad's own tells cost, per stored point and not growing with
-the history: some 10 ms for NGOpt with the default budget, but about 0.25 s for an
-online study's NGOpt, whose budget (its ``maxPoints``, 1,000,000) makes NGOpt a
-portfolio of 64 rescaled optimisers, each told every point (minutes at 1,000 points,
-in the steering's worker thread; the ``suggest``/``ask`` above add some 4 %). So it
-happens only when a steering process takes a segment over; its owner then keeps the optimiser and
-uses Nevergrad's own pending-ask support: an accepted proposal is a candidate asked
+the history: for NGOpt on four floats some 5 ms with a budget of 1,000 (an online
+study's default) and 10 ms with 100; with a budget of 1,000,000 NGOpt becomes a
+portfolio of 64 rescaled optimisers, each told every point (0.25 s per point), which is
+why the budget is the steering block's ``budget`` when given and a study's is not its
+trial cap (the ``suggest``/``ask`` above add some 4 %). So it happens only when a
+steering process takes a segment over; its owner then keeps the optimiser and uses
+Nevergrad's own pending-ask support: an accepted proposal is a candidate asked
 and not yet told, and a settled point's candidate is told its loss. An optimiser
 rebuilt at every draw cannot be trusted anyway: a (1+1) or NGOpt told a history through
 ``suggest`` keeps proposing around where it started.
