@@ -175,6 +175,11 @@ COLUMNS: dict[str, Column] = {
     "service_gp_p1": steered("optuna", "gp", 1),
     "service_gp_p8_sync": steered("optuna", "gp", 8),
     "service_gp_p8_async": steered("optuna", "gp", 8, asynchronous=True),
+    # these functions are noise-free: GP told so (no noise variance to fit), through args
+    "service_gp_det_p8_sync": steered("optuna", "gp", 8, deterministic_objective=True),
+    "service_gp_det_p8_async": steered(
+        "optuna", "gp", 8, asynchronous=True, deterministic_objective=True
+    ),
 }
 REFERENCE = "tpe_seq_inprocess"
 
