@@ -132,6 +132,33 @@ def test_gp_needs_pytorch() -> None:
             SteeringConfig(algorithm="gp")
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason="GP needs PyTorch")
+def test_a_gp_batch_keeps_away_from_open_points_and_from_itself() -> None:
+    """Optuna's GP counts running trials in its acquisition (q-batch EI): the open point
+    of the rebuild and each proposal already in the batch. Hidden from it, all eight
+    proposals land on the one acquisition maximum (pairwise distance below 1e-4); seen,
+    they are about 0.05 apart."""
+    space = parse_search_space(
+        {n: {"method": "uniform", "dimension": {"low": 0, "high": 1}} for n in ("x", "y")}
+    )
+
+    def bowl(p: dict[str, Any]) -> float:
+        return float((p["x"] - 0.3) ** 2 + (p["y"] - 0.7) ** 2)
+
+    evaluated = [{"x": x, "y": y} for x in (0.1, 0.5, 0.9) for y in (0.1, 0.5, 0.9)]
+    evaluated.append({"x": 0.35, "y": 0.65})
+    history = [point(i, p, PointStatus.EVALUATED, bowl(p)) for i, p in enumerate(evaluated)]
+    open_params = {"x": 0.3, "y": 0.7}
+    history.append(point(len(history), open_params, PointStatus.UNEVALUATED, None))
+    steering = SteeringConfig(algorithm="gp")
+    new = draw(space, history, 8, steering=steering, seed=0, parallelism=8).points
+    assert len(new) == 8
+    xy = np.array([[p["x"], p["y"]] for p in [*new, open_params]])
+    gaps = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=-1)
+    nearest = gaps[~np.eye(len(xy), dtype=bool)].min()
+    assert nearest > 0.01, f"GP proposed near-duplicates in one batch: {nearest:.2g} apart"
+
+
 def test_tpe_is_the_default_and_ngopt_is_nevergrads() -> None:
     assert SteeringConfig().algorithm == "tpe"
     assert SteeringConfig(library="nevergrad").algorithm == "NGOpt"
