@@ -14,7 +14,7 @@ from services.steering.sampler import SegmentOptimizer
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
 from shared.searchspace import to_optuna
-from tests.unit.test_algorithms import HAVE_TORCH, SPACE, objective, params_at, point
+from tests.unit.test_algorithms import SPACE, needs_torch, objective, params_at, point
 
 SEED = 11
 
@@ -39,8 +39,9 @@ def kept(algorithm: str) -> SegmentOptimizer:
     )
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", *(["gp"] if HAVE_TORCH else [])])
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
 def test_draws_what_the_stock_sampler_draws(algorithm: str) -> None:
+    needs_torch(algorithm)
     points = history()
     dists = to_optuna(SPACE)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -60,10 +61,12 @@ def test_draws_what_the_stock_sampler_draws(algorithm: str) -> None:
     assert drawn == [expected]
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", *(["gp"] if HAVE_TORCH else [])])
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
 def test_a_draw_does_not_work_the_space_out_from_the_trials(
     algorithm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    needs_torch(algorithm)
+
     def walk(*_: object, **__: object) -> None:
         raise AssertionError("the search space was computed from every trial")
 

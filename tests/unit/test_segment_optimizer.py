@@ -15,7 +15,7 @@ from services.steering.sampler import SegmentOptimizer, StaleOptimizerError, dra
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
 from shared.searchspace import canonical_key
-from tests.unit.test_algorithms import ADAPTERS, SPACE, objective
+from tests.unit.test_algorithms import ADAPTERS, SPACE, needs_torch, objective
 
 SEED = 5
 
@@ -77,6 +77,7 @@ def test_a_kept_stateless_sampler_draws_what_a_rebuild_draws(algorithm: str) -> 
 
 @pytest.mark.parametrize(("library", "algorithm"), ADAPTERS)
 def test_a_kept_optimizer_is_deterministic(library: str, algorithm: str) -> None:
+    needs_torch(algorithm)
     steering = SteeringConfig(library=library, algorithm=algorithm)
     first = run_kept(steering, rounds=5)
     second = run_kept(steering, rounds=5)
