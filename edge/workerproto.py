@@ -186,25 +186,26 @@ def dispatch(worker: WorkerPaths, job_id: str) -> None:
     write_json_atomic(worker.inbox / check_file_name(job_id), {"job_id": job_id})
 
 
-def claim(worker: WorkerPaths, job_id: str) -> bool:
-    """Move the entry from the inbox to ``claimed/``; False if someone else moved it."""
+def _moved(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target``; False if ``source`` was gone (someone else's
+    rename won: on a shared filesystem the rename is what decides)."""
     try:
-        os.rename(worker.inbox / job_id, worker.claimed / job_id)
+        os.rename(source, target)
     except FileNotFoundError:
         return False
     return True
+
+
+def claim(worker: WorkerPaths, job_id: str) -> bool:
+    """Move the entry from the inbox to ``claimed/``; False if someone else moved it."""
+    return _moved(worker.inbox / job_id, worker.claimed / job_id)
 
 
 def retire_claim(worker: WorkerPaths, job_id: str) -> bool:
     """Hide the claim of an attempt that is over (renamed to a dot-name, which
     :func:`entries` skips), so a later attempt of the same job id can be dispatched."""
-    try:
-        os.rename(
-            worker.claimed / job_id, worker.claimed / f".{job_id}.{secrets.token_hex(4)}.done"
-        )
-    except FileNotFoundError:
-        return False
-    return True
+    hidden = worker.claimed / f".{job_id}.{secrets.token_hex(4)}.done"
+    return _moved(worker.claimed / job_id, hidden)
 
 
 def unclaim(worker: WorkerPaths, job_id: str) -> None:
@@ -214,8 +215,4 @@ def unclaim(worker: WorkerPaths, job_id: str) -> None:
 
 def withdraw(worker: WorkerPaths, job_id: str) -> bool:
     """Take an unclaimed entry back (the harvester's side); False if it was claimed."""
-    try:
-        os.rename(worker.inbox / job_id, worker.withdrawn / job_id)
-    except FileNotFoundError:
-        return False
-    return True
+    return _moved(worker.inbox / job_id, worker.withdrawn / job_id)
