@@ -192,6 +192,15 @@ def test_args_reach_the_optimiser() -> None:
 # --- the config check --------------------------------------------------------------------
 
 
+def test_cmaes_takes_the_stock_samplers_args() -> None:
+    """The steering builds its own CMA-ES subclass; the args it accepts are still those
+    of Optuna's ``CmaEsSampler``."""
+    history = mixed_history()
+    # with 20 start-up trials CMA-ES is still sampling at random: different points
+    startup = run(SteeringConfig(algorithm="cmaes", args={"n_startup_trials": 20}), history)
+    assert startup != run(SteeringConfig(algorithm="cmaes"), history)
+
+
 def test_unknown_algorithm_lists_what_is_available() -> None:
     with pytest.raises(ValidationError) as info:
         TaskConfig.model_validate({"evaluationExec": "run", "steering": {"algorithm": "tpee"}})

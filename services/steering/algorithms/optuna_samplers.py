@@ -147,9 +147,10 @@ class OptunaAlgorithm:
     base_seed: bool = False
     """Seed with the segment's constant seed (a scrambled sequence must stay the same
     sequence from draw to draw) instead of the per-draw seed."""
-    known_space: Callable[..., optuna.samplers.BaseSampler] | None = None
-    """The sampler told the search space (see :class:`KnownSpaceTPESampler`); ``sampler``
-    stays the stock class, whose signature says which ``args`` are accepted."""
+    build: Callable[..., optuna.samplers.BaseSampler] | None = None
+    """What is built instead of ``sampler``, called with the study's search space and
+    the sampler's arguments (:class:`KnownSpaceTPESampler`, :class:`IndexedCmaEsSampler`);
+    ``sampler`` stays the stock class, whose signature says which ``args`` are accepted."""
 
 
 def relative_space(space: Mapping[str, BaseDistribution]) -> dict[str, BaseDistribution]:
@@ -201,18 +202,22 @@ ALGORITHMS: dict[str, OptunaAlgorithm] = {
         "add",
         multi_objective=True,
         defaults={"multivariate": True, "constant_liar": True},
-        known_space=KnownSpaceTPESampler,
+        build=KnownSpaceTPESampler,
     ),
     "gp": OptunaAlgorithm(
         optuna.samplers.GPSampler,
         "add",
         multi_objective=True,
         needs=("torch", "scipy"),
-        known_space=KnownSpaceGPSampler,
+        build=KnownSpaceGPSampler,
     ),
     "random": OptunaAlgorithm(optuna.samplers.RandomSampler, "add", multi_objective=True),
     "cmaes": OptunaAlgorithm(
-        IndexedCmaEsSampler, "replay", multi_objective=False, needs=("cmaes",)
+        optuna.samplers.CmaEsSampler,
+        "replay",
+        multi_objective=False,
+        needs=("cmaes",),
+        build=lambda _space, **kwargs: IndexedCmaEsSampler(**kwargs),
     ),
     "qmc": OptunaAlgorithm(
         optuna.samplers.QMCSampler,
@@ -241,13 +246,9 @@ def missing_packages(name: str) -> list[str]:
 
 
 def make_sampler(
-    name: str,
-    args: Mapping[str, object],
-    seed: int,
-    space: Mapping[str, BaseDistribution] | None = None,
+    name: str, args: Mapping[str, object], seed: int, space: Mapping[str, BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """The sampler ``name``; given the study's ``space``, one that is told it where the
-    algorithm can be (:attr:`OptunaAlgorithm.known_space`)."""
+    """The sampler ``name`` for a study of ``space`` (:attr:`OptunaAlgorithm.build`)."""
     spec = ALGORITHMS[name]
     missing = missing_packages(name)
     if missing:
@@ -257,8 +258,8 @@ def make_sampler(
         )
     kwargs = {**spec.defaults, **args, "seed": seed}
     with quiet_optuna():
-        if spec.known_space is not None and space is not None:
-            return spec.known_space(space, **kwargs)
+        if spec.build is not None:
+            return spec.build(space, **kwargs)
         return spec.sampler(**kwargs)
 
 
