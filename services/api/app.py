@@ -10,6 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from services.api.routers import checkpoints, edge, edge_curves, hopaas, studies, tasks
 from services.consumer import WebService
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="hpo-relay", version="0.1.0")
+    app = FastAPIOffline(title="hpo-relay", version="0.1.0")  # /docs without a CDN
     app.state.ctx = ctx
     app.state.settings = settings
     app.include_router(tasks.router)
