@@ -44,6 +44,8 @@ class Hub:
         self._changed = asyncio.Event()
         self._list_marks: dict[str, tuple[object, ...]] = {}
         self.ticks = 0
+        self.idle = True
+        """True while the loop waits for a first subscriber (and does nothing)."""
 
     def watched(self) -> tuple[set[str], set[str]]:
         """The task ids and the owners (task lists) some stream watches."""
@@ -102,8 +104,10 @@ class Hub:
         while not stop.is_set():
             if not self.subscriptions:
                 self._changed.clear()
+                self.idle = True
                 await _first(stop.wait(), self._changed.wait())
                 continue
+            self.idle = False
             try:
                 await self.tick()
             except Exception:

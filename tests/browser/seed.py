@@ -18,7 +18,6 @@ from services.api.submission import build_task
 from shared.clock import utcnow
 from shared.domain.models import TaskStatus
 from shared.store import Store
-from shared.store.base import to_doc
 
 SPACE = {
     "lr": {"method": "loguniform", "dimension": {"low": 1e-5, "high": 1e-1}},
@@ -33,7 +32,8 @@ def loss_of(params: dict[str, Any], rng: random.Random) -> float:
     """A smooth bowl in (log lr, dropout) with a categorical offset, plus noise."""
     lr = math.log10(params["lr"]) + 3
     offset = {"adam": 0.0, "sgd": 0.3, "rmsprop": 0.1}[params["optimizer"]]
-    return lr**2 + 4 * (params["dropout"] - 0.2) ** 2 + offset + 0.02 * params["layers"] + rng.random() * 0.05
+    noise = rng.random() * 0.05
+    return lr**2 + 4 * (params["dropout"] - 0.2) ** 2 + offset + 0.02 * params["layers"] + noise
 
 
 def draw(rng: random.Random) -> dict[str, Any]:
@@ -108,9 +108,9 @@ async def seed_task(
             doc["last_error"] = "payload exited 1"
             doc["attempts"] = 3
         doc.update(status=status, loss=loss)
-        if status == "evaluated" and not directions and "pruned_step" not in doc:
-            if best is None or loss < best[0]:
-                best = (loss, point_id)
+        counts = status == "evaluated" and not directions and "pruned_step" not in doc
+        if counts and (best is None or loss < best[0]):
+            best = (loss, point_id)
         docs.append(doc)
     for i in range(0, len(docs), BATCH):
         await store.points.col.insert_many(docs[i : i + BATCH])
@@ -119,6 +119,4 @@ async def seed_task(
     if best is not None:
         task.best_loss, task.best_point_id = best
     await store.tasks.insert(task)
-    await store.tasks.col.update_one({"_id": task.id}, {"$set": {"status": "done"}})
-    _ = to_doc
     return task.id

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from services.api.auth import issue_token
-from services.assembly import SERVICE_NAMES, assemble, run_assembly
+from services.assembly import SERVICE_NAMES, Assembly, assemble, run_assembly
 from services.context import Context, open_context
 from services.http import bind
 from shared.config import (
@@ -30,6 +30,7 @@ class Central:
     ctx: Context
     api_url: str
     monitor_url: str
+    assembly: Assembly | None = None
 
     async def token(self, owner: str, scopes: list[str]) -> str:
         return (await issue_token(self.ctx.store, owner, scopes))[1]
@@ -69,7 +70,9 @@ async def central(
     stop = asyncio.Event()
     runner = asyncio.create_task(run_assembly(assembly, api.reconcile_interval, stop))
     try:
-        yield Central(ctx=ctx, api_url=api_url, monitor_url=assembly.url_of("monitor"))
+        yield Central(
+            ctx=ctx, api_url=api_url, monitor_url=assembly.url_of("monitor"), assembly=assembly
+        )
     finally:
         stop.set()
         await runner

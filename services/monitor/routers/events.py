@@ -31,7 +31,8 @@ async def _header(mon: MonitorState, owner: str, task_id: str | None) -> str:
     task = await reads.own_task(mon.store, task_id, owner)
     if task is None:
         return "{}"
-    return (await mon.summaries.row(task)).model_dump_json()
+    await mon.cache.entry(task)  # what the hub refreshes must be loaded
+    return (await mon.summaries.row(task, wait=True)).model_dump_json()
 
 
 async def _stream(
