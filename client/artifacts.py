@@ -92,7 +92,12 @@ def table(items: list[dict[str, Any]]) -> Table:
 
 
 def file_name(item: dict[str, Any]) -> str:
-    return str(item["key"]).rsplit("/", 1)[-1]
+    """The key below ``<owner>/<task>/``: metrics and metadata files are named after
+    their point, logs are ``jobs/<job>/payload.log``, so no two files share a name."""
+    parts = str(item["key"]).split("/")[2:]
+    if not parts or any(p in ("", ".", "..") for p in parts):
+        raise DownloadError(f"refusing the artifact key {item['key']!r}")
+    return "/".join(parts)
 
 
 def download(items: list[dict[str, Any]], dest: Path, console: Console) -> list[Path]:
@@ -111,6 +116,7 @@ def download(items: list[dict[str, Any]], dest: Path, console: Console) -> list[
         row = bar.add_task(f"{len(items)} file(s)", total=total)
         for item in items:
             target = dest / file_name(item)
+            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".part")
             try:
                 with http.stream("GET", item["url"]) as reply, partial.open("wb") as out:

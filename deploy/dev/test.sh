@@ -46,6 +46,18 @@ if ! command -v bwrap >/dev/null; then
     fi
 fi
 
+# chromium: the dashboard's browser tests drive Debian's build through Playwright
+# (tests/browser); Playwright's own browser download is never used.
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing chromium for the browser tests"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    else
+        echo "chromium is missing: install it (sudo apt-get install -y chromium)" >&2
+    fi
+fi
+
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"

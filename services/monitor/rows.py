@@ -33,7 +33,7 @@ def artifact_row(artifact: Artifact, store: ArtifactStore) -> ArtifactRow:
         point_id=point_of_job(artifact.job_id),
         job_id=artifact.job_id,
         kind=artifact.kind,
-        name=artifact.key.rsplit("/", 1)[-1],
+        name="/".join(artifact.key.split("/")[2:]) or artifact.key,
         size=artifact.size,
         verified=artifact.verified,
         detail=artifact.detail,
