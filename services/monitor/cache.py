@@ -56,6 +56,10 @@ class TaskEntry:
             return self.directions[objective] == "maximize"
         return self.maximize
 
+    def log_params(self, segment: str) -> frozenset[str]:
+        space = self.spaces.get(segment)
+        return frozenset(d.name for d in space.dimensions if d.log) if space else frozenset()
+
     def memo(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         """``compute()`` once per snapshot version."""
         version = self.snapshot.version

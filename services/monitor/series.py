@@ -141,10 +141,10 @@ def sample_rows(sel: Selection, limit: int) -> IntArray:
     return picked
 
 
-def _param_axis(snap: TaskSnapshot, name: str, rows: IntArray) -> dict[str, object]:
+def _param_axis(snap: TaskSnapshot, name: str, rows: IntArray, log: bool) -> dict[str, object]:
     column = snap.params[name]
     raw = snap.values(name)[rows]
-    axis: dict[str, object] = {"name": name, "categorical": column.categorical}
+    axis: dict[str, object] = {"name": name, "categorical": column.categorical, "log": log}
     if column.categorical:
         axis["labels"] = [str(v) for v in column.labels]
     axis["values"] = [None if math.isnan(v) else v for v in raw.tolist()]
@@ -158,8 +158,10 @@ def slices(
     objective: int = 0,
     maximize: bool = False,
     limit: int = SAMPLE_LIMIT,
+    log_params: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
-    """Each parameter against the loss, on one shared sample of the evaluated points."""
+    """Each parameter against the loss, on one shared sample of the evaluated points;
+    ``log_params`` are drawn on a log scale (their search space says so)."""
     sel = select(snap, segment, objective, maximize)
     picked = sample_rows(sel, limit)
     rows = sel.rows[picked]
@@ -168,7 +170,7 @@ def slices(
         "total": len(sel.rows),
         "loss": sel.y[picked].tolist(),
         "index": sel.x[picked].tolist(),
-        "params": [_param_axis(snap, name, rows) for name in snap.params],
+        "params": [_param_axis(snap, name, rows, name in log_params) for name in snap.params],
     }
 
 
@@ -179,10 +181,12 @@ def parallel(
     objective: int = 0,
     maximize: bool = False,
     limit: int = PARALLEL_LIMIT,
+    log_params: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
     """Parallel coordinates: the parameters and the loss of a sample of lines."""
-    result = slices(snap, segment, objective=objective, maximize=maximize, limit=limit)
-    return result
+    return slices(
+        snap, segment, objective=objective, maximize=maximize, limit=limit, log_params=log_params
+    )
 
 
 def _thin(steps: IntArray, values: FloatArray, limit: int) -> tuple[list[int], list[float]]:

@@ -96,6 +96,12 @@ async def test_task_page_charts_hold_the_expected_points(
     pruned_marks = next(t for t in curves["traces"] if t["name"] == "pruned")
     assert pruned_marks["n"] == 10
     assert (await drawn(offline, "importance"))["traces"][0]["n"] == 4
+    await offline.page.evaluate(
+        "Plotly.relayout(document.getElementById('history'), {'xaxis.range': [1000, 1999]})"
+    )
+    await offline.page.wait_for_function(  # the zoomed window is re-cut: every point in it
+        "() => document.getElementById('history').dataset.points === '1000'"
+    )
     table = offline.page.locator("#points-table")
     assert await table.get_attribute("data-total") == "5000"
     assert await table.locator("tbody tr").count() == 50

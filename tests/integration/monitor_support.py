@@ -7,12 +7,14 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from services.monitor.deps import MonitorState
 from tests.integration.central import Central, FakeSite
+
+if TYPE_CHECKING:
+    from services.monitor.deps import MonitorState
 
 
 def monitor_state(system: Central) -> MonitorState:

@@ -100,7 +100,13 @@ async def slices(entry: OwnEntry, segment: Segment = None, objective: Objective 
     seg, obj = _segment(entry, segment), _objective(entry, objective)
     return entry.memo(
         ("slices", seg, obj),
-        lambda: series.slices(entry.snapshot, seg, objective=obj, maximize=entry.direction_of(obj)),
+        lambda: series.slices(
+            entry.snapshot,
+            seg,
+            objective=obj,
+            maximize=entry.direction_of(obj),
+            log_params=entry.log_params(seg),
+        ),
     )
 
 
@@ -110,7 +116,11 @@ async def parallel(entry: OwnEntry, segment: Segment = None, objective: Objectiv
     return entry.memo(
         ("parallel", seg, obj),
         lambda: series.parallel(
-            entry.snapshot, seg, objective=obj, maximize=entry.direction_of(obj)
+            entry.snapshot,
+            seg,
+            objective=obj,
+            maximize=entry.direction_of(obj),
+            log_params=entry.log_params(seg),
         ),
     )
 

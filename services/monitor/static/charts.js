@@ -23,7 +23,8 @@ const Charts = (() => {
     if (!div.dataset.zoomHooked) {
       div.dataset.zoomHooked = "1";
       div.on("plotly_relayout", (e) => {
-        if (e["xaxis.range[0]"] !== undefined) onZoom([e["xaxis.range[0]"], e["xaxis.range[1]"]]);
+        const range = e["xaxis.range"] || (e["xaxis.range[0]"] !== undefined ? [e["xaxis.range[0]"], e["xaxis.range[1]"]] : null);
+        if (range) onZoom(range);
         else if (e["xaxis.autorange"]) onZoom(null);
       });
     }
@@ -31,6 +32,7 @@ const Charts = (() => {
   }
 
   function axisOf(p) {
+    if (p.log) return { label: "log10 " + p.name, values: p.values.map((v) => (v === null || v <= 0 ? NaN : Math.log10(v))) };
     if (!p.categorical) return { label: p.name, values: p.values.map((v) => (v === null ? NaN : v)) };
     return { label: p.name, values: p.values, tickvals: p.labels.map((_, i) => i), ticktext: p.labels };
   }
@@ -49,7 +51,7 @@ const Charts = (() => {
     if (!p) { Plotly.purge(div); marked(div, 0); return Promise.resolve(); }
     const x = p.categorical ? p.values.map((v) => (v === null ? null : p.labels[v])) : p.values;
     const trace = { type: "scattergl", mode: "markers", x, y: s.loss, text: s.index.map((i) => "index " + i), marker: { size: 5, color: s.index, colorscale: "Blues", showscale: true, colorbar: { title: { text: "index" } } }, hovertemplate: "%{text}<br>" + p.name + " %{x}<br>loss %{y}<extra></extra>" };
-    const drawn = Plotly.react(div, [trace], { margin, xaxis: { title: { text: p.name }, type: p.categorical ? "category" : "-" }, yaxis: { title: { text: "loss" } } }, config);
+    const drawn = Plotly.react(div, [trace], { margin, xaxis: { title: { text: p.name }, type: p.categorical ? "category" : p.log ? "log" : "-" }, yaxis: { title: { text: "loss" } } }, config);
     marked(div, s.loss.length, { total: String(s.total) });
     return drawn;
   }
@@ -87,8 +89,8 @@ const Charts = (() => {
     const traces = [];
     for (const s of sites) {
       const x = s.occupancy.map((o) => new Date(o[0] * 1000));
-      traces.push({ type: "scatter", mode: "lines", name: s.id + " busy", x, y: s.occupancy.map((o) => o[1]), line: { shape: "hv" } });
-      traces.push({ type: "scatter", mode: "lines", name: s.id + " total", x, y: s.occupancy.map((o) => o[2]), line: { shape: "hv", dash: "dot" } });
+      traces.push({ type: "scatter", mode: "lines+markers", name: s.id + " busy", x, y: s.occupancy.map((o) => o[1]), line: { shape: "hv" } });
+      traces.push({ type: "scatter", mode: "lines+markers", name: s.id + " total", x, y: s.occupancy.map((o) => o[2]), line: { shape: "hv", dash: "dot" } });
     }
     marked(div, traces.reduce((n, t) => n + t.x.length, 0) / 2);
     return Plotly.react(div, traces, { margin, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);

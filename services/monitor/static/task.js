@@ -73,6 +73,7 @@ const TaskPage = {
     const p = TaskPage.params();
     const h = await api(`tasks/${encodeURIComponent(TaskPage.id)}/history`, { ...p, x0: TaskPage.zoom && TaskPage.zoom[0], x1: TaskPage.zoom && TaskPage.zoom[1] });
     await Charts.history($("history"), h, (range) => { TaskPage.zoom = range; TaskPage.loadHistory(); });
+    $("history").dataset.renders = String(Number($("history").dataset.renders || 0) + 1);
     $("history-note").textContent = h.total > h.x.length ? `${h.x.length} of ${h.in_window} points shown (lowest and highest per bucket, every improvement)` : `${h.total} points`;
   }),
 
@@ -134,6 +135,7 @@ const TaskPage = {
     $("points-next").disabled = !page.next_cursor;
     $("points-table").dataset.total = String(page.total);
     $("points-table").dataset.rows = String(page.rows.length);
+    $("points-table").dataset.renders = String(Number($("points-table").dataset.renders || 0) + 1);
   }),
 
   async openPoint(pointId) {
