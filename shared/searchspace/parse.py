@@ -15,10 +15,17 @@ Accepted forms (each entry is read in the form it is written in):
   ``"log": true``; ``{"type": "Log", ...}`` alike (log scale, optional ``integer``).
   Unbounded scalars, ``init``, mutation settings and other Nevergrad types are refused.
 
-Bounds of integer methods must be whole numbers (``10.0`` is read as ``10``).
-Categories must be JSON scalars (Optuna stores no others) and pairwise unequal in
-Python's sense, so ``1``, ``1.0`` and ``true`` cannot share a list: Optuna looks a
-category up by equality and would hand back the wrong one.
+Bounds of integer methods must be whole numbers (``10.0`` is read as ``10``); every
+integer must fit in 8 bytes (the database stores no larger one). Categories must be JSON
+scalars (Optuna stores no others). A category written more than once is a weighted
+choice, as in hpogrid and Nevergrad (``[1, 1, 2]`` draws 1 twice as often as 2 a
+priori; see :mod:`shared.searchspace.backends`); ``1`` and ``1.0`` are the same
+category, but ``true`` and ``1`` cannot share a list: Python holds them equal, so Optuna,
+which looks a category up by equality, would hand back the wrong one.
+
+Everything here takes time linear in the size of the input, and a space has at most
+:data:`MAX_DIMENSIONS` dimensions of at most :data:`MAX_CATEGORIES` categories: an
+optimiser's cost per draw grows with both.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from shared.bounds import int64_issue
 from shared.searchspace.model import (
     Dimension,
     JsonScalar,
@@ -58,6 +66,12 @@ IDDS_TYPES: dict[str, frozenset[str]] = {
 }
 """iDDS type -> keys an entry of that type may have."""
 
+MAX_DIMENSIONS = 1_000
+MAX_CATEGORIES = 10_000
+MAX_NAME_LENGTH = 200
+MAX_ISSUES = 50
+"""Problems listed in one error; the rest are counted."""
+
 _METHOD_NAMES: dict[str, Method] = {name: name for name in PHPO_METHODS}
 _SCALAR_METHODS: dict[tuple[bool, bool], Method] = {
     (False, False): "uniform",
@@ -75,32 +89,61 @@ _Fields = dict[str, tuple[object, Loc]]
 class _Issues:
     def __init__(self) -> None:
         self.items: list[SearchSpaceIssue] = []
+        self.dropped = 0
 
     def add(self, loc: Loc, msg: str) -> None:
-        self.items.append(SearchSpaceIssue(loc, msg))
+        if len(self.items) < MAX_ISSUES:
+            self.items.append(SearchSpaceIssue(loc, msg))
+        else:
+            self.dropped += 1
+
+    @property
+    def count(self) -> int:
+        return len(self.items) + self.dropped
+
+    def error(self) -> SearchSpaceError:
+        items = list(self.items)
+        if self.dropped:
+            items.append(SearchSpaceIssue((), f"and {self.dropped} more problems"))
+        return SearchSpaceError(items)
 
 
-def parse_search_space(obj: object) -> SearchSpace:
+def parse_search_space(obj: object, *, allow_empty: bool = False) -> SearchSpace:
     """Read a search space in phpo or iDDS form; raise :class:`SearchSpaceError` listing
-    every problem found."""
+    every problem found. A task needs a dimension; an online study whose properties are
+    all fixed values has none (``allow_empty``)."""
     issues = _Issues()
     dims: list[Dimension] = []
     if not isinstance(obj, Mapping):
         issues.add((), f"must be a JSON object mapping names to dimensions, got {show(obj)}")
-    elif not obj:
+    elif not obj and not allow_empty:
         issues.add((), "is empty: give at least one dimension")
+    elif len(obj) > MAX_DIMENSIONS:
+        issues.add((), f"has {len(obj)} dimensions; at most {MAX_DIMENSIONS} are allowed")
     else:
         for name, entry in obj.items():
             if not isinstance(name, str) or not name:
                 where = name if isinstance(name, str | int) else show(name)
                 issues.add((where,), "dimension names must be non-empty strings")
                 continue
+            problem = _name_issue(name)
+            if problem:
+                issues.add((name,), problem)
+                continue
             dim = _entry(name, entry, issues)
             if dim is not None:
                 dims.append(dim)
-    if issues.items:
-        raise SearchSpaceError(issues.items)
+    if issues.count:
+        raise issues.error()
     return SearchSpace(dimensions=tuple(dims))
+
+
+def _name_issue(name: str) -> str | None:
+    if len(name) > MAX_NAME_LENGTH:
+        return f"dimension names are at most {MAX_NAME_LENGTH} characters"
+    if any(ord(c) < 32 for c in name):
+        return "dimension names must not contain control characters (NUL, newline, ...)"
+    return None
 
 
 def parse_segmented(obj: object, segment_count: int) -> list[SearchSpace]:
@@ -259,11 +302,11 @@ def _check_keys(
 
 def _dimension(name: str, method: Method, fields: _Fields, issues: _Issues) -> Dimension | None:
     """Check the values of one dimension against its method; None if any is wrong."""
-    before = len(issues.items)
+    before = issues.count
     if method == "categorical":
         choices = _categories(fields, issues)
         grid = _grid_search(fields, issues)
-        if len(issues.items) > before or choices is None:
+        if issues.count > before or choices is None:
             return None
         return Dimension(
             name=name, method=method, kind="categorical", choices=choices, grid_search=grid
@@ -294,7 +337,7 @@ def _dimension(name: str, method: Method, fields: _Fields, issues: _Issues) -> D
     base = values.get("base")
     if base is not None and base <= 1:
         issues.add(fields["base"][1], f"must be > 1, got {base}")
-    if len(issues.items) > before or any(v is None for v in values.values()):
+    if issues.count > before or any(v is None for v in values.values()):
         return None
     dim = Dimension(
         name=name,
@@ -320,6 +363,10 @@ def _number(value: object, loc: Loc, integer: bool, issues: _Issues) -> int | fl
     if isinstance(value, bool) or not isinstance(value, int | float):
         issues.add(loc, f"must be a number, got {show(value)}")
         return None
+    problem = int64_issue(value) if isinstance(value, int) else None
+    if problem:
+        issues.add(loc, problem)
+        return None
     if not math.isfinite(value):
         issues.add(loc, f"must be finite, got {value}")
         return None
@@ -332,6 +379,7 @@ def _number(value: object, loc: Loc, integer: bool, issues: _Issues) -> int | fl
 
 
 def _categories(fields: _Fields, issues: _Issues) -> tuple[JsonScalar, ...] | None:
+    """The categories as written, repeats included (a repeat is a weight)."""
     if "categories" not in fields:
         return None
     raw, loc = fields["categories"]
@@ -341,7 +389,11 @@ def _categories(fields: _Fields, issues: _Issues) -> tuple[JsonScalar, ...] | No
     if not raw:
         issues.add(loc, "is empty: give at least one category")
         return None
-    choices: list[JsonScalar] = []
+    if len(raw) > MAX_CATEGORIES:
+        issues.add(loc, f"has {len(raw)} categories; at most {MAX_CATEGORIES} are allowed")
+        return None
+    first: dict[JsonScalar, int] = {}
+    """Where each value was first written; Python's equality, so 1, 1.0, true share one."""
     ok = True
     for index, value in enumerate(raw):
         if value is not None and not isinstance(value, bool | int | float | str):
@@ -350,19 +402,22 @@ def _categories(fields: _Fields, issues: _Issues) -> tuple[JsonScalar, ...] | No
             )
             ok = False
             continue
-        if isinstance(value, float) and not math.isfinite(value):
-            issues.add((*loc, index), f"must be finite, got {value}")
+        problem = int64_issue(value) if isinstance(value, int) else None
+        if problem is None and isinstance(value, float) and not math.isfinite(value):
+            problem = f"must be finite, got {value}"
+        if problem:
+            issues.add((*loc, index), problem)
             ok = False
-        earlier = next((i for i, seen in enumerate(raw[:index]) if seen == value), None)
-        if earlier is not None:
+            continue
+        earlier = first.setdefault(value, index)
+        if isinstance(raw[earlier], bool) != isinstance(value, bool):
             issues.add(
                 (*loc, index),
-                f"duplicate of category {earlier} ({show(raw[earlier])});"
-                " 1, 1.0 and true count as the same value",
+                f"{show(value)} and category {earlier} ({show(raw[earlier])}) are equal to "
+                "Python, so Optuna cannot tell them apart: use distinct values",
             )
             ok = False
-        choices.append(value)
-    return tuple(choices) if ok else None
+    return tuple(raw) if ok else None
 
 
 def _grid_search(fields: _Fields, issues: _Issues) -> bool | None:
