@@ -54,6 +54,16 @@ SAMPLERS: dict[str, str] = {
 }
 """Hopaas (Optuna) sampler class names -> the project's Optuna algorithm names."""
 
+_PRUNER_ARG_ALIASES = {
+    ("HyperbandPruner", "min_resources"): "min_resource",
+    ("HyperbandPruner", "max_resources"): "max_resource",
+}
+"""The Hopaas client's HyperbandPruner sends these plurals; Optuna's names are singular."""
+
+_DEFAULTS_SENT = {("TPESampler", "consider_magic_clip", True)}
+"""Arguments the Hopaas client always sends at Optuna's default value, which Optuna has
+deprecated (4.9) and will remove (6.0): dropped, so that its default asks keep working."""
+
 NEVERGRAD_PREFIX = "nevergrad:"
 """An extension of Hopaas's sampler names: ``nevergrad:NGOpt``, ``nevergrad:CMA``, ...
 (any optimiser of Nevergrad's registry) steers the study with Nevergrad."""
@@ -220,7 +230,7 @@ def _steering(name: str, args: dict[str, Any], direction: str) -> SteeringConfig
     if algorithm is None:
         known = ", ".join([*SAMPLERS, f"{NEVERGRAD_PREFIX}<optimiser>"])
         raise PropertyError(f"{CONFIG_KEY}.sampler", f"unknown sampler {name!r}; known: {known}")
-    rest = {k: v for k, v in args.items() if k != "seed"}
+    rest = {k: v for k, v in args.items() if k != "seed" and (name, k, v) not in _DEFAULTS_SENT}
     seed = args.get("seed")
     try:
         return SteeringConfig.model_validate(
@@ -263,6 +273,7 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
         pruner = canonical_pruner(pruner)
     except PrunerError as exc:
         raise PropertyError(f"{CONFIG_KEY}.pruner", exc.message) from None
+    pruner_args = {_PRUNER_ARG_ALIASES.get((pruner, k), k): v for k, v in pruner_args.items()}
     properties = {k: v for k, v in body.items() if k not in (CONFIG_KEY, TRIAL_KEY)}
     space: dict[str, Any] = {}
     for name, value in properties.items():
