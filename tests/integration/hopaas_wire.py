@@ -48,15 +48,18 @@ def categorical(choices: list[str]) -> str:
     return f"optuna#categorical({','.join(choices)})"
 
 
-TPE = {"name": "TPESampler", "args": {"n_startup_trials": 10, "n_ei_candidates": 24,
-                                       "consider_magic_clip": True}}  # fmt: skip
-NOP = {"name": "NopPruner", "args": {}}
-MEDIAN = {"name": "MedianPruner", "args": {"n_startup_trials": 5, "n_warmup_steps": 0,
-                                            "interval_steps": 1, "n_min_trials": 1}}  # fmt: skip
-HYPERBAND = {"name": "HyperbandPruner", "args": {"min_resources": 1, "max_resources": "auto",
-                                                  "bootstrap_count": 0}}  # fmt: skip
-THRESHOLD = {"name": "ThresholdPruner", "args": {"lower": None, "upper": 2,
-                                                  "n_warmup_steps": 0, "interval_steps": 1}}  # fmt: skip
+def plugin(name: str, **args: Any) -> dict[str, Any]:
+    """A sampler or pruner as the client names it: every dataclass field an argument."""
+    return {"name": name, "args": args}
+
+
+TPE = plugin("TPESampler", n_startup_trials=10, n_ei_candidates=24, consider_magic_clip=True)
+NOP = plugin("NopPruner")
+MEDIAN = plugin(
+    "MedianPruner", n_startup_trials=5, n_warmup_steps=0, interval_steps=1, n_min_trials=1
+)
+HYPERBAND = plugin("HyperbandPruner", min_resources=1, max_resources="auto", bootstrap_count=0)
+THRESHOLD = plugin("ThresholdPruner", lower=None, upper=2, n_warmup_steps=0, interval_steps=1)
 
 
 class HopaasServerError(Exception):
@@ -92,7 +95,8 @@ class Client:
             raise HopaasServerError(res.status_code, res.text)
 
     def mark_as_failed(self, study_id: str, trial_id: int, error: str) -> None:
-        res = self.post("mark_as_failed", {"hopaas_trial": f"{study_id}:{trial_id}", "error": error})
+        body = {"hopaas_trial": f"{study_id}:{trial_id}", "error": error}
+        res = self.post("mark_as_failed", body)
         if res.status_code != 200:
             raise HopaasServerError(res.status_code, res.text)
 

@@ -99,9 +99,7 @@ async def test_a_study_of_fixed_values_only(system: Central) -> None:  # noqa: F
         assert params["some_value"] == 4242
     assert study_id is not None
     points = await system.ctx.store.points.list_for_task(study_id)
-    assert [(p.params, p.status, p.loss) for p in points] == [
-        ({}, PointStatus.EVALUATED, 1.23)
-    ] * 3
+    assert [(p.params, p.status, p.loss) for p in points] == [({}, PointStatus.EVALUATED, 1.23)] * 3
 
 
 def run_with_pruners(server: str, token: str) -> list[str]:

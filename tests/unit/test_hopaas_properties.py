@@ -184,7 +184,7 @@ def test_nevergrad_optimisers_by_prefixed_name() -> None:
         ("optuna#categorical(a,a,b)", "categorical", {"categories": ["a", "a", "b"]}),
         ("optuna#categorical(single)", "categorical", {"categories": ["single"]}),
         ("optuna#int(1, 10, )", "uniformint", {"low": 1, "high": 10}),
-        ('optuna#categorical("a,b", \'c)d\')', "categorical", {"categories": ["a,b", "c)d"]}),
+        ("optuna#categorical(\"a,b\", 'c)d')", "categorical", {"categories": ["a,b", "c)d"]}),
     ],
 )
 def test_the_hopaas_clients_suggestions(text: str, method: str, dimension: dict[str, Any]) -> None:
