@@ -4,7 +4,9 @@
 * ``bwrap``: a bubblewrap sandbox on the host's software: read-only root, one writable
   working directory, no network; runs no image;
 * ``apptainer`` and ``singularity``: ``exec`` of a pulled, read-only SIF image
-  (contract-tested only: neither tool is installable on the test machines).
+  (contract-tested only: neither tool is installable on the test machines);
+* ``charliecloud``: ``ch-run`` of a read-only image directory on the shared filesystem,
+  unprivileged (tested for real).
 
 Each module's docstring says what it isolates and what it does not. A site picks one in
 its ``[runtime]`` table, validated as :data:`RuntimeConfig` (a union on ``kind``; a table
@@ -20,6 +22,7 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter
 
 from shared.runtime.apptainer import ApptainerRuntime, ApptainerRuntimeConfig
 from shared.runtime.bwrap import BwrapRuntime, BwrapRuntimeConfig
+from shared.runtime.charliecloud import CharliecloudRuntime, CharliecloudRuntimeConfig
 from shared.runtime.port import Launch, Runtime, RuntimeUnsupportedError
 from shared.runtime.process import ProcessRuntime, ProcessRuntimeConfig
 from shared.runtime.singularity import SingularityRuntime, SingularityRuntimeConfig
@@ -37,7 +40,8 @@ RuntimeConfig = Annotated[
     Annotated[ProcessRuntimeConfig, Tag("process")]
     | Annotated[BwrapRuntimeConfig, Tag("bwrap")]
     | Annotated[ApptainerRuntimeConfig, Tag("apptainer")]
-    | Annotated[SingularityRuntimeConfig, Tag("singularity")],
+    | Annotated[SingularityRuntimeConfig, Tag("singularity")]
+    | Annotated[CharliecloudRuntimeConfig, Tag("charliecloud")],
     Discriminator(_kind_of),
 ]
 """The typed ``[runtime]`` table of a site config (and of ``job.json``), by ``kind``."""
@@ -47,6 +51,7 @@ _FACTORIES: dict[str, Callable[[Any], Runtime]] = {
     "bwrap": BwrapRuntime,
     "apptainer": ApptainerRuntime,
     "singularity": SingularityRuntime,
+    "charliecloud": CharliecloudRuntime,
 }
 _CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
@@ -83,6 +88,7 @@ def open_runtime(kind: str, config: BaseModel | Mapping[str, Any] | None = None)
 __all__ = [
     "ApptainerRuntimeConfig",
     "BwrapRuntimeConfig",
+    "CharliecloudRuntimeConfig",
     "Launch",
     "ProcessRuntimeConfig",
     "Runtime",

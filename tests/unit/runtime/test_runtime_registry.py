@@ -12,6 +12,7 @@ from edge.documents import JobDocument, NodeSettings
 from shared.runtime import (
     ApptainerRuntimeConfig,
     BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
     ProcessRuntimeConfig,
     SingularityRuntimeConfig,
     open_runtime,
@@ -29,7 +30,7 @@ root = "/r"
 
 
 def test_every_kind_is_registered() -> None:
-    assert runtime_kinds() == ["apptainer", "bwrap", "process", "singularity"]
+    assert runtime_kinds() == ["apptainer", "bwrap", "charliecloud", "process", "singularity"]
     for kind in runtime_kinds():
         assert open_runtime(kind).kind == kind
 
@@ -42,6 +43,7 @@ def test_every_kind_is_registered() -> None:
         ({"kind": "bwrap", "hide": ["/gpfs/edge"]}, BwrapRuntimeConfig),
         ({"kind": "apptainer", "binds": ["/data"]}, ApptainerRuntimeConfig),
         ({"kind": "singularity", "no_eval": False}, SingularityRuntimeConfig),
+        ({"kind": "charliecloud", "default_image": "/gpfs/img"}, CharliecloudRuntimeConfig),
     ],
 )
 def test_tables_validate_to_their_kind(table: dict[str, object], model: type) -> None:
