@@ -52,14 +52,21 @@ BATCH_COMMANDS: dict[str, tuple[str, ...]] = {
     "slurm": ("sbatch", "squeue", "sacct", "scancel"),
     "lsf": ("bsub", "bjobs", "bkill"),
     "pbs": ("qsub", "qstat", "qdel"),
+    "sge": ("qsub", "qstat", "qdel"),
 }
 VERSION_QUERIES: dict[str, list[str]] = {
     "slurm": ["squeue", "--version"],
     "lsf": ["bjobs", "-V"],
     "pbs": ["qstat", "--version"],
+    "sge": ["qstat", "-help"],
 }
 """A cheap query per scheduler: it needs the client's configuration and starts no job."""
-CONFIG_VARIABLES = {"slurm": "SLURM_CONF", "lsf": "LSF_ENVDIR", "pbs": "PBS_CONF_FILE"}
+CONFIG_VARIABLES = {
+    "slurm": "SLURM_CONF",
+    "lsf": "LSF_ENVDIR",
+    "pbs": "PBS_CONF_FILE",
+    "sge": "SGE_ROOT",
+}
 KINDS = frozenset([*BATCH_COMMANDS, *runtime_kinds()])
 LOW_SPACE = 5 * 1024**3
 

@@ -35,15 +35,27 @@ if [[ ! -x "$PY" ]]; then
     fi
 fi
 
-# bubblewrap: the bwrap runtime's contract tests run real sandboxes.
-if ! command -v bwrap >/dev/null; then
+# Debian packages the tests run for real: bubblewrap (the bwrap runtime), Charliecloud and
+# debootstrap (the charliecloud runtime and its test image), Grid Engine (the sge batch
+# system, started by deploy/dev/infra.py).
+debs=()
+command -v bwrap >/dev/null || debs+=(bubblewrap)
+command -v ch-run >/dev/null || debs+=(charliecloud)
+command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || debs+=(debootstrap)
+[[ -x /usr/lib/gridengine/sge_qmaster ]] || debs+=(gridengine-master gridengine-exec gridengine-client)
+if [[ ${#debs[@]} -gt 0 ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing bubblewrap"
+        say "installing ${debs[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${debs[@]}" >/dev/null
     else
-        echo "bubblewrap is missing: install it (sudo apt-get install -y bubblewrap)" >&2
+        echo "missing Debian packages: sudo apt-get install -y ${debs[*]}" >&2
     fi
+fi
+
+# The charliecloud tests' image: built once into a cache outside the repository.
+if [[ $(id -u) -eq 0 ]]; then
+    python3 deploy/dev/images.py build --arch amd64 >/dev/null || echo "the charliecloud test image could not be built" >&2
 fi
 
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)

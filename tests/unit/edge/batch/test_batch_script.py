@@ -76,8 +76,8 @@ def test_site_config_selects_the_adapter_by_kind(tmp_path: Path) -> None:
     assert isinstance(config.batch, SlurmBatchConfig)
     assert config.batch.walltime == timedelta(hours=2)
     assert isinstance(open_batch(config.batch), SlurmBatch)
-    site.write_text(site.read_text().replace('"slurm"', '"sge"'))
-    with pytest.raises(ValueError, match="'local', 'slurm', 'lsf', 'pbs'"):
+    site.write_text(site.read_text().replace('"slurm"', '"condor"'))
+    with pytest.raises(ValueError, match="'local', 'slurm', 'lsf', 'pbs', 'sge'"):
         load_site_config(site)
 
 
