@@ -14,7 +14,8 @@ logs in a fresh temporary directory. As root, also a private one-node Slurm clus
 it cannot start (not root, no apt-get) `up` goes on without it and the tests marked
 `slurm` fail saying why; HPO_DEV_SLURM=0 skips it. `up` and `down` share a state file
 (.dev-infra.json in the repository root); `run` keeps its own servers, so it does not
-disturb an `up`.
+disturb an `up`. As root, also a private one-node Grid Engine cell (deploy/dev/sge.py;
+exported as HPO_TEST_SGE_ROOT, its SGE_ROOT), likewise optional; HPO_DEV_SGE=0 skips it.
 
 Run it with the project's Python (.venv/bin/python, which deploy/dev/test.sh creates):
 it needs the `shared` package, secantusdb and moto[server] installed there.
@@ -49,6 +50,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 try:
+    import sge as dev_sge  # deploy/dev/sge.py, next to this script
     import slurm as dev_slurm  # deploy/dev/slurm.py, next to this script
 
     from shared.netutil import free_port
@@ -70,6 +72,7 @@ ENV_NAMES = {
     "mongo": "HPO_TEST_MONGO_URL",
     "s3": "HPO_TEST_S3_URL",
     "slurm": "HPO_TEST_SLURM_CONF",
+    "sge": "HPO_TEST_SGE_ROOT",
 }
 PROCESS_MARKERS = {"mongo": "secantus", "s3": "moto.server"}
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
@@ -301,6 +304,25 @@ def stop_slurm(service: Service) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def start_sge() -> Service | None:
+    """The private one-node Grid Engine, or None (the reason logged) where it cannot run."""
+    directory = Path(tempfile.mkdtemp(prefix="hpo-dev-sge-"))
+    try:
+        cell = dev_sge.start(directory)
+    except dev_sge.SgeUnavailable as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        log(f"Grid Engine not started, so the tests marked `sge` will fail: {exc}")
+        return None
+    return Service("sge", cell.root, started=True, pid=cell.pids["sge_qmaster"])
+
+
+def stop_sge(service: Service) -> None:
+    cell = dev_sge.Cell.load(Path(service.url))
+    if cell is not None:
+        dev_sge.stop(cell)
+    shutil.rmtree(service.url, ignore_errors=True)
+
+
 # --- processes ----------------------------------------------------------------------------
 
 
@@ -375,6 +397,9 @@ def service_alive(service: Service) -> bool:
     if service.name == "slurm":
         cluster = dev_slurm.Cluster.load(Path(service.url).parent)
         return cluster is not None and dev_slurm.running(cluster)
+    if service.name == "sge":
+        cell = dev_sge.Cell.load(Path(service.url))
+        return cell is not None and dev_sge.running(cell)
     return service.pid is not None and process_alive(service.pid, PROCESS_MARKERS[service.name])
 
 
@@ -402,6 +427,10 @@ def up(state_path: Path | None) -> State:
         if slurm is not None:
             state.services.append(slurm)
             state.save(path)
+        sge = start_sge() if os.environ.get("HPO_DEV_SGE", "1") != "0" else None
+        if sge is not None:
+            state.services.append(sge)
+            state.save(path)
     except BaseException:
         down(state, path)
         raise
@@ -419,9 +448,17 @@ def down(state: State, state_path: Path | None) -> None:
                 stop_rabbitmq()
             elif service.name == "slurm":
                 stop_slurm(service)
+            elif service.name == "sge":
+                stop_sge(service)
             elif service.pid is not None:
                 stop_pid(service.pid, PROCESS_MARKERS[service.name], service_port(service))
-        except (InfraError, dev_slurm.SlurmUnavailable, OSError, subprocess.SubprocessError) as exc:
+        except (
+            InfraError,
+            dev_slurm.SlurmUnavailable,
+            dev_sge.SgeUnavailable,
+            OSError,
+            subprocess.SubprocessError,
+        ) as exc:
             failures.append(f"{service.name}: {exc}")
     shutil.rmtree(state.run_dir, ignore_errors=True)
     if state_path is not None:
