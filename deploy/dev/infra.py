@@ -12,7 +12,9 @@ server, both on free ports (or $HPO_DEV_MONGO_PORT, $HPO_DEV_S3_PORT) with their
 logs in a fresh temporary directory. As root, also a private one-node Slurm cluster
 (deploy/dev/slurm.py; exported as HPO_TEST_SLURM_CONF, the path of its slurm.conf); where
 it cannot start (not root, no apt-get) `up` goes on without it and the tests marked
-`slurm` fail saying why; HPO_DEV_SLURM=0 skips it. `up` and `down` share a state file
+`slurm` fail saying why; HPO_DEV_SLURM=0 skips it. Its two extra nodes in network
+namespaces (partition `duo`, for the multi-node layouts) come too unless
+HPO_DEV_SLURM_NODES=1. `up` and `down` share a state file
 (.dev-infra.json in the repository root); `run` keeps its own servers, so it does not
 disturb an `up`. As root, also a private one-node Grid Engine cell (deploy/dev/sge.py;
 exported as HPO_TEST_SGE_ROOT, its SGE_ROOT), likewise optional; HPO_DEV_SGE=0 skips it.
@@ -150,7 +152,10 @@ def delete_stale_test_queues() -> None:
     try:
         listed = subprocess.run(
             [ctl, "list_queues", "--quiet", "--no-table-headers", "name"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         log("rabbitmqctl list_queues did not answer; stale test queues left in place")
@@ -288,7 +293,8 @@ def start_slurm() -> Service | None:
     """The private one-node Slurm, or None (the reason logged) where it cannot run."""
     directory = Path(tempfile.mkdtemp(prefix="hpo-dev-slurm-"))  # munged: not under run_dir
     try:
-        cluster = dev_slurm.start(directory)
+        two_nodes = os.environ.get("HPO_DEV_SLURM_NODES", "3") != "1"
+        cluster = dev_slurm.start(directory, two_nodes=two_nodes)
     except dev_slurm.SlurmUnavailable as exc:
         shutil.rmtree(directory, ignore_errors=True)
         log(f"Slurm not started, so the tests marked `slurm` will fail: {exc}")
