@@ -44,6 +44,7 @@ from shared.domain.models import Site, Token
 from shared.runtime import (
     ApptainerRuntimeConfig,
     BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
     ProcessRuntimeConfig,
     SingularityRuntimeConfig,
 )
@@ -286,6 +287,22 @@ def test_bwrap_missing_or_refused(tmp_path: Path) -> None:
     assert refused.status == "FAIL"
     assert refused.detail.endswith("No permissions to create a new namespace")
     assert "user namespaces" in refused.fix
+
+
+def test_charliecloud_answers_and_its_default_image_is_checked(tmp_path: Path) -> None:
+    """Against the real ch-run (deploy/dev/test.sh installs Charliecloud)."""
+    [ok] = check_runtime(CharliecloudRuntimeConfig(), here=True, timeout=30)
+    assert ok.status == "ok" and ok.detail.startswith("ch-run 0."), ok.detail
+    bare = tmp_path / "image"
+    bare.mkdir()
+    [warned] = check_runtime(
+        CharliecloudRuntimeConfig(default_image=str(bare)), here=False, timeout=30
+    )
+    assert warned.status == "warn" and f"mkdir -p {bare}/srv/workDir" in warned.fix
+    [missing] = check_runtime(
+        CharliecloudRuntimeConfig(executable=str(tmp_path / "no-ch-run")), here=True, timeout=5
+    )
+    assert missing.status == "FAIL" and "charliecloud-runtime" in missing.fix
 
 
 def test_apptainer_and_singularity_answer_their_version(
