@@ -25,7 +25,13 @@ import uvicorn
 from typer.testing import CliRunner
 
 from edge import doctor
-from edge.batch import LocalBatchConfig, LsfBatchConfig, PbsBatchConfig, SlurmBatchConfig
+from edge.batch import (
+    LocalBatchConfig,
+    LsfBatchConfig,
+    PbsBatchConfig,
+    SgeBatchConfig,
+    SlurmBatchConfig,
+)
 from edge.cli import app
 from edge.config import SiteConfig, load_site_config
 from edge.doctor import (
@@ -183,12 +189,13 @@ def test_missing_scheduler_commands_are_named(
         (SlurmBatchConfig(), ("sbatch", "squeue", "sacct", "scancel"), "squeue --version"),
         (LsfBatchConfig(), ("bsub", "bjobs", "bkill"), "bjobs -V"),
         (PbsBatchConfig(), ("qsub", "qstat", "qdel"), "qstat --version"),
+        (SgeBatchConfig(), ("qsub", "qstat", "qdel"), "qstat -help"),
     ],
 )
 def test_scheduler_commands_answer_a_version_query(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    config: SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig,
+    config: SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig | SgeBatchConfig,
     tools: tuple[str, ...],
     query: str,
 ) -> None:
@@ -574,3 +581,5 @@ def test_the_docs_site_configs_are_valid(tmp_path: Path) -> None:
     assert lsf[0].arch == "ppc64le"
     assert lsf[0].batch.launcher[0] == "jsrun" and "-g6" in lsf[0].batch.launcher
     assert lsf[0].runtime.kind in ("apptainer", "singularity")
+    grid = [c for c in configs if isinstance(c.batch, SgeBatchConfig)]
+    assert grid and grid[0].runtime.kind == "charliecloud"
