@@ -53,9 +53,13 @@ if [[ ${#debs[@]} -gt 0 ]]; then
     fi
 fi
 
-# The charliecloud tests' image: built once into a cache outside the repository.
+# The charliecloud tests' images (amd64, and ppc64le under emulation): built once into a
+# cache outside the repository, in the background while the venv, ruff and mypy run.
+images_pid=
 if [[ $(id -u) -eq 0 ]]; then
-    python3 deploy/dev/images.py build --arch amd64 >/dev/null || echo "the charliecloud test image could not be built" >&2
+    images_log=$(mktemp -t hpo-images.XXXXXX)
+    (python3 deploy/dev/images.py build --arch amd64 && python3 deploy/dev/images.py build --arch ppc64le) >"$images_log" 2>&1 &
+    images_pid=$!
 fi
 
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
@@ -92,6 +96,10 @@ step() {
 step ruff "$PY" -m ruff check .
 step ruff-format "$PY" -m ruff format --check .
 step mypy "$PY" -m mypy
+if [[ -n $images_pid ]] && ! wait "$images_pid"; then
+    echo "the charliecloud test images could not be built; the tests that need them will fail:" >&2
+    tail -20 "$images_log" >&2
+fi
 step pytest "$PY" deploy/dev/infra.py run -- "$PY" -m pytest "$@"
 
 if [[ ${#failed[@]} -gt 0 ]]; then
