@@ -40,4 +40,13 @@ def image_dir(arch: str = "amd64") -> Path:
             "(deploy/dev/test.sh builds the amd64 one)",
             pytrace=False,
         )
+    if arch != "amd64":
+        entry = Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch}")
+        if not entry.exists() or not entry.read_text().startswith("enabled"):
+            pytest.fail(
+                f"the kernel cannot run {arch} binaries (no enabled {entry}): run "
+                f"`sudo python3 deploy/dev/images.py build --arch {arch}`, which registers "
+                "qemu-user-static with binfmt_misc (deploy/dev/test.sh does it)",
+                pytrace=False,
+            )
     return path

@@ -13,7 +13,10 @@ build cut short leaves no half image behind.
 
 ``--arch ppc64le`` builds the same image for POWER (Debian's ``ppc64el``), whose second
 debootstrap stage runs under ``qemu-user-static``; that needs binfmt_misc, which
-``build`` mounts and enables (``update-binfmts --enable qemu-ppc64le``) when missing.
+``build`` mounts and enables (``update-binfmts --enable qemu-ppc64le``) when missing,
+also when the image is already built (the registration does not survive a reboot). The
+registration has the F flag, so the kernel opens qemu once and runs POWER binaries with
+it inside containers too.
 
 Needs root and Debian's packages debootstrap (and qemu-user-static, binfmt-support for
 ppc64le), installed with apt-get when missing; the mirror is the machine's own apt
@@ -33,7 +36,10 @@ DEFAULT_CACHE = Path("/var/tmp/hpo-relay-images")  # noqa: S108 - a cache kept b
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_ARCH = {"amd64": "amd64", "ppc64le": "ppc64el"}
-PACKAGES = {"amd64": ["debootstrap"], "ppc64le": ["debootstrap", "qemu-user-static", "binfmt-support"]}
+PACKAGES = {
+    "amd64": ["debootstrap"],
+    "ppc64le": ["debootstrap", "qemu-user-static", "binfmt-support"],
+}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
@@ -64,7 +70,11 @@ def mirror() -> str:
             continue
         for line in text.splitlines():
             words = line.split()
-            if line.startswith("URIs:") and len(words) > 1 and words[1].rstrip("/").endswith("/debian"):
+            if (
+                line.startswith("URIs:")
+                and len(words) > 1
+                and words[1].rstrip("/").endswith("/debian")
+            ):
                 return words[1]
             if words[:1] == ["deb"] and any(w.rstrip("/").endswith("/debian") for w in words):
                 return next(w for w in words if w.rstrip("/").endswith("/debian"))
@@ -80,7 +90,9 @@ def run(argv: list[str], **kwargs: object) -> None:
 
 def ensure_packages(arch: str) -> None:
     tools = {"debootstrap": "debootstrap", "qemu-user-static": "qemu-ppc64le-static"}
-    missing = [p for p in PACKAGES[arch] if p in tools and not shutil.which(tools[p], path=SBIN_PATH)]
+    missing = [
+        p for p in PACKAGES[arch] if p in tools and not shutil.which(tools[p], path=SBIN_PATH)
+    ]
     if arch == "ppc64le" and not shutil.which("update-binfmts", path=SBIN_PATH):
         missing.append("binfmt-support")
     if not missing:
@@ -107,6 +119,8 @@ def build(arch: str, cache: Path | None = None) -> Path:
     """Build the image of ``arch`` unless the cache has it; return its directory."""
     target = image_path(arch, cache)
     if (target / "srv" / "workDir").is_dir():
+        if arch != "amd64" and os.geteuid() == 0:
+            ensure_binfmt()  # lost at every reboot, unlike the image
         return target
     if os.geteuid() != 0:
         raise ImageUnavailable(
