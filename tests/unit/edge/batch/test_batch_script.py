@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from edge.batch import (
     LsfBatchConfig,
     PbsBatchConfig,
+    SgeBatchConfig,
     SlurmBatchConfig,
     open_batch,
 )
@@ -30,6 +31,7 @@ from edge.batch.script import (
     new_worker,
     render_script,
 )
+from edge.batch.sge import SgeBatch
 from edge.batch.slurm import SlurmBatch, slurm_time
 from edge.config import load_site_config
 from edge.documents import NodeSettings, NodeStatus
@@ -144,6 +146,7 @@ ADAPTERS: dict[str, Callable[[], ScheduledBatch]] = {
     "slurm": lambda: SlurmBatch(SlurmBatchConfig(gpus_per_node=1, walltime=timedelta(hours=1))),
     "lsf": lambda: LsfBatch(LsfBatchConfig(queue="normal", setup=["echo set-up ran"])),
     "pbs": lambda: PbsBatch(PbsBatchConfig(account="p1", nodes=2)),
+    "sge": lambda: SgeBatch(SgeBatchConfig(queue="all.q", gpus_per_node=1)),
 }
 
 
