@@ -302,7 +302,10 @@ async def _attempt(
     except OSError as exc:
         return f"the steering program could not be started: {exc}"
     if timed_out:
-        problem = f"the steering program timed out after {attempt_timeout:g} s"
+        problem = (
+            f"the steering program timed out after {attempt_timeout:g} s (its wall-clock "
+            "limit) and was killed with everything it started"
+        )
     elif code != 0:
         problem = _exit_text(code)
     else:
@@ -315,7 +318,10 @@ async def _attempt(
             problem = str(exc)
         else:
             return selection
-    return problem + await asyncio.to_thread(_tails, stdout, stderr)
+    limits = "".join(
+        f"\n  the sandbox's {note}" for note in launch.notes if note.startswith("limits: ")
+    )
+    return problem + limits + await asyncio.to_thread(_tails, stdout, stderr)
 
 
 class _ExitWatch(asyncio.SubprocessProtocol):
@@ -420,13 +426,30 @@ def _remove(path: Path) -> None:
         log.warning("could not remove steering work directory %s", path)
 
 
+_SIGNAL_CAUSES = {
+    signal.SIGXCPU: "it used up its CPU-time limit",
+    signal.SIGXFSZ: "it wrote a file beyond the file-size limit",
+    signal.SIGKILL: "the CPU-time hard limit, the memory of the host, or a kill",
+}
+
+
+def _signal_text(number: int) -> str:
+    try:
+        sig = signal.Signals(number)
+    except ValueError:
+        return f"signal {number}"
+    cause = _SIGNAL_CAUSES.get(sig)
+    return sig.name if cause is None else f"{sig.name}: {cause}"
+
+
 def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the steering program was killed by {name}"
+        return f"the steering program was killed by {_signal_text(-code)}"
+    if code is not None and 128 < code < 128 + signal.NSIG:
+        # a shell or a sandbox reports its child's death by signal N as 128 + N
+        return (
+            f"the steering program exited with code {code} (killed by {_signal_text(code - 128)})"
+        )
     return f"the steering program exited with code {code}"
 
 

@@ -1,0 +1,206 @@
+"""The steering sandbox as the service builds it, with real bubblewrap: each hostile
+program of ``tests/e2e/idds_steering/hostile.py`` fails or is killed, the host is left
+as it was, and the round's reason says why.
+
+The machine runs these tests as root, the case the sandbox is hardest on: programs
+are dropped to an unprivileged user in a user namespace of their own, or the process
+limit would not bind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.steering.container import ContainerResult, run_steering_container
+from services.steering.sandbox import (
+    SteeringRuntimes,
+    open_steering_runtimes,
+    program_runtime,
+)
+from shared.config import SteeringSettings, load
+from shared.searchspace import parse_search_space
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAMS = REPO / "tests" / "e2e" / "idds_steering"
+SPACE = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}})
+STANDARD_ARGS = "--in=%IN --out=%OUT --n=%NUM_POINTS --max=%MAX_POINTS"
+
+
+def settings(tmp_path: Path, **limits: Any) -> SteeringSettings:
+    return load(SteeringSettings, home=tmp_path / "home", dev_mode=True, **limits)
+
+
+def hostile(mode: str, *args: str) -> str:
+    quoted = " ".join(shlex.quote(a) for a in args)
+    return f"python3 {shlex.quote(str(PROGRAMS / 'hostile.py'))} {mode} {quoted} {STANDARD_ARGS}"
+
+
+async def steer(tmp_path: Path, exec_: str, wall: float = 600, **limits: Any) -> ContainerResult:
+    runtime = program_runtime(settings(tmp_path, **limits))
+    return await run_steering_container(
+        exec_,
+        None,
+        runtime,
+        SPACE,
+        [],
+        2,
+        10,
+        workdir_root=tmp_path / "work",
+        attempt_timeout=wall,
+        attempts=1,
+    )
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def test_the_default_steering_runtime_is_the_sandbox(tmp_path: Path) -> None:
+    assert SteeringSettings.model_fields["steering_runtime"].default == "bwrap"
+    assert program_runtime(settings(tmp_path)).kind == "bwrap"
+
+
+async def test_a_good_program_runs_in_the_sandbox(tmp_path: Path) -> None:
+    program = f"python3 {shlex.quote(str(PROGRAMS / 'random_search.py'))} {STANDARD_ARGS}"
+    result = await steer(tmp_path, program)
+    assert result.ok, result.reason
+    assert len(result.points) == 2
+
+
+async def test_a_program_cannot_write_outside_its_directory(tmp_path: Path) -> None:
+    name = f"proof-{uuid.uuid4().hex}"
+    targets = [
+        Path("/tmp") / name,
+        REPO / name,
+        Path.home() / name,
+        tmp_path / name,
+    ]
+    result = await steer(tmp_path, hostile("write", *map(str, targets)))
+    assert result.ok, result.reason
+    assert [t for t in targets if t.exists()] == []
+
+
+async def test_a_program_cannot_connect_to_a_listening_socket_on_loopback(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        result = await steer(tmp_path, hostile("connect", str(port)))
+        assert result.ok, result.reason
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected: the handshake would have queued
+
+
+async def test_a_program_cannot_read_the_services_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    mongo = f"mongodb://steering:{secret}-db@127.0.0.1:27017/hpo"
+    secrets = {"HPO_SIGNING_KEY": secret, "HPO_MONGO_URL": mongo}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    # A process of the service's user started with the secrets, as the steering
+    # service is: its /proc/<pid>/environ holds them (os.environ changes do not show).
+    holder = subprocess.Popen(["sleep", "600"], env={"PATH": os.defpath, **secrets})
+    try:
+        pairs = [f"{name}={value}" for name, value in secrets.items()]
+        result = await steer(tmp_path, hostile("secrets", *pairs))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.ok, result.reason
+
+
+async def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
+    result = await steer(tmp_path, hostile("forkbomb"), steering_processes=24)
+    assert not result.ok
+    assert "exited with code 4" in result.reason
+    children = int(result.reason.split("fork failed after ")[1].split()[0])
+    assert children < 24
+    assert "24 processes and threads" in result.reason
+
+
+async def test_a_program_cannot_allocate_beyond_the_memory_limit(tmp_path: Path) -> None:
+    result = await steer(
+        tmp_path, hostile("memory", str(2 * 1024**3)), steering_memory_bytes=256 * 1024**2
+    )
+    assert not result.ok
+    assert "MemoryError" in result.reason
+    assert "allocated" not in result.reason
+    assert "memory 256 MiB of address space per process" in result.reason
+
+
+async def test_a_spinning_program_is_killed_at_the_cpu_limit(tmp_path: Path) -> None:
+    result = await steer(tmp_path, hostile("spin"), steering_cpu_seconds=1)
+    assert not result.ok
+    assert "killed by SIGXCPU: it used up its CPU-time limit" in result.reason
+    assert "CPU time 1 s per process" in result.reason
+
+
+async def test_the_wall_limit_kills_the_program_and_its_detached_child(tmp_path: Path) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    result = await steer(tmp_path, hostile("linger", marker, "--stay"), wall=10)
+    assert not result.ok
+    assert "timed out after 10 s (its wall-clock limit)" in result.reason
+    assert f"left a child behind: {marker}" in result.reason
+    while processes_with(marker):  # SIGKILL of a PID namespace completes asynchronously
+        await asyncio.sleep(0.05)
+
+
+async def test_a_child_left_behind_dies_with_the_program(tmp_path: Path) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    result = await steer(tmp_path, hostile("linger", marker))
+    assert "exited with code 7" in result.reason
+    assert f"left a child behind: {marker}" in result.reason
+    # The sandbox's PID 1 exits only once every process of its namespace is gone.
+    assert processes_with(marker) == []
+
+
+async def test_start_refuses_programs_when_bwrap_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    broken = settings(tmp_path, steering_bwrap=str(tmp_path / "no-such-bwrap"))
+    runtimes = await open_steering_runtimes(broken, root)
+    assert runtimes.programs is None
+    assert "install bubblewrap" in runtimes.programs_reason
+    refusal = runtimes.for_image(None)
+    assert isinstance(refusal, str)
+    assert refusal.startswith("this service cannot run steering programs")
+    assert any(
+        r.levelname == "ERROR" and "steering programs are refused" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_process_runtime_is_loudly_unsandboxed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    runtimes: SteeringRuntimes = await open_steering_runtimes(
+        settings(tmp_path, steering_runtime="process"), root
+    )
+    assert runtimes.programs is not None and runtimes.programs.kind == "process"
+    assert any(
+        r.levelname == "WARNING" and r.getMessage().startswith("UNSANDBOXED")
+        for r in caplog.records
+    )
