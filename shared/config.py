@@ -19,6 +19,18 @@ def default_home() -> Path:
     return Path.home() / ".local" / "share" / "hpo-relay"
 
 
+class LogSettings(BaseSettings):
+    """How every entry point logs (``shared.logs``); read from ``HPO_LOG_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="HPO_LOG_", extra="ignore")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["kv", "json"] = "kv"
+    """``kv``: one ``key=value`` line per record (logfmt); ``json``: one JSON object."""
+    access: bool = False
+    """Log one line per HTTP request the api and monitor answer (tokens redacted)."""
+
+
 class ServiceSettings(BaseSettings):
     """What every central service needs: where the bus, the database and the store are."""
 
