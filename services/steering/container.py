@@ -4,7 +4,7 @@ Called by the steering service when a segment (or, in a segmented task, several)
 new points and the task names ``steeringExec`` instead of a built-in optimiser. One
 call is one round: a fresh working directory under ``workdir_root``, ``%IN`` written
 there, the program started through the same runtime port that evaluation payloads use
-(whichever :func:`shared.runtime.open_runtime` built: ``process``, ``bwrap``, ...),
+(the steering service passes the sandbox :mod:`.sandbox` built, with its limits),
 ``%OUT`` read back from that directory on the host (a sandbox may bind it elsewhere,
 e.g. ``/srv/workDir``) and checked (:mod:`services.steering.idds_format` holds the
 formats and the checks).
@@ -17,10 +17,13 @@ directory is kept for diagnosis with its path in the result. A successful round 
 nothing behind. A runtime that refuses the call (an image on the ``process`` runtime)
 fails at once: trying again cannot help.
 
-The program runs in its own process group. On timeout the group gets SIGTERM and, after
-:data:`KILL_GRACE_SECONDS`, SIGKILL; whatever it left running in the group after it
-exited is killed too. Its stdout and stderr go to files next to the attempt's
-directory (``attempt-N.stdout``, ``attempt-N.stderr``), not into it.
+The program runs in its own process group. On timeout (the wall-clock limit) the group
+gets SIGTERM and, after :data:`KILL_GRACE_SECONDS`, SIGKILL; whatever it left running in
+the group after it exited is killed too. In the bwrap sandbox the program also has a
+PID namespace of its own, so nothing it started, even in another session, outlives it.
+A failed attempt's reason names the sandbox's limits and the signal that ended it.
+Its stdout and stderr go to files next to the attempt's directory
+(``attempt-N.stdout``, ``attempt-N.stderr``), not into it.
 """
 
 from __future__ import annotations

@@ -154,6 +154,12 @@ async def test_a_spinning_program_is_killed_at_the_cpu_limit(tmp_path: Path) -> 
     assert "CPU time 1 s per process" in result.reason
 
 
+async def test_a_file_beyond_the_file_size_limit_cannot_be_written(tmp_path: Path) -> None:
+    result = await steer(tmp_path, "head -c 3000000 /dev/zero > big", steering_file_bytes=1024**2)
+    assert not result.ok
+    assert "killed by SIGXFSZ: it wrote a file beyond the file-size limit" in result.reason
+
+
 async def test_the_wall_limit_kills_the_program_and_its_detached_child(tmp_path: Path) -> None:
     marker = f"marker-{uuid.uuid4().hex}"
     result = await steer(tmp_path, hostile("linger", marker, "--stay"), wall=10)
