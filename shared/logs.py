@@ -105,8 +105,9 @@ class StructuredFormatter(logging.Formatter):
         return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
 
 
-QUIET_LOGGERS = ("httpx", "httpcore", "aio_pika", "aiormq", "pymongo")
-"""Libraries that log every request or connection at INFO; they log at WARNING."""
+QUIET_LOGGERS = ("httpx", "httpcore", "aio_pika", "aiormq", "pymongo", "uvicorn.error")
+"""Libraries that log every request, connection or start-up step at INFO; they log at
+WARNING (uvicorn's tracebacks are errors and still show)."""
 
 
 def setup_logging(settings: LogSettings, stream: TextIO | None = None) -> logging.Handler:
