@@ -67,8 +67,9 @@ class SteeringService(BusConsumer):
         root = check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
         self.runtimes = await open_steering_runtimes(self.settings, root)
         await self._record_capabilities()
-        owner = self.owner
-        leases = SegmentLeases(self.ctx.store.segments, owner, self.settings.steering_lease_seconds)
+        leases = SegmentLeases(
+            self.ctx.store.segments, self.owner, self.settings.steering_lease_seconds
+        )
         self.engine = SteeringEngine(self.ctx.store, leases)
         await super().start()
         self.online = OnlineSteering(self.ctx, self.engine)

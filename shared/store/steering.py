@@ -36,7 +36,6 @@ class SteeringCapability(BaseModel):
     images_reason: str = ""
     runtime: str
     image_runtime: str | None = None
-    limits: str = ""
     seen: datetime
     valid_until: datetime
 
