@@ -10,6 +10,7 @@ limit would not bind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import socket
@@ -135,6 +136,29 @@ async def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
     children = int(result.reason.split("fork failed after ")[1].split()[0])
     assert children < 24
     assert "24 processes and threads" in result.reason
+
+
+async def test_the_process_limit_counts_each_sandbox_on_its_own(tmp_path: Path) -> None:
+    """Two programs run as the same unprivileged user at once; each may start as many
+    processes as the limit allows, because each has a user namespace of its own."""
+    holder = asyncio.create_task(
+        steer(tmp_path / "a", hostile("forkbomb", "--stay"), steering_processes=24)
+    )
+    while not any(
+        "fork failed after" in out.read_text() for out in tmp_path.glob("a/work/*/attempt-1.stdout")
+    ):
+        assert not holder.done(), holder.result().reason
+        await asyncio.sleep(0.05)
+    [held] = [out.read_text() for out in tmp_path.glob("a/work/*/attempt-1.stdout")]
+    try:
+        result = await steer(tmp_path / "b", hostile("forkbomb"), steering_processes=24)
+    finally:
+        holder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holder
+    first = int(held.split("fork failed after ")[1].split()[0])
+    second = int(result.reason.split("fork failed after ")[1].split()[0])
+    assert first == second > 12
 
 
 async def test_a_program_cannot_allocate_beyond_the_memory_limit(tmp_path: Path) -> None:

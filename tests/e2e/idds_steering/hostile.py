@@ -14,7 +14,8 @@ points; ``connect`` and ``secrets`` exit 3 instead when an attempt got through
 
 Modes that exhaust a resource never answer:
 
-* ``forkbomb``: fork children that sleep until a fork fails; prints how many it got;
+* ``forkbomb``: fork children that sleep until a fork fails; prints how many it got
+  (and with ``--stay`` keeps them until it is killed);
 * ``memory BYTES``: allocate BYTES at once;
 * ``spin``: burn CPU forever;
 * ``linger MARKER``: start a detached ``sleep`` whose command line holds MARKER, then
@@ -74,13 +75,15 @@ def attempt_secrets(pairs):
     return escaped
 
 
-def forkbomb():
+def forkbomb(stay):
     children = 0
     while True:
         try:
             pid = os.fork()
         except OSError as exc:
             print(f"fork failed after {children} children: {exc}", flush=True)
+            if stay:
+                time.sleep(3600)
             sys.exit(4)
         if pid == 0:
             time.sleep(3600)
@@ -122,7 +125,7 @@ def main():
     elif args.mode == "secrets":
         escaped = attempt_secrets(args.args)
     elif args.mode == "forkbomb":
-        forkbomb()
+        forkbomb(args.stay)
     elif args.mode == "memory":
         block = bytearray(int(args.args[0]))
         print(f"allocated {len(block)} bytes", flush=True)
