@@ -105,6 +105,7 @@ class StructuredFormatter(logging.Formatter):
         return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
 
 
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 QUIET_LOGGERS = ("httpx", "httpcore", "aio_pika", "aiormq", "pymongo", "uvicorn.error")
 """Libraries that log every request, connection or start-up step at INFO; they log at
 WARNING (uvicorn's tracebacks are errors and still show)."""
@@ -123,6 +124,11 @@ def setup_logging(settings: LogSettings, stream: TextIO | None = None) -> loggin
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.level)
+    for name in UVICORN_LOGGERS:  # uvicorn's own set-up gives them handlers of their own
+        library = logging.getLogger(name)
+        for old in list(library.handlers):
+            library.removeHandler(old)
+        library.propagate = True
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     access = logging.getLogger("uvicorn.access")
