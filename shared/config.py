@@ -90,7 +90,7 @@ class SteeringSettings(ServiceSettings):
     """Processes and threads of one sandbox."""
     steering_file_bytes: int = Field(default=1024**3, ge=1024**2)
     """Largest file a steering program may write."""
-    steering_sandbox_user: str = "65534:65534"
+    steering_sandbox_user: str = Field(default="65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
     """``UID:GID`` steering programs run as when the service runs as root."""
     steering_sandbox_hide: list[str] = ["/home", "/root", "/run", "/var/lib", "/var/log"]
     """Host directories the sandbox covers with an empty one (the service's home too)."""

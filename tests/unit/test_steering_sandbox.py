@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.steering.container import ContainerResult, run_steering_container
 from services.steering.sandbox import (
@@ -236,3 +237,9 @@ async def test_process_runtime_is_loudly_unsandboxed(
         r.levelname == "WARNING" and r.getMessage().startswith("UNSANDBOXED")
         for r in caplog.records
     )
+
+
+@pytest.mark.parametrize("user", ["0:0", "0:65534", "65534:0", "nobody", "65534"])
+def test_the_sandbox_user_must_be_an_unprivileged_uid_and_gid(tmp_path: Path, user: str) -> None:
+    with pytest.raises(ValidationError, match="steering_sandbox_user"):
+        settings(tmp_path, steering_sandbox_user=user)
