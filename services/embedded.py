@@ -92,7 +92,8 @@ async def embedded(
     api_port: int = 0,
     monitor_port: int = 0,
 ) -> AsyncIterator[EmbeddedSystem]:
-    ensure_logging(load(LogSettings, level="WARNING"))
+    quiet = {} if "HPO_LOG_LEVEL" in os.environ else {"level": "WARNING"}  # a demo's default
+    ensure_logging(load(LogSettings, **quiet))
     home = resolve_home(home)
     server = await asyncio.to_thread(_start_database, home)
     edge_root = Path(tempfile.mkdtemp(prefix="hpo-edge-"))

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request, Response
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient
 from services.http import bind, serve
 from shared.config import LogSettings
-from shared.logs import redact, setup_logging
+from shared.logs import StructuredFormatter, ensure_logging, redact, setup_logging
 
 TOKEN = "hpo_" + "Qx7-z" * 9
 SIGNATURE = "5f1e0c9d" * 8
@@ -184,3 +184,19 @@ def test_hpo_edge_harvester_logs_structured_lines(tmp_path: Path) -> None:
     retry = next(parse_logfmt(line) for line in text.splitlines() if "retry 1" in line)
     assert retry["level"] == "WARNING" and retry["logger"] == "edge.harvester.api"
     assert retry["msg"].startswith(f"POST http://127.0.0.1:{closed}/edge/v1/sites/a/heartbeat")
+
+
+def test_the_embedded_default_installs_the_set_up_unless_the_program_has_its_own() -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        root.handlers.clear()
+        ensure_logging(LogSettings(level="WARNING"))
+        [installed] = root.handlers
+        assert isinstance(installed.formatter, StructuredFormatter)
+        assert root.level == logging.WARNING
+        ensure_logging(LogSettings(level="DEBUG"))
+        assert root.handlers == [installed] and root.level == logging.WARNING
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
