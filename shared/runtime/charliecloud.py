@@ -133,6 +133,7 @@ def _user_name() -> str:
 
 class CharliecloudRuntime:
     kind = "charliecloud"
+    runs_images = True
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from shared.runtime import (
     CharliecloudRuntimeConfig,
     ProcessRuntimeConfig,
     SingularityRuntimeConfig,
+    image_runtime_kinds,
     open_runtime,
     parse_runtime_config,
     runtime_kinds,
@@ -27,6 +28,13 @@ api_url = "https://hpo.example.org"
 token = "t"
 root = "/r"
 """
+
+
+def test_charliecloud_runs_images_but_is_not_offered_for_registry_references() -> None:
+    """A steering host probes image_runtime_kinds() for a runtime that can pull
+    steeringContainer references; ch-run on its PATH must not be taken for one."""
+    assert open_runtime("charliecloud").runs_images
+    assert "charliecloud" not in image_runtime_kinds()
 
 
 def test_every_kind_is_registered() -> None:
