@@ -267,7 +267,9 @@ def write_cell(cell: Cell) -> None:
         "jvm_threads             0\n"
     )
     (cell.common / "act_qmaster").write_text(f"{cell.host}\n")
-    (cell.common / "host_aliases").write_text(" ".join([cell.host, *loopback_names(cell.host)]) + "\n")
+    (cell.common / "host_aliases").write_text(
+        " ".join([cell.host, *loopback_names(cell.host)]) + "\n"
+    )
     settings = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in cell.variables().items())
     (cell.common / "settings.sh").write_text(settings)
     tool(cell, [str(LIBEXEC / "spoolinit"), "classic", "libspoolc", spooling, "init"])
@@ -354,7 +356,9 @@ def queue_ready(cell: Cell) -> bool:
 def start(directory: Path) -> Cell:
     """Start the cell in ``directory`` (created) and wait until its queue takes jobs."""
     if os.geteuid() != 0:
-        raise SgeUnavailable(f"a test Grid Engine needs root (execd runs jobs as their users); {HOW_TO}")
+        raise SgeUnavailable(
+            f"a test Grid Engine needs root (execd runs jobs as their users); {HOW_TO}"
+        )
     ensure_installed()
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
