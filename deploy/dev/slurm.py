@@ -18,7 +18,9 @@ DIR. The node is this host (`hostname -s`) with nproc CPUs, half the memory, and
 fake GPUs, so GPU requests are scheduled for real: /dev/fakegpu0..5 are created as
 character devices aliasing /dev/null (1:3), because Slurm 22.05 drops plain files named
 in gres.conf ("is not a valid character or block device") and then sets no
-CUDA_VISIBLE_DEVICES. Cgroups are off (proctrack/linuxproc, task/none), jobs of root are
+CUDA_VISIBLE_DEVICES. The devices stay after ``down``: several clusters on one machine
+(parallel test runs) share them, and removing them under a running cluster would take its
+GPUs away; aliasing /dev/null, they are harmless. Cgroups are off (proctrack/linuxproc, task/none), jobs of root are
 allowed, and a node that was down returns to service by itself (ReturnToService=2).
 (On a machine run by systemd, installing the packages may also start their own services,
 e.g. the system munged; those are the packages' business and are left as they are.)
@@ -483,7 +485,7 @@ def terminate(pid: int, marker: str) -> bool:
 
 
 def stop(cluster: Cluster) -> None:
-    """Stop the daemons this cluster started (jobs first), remove its fake GPUs."""
+    """Stop the daemons this cluster started (jobs first); the fake GPUs stay (module doc)."""
     if alive(cluster.pids.get("slurmctld", 0), cluster.conf):
         with suppress(OSError, subprocess.SubprocessError):
             cancel_jobs(cluster)
@@ -494,10 +496,6 @@ def stop(cluster: Cluster) -> None:
         if name in cluster.pids and not terminate(cluster.pids[name], cluster.marker(name))
     ]
     remove_network(cluster)
-    for path in cluster.devices:
-        with suppress(FileNotFoundError):
-            os.unlink(path)
-    cluster.devices = []
     if survivors:
         raise SlurmUnavailable(f"could not stop {', '.join(survivors)}")
 
