@@ -26,6 +26,8 @@ from shared.store.studies import Study
 T = TypeVar("T")
 P = TypeVar("P")
 IDLE_SECONDS = 600.0
+MAX_DERIVED = 64
+"""Series kept per task (the oldest asked first goes)."""
 SLOW_SERIES_SECONDS = 30.0
 """A slow series (parameter importance) is recomputed at most this often while the
 task changes; meanwhile the previous answer is served."""
@@ -68,7 +70,10 @@ class TaskEntry:
             value: T = hit[2]
             return value
         value = compute()
+        self.derived.pop(key, None)
         self.derived[key] = (version, time.monotonic(), value)
+        while len(self.derived) > MAX_DERIVED:  # zoom windows are keys too
+            self.derived.pop(next(iter(self.derived)))
         return value
 
     async def slow(

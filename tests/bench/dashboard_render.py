@@ -66,9 +66,14 @@ ZOOM = """async ([a, b]) => {
 }"""
 HOVER = """async (k) => {
   const div = document.getElementById('history'); const t0 = performance.now();
-  Plotly.Fx.hover(div, [{curveNumber: 0, pointNumber: k}]); await benchFrame();
-  if (!document.querySelector('#history .hovertext')) throw new Error('no hover label');
-  return performance.now() - t0;
+  Plotly.Fx.hover(div, [{curveNumber: 0, pointNumber: k}]);
+  await benchUntil(() => document.querySelector('#history .hovertext')); await benchFrame();
+  const dt = performance.now() - t0; Plotly.Fx.unhover(div); return dt;
+}"""
+UNZOOM = """async () => {
+  const div = document.getElementById('history'); const before = benchRenders('history');
+  await Plotly.relayout(div, {'xaxis.autorange': true});
+  await benchUntil(() => benchRenders('history') > before); await benchFrame();
 }"""
 FILTER = """async (text) => {
   const before = benchRenders('points-table');
@@ -112,6 +117,7 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(STEP_SECONDS * 1000)
         await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
         await context.add_init_script(HELPERS)
         page = await context.new_page()
@@ -135,9 +141,7 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
             z, d = await run(page, ZOOM, [a, a + points // 10])
             zoom.append(z)
             detail.append(d)
-        await page.evaluate(
-            "Plotly.relayout(document.getElementById('history'), {'xaxis.autorange': true})"
-        )
+        await run(page, UNZOOM)
         for i in range(10):
             hover.append(await run(page, HOVER, i * 37))
         for i in range(10):
@@ -154,6 +158,7 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
         "hover_ms": ms(hover),
         "filter_ms": ms(filt),
         "history_markers": markers,
+        "load_average": round(os.getloadavg()[0], 1),
         "machine": MACHINE,
     }
 
@@ -186,6 +191,7 @@ async def edge_latency(system: Central, token: str, task_id: str | None) -> dict
         "heartbeat_p99_ms": percentile(beats, 0.99),
         "lease_p50_ms": percentile(leases, 0.5),
         "lease_p99_ms": percentile(leases, 0.99),
+        "load_average": round(os.getloadavg()[0], 1),
         "machine": MACHINE,
     }
 
@@ -194,6 +200,7 @@ async def _watch(system: Central, token: str, task_id: str | None, stop: asyncio
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         context = await browser.new_context()
+        context.set_default_timeout(STEP_SECONDS * 1000)
         await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
         await context.add_init_script(HELPERS)
         page = await context.new_page()
@@ -207,6 +214,9 @@ async def _watch(system: Central, token: str, task_id: str | None, stop: asyncio
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--database", help="a database name an earlier run seeded (seeding 100k takes minutes)"
+    )
     args = parser.parse_args()
     mongo = os.environ.get("HPO_TEST_MONGO_URL")
     server = None
@@ -215,13 +225,20 @@ async def main() -> None:
         mongo = server.url
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            db = f"{mongo.rstrip('/')}/bench{uuid.uuid4().hex[:8]}"
+            db = f"{mongo.rstrip('/')}/{args.database or 'bench' + uuid.uuid4().hex[:8]}"
+            say(f"database {db}")
             async with central(
                 mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
             ) as system:
                 token = await system.token("bench", ["user"])
                 tasks = {}
+                seeded = {
+                    t.name: t.id for t in await system.ctx.store.tasks.list_for_owner("bench")
+                }
                 for size in args.sizes:
+                    if f"{size} points" in seeded:
+                        tasks[size] = seeded[f"{size} points"]
+                        continue
                     say(f"seeding a task of {size} points")
                     tasks[size] = await seed_task(
                         system.ctx.store,
