@@ -235,3 +235,26 @@ async def test_bad_table_queries_are_422s_naming_the_parameter(system: Central) 
             assert reply.json()["detail"][0]["loc"] == ["query", field]
         reply = await mon.get(f"{base}/history?segment=nosuch", headers=user(token))
         assert reply.status_code == 422 and "main" in reply.json()["detail"]
+
+
+async def test_an_online_study_has_its_page_with_its_title_and_trials(system: Central) -> None:
+    token = await system.token("alice", ["user"])
+    async with (
+        httpx.AsyncClient(base_url=system.api_url, timeout=60) as api,
+        httpx.AsyncClient(base_url=system.monitor_url, timeout=60) as mon,
+    ):
+        body = {"title": "online lr", "properties": {"lr": "optuna#uniform(0, 1)"}}
+        study = (await api.post("/api/v1/studies", json=body, headers=user(token))).json()
+        for loss in (0.5, 0.25, 0.75):
+            trial = (
+                await api.post(f"/api/v1/studies/{study['id']}/ask", headers=user(token))
+            ).json()
+            told = {"trial": trial["trial"], "loss": loss}
+            await api.post(f"/api/v1/studies/{study['id']}/tell", json=told, headers=user(token))
+        rows = (await mon.get("/monitor/api/tasks?kind=study", headers=user(token))).json()
+        assert [r["id"] for r in rows] == [study["id"]]
+        base = f"/monitor/api/tasks/{study['id']}"
+        detail = (await mon.get(base, headers=user(token))).json()
+        assert detail["name"] == "online lr" and detail["online"] and detail["kind"] == "study"
+        history = (await mon.get(f"{base}/history", headers=user(token))).json()
+        assert history["y"] == [0.5, 0.25, 0.75] and history["best_y"] == [0.5, 0.25, 0.25]
