@@ -68,21 +68,26 @@ async def study(store: Store, task_id: str) -> Study | None:
 
 
 async def point_chunks(store: Store, task_id: str, segment: str) -> AsyncIterator[list[Doc]]:
-    """A segment's points in index order, :data:`CHUNK` at a time, yielding to other
-    work between chunks."""
+    """A segment's points in index order, :data:`CHUNK` indices at a time (until a
+    chunk is empty), yielding to other work between chunks.
+
+    Each query is a bounded index range: with an open range and a limit instead,
+    SecantusDB sorts everything from the start index on at every chunk (4 s per chunk
+    at 100k points, quadratic over the load).
+    """
     start = 0
     while True:
-        query = {"task_id": task_id, "segment": segment, "index": {"$gte": start}}
-        cursor = store.points.col.find(
-            query, POINT_FIELDS, sort=[("index", ASCENDING)], limit=CHUNK
-        )
-        docs = [doc async for doc in cursor]
+        query = {
+            "task_id": task_id,
+            "segment": segment,
+            "index": {"$gte": start, "$lt": start + CHUNK},
+        }
+        docs = [doc async for doc in store.points.col.find(query, POINT_FIELDS)]
         if not docs:
             return
+        docs.sort(key=lambda d: int(d["index"]))
         yield docs
-        if len(docs) < CHUNK:
-            return
-        start = int(docs[-1]["index"]) + 1
+        start += CHUNK
         await asyncio.sleep(0)
 
 
