@@ -7,16 +7,42 @@ its entry point (``load(...)``) and passes them down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import artifacts, bus
 
 DEV_SIGNING_KEY = "dev-only-signing-key"
 
 
+MONGO_SCHEMES = ("mongodb", "mongodb+srv")
+
+
 def default_home() -> Path:
     return Path.home() / ".local" / "share" / "hpo-relay"
+
+
+def _off_is_none(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no"):
+        return None
+    return value
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port to listen on; 0 lets the kernel pick a free one."""
+OptionalPort = Annotated[Port | None, BeforeValidator(_off_is_none)]
+"""A port, or ``off`` (also ``none`` or empty) for no listener."""
+
+
+def check_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in schemes:
+        wanted = ", ".join(f"{s}://" for s in schemes)
+        shown = f"{scheme!r}" if scheme else "none"
+        raise ValueError(f"unsupported URL scheme {shown}: use {wanted}")
+    return url
 
 
 class ServiceSettings(BaseSettings):
@@ -34,6 +60,25 @@ class ServiceSettings(BaseSettings):
     dev_mode: bool = False
     reconcile_interval: float = Field(default=2.0, gt=0)
     home: Path = Field(default_factory=default_home)
+    ops_host: str = "127.0.0.1"
+    ops_port: OptionalPort = 9100
+    """The operations listener (/healthz, /readyz, /metrics) of the process; ``off``
+    for none. Processes sharing a host need one port each."""
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_scheme(cls, url: str) -> str:
+        return check_scheme(url, bus.SCHEMES)
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_scheme(cls, url: str) -> str:
+        return check_scheme(url, MONGO_SCHEMES)
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _artifacts_scheme(cls, url: str) -> str:
+        return check_scheme(url, artifacts.SCHEMES)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServiceSettings:
@@ -49,7 +94,7 @@ class ServiceSettings(BaseSettings):
 
 class ApiSettings(ServiceSettings):
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: Port = 8000
     lease_seconds: float = Field(default=120.0, gt=0)
     lease_poll_interval: float = Field(default=0.05, gt=0)
     max_task_files_bytes: int = 1_000_000
@@ -80,7 +125,7 @@ class BrokerSettings(ServiceSettings):
 
 class MonitorSettings(ServiceSettings):
     monitor_host: str = "127.0.0.1"
-    monitor_port: int = 8001
+    monitor_port: Port = 8001
 
 
 class StorageSettings(ServiceSettings):

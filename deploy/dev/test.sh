@@ -46,6 +46,19 @@ if ! command -v bwrap >/dev/null; then
     fi
 fi
 
+# prometheus: the metrics test has a real Prometheus scrape the services.
+# (--no-install-recommends: the node exporter it recommends is not needed.)
+if ! command -v prometheus >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing prometheus"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            prometheus >/dev/null
+    else
+        echo "prometheus is missing: install it (sudo apt-get install -y prometheus)" >&2
+    fi
+fi
+
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"

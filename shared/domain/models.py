@@ -203,6 +203,8 @@ class Job(_Record):
     applied: bool = False
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
+    stamps: dict[str, datetime] = Field(default_factory=dict)
+    """When the job last entered each status (by status name); ``running``: first start."""
 
 
 class Site(_Record):
