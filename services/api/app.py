@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.api.routers import checkpoints, edge, edge_curves, hopaas, studies, tasks
+from services.api.routers import checkpoints, edge, edge_curves, exports, hopaas, studies, tasks
 from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
@@ -31,6 +31,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     app.include_router(checkpoints.router)
     app.include_router(hopaas.router)
     app.include_router(studies.router)
+    app.include_router(exports.router)
     if isinstance(ctx.artifacts, FileArtifactStore):
         from services.api.routers.artifacts import build_router
 
