@@ -7,6 +7,7 @@ be run again: the Optuna study is replaced when asked, the MLflow experiment is 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import httpx
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 
 MAX_TARBALL_BYTES = 100 * 1024 * 1024
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (or HPO_URL)")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="bearer token (or HPO_TOKEN)")]
@@ -106,6 +107,8 @@ def mlflow(
     from shared.exports.mlflow_experiment import write_mlflow
 
     record = _record(task_id, url, token)
+    # one line per run otherwise; the summary below names the experiment
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     client = MlflowClient(tracking_uri=tracking_uri)
     with httpx.Client(timeout=120, follow_redirects=True) as http:
         result = write_mlflow(
