@@ -108,7 +108,7 @@ def run(
         raise typer.Exit(2)
     api, monitor = _startup(_settings)
     sockets = _startup(lambda: bind_listeners(names, api, monitor, api))
-    asyncio.run(_run(names, api, monitor, sockets))
+    _startup(lambda: asyncio.run(_run(names, api, monitor, sockets)))
 
 
 async def _create_token(owner: str, scopes: list[str], days: float | None) -> str:

@@ -130,6 +130,14 @@ class MonitorSettings(ServiceSettings):
 
 class StorageSettings(ServiceSettings):
     max_artifact_bytes: int = 100 * 1024 * 1024
+    mlflow_url: str | None = None
+    """A central MLflow tracking server the storage service keeps in step with every
+    task (needs the ``mlflow`` extra); run one storage process with it."""
+    mlflow_sync_interval: float = Field(default=10.0, gt=0)
+    """How often a running task's experiment is brought up to date, at most."""
+    minio_admin_url: SecretStr | None = None
+    """``http(s)://ACCESS:SECRET@host:port`` of MinIO's admin API: with it, the storage
+    service keeps one read-only policy per user, confined to the user's own prefix."""
 
 
 S = TypeVar("S", bound=BaseSettings)

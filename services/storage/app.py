@@ -5,6 +5,9 @@ size and sha256 (the api records the claim and publishes ``artifact.uploaded``).
 service checks the object really is in the store with that size and digest and marks the
 registry entry verified or rejected; the reconcile pass re-checks any entry still
 unverified, so a lost message only delays the check.
+
+With ``HPO_MLFLOW_URL`` it also keeps a central MLflow server in step with every task
+(:mod:`.mlflow_mirror`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 
 from services.consumer import BusConsumer
 from services.context import Context
+from services.storage import mlflow_mirror
 from shared.artifacts import ArtifactNotFoundError
 from shared.config import StorageSettings
 from shared.domain.models import Artifact
@@ -24,13 +28,22 @@ log = logging.getLogger(__name__)
 
 class StorageService(BusConsumer):
     name = "storage"
-    routing_keys = ("artifact.uploaded",)
+    routing_keys: tuple[str, ...] = ("artifact.uploaded",)
 
     def __init__(self, ctx: Context, settings: StorageSettings) -> None:
         super().__init__(ctx)
         self.settings = settings
+        self.mlflow: mlflow_mirror.MlflowMirror | None = None
+        if settings.mlflow_url:
+            self.mlflow = mlflow_mirror.MlflowMirror(
+                ctx, settings.mlflow_url, settings.mlflow_sync_interval
+            )
+            self.routing_keys = (*self.routing_keys, *mlflow_mirror.ROUTING_KEYS)
 
     async def on_message(self, message: Message) -> None:
+        task_id = getattr(message, "task_id", None)
+        if self.mlflow is not None and isinstance(task_id, str):
+            self.mlflow.mark(task_id)
         if isinstance(message, ArtifactUploaded):
             artifact = await self.ctx.store.artifacts.get(message.artifact_id)
             if artifact is not None and artifact.verified is None:
@@ -39,6 +52,8 @@ class StorageService(BusConsumer):
     async def reconcile(self) -> None:
         for artifact in await self.ctx.store.artifacts.list_unverified():
             await self.verify(artifact)
+        if self.mlflow is not None:
+            await self.mlflow.reconcile()
 
     async def verify(self, artifact: Artifact) -> None:
         ok, detail = await self._check(artifact)

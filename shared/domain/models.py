@@ -59,6 +59,8 @@ class Task(_Record):
     reason: str = ""
     best_loss: float | None = None
     best_point_id: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+    """Where else the task is shown, by name (``mlflow``: the experiment's URL)."""
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
     version: int = 0

@@ -97,3 +97,44 @@ async def test_hpo_mlflow_writes_the_task_to_a_tracking_server(
         assert code == 0, err
         assert "0 runs created, 0 updated, 4 unchanged, 0 payload runs merged" in out
         await asyncio.to_thread(check_experiment, client, task)
+
+
+async def test_storage_keeps_a_central_mlflow_server_in_step(
+    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    """With HPO_MLFLOW_URL the storage service mirrors every task by itself, and the
+    task's view links to its experiment."""
+    async with (
+        mlflow_server(tmp_path / "mlflow") as tracking,
+        central(
+            mongo_url=mongo_db_url,
+            bus_url="memory://",
+            bus_prefix=bus_prefix,
+            artifacts_url=file_artifacts(tmp_path),
+            home=tmp_path,
+            mlflow_url=tracking,
+            mlflow_sync_interval=0.5,
+        ) as system,
+        httpx.AsyncClient(base_url=system.api_url, timeout=30) as http,
+    ):
+        task = await run_task(system, http, tarballs=True)
+        client = MlflowClient(tracking_uri=tracking)
+        headers = {"Authorization": f"Bearer {task.token}"}
+
+        async def mirrored() -> str | None:
+            view = (await http.get(f"/api/v1/tasks/{task.task_id}", headers=headers)).json()
+            experiment = await asyncio.to_thread(
+                client.get_experiment_by_name, f"hpo-relay/{task.owner}/{task.task_id}"
+            )
+            if experiment is None or experiment.tags.get("hpo_final") != "true":
+                return None
+            runs = await asyncio.to_thread(client.search_runs, [experiment.experiment_id])
+            if len(runs) != 4 + 3 or "mlflow" not in view["links"]:
+                return None
+            return str(experiment.experiment_id)
+
+        while (experiment_id := await mirrored()) is None:
+            await asyncio.sleep(0.5)
+        view = (await http.get(f"/api/v1/tasks/{task.task_id}", headers=headers)).json()
+        assert view["links"]["mlflow"] == f"{tracking}/#/experiments/{experiment_id}"
+        await asyncio.to_thread(check_experiment, client, task)
