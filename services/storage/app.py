@@ -7,7 +7,8 @@ registry entry verified or rejected; the reconcile pass re-checks any entry stil
 unverified, so a lost message only delays the check.
 
 With ``HPO_MLFLOW_URL`` it also keeps a central MLflow server in step with every task
-(:mod:`.mlflow_mirror`).
+(:mod:`.mlflow_mirror`), and with ``HPO_MINIO_ADMIN_URL`` every user's MinIO policy
+(:mod:`.minio_admin`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 from services.consumer import BusConsumer
 from services.context import Context
 from services.storage import mlflow_mirror
+from services.storage.minio_admin import MinioPolicies, bucket_of
 from shared.artifacts import ArtifactNotFoundError
 from shared.config import StorageSettings
 from shared.domain.models import Artifact
@@ -39,6 +41,11 @@ class StorageService(BusConsumer):
                 ctx, settings.mlflow_url, settings.mlflow_sync_interval
             )
             self.routing_keys = (*self.routing_keys, *mlflow_mirror.ROUTING_KEYS)
+        self.policies: MinioPolicies | None = None
+        if settings.minio_admin_url is not None:
+            self.policies = MinioPolicies(
+                settings.minio_admin_url.get_secret_value(), bucket_of(settings.artifacts_url)
+            )
 
     async def on_message(self, message: Message) -> None:
         task_id = getattr(message, "task_id", None)
@@ -54,6 +61,8 @@ class StorageService(BusConsumer):
             await self.verify(artifact)
         if self.mlflow is not None:
             await self.mlflow.reconcile()
+        if self.policies is not None:
+            await self.policies.reconcile(await self.ctx.store.stats.task_owners())
 
     async def verify(self, artifact: Artifact) -> None:
         ok, detail = await self._check(artifact)

@@ -18,6 +18,9 @@ class StatsRepository:
     async def tasks_by_status(self) -> dict[str, int]:
         return await _by_status(self.tasks, {})
 
+    async def task_owners(self) -> set[str]:
+        return {str(owner) for owner in await self.tasks.distinct("owner")}
+
     async def jobs_by_status(self, statuses: list[str]) -> dict[str, int]:
         """Only ``statuses`` (the active ones: terminal jobs only ever pile up)."""
         counts = await _by_status(self.jobs, {"status": {"$in": statuses}})
