@@ -59,6 +59,19 @@ if ! command -v prometheus >/dev/null; then
     fi
 fi
 
+# docker-compose (Debian's, client-side only): validates deploy/compose/ by the Compose
+# specification; no container engine is needed or started.
+if ! command -v docker-compose >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing docker-compose (to validate deploy/compose/)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            docker-compose >/dev/null
+    else
+        echo "docker-compose is missing: install it (sudo apt-get install -y docker-compose)" >&2
+    fi
+fi
+
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || $(cat "$STAMP") != "$wanted" ]]; then
     say "installing hpo-relay[demo,dev] into $VENV (pyproject.toml changed or first run)"

@@ -18,7 +18,7 @@ from edge.harvester.daemon import Harvester
 from edge.metrics import edge_ops_app
 from shared.web import bind, serve
 from tests.integration.central import central, file_artifacts
-from tests.integration.prometheus import Prometheus, prometheus
+from tests.integration.prometheus import Prometheus, grafana_expressions, prometheus
 
 pytestmark = [pytest.mark.mongo, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -149,6 +149,10 @@ async def test_prometheus_scrapes_every_process_and_sees_the_task(
                     'hpo_http_requests_total{app="api",route="/edge/v1/jobs/{job_id}/events"}'
                 )
                 assert routes, "the api's requests are counted by route template"
+                # the Grafana dashboard's queries are valid PromQL over these series
+                dashboard = Path(__file__).parents[2] / "deploy" / "grafana" / "hpo-relay.json"
+                answered = [await prom.query(expr) for expr in grafana_expressions(dashboard)]
+                assert sum(1 for result in answered if result) >= 15
         finally:
             stop.set()
             await running
