@@ -61,8 +61,9 @@ def bind_listeners(
         wanted.append(("api", api.api_host, api.api_port, "HPO_API_PORT"))
     if "monitor" in names:
         wanted.append(("monitor", monitor.monitor_host, monitor.monitor_port, "HPO_MONITOR_PORT"))
-    if ops.ops_port is not None:
-        wanted.append(("ops", ops.ops_host, ops.ops_port, "HPO_OPS_PORT"))
+    ops_port = ops.ops_port_for(names[0] if len(names) == 1 else "all")
+    if ops_port is not None:
+        wanted.append(("ops", ops.ops_host, ops_port, "HPO_OPS_PORT"))
     sockets: dict[str, socket.socket] = {}
     try:
         for name, host, port, setting in wanted:

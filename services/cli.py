@@ -100,7 +100,8 @@ def run(
         from services.embedded import run_embedded_forever
 
         ops = _startup(lambda: load(ApiSettings, dev_mode=True))
-        _startup(lambda: asyncio.run(run_embedded_forever(ops.ops_port)))
+        ops_port = 0 if ops.ops_port is None else ops.ops_port_for("all")
+        _startup(lambda: asyncio.run(run_embedded_forever(ops_port)))
         return
     names = list(SERVICE_NAMES) if name == "all" else [name]
     if name != "all" and name not in SERVICE_NAMES:

@@ -7,9 +7,9 @@ its entry point (``load(...)``) and passes them down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PlainValidator, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import artifacts, bus
@@ -24,16 +24,34 @@ def default_home() -> Path:
     return Path.home() / ".local" / "share" / "hpo-relay"
 
 
-def _off_is_none(value: object) -> object:
-    if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "no"):
+OPS_PORTS = {
+    "all": 9100,
+    "api": 9101,
+    "steering": 9102,
+    "jobbuilder": 9103,
+    "broker": 9104,
+    "storage": 9105,
+    "monitor": 9106,
+}
+"""The operations listener's port when ``HPO_OPS_PORT`` is not set, by what the process
+runs: the services of one host do not collide by default."""
+
+
+def _ops_port(value: object) -> int | Literal["off"] | None:
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("off", "none", "no"):
+        return "off"
+    if not text:
         return None
-    return value
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"must be a port number (0 to 65535) or off, not {value!r}")
+    return int(text)
 
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 """A TCP port to listen on; 0 lets the kernel pick a free one."""
-OptionalPort = Annotated[Port | None, BeforeValidator(_off_is_none)]
-"""A port, or ``off`` (also ``none`` or empty) for no listener."""
+OpsPort = Annotated[int | Literal["off"] | None, PlainValidator(_ops_port)]
+"""A port, ``off`` for no listener, or unset (None) for the default of :data:`OPS_PORTS`."""
 
 
 def check_scheme(url: str, schemes: tuple[str, ...]) -> str:
@@ -61,9 +79,17 @@ class ServiceSettings(BaseSettings):
     reconcile_interval: float = Field(default=2.0, gt=0)
     home: Path = Field(default_factory=default_home)
     ops_host: str = "127.0.0.1"
-    ops_port: OptionalPort = 9100
+    ops_port: OpsPort = None
     """The operations listener (/healthz, /readyz, /metrics) of the process; ``off``
-    for none. Processes sharing a host need one port each."""
+    for none; unset, the process's default in :data:`OPS_PORTS`."""
+
+    def ops_port_for(self, process: str) -> int | None:
+        """The port to listen on for ``process`` (a service name or ``all``), or None."""
+        if self.ops_port == "off":
+            return None
+        if self.ops_port is None:
+            return OPS_PORTS.get(process, OPS_PORTS["all"])
+        return self.ops_port
 
     @field_validator("bus_url")
     @classmethod

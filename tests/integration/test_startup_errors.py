@@ -60,7 +60,7 @@ def test_missing_signing_key_is_one_line(tmp_path: Path) -> None:
     [
         ("HPO_API_PORT", "eighty", "HPO_API_PORT: must be a whole number (got 'eighty')"),
         ("HPO_API_PORT", "70000", "HPO_API_PORT: input should be less than or equal to 65535"),
-        ("HPO_OPS_PORT", "x", "HPO_OPS_PORT: must be a whole number"),
+        ("HPO_OPS_PORT", "x", "HPO_OPS_PORT: must be a port number (0 to 65535) or off, not 'x'"),
         ("HPO_BUS_URL", "redis://h", "HPO_BUS_URL: unsupported URL scheme 'redis'"),
         ("HPO_MONGO_URL", "postgres://u:secret@h/db", "HPO_MONGO_URL: unsupported URL scheme"),
         ("HPO_ARTIFACTS_URL", "gs://bucket", "HPO_ARTIFACTS_URL: unsupported URL scheme 'gs'"),
