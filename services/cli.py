@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import socket
 from collections.abc import Callable
@@ -20,11 +19,13 @@ from services.context import open_context
 from shared.config import (
     ApiSettings,
     BrokerSettings,
+    LogSettings,
     MonitorSettings,
     SteeringSettings,
     StorageSettings,
     load,
 )
+from shared.logs import setup_logging
 from shared.startup import StartupError, describe
 from shared.store import Store
 
@@ -94,8 +95,7 @@ def run(
     ] = False,
 ) -> None:
     """Run one service (or all of them) until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(_startup(lambda: load(LogSettings)))
     if embedded:
         from services.embedded import run_embedded_forever
 

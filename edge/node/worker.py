@@ -46,6 +46,8 @@ from edge.workerproto import (
     unclaim,
 )
 from shared.clock import utcnow
+from shared.config import LogSettings, load
+from shared.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ class WorkerAgent:
             if settings.walltime_seconds is None
             else self.started_at + timedelta(seconds=settings.walltime_seconds)
         )
-        self.batch_id = environ.get("SLURM_JOB_ID") or environ.get("LSB_JOBID") or "?"
+        ids = (environ.get(n) for n in ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID", "JOB_ID"))
+        self.batch_id = next((i for i in ids if i), "?")  # JOB_ID: Grid Engine's
         self.host = host or socket.gethostname()
         self._stop: str | None = None
         self._lock = threading.RLock()  # also taken by the signal handler
@@ -284,9 +287,7 @@ class WorkerAgent:
 
 def main(worker_dir: str) -> int:
     """Entry point of ``python -m edge.node run-worker WORKER_DIR``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(load(LogSettings))
     paths = WorkerPaths(Path(worker_dir))
     record = paths.read_record()
     if record is None or record.settings is None:

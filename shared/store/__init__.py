@@ -20,6 +20,7 @@ from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
 from shared.store.stats import StatsRepository
+from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
@@ -54,6 +55,7 @@ class Store:
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
         self.stats = StatsRepository(db["tasks"], db["jobs"])
+        self.steering = SteeringCapabilityRepository(db["steering"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""
@@ -67,6 +69,7 @@ class Store:
             self.tokens,
             self.artifacts,
             self.studies,
+            self.steering,
         ):
             await repo.create_indexes()
 
