@@ -46,6 +46,7 @@ from edge.doctor import (
 )
 from services.api.app import create_app
 from services.api.auth import hash_secret
+from shared.config import ApiSettings
 from shared.domain.models import Site, Token
 from shared.runtime import (
     ApptainerRuntimeConfig,
@@ -397,7 +398,12 @@ def api() -> Iterator[Api]:
 
     ctx = SimpleNamespace(store=store, bus=SimpleNamespace(publish=publish), artifacts=None)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx, None), log_level="warning", lifespan="off", ws="none")  # type: ignore[arg-type]
+        uvicorn.Config(
+            create_app(ctx, ApiSettings(dev_mode=True)),  # type: ignore[arg-type]
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+        )
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
