@@ -275,5 +275,11 @@ def download(
     console.print(f"{len(written)} file(s) in {(dest or Path.cwd() / task_id)}")
 
 
+from client import export as _export  # noqa: E402 - after the app it registers with
+
+app.command("export")(_export.export)
+app.command("mlflow")(_export.mlflow)
+
+
 def main() -> None:
     app()

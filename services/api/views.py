@@ -71,4 +71,5 @@ def _view(
         progress=progress,
         best=best,
         pareto_front=front,
+        links=task.links,
     )
