@@ -21,7 +21,8 @@ def monitor_state(system: Central) -> MonitorState:
     assert system.assembly is not None
     for service in system.assembly.services:
         if service.name == "monitor":
-            state: MonitorState = service.state  # type: ignore[attr-defined]
+            inner = getattr(service, "inner", service)  # unwrapped from its metrics timer
+            state: MonitorState = inner.state
             return state
     raise AssertionError("the system runs no monitor")
 
