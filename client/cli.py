@@ -195,11 +195,84 @@ def demo(
     points: Annotated[int, typer.Option(help="points to evaluate")] = 20,
     parallel: Annotated[int, typer.Option(help="evaluations at once")] = 2,
     home: Annotated[Path | None, typer.Option(help="state directory (default $HPO_HOME)")] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="keep the dashboard up after the task, until Ctrl-C")
+    ] = False,
 ) -> None:
     """Run a whole HPO task on this machine: no server to install."""
     from client.demo import run_demo
 
-    raise typer.Exit(run_demo(console, points=points, parallel=parallel, home=home))
+    raise typer.Exit(run_demo(console, points=points, parallel=parallel, home=home, serve=serve))
+
+
+artifacts_app = typer.Typer(no_args_is_help=True, help="A task's stored files.")
+app.add_typer(artifacts_app, name="artifacts")
+PointOpt = Annotated[int | None, typer.Option("--point", help="only this point (its index)")]
+SegmentOpt = Annotated[str | None, typer.Option("--segment", help="only this segment")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="metrics, log, meta or checkpoint")]
+
+
+def _artifacts(
+    task_id: str, url: str | None, token: str | None, **where: Any
+) -> list[dict[str, Any]]:
+    from client.artifacts import KINDS, select
+
+    if where.get("kind") not in (None, *KINDS):
+        err.print(f"[red]--kind[/] is one of {', '.join(KINDS)}")
+        raise typer.Exit(2)
+    try:
+        with _client(url, token) as client:
+            return select(task_id, client.artifacts(task_id), **where)
+    except ApiError as exc:
+        raise _fail(exc) from None
+
+
+@artifacts_app.command("ls")
+def artifacts_ls(
+    task_id: str,
+    point: PointOpt = None,
+    segment: SegmentOpt = None,
+    kind: KindOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List a task's artifacts: point, kind, size and whether storage verified them."""
+    from client.artifacts import table
+
+    items = _artifacts(task_id, url, token, point=point, segment=segment, kind=kind)
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    console.print(table(items))
+    console.print(f"{len(items)} artifact(s), {sum(int(i['size']) for i in items)} bytes")
+
+
+@app.command()
+def download(
+    task_id: str,
+    point: PointOpt = None,
+    segment: SegmentOpt = None,
+    kind: KindOpt = None,
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="directory (default ./<task id>)")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download a task's artifacts (or one point's, or one kind) with a progress bar."""
+    from client.artifacts import DownloadError
+    from client.artifacts import download as fetch
+
+    items = _artifacts(task_id, url, token, point=point, segment=segment, kind=kind)
+    if not items:
+        err.print("[red]no artifact matches[/]; see `hpo artifacts ls TASK`")
+        raise typer.Exit(1)
+    try:
+        written = fetch(items, dest or Path.cwd() / task_id, console)
+    except DownloadError as exc:
+        raise _fail(exc) from None
+    console.print(f"{len(written)} file(s) in {(dest or Path.cwd() / task_id)}")
 
 
 from client import export as _export  # noqa: E402 - after the app it registers with

@@ -13,6 +13,7 @@ import getpass
 import shlex
 import sys
 import threading
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,20 @@ def demo_submission(points: int, parallel: int) -> dict[str, Any]:
     }
 
 
-def run_demo(console: Console, *, points: int, parallel: int, home: Path | None) -> int:
+def _serve_until_interrupted(console: Console) -> None:
+    console.print("serving the dashboard and the api until Ctrl-C", soft_wrap=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def run_demo(
+    console: Console, *, points: int, parallel: int, home: Path | None, serve: bool = False
+) -> int:
+    """Submit the demo task, follow it, print where to look; with ``serve`` keep
+    everything up after the task ends until Ctrl-C."""
     console.print("[bold]hpo-relay demo[/]: starting the embedded system…")
     system = _Background(home, slots=parallel)
     try:
@@ -101,17 +115,23 @@ def run_demo(console: Console, *, points: int, parallel: int, home: Path | None)
             console.print(
                 f"submitted task [bold]{task['id']}[/] ({points} points, {parallel} at once)"
             )
+            page = f"{system.monitor_url}/#/task/{task['id']}"
+            console.print(f"dashboard {system.monitor_url}/#token={system.token}", soft_wrap=True)
+            console.print(f"this task's page {page} (live while the task runs)", soft_wrap=True)
             final = watch(client, task["id"], console, interval=0.5)
             artifacts = client.artifacts(task["id"])
-        if final["status"] != "done" or not final.get("best"):
+        ok = final["status"] == "done" and bool(final.get("best"))
+        if ok:
+            best = final["best"]
+            console.print(f"best loss [bold green]{best['loss']:.5f}[/] at {best['params']}")
+            console.print(f"{len(artifacts)} artifacts stored (metrics tarballs and logs)")
+        else:
             console.print(f"[red]task ended {final['status']}[/] {final['reason']}")
-            return 1
-        best = final["best"]
-        console.print(f"best loss [bold green]{best['loss']:.5f}[/] at {best['params']}")
-        console.print(f"{len(artifacts)} artifacts stored (metrics tarballs and logs)")
-        console.print(f"dashboard {system.monitor_url}/#token={system.token}", soft_wrap=True)
-        console.print("(the dashboard stops with the demo)")
-        return 0
+        if serve:
+            _serve_until_interrupted(console)
+        else:
+            console.print("(the dashboard stops with the demo; `hpo demo --serve` keeps it up)")
+        return 0 if ok else 1
     except ApiError as exc:
         console.print(f"[red]error[/] {exc}")
         return 1

@@ -186,6 +186,11 @@ class BrokerSettings(ServiceSettings):
 class MonitorSettings(ServiceSettings):
     monitor_host: str = "127.0.0.1"
     monitor_port: Port = 8001
+    monitor_refresh_seconds: float = Field(default=1.0, gt=0)
+    """How often what an open dashboard shows is refreshed (and pushed)."""
+    monitor_occupancy_seconds: float = Field(default=10.0, gt=0)
+    """How often the sites' slots are sampled for the occupancy charts."""
+    monitor_cached_tasks: int = Field(default=32, ge=1)
 
 
 class StorageSettings(ServiceSettings):

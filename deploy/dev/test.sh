@@ -37,12 +37,14 @@ fi
 
 # Debian packages the tests run for real: bubblewrap (the bwrap runtime), Charliecloud and
 # debootstrap (the charliecloud runtime and its test image), Grid Engine (the sge batch
-# system, started by deploy/dev/infra.py).
+# system, started by deploy/dev/infra.py), chromium (the dashboard's browser tests drive
+# Debian's build through Playwright; Playwright's own browser download is never used).
 debs=()
 command -v bwrap >/dev/null || debs+=(bubblewrap)
 command -v ch-run >/dev/null || debs+=(charliecloud)
 command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || debs+=(debootstrap)
 [[ -x /usr/lib/gridengine/sge_qmaster ]] || debs+=(gridengine-master gridengine-exec gridengine-client)
+[[ -x /usr/bin/chromium ]] || debs+=(chromium)
 if [[ ${#debs[@]} -gt 0 ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${debs[*]}"

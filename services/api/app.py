@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from services.api.offload import Offloader
 from services.api.routers import checkpoints, edge, edge_curves, exports, hopaas, studies, tasks
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="hpo-relay", version="0.1.0", max_body_size=settings.max_body_bytes)
+    app = FastAPIOffline(  # /docs and /redoc without a CDN
+        title="hpo-relay", version="0.1.0", max_body_size=settings.max_body_bytes
+    )
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.offloader = Offloader()

@@ -1,43 +1,54 @@
-"""The monitor: a dashboard page and the read API it polls.
+"""The monitor: the dashboard and the read API behind it, in a process of its own.
 
 The page is static; it asks the read API with the user's token (taken from the URL
 fragment, which never reaches a server log, or typed in and kept in the browser), so a
-user sees only their own tasks here too.
+user sees only their own tasks. Reads go through the monitor's cache
+(:mod:`services.monitor.cache`) and live changes are pushed as server-sent events
+(:mod:`services.monitor.live`), so an open dashboard costs the database little and
+never polls.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
+import asyncio
+import contextlib
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
-from services.api.deps import Ctx, CurrentUser
-from services.api.schemas import TaskView
-from services.api.views import task_view
 from services.consumer import WebService
 from services.context import Context
+from services.monitor import assets
+from services.monitor.cache import CostBounded, SnapshotCache
+from services.monitor.deps import MonitorState
+from services.monitor.live import Hub
+from services.monitor.occupancy import Occupancy
+from services.monitor.routers import artifacts, events, jobs, points, sites, tasks
+from services.monitor.summaries import Summaries
 from shared.config import MonitorSettings
 
 
-def _page() -> str:
-    return files("services.monitor").joinpath("dashboard.html").read_text(encoding="utf-8")
+def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
+    cache = SnapshotCache(ctx.store, max_tasks=settings.monitor_cached_tasks)
+    return MonitorState(
+        settings=settings,
+        store=ctx.store,
+        artifacts=ctx.artifacts,
+        cache=cache,
+        summaries=Summaries(ctx.store, cache),
+        hub=Hub(ctx.store, cache, interval=settings.monitor_refresh_seconds),
+        occupancy=Occupancy(ctx.store, interval=settings.monitor_occupancy_seconds),
+        job_counts=CostBounded(),
+    )
 
 
 def create_app(ctx: Context, settings: MonitorSettings) -> FastAPI:
-    app = FastAPI(title="hpo-relay monitor", version="0.1.0")
+    app = FastAPI(title="hpo-relay monitor", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.state.settings = settings
-    page = _page()
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard() -> str:
-        return page
-
-    @app.get("/monitor/api/tasks")
-    async def tasks(ctx: Ctx, user: CurrentUser) -> list[TaskView]:
-        own = await ctx.store.tasks.list_for_owner(user.owner, limit=200)
-        return [await task_view(ctx.store, t) for t in own]
+    app.state.monitor = build_state(ctx, settings)
+    app.include_router(assets.build_router())
+    for module in (tasks, points, jobs, artifacts, sites, events):
+        app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -51,3 +62,20 @@ class MonitorService(WebService):
 
     def __init__(self, ctx: Context, settings: MonitorSettings) -> None:
         super().__init__(create_app(ctx, settings))
+        self.state: MonitorState = self.app.state.monitor
+        self._stop = asyncio.Event()
+        self._live: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._live = asyncio.create_task(self.state.hub.run(self._stop))
+
+    async def reconcile(self) -> None:
+        await self.state.occupancy.sample()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._live is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._live
+            self._live = None

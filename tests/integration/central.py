@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from services.api.auth import issue_token
-from services.assembly import SERVICE_NAMES, assemble, run_assembly
+from services.assembly import SERVICE_NAMES, Assembly, assemble, run_assembly
 from services.context import Context, open_context
 from services.http import bind
 from shared.config import (
@@ -37,6 +37,7 @@ class Central:
     monitor_url: str
     ops_url: str
     """The process's operations listener: /healthz, /readyz, /metrics."""
+    assembly: Assembly | None = None
 
     async def token(self, owner: str, scopes: list[str]) -> str:
         return (await issue_token(self.ctx.store, owner, scopes))[1]
@@ -83,6 +84,7 @@ async def central(
             api_url=api_url,
             monitor_url=assembly.url_of("monitor"),
             ops_url=assembly.url_of("ops"),
+            assembly=assembly,
         )
     finally:
         stop.set()

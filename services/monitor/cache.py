@@ -1,0 +1,235 @@
+"""The monitor's per-task cache: a snapshot of the points, refreshed by what changed,
+and the series derived from it, kept until the snapshot's version moves.
+
+One load per task whatever the number of open tabs (single flight under the entry's
+lock); a refresh reads the task record and, per segment, only the new and the open
+points. Entries nobody asked for in :data:`IDLE_SECONDS` are dropped, and at most
+``max_tasks`` are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from services.monitor import reads
+from services.monitor.snapshot import TaskSnapshot
+from shared.domain.models import Task
+from shared.domain.taskconfig import Direction
+from shared.searchspace import SearchSpace, SearchSpaceError, parse_search_space
+from shared.store import Store
+from shared.store.studies import Study
+
+T = TypeVar("T")
+P = TypeVar("P")
+IDLE_SECONDS = 600.0
+MAX_DERIVED = 64
+"""Series kept per task (the oldest asked first goes)."""
+SLOW_SERIES_SECONDS = 30.0
+"""A slow series (parameter importance) is recomputed at most this often while the
+task changes; meanwhile the previous answer is served."""
+
+
+@dataclass
+class TaskEntry:
+    task: Task
+    snapshot: TaskSnapshot
+    segments: list[str]
+    spaces: dict[str, SearchSpace]
+    directions: list[Direction]
+    study: Study | None
+    loaded: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    used: float = field(default_factory=time.monotonic)
+    derived: dict[tuple[Any, ...], tuple[int, float, Any]] = field(default_factory=dict)
+    computing: dict[tuple[Any, ...], asyncio.Task[Any]] = field(default_factory=dict)
+
+    @property
+    def maximize(self) -> bool:
+        if self.study is not None:
+            return self.study.direction == "maximize"
+        return bool(self.directions) and self.directions[0] == "maximize"
+
+    def direction_of(self, objective: int) -> bool:
+        if len(self.directions) > objective:
+            return self.directions[objective] == "maximize"
+        return self.maximize
+
+    def log_params(self, segment: str) -> frozenset[str]:
+        space = self.spaces.get(segment)
+        return frozenset(d.name for d in space.dimensions if d.log) if space else frozenset()
+
+    def memo(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """``compute()`` once per snapshot version."""
+        version = self.snapshot.version
+        hit = self.derived.get(key)
+        if hit is not None and hit[0] == version:
+            value: T = hit[2]
+            return value
+        value = compute()
+        self.derived.pop(key, None)
+        self.derived[key] = (version, time.monotonic(), value)
+        while len(self.derived) > MAX_DERIVED:  # zoom windows are keys too
+            self.derived.pop(next(iter(self.derived)))
+        return value
+
+    async def slow(
+        self, key: tuple[Any, ...], prepare: Callable[[], P], compute: Callable[[P], T]
+    ) -> tuple[T, bool]:
+        """``compute(prepare())``, the first here, the second in a worker thread, at most
+        every :data:`SLOW_SERIES_SECONDS` while the version moves; returns the value and
+        whether it is current."""
+        version = self.snapshot.version
+        hit = self.derived.get(key)
+        if hit is not None and (
+            hit[0] == version or time.monotonic() - hit[1] < SLOW_SERIES_SECONDS
+        ):
+            value: T = hit[2]
+            return value, hit[0] == version
+        running = self.computing.get(key)
+        if running is None:
+            running = asyncio.ensure_future(asyncio.to_thread(compute, prepare()))
+            self.computing[key] = running
+        try:
+            value = await asyncio.shield(running)
+        finally:
+            if running.done():
+                self.computing.pop(key, None)
+        self.derived[key] = (version, time.monotonic(), value)
+        return value, True
+
+
+def _directions(task: Task) -> list[Direction]:
+    return list(task.config.steering.directions or [])
+
+
+def _spaces(segments: list[Any]) -> dict[str, SearchSpace]:
+    spaces: dict[str, SearchSpace] = {}
+    for segment in segments:
+        try:
+            spaces[segment.name] = parse_search_space(segment.search_space)
+        except SearchSpaceError:
+            continue
+    return spaces
+
+
+class SnapshotCache:
+    def __init__(self, store: Store, *, max_tasks: int = 32) -> None:
+        self.store = store
+        self.max_tasks = max_tasks
+        self.entries: dict[str, TaskEntry] = {}
+        self.loads = 0
+        """How many full loads were made (a test's way to see single flight)."""
+
+    async def entry(self, task: Task) -> TaskEntry:
+        """The task's loaded entry, loading it first if needed (once, whoever asks)."""
+        entry = self.entries.get(task.id)
+        if entry is None:
+            entry = await self._new_entry(task)
+            entry = self.entries.setdefault(task.id, entry)
+            self._evict()
+        entry.used = time.monotonic()
+        if not entry.loaded:
+            async with entry.lock:
+                if not entry.loaded:
+                    await self._load(entry)
+        return entry
+
+    def peek(self, task_id: str) -> TaskEntry | None:
+        entry = self.entries.get(task_id)
+        return entry if entry is not None and entry.loaded else None
+
+    async def _new_entry(self, task: Task) -> TaskEntry:
+        segments = await reads.segments(self.store, task.id)
+        study = await reads.study(self.store, task.id) if task.config.online else None
+        spaces = _spaces(segments)
+        categorical = {
+            dim.name
+            for space in spaces.values()
+            for dim in space.dimensions
+            if dim.kind == "categorical"
+        }
+        directions = _directions(task)
+        return TaskEntry(
+            task=task,
+            snapshot=TaskSnapshot(max(1, len(directions)), categorical),
+            segments=[s.name for s in segments] or ["main"],
+            spaces=spaces,
+            directions=directions,
+            study=study,
+        )
+
+    async def _load(self, entry: TaskEntry) -> None:
+        for segment in entry.segments:
+            async for docs in reads.point_chunks(self.store, entry.task.id, segment):
+                entry.snapshot.apply(docs)
+        entry.loaded = True
+        self.loads += 1
+
+    async def refresh(self, task_id: str) -> bool:
+        """Bring a loaded entry up to date; True when the task or its points changed."""
+        entry = self.peek(task_id)
+        if entry is None:
+            return False
+        async with entry.lock:
+            task = await self.store.tasks.get(task_id)
+            if task is None:
+                self.entries.pop(task_id, None)
+                return True
+            changed = (task.version, task.status, task.best_loss, task.reason) != (
+                entry.task.version,
+                entry.task.status,
+                entry.task.best_loss,
+                entry.task.reason,
+            )
+            entry.task = task
+            snap = entry.snapshot
+            open_points = snap.open_indices()
+            for segment in entry.segments:
+                docs = await reads.changed_points(
+                    self.store,
+                    task_id,
+                    segment,
+                    snap.next_index(segment),
+                    open_points.get(segment, []),
+                )
+                if snap.apply(docs):
+                    changed = True
+        return changed
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for task_id, entry in list(self.entries.items()):
+            if now - entry.used > IDLE_SECONDS:
+                del self.entries[task_id]
+        while len(self.entries) > self.max_tasks:
+            oldest = min(self.entries, key=lambda t: self.entries[t].used)
+            del self.entries[oldest]
+
+
+class CostBounded:
+    """Answers kept for at least ``share``⁻¹ times as long as they took to compute, so a
+    scan that takes a second on a huge task runs at most every ten seconds however often
+    the page asks (and a cheap one stays fresh)."""
+
+    def __init__(self, *, share: float = 0.1, floor: float = 2.0) -> None:
+        self.share, self.floor = share, floor
+        self._kept: dict[Any, tuple[float, float, Any]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+
+    async def get(self, key: Any, compute: Callable[[], Awaitable[T]]) -> T:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            kept = self._kept.get(key)
+            now = time.monotonic()
+            if kept is not None and now - kept[0] < max(self.floor, kept[1] / self.share):
+                value: T = kept[2]
+                return value
+            value = await compute()
+            self._kept[key] = (time.monotonic(), time.monotonic() - now, value)
+            if len(self._kept) > 1000:
+                self._kept.pop(next(iter(self._kept)))
+            return value

@@ -1,0 +1,63 @@
+"""What the monitor's routers share: its state and the caller's own task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from services.api.deps import CurrentUser
+from services.monitor import reads
+from services.monitor.cache import CostBounded, SnapshotCache, TaskEntry
+from services.monitor.live import Hub
+from services.monitor.occupancy import Occupancy
+from services.monitor.summaries import Summaries
+from shared.artifacts import ArtifactStore
+from shared.config import MonitorSettings
+from shared.domain.models import Task
+from shared.store import Store
+
+
+@dataclass
+class MonitorState:
+    settings: MonitorSettings
+    store: Store
+    artifacts: ArtifactStore
+    cache: SnapshotCache
+    summaries: Summaries
+    hub: Hub
+    occupancy: Occupancy
+    job_counts: CostBounded
+
+
+def get_state(request: Request) -> MonitorState:
+    state: MonitorState = request.app.state.monitor
+    return state
+
+
+Monitor = Annotated[MonitorState, Depends(get_state)]
+
+
+async def own_entry(task_id: str, mon: Monitor, user: CurrentUser) -> TaskEntry:
+    """The caller's task, loaded in the cache; another user's task is a 404."""
+    task = await reads.own_task(mon.store, task_id, user.owner)
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
+    entry = await mon.cache.entry(task)
+    entry.task = task
+    return entry
+
+
+OwnEntry = Annotated[TaskEntry, Depends(own_entry)]
+
+
+async def own_task(task_id: str, mon: Monitor, user: CurrentUser) -> Task:
+    """The caller's task record, without loading its points."""
+    task = await reads.own_task(mon.store, task_id, user.owner)
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
+    return task
+
+
+OwnTask = Annotated[Task, Depends(own_task)]

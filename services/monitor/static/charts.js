@@ -1,0 +1,100 @@
+// The task page's charts, drawn with Plotly (served from the installed plotly package).
+// Point clouds use WebGL traces; every series arrives already downsampled by the server.
+// Each chart div gets data-points (markers or lines drawn) for tests and benchmarks.
+"use strict";
+
+const Charts = (() => {
+  const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage", "lasso2d", "select2d"] };
+  const margin = { l: 60, r: 20, t: 10, b: 40 };
+  const marked = (div, n, extra) => { div.dataset.points = String(n); Object.assign(div.dataset, extra || {}); };
+
+  function history(div, h, onZoom) {
+    const complete = [], pruned = [];
+    h.x.forEach((x, i) => (h.pruned[i] ? pruned : complete).push(i));
+    const pick = (idx, arr) => idx.map((i) => arr[i]);
+    const traces = [
+      { type: "scattergl", mode: "markers", name: "evaluated", x: pick(complete, h.x), y: pick(complete, h.y), text: pick(complete, h.ids), marker: { size: 5, color: "#0969da", opacity: 0.6 }, hovertemplate: "%{text}<br>index %{x}<br>loss %{y}<extra></extra>" },
+      { type: "scattergl", mode: "lines", name: "best so far", x: h.best_x, y: h.best_y, line: { shape: "hv", color: "#cf222e", width: 2 }, hoverinfo: "skip" },
+    ];
+    if (pruned.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: pick(pruned, h.x), y: pick(pruned, h.y), text: pick(pruned, h.ids), marker: { size: 5, symbol: "x", color: "#6e7781" }, hovertemplate: "%{text} (pruned)<br>index %{x}<br>loss %{y}<extra></extra>" });
+    const layout = { margin, xaxis: { title: { text: "point index" } }, yaxis: { title: { text: "loss" } }, legend: { orientation: "h", y: 1.1 }, uirevision: "history" };
+    const drawn = Plotly.react(div, traces, layout, config);
+    marked(div, h.x.length, { total: String(h.total) });
+    if (!div.dataset.zoomHooked) {
+      div.dataset.zoomHooked = "1";
+      div.on("plotly_relayout", (e) => {
+        const range = e["xaxis.range"] || (e["xaxis.range[0]"] !== undefined ? [e["xaxis.range[0]"], e["xaxis.range[1]"]] : null);
+        if (range) onZoom(range);
+        else if (e["xaxis.autorange"]) onZoom(null);
+      });
+    }
+    return drawn;
+  }
+
+  function axisOf(p) {
+    if (p.log) return { label: "log10 " + p.name, values: p.values.map((v) => (v === null || v <= 0 ? NaN : Math.log10(v))) };
+    if (!p.categorical) return { label: p.name, values: p.values.map((v) => (v === null ? NaN : v)) };
+    return { label: p.name, values: p.values, tickvals: p.labels.map((_, i) => i), ticktext: p.labels };
+  }
+
+  function parallel(div, s) {
+    const dims = s.params.map(axisOf);
+    dims.push({ label: "loss", values: s.loss });
+    const trace = { type: "parcoords", dimensions: dims, line: { color: s.loss, colorscale: "Viridis", reversescale: true, showscale: true } };
+    const drawn = Plotly.react(div, [trace], { margin: { l: 60, r: 60, t: 40, b: 20 } }, config);
+    marked(div, s.loss.length, { total: String(s.total) });
+    return drawn;
+  }
+
+  function slice(div, s, name) {
+    const p = s.params.find((q) => q.name === name) || s.params[0];
+    if (!p) { Plotly.purge(div); marked(div, 0); return Promise.resolve(); }
+    const x = p.categorical ? p.values.map((v) => (v === null ? null : p.labels[v])) : p.values;
+    const trace = { type: "scattergl", mode: "markers", x, y: s.loss, text: s.index.map((i) => "index " + i), marker: { size: 5, color: s.index, colorscale: "Blues", showscale: true, colorbar: { title: { text: "index" } } }, hovertemplate: "%{text}<br>" + p.name + " %{x}<br>loss %{y}<extra></extra>" };
+    const drawn = Plotly.react(div, [trace], { margin, xaxis: { title: { text: p.name }, type: p.categorical ? "category" : p.log ? "log" : "-" }, yaxis: { title: { text: "loss" } } }, config);
+    marked(div, s.loss.length, { total: String(s.total) });
+    return drawn;
+  }
+
+  function importance(div, imp) {
+    const entries = Object.entries(imp.importances).sort((a, b) => a[1] - b[1]);
+    const trace = { type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]), marker: { color: "#0969da" }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>" };
+    const drawn = Plotly.react(div, [trace], { margin: { l: 120, r: 20, t: 10, b: 40 }, xaxis: { title: { text: "importance (fANOVA)" }, range: [0, 1] } }, config);
+    marked(div, entries.length);
+    return drawn;
+  }
+
+  function curves(div, c) {
+    const traces = c.curves.map((k) => ({ type: "scattergl", mode: "lines", name: "index " + k.index, x: k.steps, y: k.values, line: { width: 1, color: k.pruned_step === null ? "#0969da" : "#6e7781" }, opacity: k.pruned_step === null ? 0.8 : 0.5, hovertemplate: `index ${k.index}${k.pruned_step === null ? "" : " (pruned)"}<br>step %{x}<br>value %{y}<extra></extra>` }));
+    const stops = c.curves.filter((k) => k.pruned_step !== null);
+    if (stops.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: stops.map((k) => k.steps[k.steps.length - 1]), y: stops.map((k) => k.values[k.values.length - 1]), marker: { symbol: "x", size: 8, color: "#cf222e" }, hovertemplate: "pruned at step %{x}<extra></extra>" });
+    const drawn = Plotly.react(div, traces, { margin, showlegend: false, xaxis: { title: { text: "step" } }, yaxis: { title: { text: "intermediate value" } } }, config);
+    marked(div, c.curves.length, { pruned: String(stops.length), total: String(c.total) });
+    return drawn;
+  }
+
+  function pareto(div, p) {
+    const col = (rows, i) => rows.loss.map((l) => l[i]);
+    const traces = [
+      { type: "scattergl", mode: "markers", name: "dominated", x: col(p.others, 0), y: col(p.others, 1), text: p.others.ids, marker: { size: 4, color: "#8c959f" }, hovertemplate: "%{text}<br>%{x}, %{y}<extra></extra>" },
+      { type: "scattergl", mode: "markers", name: "Pareto front", x: col(p.front, 0), y: col(p.front, 1), text: p.front.ids, marker: { size: 7, color: "#cf222e" }, hovertemplate: "%{text}<br>%{x}, %{y}<extra></extra>" },
+    ];
+    const label = (i) => `objective ${i} (${p.directions[i]})`;
+    const drawn = Plotly.react(div, traces, { margin, xaxis: { title: { text: label(0) } }, yaxis: { title: { text: label(1) } }, legend: { orientation: "h", y: 1.1 } }, config);
+    marked(div, p.front.ids.length, { others: String(p.others.ids.length), total: String(p.total) });
+    return drawn;
+  }
+
+  function occupancy(div, sites) {
+    const traces = [];
+    for (const s of sites) {
+      const x = s.occupancy.map((o) => new Date(o[0] * 1000));
+      traces.push({ type: "scatter", mode: "lines+markers", name: s.id + " busy", x, y: s.occupancy.map((o) => o[1]), line: { shape: "hv" } });
+      traces.push({ type: "scatter", mode: "lines+markers", name: s.id + " total", x, y: s.occupancy.map((o) => o[2]), line: { shape: "hv", dash: "dot" } });
+    }
+    marked(div, traces.reduce((n, t) => n + t.x.length, 0) / 2);
+    return Plotly.react(div, traces, { margin, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);
+  }
+
+  return { history, parallel, slice, importance, curves, pareto, occupancy };
+})();

@@ -1,0 +1,275 @@
+"""Dashboard benchmark: a task page with 10k and 100k evaluated points in Chromium.
+
+For each size the script seeds a finished task (tests/browser/seed.py), runs the
+central services on it (all in this process, SecantusDB, memory bus), and drives
+Debian's chromium through Playwright:
+
+* first meaningful render: from navigation to the task page until the history chart
+  and the first page of the points table are drawn (``hpo-first-render`` mark), once
+  with the monitor's cache cold (the first visitor after the monitor started: the
+  points are read from the database) and then warm (median of 3 fresh page loads);
+* interactions (median of 10 each, measured in the page up to the next painted
+  frame): zoom (a range set on the history chart; and the re-cut series fetched and
+  drawn for the zoomed window), hover (the mouse over a point until its label is
+  drawn), filter (a filter typed into the points table, answered by the server, and
+  the page drawn);
+* edge latency: heartbeats and empty lease polls of a site (p50/p99 over 200 each)
+  with no dashboard open, and with the 100k page open and reloaded every two seconds.
+
+Prints one JSON line per measurement. Run: python tests/bench/dashboard_render.py
+[--sizes 10000 100000] (uses HPO_TEST_MONGO_URL when set, else starts a SecantusDB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, async_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from shared.store.server import start_secantus
+from tests.browser.conftest import CHROMIUM, FLAGS
+from tests.browser.seed import seed_task
+from tests.integration.central import Central, FakeSite, central
+
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+HELPERS = """
+window.benchUntil = (check) => new Promise((done) => {
+  const poll = () => (check() ? done() : setTimeout(poll, 1)); poll(); });
+window.benchFrame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+window.benchRenders = (id) => Number(document.getElementById(id).dataset.renders || 0);
+"""
+FIRST_RENDER = """async () => {
+  await benchUntil(() => performance.getEntriesByName('hpo-first-render').length);
+  return performance.getEntriesByName('hpo-first-render')[0].startTime;
+}"""
+ZOOM = """async ([a, b]) => {
+  const div = document.getElementById('history'); const before = benchRenders('history');
+  const t0 = performance.now();
+  await Plotly.relayout(div, {'xaxis.range': [a, b]}); await benchFrame();
+  const zoomed = performance.now() - t0;
+  await benchUntil(() => benchRenders('history') > before); await benchFrame();
+  return [zoomed, performance.now() - t0];
+}"""
+HOVER = """async (k) => {
+  const div = document.getElementById('history'); const fl = div._fullLayout; const t = div.data[0];
+  const drag = div.querySelector('.nsewdrag'); const box = drag.getBoundingClientRect();
+  const at = {clientX: box.left + fl.xaxis.l2p(t.x[k]), clientY: box.top + fl.yaxis.l2p(t.y[k])};
+  const t0 = performance.now();
+  drag.dispatchEvent(new MouseEvent('mousemove', {...at, bubbles: true}));
+  await benchUntil(() => document.querySelector('#history .hovertext')); await benchFrame();
+  const dt = performance.now() - t0; Plotly.Fx.unhover(div); return dt;
+}"""
+UNZOOM = """async () => {
+  const div = document.getElementById('history'); const before = benchRenders('history');
+  await Plotly.relayout(div, {'xaxis.autorange': true});
+  await benchUntil(() => benchRenders('history') > before); await benchFrame();
+}"""
+FILTER = """async (text) => {
+  const before = benchRenders('points-table');
+  const input = document.getElementById('points-filter'); const t0 = performance.now();
+  input.value = text; input.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'}));
+  await benchUntil(() => benchRenders('points-table') > before); await benchFrame();
+  return performance.now() - t0;
+}"""
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def ms(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+STEP_SECONDS = 300.0
+"""No single measurement may take longer: the script stops by itself."""
+
+
+async def run(page: Page, script: str, arg: Any = None) -> Any:
+    return await asyncio.wait_for(page.evaluate(script, arg), STEP_SECONDS)
+
+
+async def first_render(page: Page, url: str) -> float:
+    """Milliseconds from the navigation's start to the page's first-render mark."""
+    await page.goto(url, wait_until="commit")
+    value: float = await run(page, FIRST_RENDER)
+    return value
+
+
+async def render(system: Central, points: int, token: str, task_id: str) -> dict[str, Any]:
+    url = f"{system.monitor_url}/#/task/{task_id}"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(STEP_SECONDS * 1000)
+        await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
+        await context.add_init_script(HELPERS)
+        page = await context.new_page()
+        cold = await first_render(page, url)
+        say("cold render done")
+        await page.close()
+        warm = []
+        for _ in range(3):  # one tab at a time, as one user
+            page = await context.new_page()
+            warm.append(await first_render(page, url))
+            say(f"warm {warm[-1]:.0f} ms")
+            await page.close()
+        page = await context.new_page()
+        await first_render(page, url)
+        await page.wait_for_function("() => document.getElementById('importance').dataset.points")
+        say("warm renders done")
+        zoom, detail, hover, filt = [], [], [], []
+        say("importance drawn")
+        for i in range(10):
+            a = (points // 20) * (i % 10)
+            z, d = await run(page, ZOOM, [a, a + points // 10])
+            zoom.append(z)
+            detail.append(d)
+        await run(page, UNZOOM)
+        for i in range(10):
+            hover.append(await run(page, HOVER, i * 37))
+        for i in range(10):
+            filt.append(await run(page, FILTER, f"loss<{0.2 + i / 100}, optimizer=adam"))
+        markers = int(await page.evaluate("document.getElementById('history').dataset.points"))
+        await browser.close()
+    return {
+        "bench": "dashboard_render",
+        "points": points,
+        "first_render_cold_ms": round(cold, 1),
+        "first_render_warm_ms": ms(warm),
+        "zoom_ms": ms(zoom),
+        "zoom_detail_ms": ms(detail),
+        "hover_ms": ms(hover),
+        "filter_ms": ms(filt),
+        "history_markers": markers,
+        "load_average": round(os.getloadavg()[0], 1),
+        "machine": MACHINE,
+    }
+
+
+async def edge_latency(system: Central, token: str, task_id: str | None) -> dict[str, Any]:
+    """Heartbeats and empty lease polls of a site, with the 100k page open (and
+    reloaded every two seconds) or not."""
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=60) as http:
+        site = FakeSite(http, "bench", await system.token("ops", ["edge:bench"]))
+        stop = asyncio.Event()
+        viewer = asyncio.create_task(_watch(system, token, task_id, stop)) if task_id else None
+        if viewer is not None:
+            await asyncio.sleep(5)  # the page is open and has drawn once
+        beats, leases = [], []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            await site.heartbeat(free=0)
+            beats.append((time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
+            await site.lease(1, wait=0)
+            leases.append((time.perf_counter() - t0) * 1e3)
+            await asyncio.sleep(0.02)
+        stop.set()
+        if viewer is not None:
+            await viewer
+    return {
+        "bench": "dashboard_edge_latency",
+        "dashboard": "100k task page open, reloaded every 2 s" if task_id else "none open",
+        "heartbeat_p50_ms": percentile(beats, 0.5),
+        "heartbeat_p99_ms": percentile(beats, 0.99),
+        "lease_p50_ms": percentile(leases, 0.5),
+        "lease_p99_ms": percentile(leases, 0.99),
+        "load_average": round(os.getloadavg()[0], 1),
+        "machine": MACHINE,
+    }
+
+
+async def _watch(system: Central, token: str, task_id: str | None, stop: asyncio.Event) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = await browser.new_context()
+        context.set_default_timeout(STEP_SECONDS * 1000)
+        await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
+        await context.add_init_script(HELPERS)
+        page = await context.new_page()
+        while not stop.is_set():
+            await first_render(page, f"{system.monitor_url}/#/task/{task_id}")
+            await page.reload()
+            await asyncio.sleep(2)
+        await browser.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--database", help="a database name an earlier run seeded (seeding 100k takes minutes)"
+    )
+    args = parser.parse_args()
+    mongo = os.environ.get("HPO_TEST_MONGO_URL")
+    server = None
+    if not mongo:
+        server = start_secantus(Path(tempfile.mkdtemp(prefix="bench-db-")))
+        mongo = server.url
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = f"{mongo.rstrip('/')}/{args.database or 'bench' + uuid.uuid4().hex[:8]}"
+            say(f"database {db}")
+            async with central(
+                mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
+            ) as system:
+                token = await system.token("bench", ["user"])
+                tasks = {}
+                seeded = {
+                    t.name: t.id for t in await system.ctx.store.tasks.list_for_owner("bench")
+                }
+                for size in args.sizes:
+                    if f"{size} points" in seeded:
+                        tasks[size] = seeded[f"{size} points"]
+                        continue
+                    say(f"seeding a task of {size} points")
+                    tasks[size] = await seed_task(
+                        system.ctx.store,
+                        "bench",
+                        size,
+                        name=f"{size} points",
+                        curves=100,
+                        pruned=30,
+                    )
+            say("seeded")
+            # a fresh monitor, so the first page load finds its cache cold
+            for size in args.sizes:
+                say(f"rendering {size} points")
+                async with central(
+                    mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
+                ) as system:
+                    print(json.dumps(await render(system, size, token, tasks[size])), flush=True)
+            async with central(
+                mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
+            ) as system:
+                biggest = tasks[max(args.sizes)]
+                print(json.dumps(await edge_latency(system, token, None)), flush=True)
+                print(json.dumps(await edge_latency(system, token, biggest)), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
