@@ -14,6 +14,7 @@ from rich.console import Console
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, run_assembly
 from services.context import open_context
+from services.outage import OneLineOutages
 from shared.config import (
     ApiSettings,
     BrokerSettings,
@@ -66,6 +67,8 @@ def run(
     """Run one service (or all of them) until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OneLineOutages())
     if embedded:
         from services.embedded import run_embedded_forever
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.api.routers import checkpoints, edge, edge_curves, hopaas, studies, tasks
+from services.api.unavailable import OUTAGE_TYPES, unavailable_response
 from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
@@ -39,6 +40,12 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return unavailable_response(request, exc, settings.retry_after_seconds)
+
+    for kind in OUTAGE_TYPES:
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
