@@ -2,9 +2,11 @@
 
 Transient trouble (connection errors, timeouts, 5xx, 429) is retried a few times with
 a bounded exponential backoff, because the login node's link to the central service
-is expected to blink; after that :class:`ApiUnavailableError` tells the harvester to
-try again on a later cycle. A 4xx is an answer, not an outage: it raises
-:class:`EdgeApiError` at once, carrying the server's ``detail``.
+is expected to blink; a 503 or 429 with ``Retry-After`` (the api's answer while its bus
+or database is away) waits what it says instead. After that
+:class:`ApiUnavailableError` tells the harvester to try again on a later cycle. A 4xx
+is an answer, not an outage: it raises :class:`EdgeApiError` at once, carrying the
+server's ``detail``.
 
 The bearer token is sent to the api only, never to presigned upload URLs (which carry
 their own signature and may point at another host).
@@ -16,7 +18,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -40,6 +42,7 @@ from shared.edge_api import (
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
+from shared.netutil import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class EdgeApiClient:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._site = site
@@ -94,6 +98,7 @@ class EdgeApiClient:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._sleep = sleep
         self._http = httpx.AsyncClient(verify=verify, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> EdgeApiClient:
@@ -108,6 +113,7 @@ class EdgeApiClient:
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
+            asked: float | None = None
             try:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
@@ -118,12 +124,15 @@ class EdgeApiClient:
                 if response.status_code not in RETRY_STATUSES:
                     raise EdgeApiError(response.status_code, _detail(response), url)
                 problem = f"{response.status_code}: {_detail(response)}"
+                if response.status_code in (429, 503):
+                    asked = retry_after(response.headers.get("Retry-After"))
             if attempt == self._attempts:
                 raise ApiUnavailableError(f"{method} {url} failed {attempt} times: {problem}")
+            pause = asked if asked is not None else delay * (0.5 + random.random())  # noqa: S311
             log.warning(
-                "%s %s failed (%s); retry %d in %.1fs", method, url, problem, attempt, delay
+                "%s %s failed (%s); retry %d in %.1fs", method, url, problem, attempt, pause
             )
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            await self._sleep(pause)
             delay = min(delay * 2, self._max_backoff)
         raise AssertionError("unreachable")
 

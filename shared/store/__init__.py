@@ -29,7 +29,6 @@ from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
 
-
 DURABLE = WriteConcern(w="majority", j=True)
 """The write concern of every collection: the write survives a crash of the server."""
 

@@ -165,6 +165,16 @@ class JobRepository(Repository[Job]):
             limit=limit,
         )
 
+    async def count_unapplied(self, task_id: str) -> int:
+        """The task's terminal jobs whose outcome is not applied to its points yet."""
+        return await self.col.count_documents(
+            {
+                "task_id": task_id,
+                "status": {"$in": [s.value for s in TERMINAL_JOB_STATES]},
+                "applied": False,
+            }
+        )
+
     async def mark_applied(self, job_id: str) -> None:
         await self.col.update_one({"_id": job_id}, {"$set": {"applied": True}})
 
