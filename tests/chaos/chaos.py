@@ -144,7 +144,8 @@ class Chaos:
         self.rabbit: Any = None
         self.mongo: MongoServer | None = None
         self.mongo_port = free_port()
-        self.s3: Any = None
+        self.s3: Proc | None = None
+        self.s3_url = ""
         self.task_id = ""
         self.db: MongoClient[dict[str, Any]] | None = None
 
@@ -153,7 +154,7 @@ class Chaos:
     def start(self) -> None:
         self.rabbit = infra.start_private_rabbitmq(self.work / "rabbit")
         self.start_mongo()
-        self.s3 = infra.start_s3(self.work)
+        self.start_moto()
         api_port, monitor_port = free_port(), free_port()
         self.api = f"http://127.0.0.1:{api_port}"
         self.monitor = f"http://127.0.0.1:{monitor_port}"
@@ -161,7 +162,7 @@ class Chaos:
             **os.environ,
             "HPO_BUS_URL": self.rabbit.url,
             "HPO_MONGO_URL": f"mongodb://127.0.0.1:{self.mongo_port}/{DB}",
-            "HPO_ARTIFACTS_URL": f"{self.s3.url}/chaos?secure=false&region=us-east-1",
+            "HPO_ARTIFACTS_URL": f"{self.s3_url}/chaos?secure=false&region=us-east-1",
             "HPO_PUBLIC_URL": self.api,
             "HPO_API_PORT": str(api_port),
             "HPO_MONITOR_PORT": str(monitor_port),
@@ -193,6 +194,18 @@ class Chaos:
         self.db = MongoClient(
             f"mongodb://127.0.0.1:{self.mongo_port}", serverSelectionTimeoutMS=2000
         )
+
+    def start_moto(self) -> None:
+        port = free_port()
+        self.s3_url = f"s3://{infra.S3_CREDENTIALS}@127.0.0.1:{port}"
+        self.s3 = Proc(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            dict(os.environ),
+            self.logs,
+        )
+        self.s3.start()
+        self.wait(lambda: self.http_ok(f"http://127.0.0.1:{port}/"), "moto's S3 server", 120)
 
     def start_mongo(self) -> None:
         self.mongo = start_secantus(self.work / "mongo", port=self.mongo_port, ready_timeout=120)
@@ -467,7 +480,7 @@ class Chaos:
         if self.mongo is not None:
             self.mongo.stop()
         if self.s3 is not None:
-            infra.stop_pid(self.s3.pid, infra.PROCESS_MARKERS["s3"], infra.service_port(self.s3))
+            self.s3.stop()
         if self.rabbit is not None:
             self.rabbit.stop()
 
