@@ -9,7 +9,9 @@ is an answer, not an outage: it raises :class:`EdgeApiError` at once, carrying t
 server's ``detail``.
 
 The bearer token is sent to the api only, never to presigned upload URLs (which carry
-their own signature and may point at another host).
+their own signature and may point at another host). A URL in a log line or an error
+message has its signature removed (:func:`shared.logs.redact`): error messages travel
+on as a job's failure reason, past any log formatter.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from shared.edge_api import (
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
+from shared.logs import redact
 from shared.netutil import retry_after
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,7 @@ class EdgeApiClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         delay = self._backoff
+        shown = redact(url)
         for attempt in range(1, self._attempts + 1):
             asked: float | None = None
             try:
@@ -122,15 +126,17 @@ class EdgeApiClient:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRY_STATUSES:
-                    raise EdgeApiError(response.status_code, _detail(response), url)
+                    raise EdgeApiError(response.status_code, _detail(response), shown)
                 problem = f"{response.status_code}: {_detail(response)}"
                 if response.status_code in (429, 503):
                     asked = retry_after(response.headers.get("Retry-After"))
             if attempt == self._attempts:
-                raise ApiUnavailableError(f"{method} {url} failed {attempt} times: {problem}")
+                raise ApiUnavailableError(
+                    redact(f"{method} {shown} failed {attempt} times: {problem}")
+                )
             pause = asked if asked is not None else delay * (0.5 + random.random())  # noqa: S311
             log.warning(
-                "%s %s failed (%s); retry %d in %.1fs", method, url, problem, attempt, pause
+                "%s %s failed (%s); retry %d in %.1fs", method, shown, problem, attempt, pause
             )
             await self._sleep(pause)
             delay = min(delay * 2, self._max_backoff)

@@ -25,6 +25,7 @@ from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
+from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
@@ -55,6 +56,7 @@ class Store:
         self.artifacts = ArtifactRepository(db["artifacts"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
+        self.steering = SteeringCapabilityRepository(db["steering"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""
@@ -68,6 +70,7 @@ class Store:
             self.tokens,
             self.artifacts,
             self.studies,
+            self.steering,
         ):
             await repo.create_indexes()
 

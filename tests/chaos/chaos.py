@@ -171,7 +171,6 @@ class Chaos:
             "HPO_LEASE_SECONDS": "60",
             "HPO_SITE_ALIVE_SECONDS": "30",
             "HPO_RETRY_MAX_SECONDS": "2",
-            "HPO_STEERING_RUNTIME": os.environ.get("HPO_STEERING_RUNTIME", "process"),
         }
         python = sys.executable
         for name in SERVICES:

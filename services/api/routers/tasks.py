@@ -17,6 +17,7 @@ from services.api.schemas import (
     TaskView,
     WhoAmI,
 )
+from services.api.steering_check import steering_refusals
 from services.api.submission import SubmissionError, build_task
 from services.api.unavailable import publish_hint
 from services.api.views import task_view
@@ -47,6 +48,9 @@ async def submit_task(
         task, segments = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
+    refusals = await steering_refusals(ctx.store, body.config)
+    if refusals:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusals)
     await ctx.store.segments.insert_many(segments)
     await ctx.store.tasks.insert(task)
     await publish_hint(ctx.bus, TaskSubmitted(task_id=task.id))
