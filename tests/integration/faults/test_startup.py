@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from shared.bus import open_bus
+from shared.bus import BusUnavailableError, open_bus
 from shared.domain.models import Job, JobStatus, Site, Task
 from shared.domain.taskconfig import TaskConfig
 from shared.messages import JobDefined
@@ -124,7 +124,10 @@ async def wait_assigned(mongo_url: str, job_id: str, bus_url: str, prefix: str) 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     try:
         while True:
-            await bus.publish(JobDefined(task_id=job_id.split(".")[0], job_id=job_id))
+            try:
+                await bus.publish(JobDefined(task_id=job_id.split(".")[0], job_id=job_id))
+            except BusUnavailableError:
+                continue  # a restarted node confirms late while its queues elect leaders
             for _ in range(25):
                 doc = await client.get_default_database("hpo")["jobs"].find_one({"_id": job_id})
                 if doc is not None and doc["status"] == JobStatus.ASSIGNED.value:
