@@ -317,7 +317,7 @@ class Chaos:
     def kill(self, kind: str) -> Callable[[], bool] | None:
         """Kill one ``kind`` and restart it; the sign of life to wait for (None: no
         victim of that kind right now)."""
-        base = self.counters() or {}
+        base: dict[str, int] = self.counters() or {}
 
         def moved(key: str) -> Callable[[], bool]:
             def check() -> bool:
@@ -328,6 +328,8 @@ class Chaos:
 
         if kind in self.procs:
             self.procs[kind].kill9()
+            # Counted from the kill: what the old process did before it does not count.
+            base.update(self.counters() or {})
             self.procs[kind].start()
             proc = self.procs[kind]
             sign = {
@@ -347,6 +349,7 @@ class Chaos:
             return moved("evaluated")
         if kind == "rabbitmq":
             self.rabbit.kill()
+            base.update(self.counters() or {})
             self.rabbit.start()
             return moved("evaluated")
         needles = (
