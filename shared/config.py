@@ -75,6 +75,8 @@ class ApiSettings(ServiceSettings):
     max_task_files_bytes: int = 1_000_000
     retry_after_seconds: int = Field(default=5, ge=1)
     """The Retry-After of a 503 answered while the bus or the database is away."""
+    max_body_bytes: int = Field(default=8_000_000, ge=1)
+    """Largest request body (413 beyond): a task's files, JSON-escaped, fit with room."""
 
 
 class SteeringSettings(ServiceSettings):
