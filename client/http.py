@@ -1,10 +1,19 @@
-"""A small synchronous client of the user api (``/api/v1``)."""
+"""A small synchronous client of the user api (``/api/v1``).
+
+A 503 (the api's answer while its bus or database is away; always safe to repeat) is
+retried after the pause its ``Retry-After`` asks for, a few times, before it becomes
+an :class:`ApiError`.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from shared.netutil import retry_after
 
 
 class ApiError(RuntimeError):
@@ -30,7 +39,17 @@ def _readable(detail: Any) -> str:
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._retries = retries
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -48,10 +67,15 @@ class ApiClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; the decoded JSON reply, or ApiError with a readable detail."""
-        try:
-            reply = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from None
+        for attempt in range(self._retries + 1):
+            try:
+                reply = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from None
+            pause = retry_after(reply.headers.get("Retry-After"))
+            if reply.status_code != 503 or pause is None or attempt == self._retries:
+                break
+            self._sleep(pause)
         if reply.is_error:
             try:
                 detail = reply.json().get("detail", reply.text)

@@ -16,6 +16,7 @@ from rich.console import Console
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, bind_listeners, run_assembly
 from services.context import open_context
+from services.outage import OneLineOutages
 from shared.config import (
     ApiSettings,
     BrokerSettings,
@@ -95,7 +96,7 @@ def run(
     ] = False,
 ) -> None:
     """Run one service (or all of them) until SIGINT/SIGTERM."""
-    setup_logging(_startup(lambda: load(LogSettings)))
+    setup_logging(_startup(lambda: load(LogSettings))).addFilter(OneLineOutages())
     if embedded:
         from services.embedded import run_embedded_forever
 

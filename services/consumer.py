@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.context import Context
+from services.outage import location
+from services.startup import Backoff, retrying
 from shared.bus import Subscription
 from shared.messages import Message
 
@@ -13,7 +15,10 @@ class BusConsumer:
     """Consumes the service's queue with :meth:`on_message`; subclasses add the logic.
 
     Subclasses set ``name`` (the queue is ``hpo.<name>``) and ``routing_keys``, and
-    implement ``on_message`` and ``reconcile``.
+    implement ``on_message`` and ``reconcile``. A handler that fails because the
+    database or the bus is away is retried in place until they are back, holding its
+    message: handing it back would burn its deliveries and dead-letter a good message
+    during a restart of the database.
     """
 
     name: str = ""
@@ -25,8 +30,18 @@ class BusConsumer:
 
     async def start(self) -> None:
         self._subscription = await self.ctx.bus.subscribe(
-            self.name, self.routing_keys, self.on_message
+            self.name, self.routing_keys, self._handle
         )
+
+    async def _handle(self, message: Message) -> None:
+        settings = self.ctx.settings
+        what = (
+            f"{self.name} handling {message.routing_key}: the database at "
+            f"{location(settings.mongo_url)} or the bus at {location(settings.bus_url)}"
+        )
+        async for attempt in retrying(what, Backoff.of(settings), forever=True):
+            with attempt:
+                await self.on_message(message)
 
     async def stop(self) -> None:
         if self._subscription is not None:

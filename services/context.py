@@ -1,13 +1,17 @@
 """What a running service holds: its settings, the bus, the store, the artifact store.
 
 Built once per process by the entry point and passed down; in the embedded default
-several services share one context (and so one memory bus).
+several services share one context (and so one memory bus). Opening it waits for each
+server that is not up yet (:mod:`services.startup`), so the order in which servers and
+services start does not matter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.outage import location
+from services.startup import Backoff, wait_for
 from shared.artifacts import ArtifactStore, open_artifacts
 from shared.bus import Bus, open_bus
 from shared.config import ServiceSettings
@@ -32,24 +36,29 @@ class Context:
 async def open_context(
     settings: ServiceSettings, *, bus: Bus | None = None, metrics: CentralMetrics | None = None
 ) -> Context:
-    """Connect to everything the settings name; ``bus`` lets services share one.
-    ``metrics`` (a fresh registry by default) counts the bus's and database's errors."""
+    """Connect to everything the settings name, waiting for each while it is away;
+    ``bus`` lets services share one. ``metrics`` (a fresh registry by default) counts the
+    bus's and database's errors."""
     metrics = metrics or CentralMetrics()
+    backoff = Backoff.of(settings)
     if bus is None:
         bus = open_bus(
             settings.bus_url,
             prefix=settings.bus_prefix,
             delivery_limit=settings.bus_delivery_limit,
+            publish_timeout=settings.bus_publish_timeout,
         )
-        await bus.connect()
+        await wait_for(f"the bus at {location(settings.bus_url)}", bus.connect, backoff)
     store = Store(settings.mongo_url, listeners=metrics.database_listeners())
-    await store.start()
+    await wait_for(f"the database at {location(settings.mongo_url)}", store.start, backoff)
     artifacts = open_artifacts(
         settings.artifacts_url,
         public_url=settings.public_url,
         signing_key=settings.signing_key.get_secret_value().encode(),
     )
-    await artifacts.ensure_ready()
+    await wait_for(
+        f"the artifact store at {location(settings.artifacts_url)}", artifacts.ensure_ready, backoff
+    )
     return Context(
         settings=settings,
         bus=MeteredBus(bus, metrics.bus_errors),

@@ -1,8 +1,10 @@
 """Running a service: subscribe its handlers, then reconcile from the database forever.
 
-The reconcile pass is the level-triggered half of ARCHITECTURE.md §4: messages only
-make things happen sooner, the periodic pass makes them happen at all. A failing pass
-is logged and retried at the next interval; it never stops the service.
+The reconcile pass is the level-triggered half of the bus design (docs/design.md,
+Reliability): messages only make things happen sooner, the periodic pass makes them
+happen at all. A failing pass is logged and retried at the next interval; it never stops
+the service. A pass that fails because a server is away is one warning line, not a
+traceback: it is expected during a restart and says nothing about the code.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 from typing import Protocol
+
+from services.outage import describe, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,18 @@ async def reconcile_forever(service: Service, interval: float, stop: asyncio.Eve
             await service.reconcile()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("%s: reconcile pass failed; retrying in %.1fs", service.name, interval)
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning(
+                    "%s: reconcile pass failed (%s); retrying in %.1fs",
+                    service.name,
+                    describe(exc),
+                    interval,
+                )
+            else:
+                log.exception(
+                    "%s: reconcile pass failed; retrying in %.1fs", service.name, interval
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
 

@@ -90,6 +90,15 @@ class ServiceSettings(BaseSettings):
     dev_mode: bool = False
     reconcile_interval: float = Field(default=2.0, gt=0)
     home: Path = Field(default_factory=default_home)
+    startup_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a starting service waits for the bus, database and artifact store before
+    it exits; None (the default) waits until they are back."""
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=5.0, gt=0)
+    """The longest pause between two attempts to reach a server that is away."""
+    bus_publish_timeout: float = Field(default=5.0, gt=0)
+    """How long a publish waits for a reconnecting broker before it fails."""
+
     ops_host: str = "127.0.0.1"
     ops_port: OpsPort = None
     """The operations listener (/healthz, /readyz, /metrics) of the process; ``off``
@@ -136,6 +145,8 @@ class ApiSettings(ServiceSettings):
     lease_seconds: float = Field(default=120.0, gt=0)
     lease_poll_interval: float = Field(default=0.05, gt=0)
     max_task_files_bytes: int = 1_000_000
+    retry_after_seconds: int = Field(default=5, ge=1)
+    """The Retry-After of a 503 answered while the bus or the database is away."""
     max_body_bytes: int = Field(default=8_000_000, ge=1)
     """Largest request body (413 beyond): a task's files, JSON-escaped, fit with room."""
 

@@ -17,6 +17,11 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 
+# PyTorch (the GP sampler) starts one compute thread per core; on the suite's 2 shared
+# cores those threads contend with each other and with the other tests, and one GP test
+# went from 16 s to over 120 s. Read by torch when it is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 HOW_TO_START = (
     "start the test servers with `python deploy/dev/infra.py up` and export what it "
     "prints, or run the whole suite with `deploy/dev/test.sh`"

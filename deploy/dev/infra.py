@@ -5,6 +5,7 @@
     python deploy/dev/infra.py status
     python deploy/dev/infra.py down     # stops only what `up` started
     python deploy/dev/infra.py run -- python -m pytest -x   # up, the command, down
+    python deploy/dev/infra.py rabbitmq-node DIR [--stop]   # a private RabbitMQ node
 
 The servers: RabbitMQ (the machine's `rabbitmq-server` on 127.0.0.1:5672, installed and
 started only where it is missing or stopped), SecantusDB (MongoDB protocol) and moto's S3
@@ -18,6 +19,10 @@ HPO_DEV_SLURM_NODES=1. `up` and `down` share a state file
 (.dev-infra.json in the repository root); `run` keeps its own servers, so it does not
 disturb an `up`. As root, also a private one-node Grid Engine cell (deploy/dev/sge.py;
 exported as HPO_TEST_SGE_ROOT, its SGE_ROOT), likewise optional; HPO_DEV_SGE=0 skips it.
+
+`rabbitmq-node` starts (or, with --stop, stops) a private RabbitMQ node with its data in
+DIR, on ports of its own (deploy/dev/rabbitnode.py): for tests and the chaos harness
+(tests/chaos/) that kill the broker, which must never be the machine's shared one.
 
 Run it with the project's Python (.venv/bin/python, which deploy/dev/test.sh creates):
 it needs the `shared` package, secantusdb and moto[server] installed there.
@@ -52,6 +57,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 try:
+    import rabbitnode as dev_rabbitnode  # deploy/dev/rabbitnode.py, next to this script
     import sge as dev_sge  # deploy/dev/sge.py, next to this script
     import slurm as dev_slurm  # deploy/dev/slurm.py, next to this script
 
@@ -236,6 +242,33 @@ def stop_rabbitmq() -> None:
     result = subprocess.run([ctl, "stop"], capture_output=True, text=True, timeout=120, check=False)
     if result.returncode:
         raise InfraError(f"rabbitmqctl stop failed: {result.stderr.strip() or result.stdout}")
+
+
+def start_private_rabbitmq(directory: Path) -> dev_rabbitnode.RabbitNode:
+    """A RabbitMQ node of the caller's own (never the shared one), booted and ready;
+    ``kill()`` and ``start()`` it at will, ``stop()`` it at the end."""
+    node = dev_rabbitnode.RabbitNode(directory)
+    try:
+        node.start()
+    except dev_rabbitnode.RabbitNodeError as exc:
+        raise InfraError(str(exc)) from None
+    log(f"private RabbitMQ node {node.name} ready at {node.url.split('@')[-1]}")
+    return node
+
+
+def cmd_rabbitmq_node(args: argparse.Namespace) -> int:
+    node = dev_rabbitnode.RabbitNode(args.directory)
+    if args.stop:
+        node.stop()
+        pid_file = Path(args.directory) / "rabbitmq.pid"
+        if pid_file.exists():  # started by another process: stop it by its pid
+            with suppress(ValueError, ProcessLookupError):
+                os.killpg(os.getpgid(int(pid_file.read_text().strip())), signal.SIGKILL)
+        log(f"stopped {node.name}")
+        return 0
+    start_private_rabbitmq(args.directory)
+    print(f"export HPO_TEST_PRIVATE_AMQP_URL={shlex.quote(node.url)}")
+    return 0
 
 
 # --- SecantusDB and moto ----------------------------------------------------------------
@@ -575,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="up, run a command with HPO_TEST_* set, down")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     run.set_defaults(func=cmd_run)
+    node = commands.add_parser("rabbitmq-node", help="start or stop a private RabbitMQ node")
+    node.add_argument("directory", type=Path, help="its data, logs and state")
+    node.add_argument("--stop", action="store_true", help="stop the node of DIR")
+    node.set_defaults(func=cmd_rabbitmq_node)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

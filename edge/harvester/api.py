@@ -2,9 +2,11 @@
 
 Transient trouble (connection errors, timeouts, 5xx, 429) is retried a few times with
 a bounded exponential backoff, because the login node's link to the central service
-is expected to blink; after that :class:`ApiUnavailableError` tells the harvester to
-try again on a later cycle. A 4xx is an answer, not an outage: it raises
-:class:`EdgeApiError` at once, carrying the server's ``detail``.
+is expected to blink; a 503 or 429 with ``Retry-After`` (the api's answer while its bus
+or database is away) waits what it says instead. After that
+:class:`ApiUnavailableError` tells the harvester to try again on a later cycle. A 4xx
+is an answer, not an outage: it raises :class:`EdgeApiError` at once, carrying the
+server's ``detail``.
 
 The bearer token is sent to the api only, never to presigned upload URLs (which carry
 their own signature and may point at another host). A URL in a log line or an error
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -43,6 +45,7 @@ from shared.edge_api import (
     SiteHeartbeatReply,
 )
 from shared.logs import redact
+from shared.netutil import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ class EdgeApiClient:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._site = site
@@ -97,6 +101,7 @@ class EdgeApiClient:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._sleep = sleep
         self._http = httpx.AsyncClient(verify=verify, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> EdgeApiClient:
@@ -112,6 +117,7 @@ class EdgeApiClient:
         delay = self._backoff
         shown = redact(url)
         for attempt in range(1, self._attempts + 1):
+            asked: float | None = None
             try:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
@@ -122,14 +128,17 @@ class EdgeApiClient:
                 if response.status_code not in RETRY_STATUSES:
                     raise EdgeApiError(response.status_code, _detail(response), shown)
                 problem = f"{response.status_code}: {_detail(response)}"
+                if response.status_code in (429, 503):
+                    asked = retry_after(response.headers.get("Retry-After"))
             if attempt == self._attempts:
                 raise ApiUnavailableError(
                     redact(f"{method} {shown} failed {attempt} times: {problem}")
                 )
+            pause = asked if asked is not None else delay * (0.5 + random.random())  # noqa: S311
             log.warning(
-                "%s %s failed (%s); retry %d in %.1fs", method, shown, problem, attempt, delay
+                "%s %s failed (%s); retry %d in %.1fs", method, shown, problem, attempt, pause
             )
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            await self._sleep(pause)
             delay = min(delay * 2, self._max_backoff)
         raise AssertionError("unreachable")
 

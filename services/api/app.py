@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from services.api.offload import Offloader
 from services.api.routers import checkpoints, edge, edge_curves, exports, hopaas, studies, tasks
+from services.api.unavailable import OUTAGE_TYPES, unavailable_response
 from services.api.validation import validation_error
 from services.consumer import WebService
 from services.context import Context
@@ -48,6 +49,12 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return unavailable_response(request, exc, settings.retry_after_seconds)
+
+    for kind in OUTAGE_TYPES:
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -118,6 +118,10 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
     return task
 
 
+RETRY_LATER = {"Retry-After": "2"}
+"""An ask that steering could not answer may be repeated at once: it carries its id."""
+
+
 async def ask_trial(ctx: Context, task: Task) -> Asked:
     """A new trial of the study ``task`` (just read by the caller) from steering;
     retried once with the same ask id on a timeout.
@@ -138,12 +142,14 @@ async def ask_trial(ctx: Context, task: Task) -> Asked:
         except RequestTimeoutError:
             if attempt + 1 == ASK_ATTEMPTS:
                 raise HTTPException(
-                    status.HTTP_503_SERVICE_UNAVAILABLE, "steering timed out"
+                    status.HTTP_503_SERVICE_UNAVAILABLE, "steering timed out", headers=RETRY_LATER
                 ) from None
         except RequestError as exc:
             log.warning("ask for study %s failed: %s", task.id, exc)
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, "steering is not available"
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "steering is not available",
+                headers=RETRY_LATER,
             ) from None
     if not isinstance(reply, AskReply):
         raise TypeError(f"unexpected reply {type(reply).__name__}")

@@ -87,8 +87,16 @@ class JobBuilderService(BusConsumer):
             if point is None:
                 continue
             if verdict.verdict is Verdict.EVALUATED and verdict.loss is not None:
-                if await store.points.record_result(point.id, job.id, verdict.loss):
+                # A crash after record_result left its follow-ups undone: redo them.
+                recorded_before = (
+                    point.status is PointStatus.EVALUATED
+                    and point.counted_job_id == job.id
+                    and point.pruned_step is None
+                )
+                recorded_now = await store.points.record_result(point.id, job.id, verdict.loss)
+                if recorded_now:
                     self.ctx.metrics.points_evaluated.inc()
+                if recorded_now or recorded_before:
                     await store.tasks.offer_best(task.id, scalar_loss(verdict.loss), point.id)
                     await self.ctx.bus.publish(
                         PointEvaluated(
@@ -189,6 +197,8 @@ class JobBuilderService(BusConsumer):
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
         if await store.jobs.count(task.id, active_only=True) > 0:
             return
+        if await store.jobs.count_unapplied(task.id) > 0:
+            return  # a result is being applied: the task's best may not be recorded yet
         reason = "" if generation_over else "maxEvaluationJobs reached"
         if await store.tasks.transition(task.id, TaskStatus.DONE, reason=reason):
             log.info("task %s done", task.id)

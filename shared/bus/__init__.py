@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.bus.port import (
     Bus,
+    BusUnavailableError,
     DeadLetter,
     Handler,
     NoResponderError,
@@ -20,17 +21,22 @@ SCHEMES = ("amqp", "amqps", "memory")
 """The URL schemes :func:`open_bus` has an adapter for."""
 
 
-def open_bus(url: str, *, prefix: str = "", delivery_limit: int = 5) -> Bus:
+def open_bus(
+    url: str, *, prefix: str = "", delivery_limit: int = 5, publish_timeout: float = 5.0
+) -> Bus:
     """Build (not yet connect) the adapter for ``url``.
 
     ``prefix`` namespaces the exchange and queues so that tests and several
-    deployments can share one broker.
+    deployments can share one broker; ``publish_timeout`` bounds how long a publish
+    waits for a reconnecting broker.
     """
     scheme = url.split(":", 1)[0]
     if scheme in ("amqp", "amqps"):
         from shared.bus.amqp import AmqpBus
 
-        return AmqpBus(url, prefix=prefix, delivery_limit=delivery_limit)
+        return AmqpBus(
+            url, prefix=prefix, delivery_limit=delivery_limit, publish_timeout=publish_timeout
+        )
     if scheme == "memory":
         from shared.bus.memory import MemoryBus
 
@@ -40,6 +46,7 @@ def open_bus(url: str, *, prefix: str = "", delivery_limit: int = 5) -> Bus:
 
 __all__ = [
     "Bus",
+    "BusUnavailableError",
     "DeadLetter",
     "Handler",
     "NoResponderError",

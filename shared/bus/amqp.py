@@ -17,11 +17,12 @@ rejected straight to the dead-letter queue; reconnection through ``connect_robus
 which re-declares the topology and restarts the consumers.
 
 A publish made while the connection is being restored waits for it, up to
-``publish_timeout`` seconds.
+``publish_timeout`` seconds, then raises ``BusUnavailableError``; so does a publish
+whose connection drops before the confirm arrives.
 
 Not supported: unroutable messages are dropped silently (``mandatory=False``: a queue
 only receives once it is declared); a publish whose confirm is lost with the connection
-raises and is not retried here (the reconcile loops cover it, ARCHITECTURE.md §4);
+raises and is not retried here (the reconcile loops cover it, docs/reliability.md);
 bindings are only ever added, never removed; changing ``delivery_limit`` of an existing
 queue fails with PRECONDITION_FAILED until the queue is deleted; the dead-letter queue
 has no delivery limit of its own on RabbitMQ 3.x (RabbitMQ 4 applies its default of 20).
@@ -69,6 +70,7 @@ from aio_pika.abc import (
 from pydantic import ValidationError
 
 from shared.bus.port import (
+    BusUnavailableError,
     DeadLetter,
     DeadLetterHandler,
     Handler,
@@ -90,6 +92,11 @@ _Work = Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
 _CANCEL_TIMEOUT = 5.0
 _REPLY_TO = "amq.rabbitmq.reply-to"
 _Reply = tuple[str, bytes]
+_LOST_CONNECTION = (
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelClosed,
+    ConnectionError,
+)
 
 
 class _PoisonError(Exception):
@@ -183,25 +190,35 @@ class AmqpBus:
         if self._exchange is None or self._channel is None:
             raise RuntimeError("bus is not connected")
         body = encode(message)
-        async with asyncio.timeout(self._publish_timeout):
-            while True:
-                try:
-                    await self._exchange.publish(
-                        aio_pika.Message(
-                            body,
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            content_type="application/json",
-                            message_id=message.event_id,
-                        ),
-                        routing_key=message.routing_key,
-                        mandatory=False,
-                    )
-                    return
-                except aio_pika.exceptions.ChannelInvalidStateError:
-                    # Raised before sending, so a retry cannot duplicate the message.
-                    log.info("bus is reconnecting; publish of %r waits", message.routing_key)
-                    await self._channel.ready()
-                    await asyncio.sleep(0.1)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                while True:
+                    try:
+                        await self._exchange.publish(
+                            aio_pika.Message(
+                                body,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                content_type="application/json",
+                                message_id=message.event_id,
+                            ),
+                            routing_key=message.routing_key,
+                            mandatory=False,
+                        )
+                        return
+                    except aio_pika.exceptions.ChannelInvalidStateError:
+                        # Raised before sending, so a retry cannot duplicate the message.
+                        log.info("bus is reconnecting; publish of %r waits", message.routing_key)
+                        await self._channel.ready()
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise BusUnavailableError(
+                f"the broker did not take {message.routing_key!r} within "
+                f"{self._publish_timeout:g} s"
+            ) from None
+        except _LOST_CONNECTION as exc:
+            raise BusUnavailableError(
+                f"the connection to the broker dropped publishing {message.routing_key!r}: {exc}"
+            ) from exc
 
     async def declare(self, service: str, routing_keys: Sequence[str]) -> None:
         """Declare the service's queue and bindings so it keeps messages from now on."""

@@ -4,7 +4,9 @@ Events (``publish``, ``subscribe``); every adapter guarantees, and
 tests/contract/test_bus.py checks:
 
 * ``publish`` returns only once the broker has the message (publisher confirm);
-  messages are persistent.
+  messages are persistent. When the broker cannot be reached (or the connection drops
+  before the confirm) it raises ``BusUnavailableError``: the message may or may not
+  have been delivered, and the caller's database write, made before, stays the truth.
 * Each service owns one queue ``<prefix>hpo.<service>`` bound to the routing keys it
   handles. Several consumers of the same service share the queue (competing consumers).
 * At-least-once delivery: a message is acknowledged only after the handler returns.
@@ -74,6 +76,10 @@ class DeadLetter(BaseModel):
 
 
 DeadLetterHandler = Callable[[DeadLetter], Awaitable[None]]
+
+
+class BusUnavailableError(Exception):
+    """The broker could not take a message now (down, restarting, connection lost)."""
 
 
 class RequestError(Exception):

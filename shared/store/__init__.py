@@ -3,6 +3,13 @@
 The database name is the URL's path (``mongodb://host:port/hpo``). Works against any
 server that speaks the MongoDB wire protocol (MongoDB itself, SecantusDB in tests and
 the embedded default).
+
+Every write is acknowledged only once it is journaled (``j``) and, on a replica set, on
+a majority of members (``w: "majority"``; a standalone server treats it as itself):
+the api tells a site "accepted" only after the write, and the site then forgets the
+result, so a write acknowledged but held in memory would be a result lost with the
+next crash of the database. The write concern is the database's, so no repository
+can forget it.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, WriteConcern, monitoring
 
 from shared.store.artifacts import ArtifactRepository
 from shared.store.curves import CurveRepository
@@ -24,6 +31,9 @@ from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
+
+DURABLE = WriteConcern(w="majority", j=True)
+"""The write concern of every collection: the write survives a crash of the server."""
 
 
 def database_name(url: str) -> str:
@@ -44,7 +54,7 @@ class Store:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, event_listeners=listeners
         )
-        db = self.client[database_name(url)]
+        db = self.client.get_database(database_name(url), write_concern=DURABLE)
         self.tasks = TaskRepository(db["tasks"])
         self.segments = SegmentRepository(db["segments"])
         self.points = PointRepository(db["points"])
@@ -81,4 +91,4 @@ class Store:
         await self.client.close()
 
 
-__all__ = ["Store", "attempt_job_id", "database_name"]
+__all__ = ["DURABLE", "Store", "attempt_job_id", "database_name"]

@@ -180,6 +180,16 @@ class JobRepository(Repository[Job]):
             limit=limit,
         )
 
+    async def count_unapplied(self, task_id: str) -> int:
+        """The task's terminal jobs whose outcome is not applied to its points yet."""
+        return await self.col.count_documents(
+            {
+                "task_id": task_id,
+                "status": {"$in": [s.value for s in TERMINAL_JOB_STATES]},
+                "applied": False,
+            }
+        )
+
     async def mark_applied(self, job_id: str) -> bool:
         """True for the one call that marked it (a concurrent second apply gets False)."""
         result = await self.col.update_one(

@@ -108,6 +108,13 @@ class MongoServer:
             if _tcp_open(_client_host(self.host), self.port):
                 _signal_group(self.pid, signal.SIGTERM)
 
+    def kill(self) -> None:
+        """``kill -9`` the server, as a crash would (for fault tests and the chaos
+        harness); what it acknowledged with a journaled write concern survives."""
+        if self._process.poll() is None:
+            _signal_group(self.pid, signal.SIGKILL)
+        self._process.wait()
+
     def __enter__(self) -> MongoServer:
         return self
 

@@ -62,10 +62,8 @@ async def serving(
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
         while not server.started:
             assert thread.is_alive(), "uvicorn exited during start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
             await asyncio.sleep(0.01)
         yield
     finally:

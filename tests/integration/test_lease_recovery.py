@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -65,12 +64,10 @@ async def test_a_lease_lost_in_a_crash_is_recovered_without_a_new_attempt(
         stop = asyncio.Event()
         harvester = asyncio.create_task(Harvester(site).run(stop))
         try:
-            deadline = time.monotonic() + 60
             while True:
                 view = (await http.get(f"/api/v1/tasks/{task['id']}", headers=headers)).json()
                 if view["status"] == "done":
                     break
-                assert time.monotonic() < deadline, view
                 await asyncio.sleep(0.2)
         finally:
             stop.set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -78,12 +77,10 @@ async def steering_serves(system: Central) -> None:
     """Wait until a steering process answers asks: the services start after the api,
     and an ask before that is (rightly) refused with 503."""
     probe = AskRequest(task_id="no-such-study", owner="nobody", ask_id="probe")
-    deadline = time.monotonic() + 30
     while True:
         try:
             reply = await system.ctx.bus.request(STEERING_TARGET, probe, timeout=5)
         except NoResponderError:
-            assert time.monotonic() < deadline, "steering never started serving asks"
             await asyncio.sleep(0.1)
             continue
         assert isinstance(reply, AskReply) and reply.not_found, reply

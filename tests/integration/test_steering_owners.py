@@ -202,9 +202,7 @@ async def test_a_rebuild_outlives_the_ask_that_started_it(start: Start) -> None:
         space = parse_search_space(segment.search_space)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(a.engine.optimizer(task, segment, space), timeout=0.05)
-        deadline = asyncio.get_running_loop().time() + 60
         while a.engine.rebuilds < 2:  # the rebuild goes on with no one waiting for it
-            assert asyncio.get_running_loop().time() < deadline, "the rebuild was cancelled"
             await asyncio.sleep(0.1)
         optimizer = await a.engine.optimizer(task, segment, space)
         assert optimizer.count == 300

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, status
 from services.api.deps import Ctx, EdgeToken, Settings
 from services.api.jobspec import build_spec
 from services.api.results import objective_count, outcome_of
+from services.api.unavailable import publish_hint
 from services.storage.policy import UPLOAD_EXPIRY, artifact_key
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -104,8 +105,9 @@ async def lease(
     for job in jobs:
         spec = await build_spec(ctx.store, job, arch.arch if arch else "amd64", ctx.artifacts)
         specs.append(spec)
-        await ctx.bus.publish(
-            JobLeased(task_id=job.task_id, job_id=job.id, site=site, generation=job.generation)
+        await publish_hint(
+            ctx.bus,
+            JobLeased(task_id=job.task_id, job_id=job.id, site=site, generation=job.generation),
         )
     return LeaseReply(jobs=specs)
 

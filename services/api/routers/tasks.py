@@ -19,6 +19,7 @@ from services.api.schemas import (
 )
 from services.api.steering_check import steering_refusals
 from services.api.submission import SubmissionError, build_task
+from services.api.unavailable import publish_hint
 from services.api.views import task_view
 from services.storage.policy import DOWNLOAD_EXPIRY
 from shared.domain.models import Task, TaskStatus
@@ -56,7 +57,7 @@ async def submit_task(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusals)
     await ctx.store.segments.insert_many(segments)
     await ctx.store.tasks.insert(task)
-    await ctx.bus.publish(TaskSubmitted(task_id=task.id))
+    await publish_hint(ctx.bus, TaskSubmitted(task_id=task.id))
     return await task_view(ctx.store, task)
 
 

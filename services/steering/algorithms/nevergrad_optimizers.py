@@ -80,7 +80,23 @@ left its population: expected with asks and tells interleaved across workers."""
 def _ng() -> Any:
     import nevergrad
 
+    _default_messaging_thread(nevergrad)
     return nevergrad
+
+
+def _default_messaging_thread(nevergrad: Any) -> None:
+    """Give Nevergrad's recast optimisers a class-level ``_messaging_thread = None``.
+
+    Nevergrad (1.0.12) builds sequential recast optimisers (SQP, Cobyla, ...) with
+    several workers while choosing among candidates; the base class refuses that in its
+    ``__init__`` before the thread attribute is set, and the half-built object's
+    ``__del__`` then raises ``AttributeError`` whenever the garbage collector gets to it
+    ("Exception ignored in RecastOptimizer.__del__" in the steering log, an error in a
+    test that happens to be running). With the default, that ``__del__`` does nothing.
+    """
+    recast = nevergrad.optimization.recaster.RecastOptimizer
+    if "_messaging_thread" not in vars(recast):
+        recast._messaging_thread = None
 
 
 @contextmanager
