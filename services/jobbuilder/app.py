@@ -15,10 +15,21 @@ from collections import defaultdict
 
 from services.consumer import BusConsumer
 from services.context import Context
-from services.jobbuilder.logic import Verdict, job_slots, judge, may_resume, scalar_loss
+from services.jobbuilder.logic import (
+    TaskTally,
+    Verdict,
+    idle_over,
+    job_slots,
+    judge,
+    may_resume,
+    scalar_loss,
+    task_end,
+)
+from shared.clock import utcnow
 from shared.domain.models import (
     TERMINAL_JOB_STATES,
     Job,
+    JobStatus,
     Point,
     PointStatus,
     Task,
@@ -126,12 +137,29 @@ class JobBuilderService(BusConsumer):
         to a crash (only the periodic pass needs that)."""
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in BUILDING or task.config.online:
+            if task is None or task.status not in BUILDING:
+                return
+            if task.config.online:
+                if repair:
+                    await self._close_if_idle(task)
                 return
             if repair:
                 await self._recover_pending(task)
             await self._define_jobs(task)
             await self._maybe_finish(task)
+
+    async def _close_if_idle(self, task: Task) -> None:
+        """Close an online study whose owner set an idle timeout that has run out."""
+        store = self.ctx.store
+        study = await store.studies.get(task.id)
+        if study is None or study.idle_timeout is None:
+            return
+        last = await store.studies.last_activity(task.id) or study.created
+        if idle_over(last, utcnow(), study.idle_timeout):
+            reason = f"closed after {study.idle_timeout:g} s without an ask or a tell"
+            if await store.tasks.close(task.id, reason):
+                log.info("study %s %s", task.id, reason)
+                await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="done"))
 
     async def _recover_pending(self, task: Task) -> None:
         """A crash between a point's new attempt and its job's insert leaves a pending
@@ -173,19 +201,36 @@ class JobBuilderService(BusConsumer):
         store = self.ctx.store
         segments = await store.segments.list_for_task(task.id)
         total_jobs = await store.jobs.count(task.id, active_only=False)
-        budget_over = total_jobs >= task.config.job_budget(len(segments))
-        if not budget_over and not all(s.exhausted for s in segments):
+        budget = task.config.job_budget(len(segments))
+        exhausted = all(s.exhausted for s in segments)
+        if total_jobs < budget and not exhausted:
             return
         counts = await store.points.count_by_status(task.id)
-        open_points = counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value]
-        generation_over = all(s.exhausted for s in segments) and open_points == 0
-        if not (generation_over or budget_over):
+        tally = TaskTally(
+            segments=len(segments),
+            max_points=task.config.maxPoints,
+            budget=budget,
+            jobs=total_jobs,
+            evaluated=counts[PointStatus.EVALUATED.value],
+            failed=counts[PointStatus.FAILED.value],
+            open=counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value],
+            exhausted=exhausted,
+        )
+        if not tally.over:
             return
         if task.status is TaskStatus.RUNNING:
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
         if await store.jobs.count(task.id, active_only=True) > 0:
             return
-        reason = "" if generation_over else "maxEvaluationJobs reached"
-        if await store.tasks.transition(task.id, TaskStatus.DONE, reason=reason):
-            log.info("task %s done", task.id)
-            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="done"))
+        end = task_end(
+            tally, max_attempts=task.config.maxAttempts, last_error=await self._last_error(task)
+        )
+        if await store.tasks.transition(task.id, end.status, reason=end.reason):
+            log.info("task %s %s: %s", task.id, end.status.value, end.reason)
+            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.status.value))
+
+    async def _last_error(self, task: Task) -> str:
+        """The reason of the task's last failed or lost job, for its end's reason."""
+        jobs = await self.ctx.store.jobs.list_for_task(task.id)
+        failed = [j for j in jobs if j.status in (JobStatus.FAILED, JobStatus.LOST) and j.reason]
+        return failed[-1].reason if failed else ""

@@ -1,4 +1,4 @@
-"""The aggregates (ARCHITECTURE.md §3) and their state machines.
+"""The aggregates (docs/architecture.md, "Data model") and their state machines.
 
 These are plain pydantic models with no I/O; the store maps them to MongoDB documents
 (``id`` <-> ``_id``). Status enums and the allowed transitions live next to each model.
@@ -57,6 +57,9 @@ class Task(_Record):
     config: TaskConfig
     files: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
+    """Why the task ended; never empty once it has (the store refuses that)."""
+    waiting: str = ""
+    """Why its jobs wait (set and cleared by the broker), e.g. no live site can run them."""
     best_loss: float | None = None
     best_point_id: str | None = None
     created: datetime = Field(default_factory=utcnow)
