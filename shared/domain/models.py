@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import utcnow
 from shared.domain.states import StateMachine
 from shared.domain.taskconfig import TaskConfig
+from shared.edge_api import SiteCapabilities
 
 Loss = float | list[float]
 
@@ -214,6 +215,8 @@ class Site(_Record):
     free_slots: int = 0
     total_slots: int = 0
     version: str = ""
+    capabilities: SiteCapabilities | None = None
+    """What it declared it can run; None: a harvester that declares nothing."""
     last_heartbeat: datetime = Field(default_factory=utcnow)
 
 
