@@ -1,6 +1,6 @@
 """Running a service: subscribe its handlers, then reconcile from the database forever.
 
-The reconcile pass is the level-triggered half of ARCHITECTURE.md §4: messages only
+The reconcile pass is the level-triggered half of docs/architecture.md §4: messages only
 make things happen sooner, the periodic pass makes them happen at all. A failing pass
 is logged and retried at the next interval; it never stops the service.
 """

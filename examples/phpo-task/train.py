@@ -54,7 +54,7 @@ def train(params, curve):
             for x, y in chunk:
                 err = sum(wi * xi for wi, xi in zip(w, x)) + b - y
                 if not math.isfinite(err) or abs(err) > 1e150:
-                    return losses + [DIVERGED]
+                    return [*losses, DIVERGED]
                 grad_w = [g + err * xi for g, xi in zip(grad_w, x)]
                 grad_b += err
             w = [wi - lr * (g / len(chunk) + l2 * wi) for wi, g in zip(w, grad_w)]

@@ -1,4 +1,4 @@
-"""Hopaas study properties (ARCHITECTURE.md §7): from an ask body to a study spec.
+"""Hopaas study properties (docs/architecture.md §6.5): from an ask body to a study spec.
 
 Pure: no I/O. A property whose value is a string ``optuna#<kind>(<args>)`` is sampled,
 anything else is passed through unchanged; ``hopaas_config`` names the study and picks

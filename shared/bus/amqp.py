@@ -21,7 +21,7 @@ A publish made while the connection is being restored waits for it, up to
 
 Not supported: unroutable messages are dropped silently (``mandatory=False``: a queue
 only receives once it is declared); a publish whose confirm is lost with the connection
-raises and is not retried here (the reconcile loops cover it, ARCHITECTURE.md §4);
+raises and is not retried here (the reconcile loops cover it, docs/architecture.md §4);
 bindings are only ever added, never removed; changing ``delivery_limit`` of an existing
 queue fails with PRECONDITION_FAILED until the queue is deleted; the dead-letter queue
 has no delivery limit of its own on RabbitMQ 3.x (RabbitMQ 4 applies its default of 20).

@@ -1,4 +1,4 @@
-"""The Hopaas-compatible API (ARCHITECTURE.md §7): online workers ask for trials and
+"""The Hopaas-compatible API (docs/architecture.md §6.5): online workers ask for trials and
 tell their losses, the user's token in the path.
 
 The same title and properties from the same user always name the same study
