@@ -137,6 +137,7 @@ def test_every_option_is_accepted_on_the_command_line(
     assert code == 0, err
     assert "No such option" not in err
     assert "nothing was submitted" in out
+    assert "files travelling with the task: space.json" in err  # -v
     for dest in PANDA_ONLY:
         assert f"{FLAGS[dest]}: no effect here" in err
     dumped = json.loads((tmp_path / "dump.json").read_text())
@@ -220,3 +221,38 @@ def test_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == 0 and out.startswith("hpo-relay ")
     code, out2, _ = invoke("submit", "--version", cwd=tmp_path, monkeypatch=monkeypatch)
     assert code == 0 and out2 == out
+
+
+def test_status_shows_the_output_dataset_why_jobs_wait_and_why_a_task_ended() -> None:
+    from client.render import status_lines
+
+    view = {
+        "id": "task_1",
+        "name": "user.alice.test01",
+        "status": "running",
+        "reason": "",
+        "waiting": "no live site can run image docker://x (a: ...)",
+        "config": {"outDS": "user.alice.test01/"},
+        "progress": {
+            "max_points": 4,
+            "points": 1,
+            "unevaluated": 1,
+            "pending": 0,
+            "evaluated": 0,
+            "failed": 0,
+            "jobs": 1,
+            "active_jobs": 1,
+            "segments": [],
+        },
+    }
+    assert status_lines(view) == [
+        "task_1 user.alice.test01  status: running",
+        "output dataset (outDS): user.alice.test01/",
+        "waiting: no live site can run image docker://x (a: ...)",
+        "points 1 of 4: 0 evaluated, 0 failed, 0 pending, 1 waiting; jobs 1 (1 active)",
+    ]
+    ended = {**view, "status": "failed", "reason": "every evaluation failed", "waiting": ""}
+    assert (
+        status_lines(ended)[0]
+        == "task_1 user.alice.test01  status: failed (every evaluation failed)"
+    )
