@@ -4,7 +4,9 @@ It owns a point's attempts: it defines one job per attempt (never more than
 nParallelEvaluation active, maxEvaluationJobs in all), applies each terminal job's
 outcome to its points exactly once (the point update is conditional on the attempt's
 job id; the job is then marked applied), retries failed or lost attempts, and gives a
-point the large loss after maxAttempts. It also decides when a task is finished.
+point the large loss after maxAttempts. It also decides when a task is finished and
+how (:func:`.logic.task_end`: done, or failed when no evaluation gave a loss or the job
+budget ran out first), and closes online studies whose owner's idle timeout ran out.
 """
 
 from __future__ import annotations
@@ -205,22 +207,15 @@ class JobBuilderService(BusConsumer):
         exhausted = all(s.exhausted for s in segments)
         if total_jobs < budget and not exhausted:
             return
-        counts = await store.points.count_by_status(task.id)
-        tally = TaskTally(
-            segments=len(segments),
-            max_points=task.config.maxPoints,
-            budget=budget,
-            jobs=total_jobs,
-            evaluated=counts[PointStatus.EVALUATED.value],
-            failed=counts[PointStatus.FAILED.value],
-            open=counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value],
-            exhausted=exhausted,
-        )
-        if not tally.over:
+        if not (await self._tally(task, len(segments), budget, total_jobs, exhausted)).over:
             return
         if task.status is TaskStatus.RUNNING:
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
-        if await store.jobs.count(task.id, active_only=True) > 0:
+        if await store.jobs.count_unapplied(task.id) > 0:
+            return  # a job runs, or its outcome is not on its point yet
+        # counted again now that every outcome is applied: the first count may predate one
+        tally = await self._tally(task, len(segments), budget, total_jobs, exhausted)
+        if not tally.over:
             return
         end = task_end(
             tally, max_attempts=task.config.maxAttempts, last_error=await self._last_error(task)
@@ -228,6 +223,21 @@ class JobBuilderService(BusConsumer):
         if await store.tasks.transition(task.id, end.status, reason=end.reason):
             log.info("task %s %s: %s", task.id, end.status.value, end.reason)
             await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.status.value))
+
+    async def _tally(
+        self, task: Task, segments: int, budget: int, jobs: int, exhausted: bool
+    ) -> TaskTally:
+        counts = await self.ctx.store.points.count_by_status(task.id)
+        return TaskTally(
+            segments=segments,
+            max_points=task.config.maxPoints,
+            budget=budget,
+            jobs=jobs,
+            evaluated=counts[PointStatus.EVALUATED.value],
+            failed=counts[PointStatus.FAILED.value],
+            open=counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value],
+            exhausted=exhausted,
+        )
 
     async def _last_error(self, task: Task) -> str:
         """The reason of the task's last failed or lost job, for its end's reason."""

@@ -165,6 +165,11 @@ class JobRepository(Repository[Job]):
             limit=limit,
         )
 
+    async def count_unapplied(self, task_id: str) -> int:
+        """The task's jobs whose outcome is not yet on their points: the active ones and
+        the terminal ones not yet applied. At 0 the points' counts are final."""
+        return await self.col.count_documents({"task_id": task_id, "applied": False})
+
     async def mark_applied(self, job_id: str) -> None:
         await self.col.update_one({"_id": job_id}, {"$set": {"applied": True}})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from client.cli import app
+from services.api.schemas import TaskSubmission
+from services.api.submission import build_task
+from services.context import open_context
+from services.jobbuilder.app import JobBuilderService
+from shared.clock import utcnow
+from shared.config import ServiceSettings, load
+from shared.domain.models import Point, PointOutcome, TaskStatus
+from shared.domain.taskconfig import TaskConfig
+from shared.searchspace import canonical_key
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import submit, task_view
 
@@ -155,3 +165,63 @@ async def test_a_finished_search_ends_done_and_says_so(
     assert "status: done (3 points: 2 evaluated, 1 failed" in await shown(
         system, http, user, task["id"]
     )
+
+
+async def test_a_task_does_not_end_before_its_last_outcome_is_on_its_point(
+    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    """The last job has finished but the job builder has not applied it yet (it runs
+    apart from the end check): the points still show it pending, so an end decided now
+    would say a point was never evaluated. Driven step by step, no services running."""
+    settings = load(
+        ServiceSettings,
+        mongo_url=mongo_db_url,
+        bus_url="memory://",
+        bus_prefix=bus_prefix,
+        artifacts_url=file_artifacts(tmp_path),
+        home=tmp_path,
+        dev_mode=True,
+    )
+    ctx = await open_context(settings)
+    try:
+        submission = TaskSubmission(
+            config=TaskConfig(evaluationExec="true", maxPoints=1, maxEvaluationJobs=1),
+            searchSpace={"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
+        )
+        task, segments = build_task(submission, "alice", max_files_bytes=10_000)
+        await ctx.store.segments.insert_many(segments)
+        await ctx.store.tasks.insert(task)
+        await ctx.store.tasks.transition(task.id, TaskStatus.RUNNING)
+        point = Point(
+            id=f"{task.id}.main.0",
+            task_id=task.id,
+            segment="main",
+            index=0,
+            params={"x": 0.5},
+            key=canonical_key({"x": 0.5}),
+        )
+        await ctx.store.points.insert(point)
+        await ctx.store.segments.mark_exhausted(segments[0].id)
+        builder = JobBuilderService(ctx)
+        await builder.build(task.id)  # defines the only job the budget allows
+        [job] = await ctx.store.jobs.list_for_task(task.id)
+        assert await ctx.store.jobs.assign(job.id, "siteA")
+        expires = utcnow() + timedelta(minutes=5)
+        leased = await ctx.store.jobs.lease_next("siteA", holder="siteA", expires=expires)
+        assert leased is not None and leased.id == job.id
+        result = PointOutcome(point_id=point.id, loss=0.25)
+        assert await ctx.store.jobs.finish(job.id, leased.generation, [result])
+
+        await builder.build(task.id)  # the outcome is not applied yet: no end now
+        pending = await ctx.store.tasks.get(task.id)
+        assert pending is not None and pending.status is TaskStatus.FINISHING, pending
+
+        finished = await ctx.store.jobs.get(job.id)
+        assert finished is not None
+        await builder.apply(finished)
+        await builder.build(task.id)
+        ended = await ctx.store.tasks.get(task.id)
+        assert ended is not None
+        assert (ended.status, ended.reason) == (TaskStatus.DONE, "all 1 points evaluated")
+    finally:
+        await ctx.close()
