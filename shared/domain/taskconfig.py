@@ -23,6 +23,7 @@ from pydantic import (
 
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
 from shared.pruners import PrunerConfig
+from shared.runtime.images import ImageResolutionError, normalise_arch
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 Direction = Literal["minimize", "maximize"]
@@ -239,18 +240,6 @@ class TaskConfig(BaseModel):
         return [n.rstrip("/") or n for n in names if n]
 
 
-_PHPO_CPU = {
-    "amd64": "amd64",
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "arm64": "arm64",
-    "aarch64": "arm64",
-    "ppc64le": "ppc64le",
-    "ppc64el": "ppc64le",
-    "power9": "ppc64le",
-}
-
-
 def phpo_architecture(value: str) -> tuple[str | None, bool]:
     """phpo's ``architecture`` as (CPU architecture or None for any, whether anything
     else was given). phpo writes ``#cpu_spec&gpu_spec`` with ``cpu_spec =
@@ -261,11 +250,19 @@ def phpo_architecture(value: str) -> tuple[str | None, bool]:
     if not text:
         return None, False
     if not text.startswith("#") and "&" not in text and "-" not in text:
-        return _PHPO_CPU.get(text.lower(), text), False
+        return _cpu(text), False
     cpu, _, gpu = text.removeprefix("#").partition("&")
     parts = cpu.split("-")
     name = parts[0].strip()
     extra = bool(gpu.strip()) or any(p.strip() not in ("", "*") for p in parts[1:])
     if name in ("", "*"):
         return None, extra
-    return _PHPO_CPU.get(name.lower(), name), extra
+    return _cpu(name), extra
+
+
+def _cpu(name: str) -> str:
+    """``x86_64`` -> ``amd64`` and the other usual names; an unknown one unchanged."""
+    try:
+        return normalise_arch(name)
+    except ImageResolutionError:
+        return name
