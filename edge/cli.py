@@ -13,7 +13,6 @@ and, inside a batch job on a compute node (the batch adapters write this for you
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -70,11 +69,10 @@ def harvester(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the login-node daemon until SIGINT or SIGTERM."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from shared.config import LogSettings, load
+    from shared.logs import setup_logging
+
+    setup_logging(load(LogSettings, **({"level": "DEBUG"} if verbose else {})))
     try:
         asyncio.run(_serve(config))
     except SiteConfigError as exc:  # e.g. the token file became unreadable

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from datetime import timedelta
 from typing import Annotated
@@ -17,11 +16,13 @@ from services.context import open_context
 from shared.config import (
     ApiSettings,
     BrokerSettings,
+    LogSettings,
     MonitorSettings,
     SteeringSettings,
     StorageSettings,
     load,
 )
+from shared.logs import setup_logging
 from shared.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -64,8 +65,7 @@ def run(
     ] = False,
 ) -> None:
     """Run one service (or all of them) until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(load(LogSettings))
     if embedded:
         from services.embedded import run_embedded_forever
 

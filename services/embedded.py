@@ -30,12 +30,14 @@ from services.http import bind
 from shared.config import (
     ApiSettings,
     BrokerSettings,
+    LogSettings,
     MonitorSettings,
     SteeringSettings,
     StorageSettings,
     default_home,
     load,
 )
+from shared.logs import ensure_logging
 from shared.store.server import MongoServer, start_secantus
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,8 @@ async def embedded(
     api_port: int = 0,
     monitor_port: int = 0,
 ) -> AsyncIterator[EmbeddedSystem]:
+    quiet = {} if "HPO_LOG_LEVEL" in os.environ else {"level": "WARNING"}  # a demo's default
+    ensure_logging(load(LogSettings, **quiet))
     home = resolve_home(home)
     server = await asyncio.to_thread(_start_database, home)
     edge_root = Path(tempfile.mkdtemp(prefix="hpo-edge-"))

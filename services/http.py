@@ -38,7 +38,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # uvicorn's own logging set-up would give its loggers handlers of their own, which
+    # neither redact nor use the structured format: its records go to the root logger's
+    # handler (shared.logs), which also decides whether access lines show.
+    config = uvicorn.Config(app, log_config=None, log_level=None, access_log=True, lifespan="off")
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     waiter = asyncio.create_task(stop.wait())

@@ -7,7 +7,7 @@ its entry point (``load(...)``) and passes them down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +17,18 @@ DEV_SIGNING_KEY = "dev-only-signing-key"
 
 def default_home() -> Path:
     return Path.home() / ".local" / "share" / "hpo-relay"
+
+
+class LogSettings(BaseSettings):
+    """How every entry point logs (``shared.logs``); read from ``HPO_LOG_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="HPO_LOG_", extra="ignore")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["kv", "json"] = "kv"
+    """``kv``: one ``key=value`` line per record (logfmt); ``json``: one JSON object."""
+    access: bool = False
+    """Log one line per HTTP request the api and monitor answer (tokens redacted)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -60,8 +72,28 @@ class SteeringSettings(ServiceSettings):
 
     steering_workdir: Path | None = None
     """Fresh working directories for steering programs; default ``<home>/steering``."""
-    steering_runtime: str = "process"
+    steering_runtime: Literal["bwrap", "process"] = "bwrap"
+    """``bwrap``: a sandbox with the limits below. ``process``: no isolation at all (any
+    user can then run commands as the service's user); only for a trusted development
+    host, and warned about at start."""
+    steering_bwrap: str = "bwrap"
+    """Name (looked up in ``PATH``) or absolute path of bubblewrap."""
+    steering_image_runtime: str = "auto"
+    """Runtime for ``steeringContainer`` images: ``auto`` (the first image runtime found
+    on this host), ``none``, or a kind such as ``apptainer``."""
     steering_attempt_timeout: float = Field(default=600.0, gt=0)
+    """Wall-clock limit of one run of a steering program, in seconds."""
+    steering_cpu_seconds: int = Field(default=600, ge=1)
+    steering_memory_bytes: int = Field(default=8 * 1024**3, ge=64 * 1024**2)
+    """Address space per process (RLIMIT_AS), not resident memory."""
+    steering_processes: int = Field(default=256, ge=8)
+    """Processes and threads of one sandbox."""
+    steering_file_bytes: int = Field(default=1024**3, ge=1024**2)
+    """Largest file a steering program may write."""
+    steering_sandbox_user: str = Field(default="65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
+    """``UID:GID`` steering programs run as when the service runs as root."""
+    steering_sandbox_hide: list[str] = ["/home", "/root", "/run", "/var/lib", "/var/log"]
+    """Host directories the sandbox covers with an empty one (the service's home too)."""
     steering_attempts: int = Field(default=3, ge=1, le=10)
     steering_lease_seconds: float = Field(default=30.0, gt=0)
     """How long a steering process owns a segment without renewing its lease; a

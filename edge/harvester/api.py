@@ -7,7 +7,9 @@ try again on a later cycle. A 4xx is an answer, not an outage: it raises
 :class:`EdgeApiError` at once, carrying the server's ``detail``.
 
 The bearer token is sent to the api only, never to presigned upload URLs (which carry
-their own signature and may point at another host).
+their own signature and may point at another host). A URL in a log line or an error
+message has its signature removed (:func:`shared.logs.redact`): error messages travel
+on as a job's failure reason, past any log formatter.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from shared.edge_api import (
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
+from shared.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class EdgeApiClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         delay = self._backoff
+        shown = redact(url)
         for attempt in range(1, self._attempts + 1):
             try:
                 response = await self._http.request(method, url, **kwargs)
@@ -116,12 +120,14 @@ class EdgeApiClient:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRY_STATUSES:
-                    raise EdgeApiError(response.status_code, _detail(response), url)
+                    raise EdgeApiError(response.status_code, _detail(response), shown)
                 problem = f"{response.status_code}: {_detail(response)}"
             if attempt == self._attempts:
-                raise ApiUnavailableError(f"{method} {url} failed {attempt} times: {problem}")
+                raise ApiUnavailableError(
+                    redact(f"{method} {shown} failed {attempt} times: {problem}")
+                )
             log.warning(
-                "%s %s failed (%s); retry %d in %.1fs", method, url, problem, attempt, delay
+                "%s %s failed (%s); retry %d in %.1fs", method, shown, problem, attempt, delay
             )
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
             delay = min(delay * 2, self._max_backoff)

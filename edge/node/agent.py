@@ -50,7 +50,9 @@ from edge.node.placeholders import substitute_exec
 from edge.node.preemption import Preemption, preemption_for
 from edge.node.supervise import PayloadExit, Supervision, run_payload
 from shared.clock import utcnow
+from shared.config import LogSettings, load
 from shared.edge_api import PointSpec
+from shared.logs import setup_logging
 from shared.runtime import Launch, RuntimeUnsupportedError, open_runtime
 
 log = logging.getLogger(__name__)
@@ -274,9 +276,7 @@ class NodeAgent:
 
 def main(job_dir: str, layout: NodeLayout | None = None) -> int:
     """Entry point of ``hpo-edge node run-job`` and ``python -m edge.node run-job``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(load(LogSettings))
     agent = NodeAgent(Path(job_dir), layout=layout)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -46,6 +46,8 @@ from edge.workerproto import (
     unclaim,
 )
 from shared.clock import utcnow
+from shared.config import LogSettings, load
+from shared.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +286,7 @@ class WorkerAgent:
 
 def main(worker_dir: str) -> int:
     """Entry point of ``python -m edge.node run-worker WORKER_DIR``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(load(LogSettings))
     paths = WorkerPaths(Path(worker_dir))
     record = paths.read_record()
     if record is None or record.settings is None:

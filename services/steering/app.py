@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+from datetime import timedelta
 from typing import Any
 
 from services.consumer import BusConsumer
@@ -35,16 +36,21 @@ from services.steering.logic import (
     settled,
 )
 from services.steering.online import OnlineSteering
+from services.steering.sandbox import SteeringRuntimes, open_steering_runtimes
+from shared.clock import utcnow
 from shared.config import SteeringSettings
 from shared.domain.models import Point, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
-from shared.runtime import open_runtime
+from shared.runtime import Runtime
 from shared.searchspace import SearchSpace, canonical_key, parse_search_space
+from shared.store.steering import SteeringCapability
 
 log = logging.getLogger(__name__)
 
 ROUTING_KEYS = ("task.submitted", "point.evaluated", "point.failed")
 GENERATING = (TaskStatus.SUBMITTED, TaskStatus.RUNNING)
+CAPABILITY_VALID = timedelta(minutes=5)
+"""How long the api trusts this process's capability record without a refresh."""
 
 
 def point_id(task_id: str, segment: str, index: int) -> str:
@@ -58,16 +64,21 @@ class SteeringService(BusConsumer):
     def __init__(self, ctx: Context, settings: SteeringSettings) -> None:
         super().__init__(ctx)
         self.settings = settings
-        self.runtime = open_runtime(settings.steering_runtime)
+        self.owner = settings.steering_instance or instance_name()
+        self.runtimes = SteeringRuntimes(None, "not started yet", None, "not started yet")
+        self._recorded_at = utcnow() - CAPABILITY_VALID
         self._nothing_new: dict[str, int] = {}
         """Segment id -> its settled points when its steering program last had nothing
         new while points were open: it is asked again once another point settles (a
         restart merely asks once more)."""
 
     async def start(self) -> None:
-        check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
-        owner = self.settings.steering_instance or instance_name()
-        leases = SegmentLeases(self.ctx.store.segments, owner, self.settings.steering_lease_seconds)
+        root = check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
+        self.runtimes = await open_steering_runtimes(self.settings, root)
+        await self._record_capabilities()
+        leases = SegmentLeases(
+            self.ctx.store.segments, self.owner, self.settings.steering_lease_seconds
+        )
         self.engine = SteeringEngine(self.ctx.store, leases)
         await super().start()
         self.online = OnlineSteering(self.ctx, self.engine)
@@ -90,7 +101,27 @@ class SteeringService(BusConsumer):
         if isinstance(task_id, str):
             await self.top_up(task_id)
 
+    async def _record_capabilities(self) -> None:
+        now = utcnow()
+        runtimes = self.runtimes
+        await self.ctx.store.steering.record(
+            SteeringCapability(
+                id=self.owner,
+                programs=runtimes.programs is not None,
+                programs_reason=runtimes.programs_reason,
+                images=runtimes.images is not None,
+                images_reason=runtimes.images_reason,
+                runtime=self.settings.steering_runtime,
+                image_runtime=None if runtimes.images is None else runtimes.images.kind,
+                seen=now,
+                valid_until=now + CAPABILITY_VALID,
+            )
+        )
+        self._recorded_at = now
+
     async def reconcile(self) -> None:
+        if utcnow() - self._recorded_at >= CAPABILITY_VALID / 5:
+            await self._record_capabilities()
         await self.engine.renew()
         for task in await self.ctx.store.tasks.list_active():
             if not task.config.online:  # a study's points come from asks only
@@ -230,10 +261,13 @@ class SteeringService(BusConsumer):
         """Run the user's steering program; None when it failed for good (task failed)."""
         config = task.config
         assert config.steeringExec is not None
+        runtime = await self._runtime_for(task)
+        if runtime is None:
+            return None
         result = await run_steering_container(
             config.steeringExec,
             config.steeringContainer,
-            self.runtime,
+            runtime,
             space,
             history,
             wanted,
@@ -274,11 +308,14 @@ class SteeringService(BusConsumer):
             inputs.append(SegmentInput(segment.index, space, history, wanted))
         if all(i.num_points == 0 for i in inputs):
             return
+        runtime = await self._runtime_for(task)
+        if runtime is None:
+            return
         forms = {s.space_form for s in segments}
         result = await run_segmented_steering_container(
             config.steeringExec,
             config.steeringContainer,
-            self.runtime,
+            runtime,
             inputs,
             config.maxPoints,
             workdir_root=self.settings.workdir,
@@ -300,6 +337,15 @@ class SteeringService(BusConsumer):
                 await self._store_points(
                     task, segment, len(given.history), outcome.points, outcome.search_over
                 )
+
+    async def _runtime_for(self, task: Task) -> Runtime | None:
+        """The runtime for the task's program; None when this host cannot run it (the
+        task is failed with the reason, never run unsandboxed instead)."""
+        chosen = self.runtimes.for_image(task.config.steeringContainer)
+        if isinstance(chosen, str):
+            await self._fail(task, f"steering container: {chosen}")
+            return None
+        return chosen
 
     async def _fail(self, task: Task, reason: str) -> None:
         if await self.ctx.store.tasks.transition(task.id, TaskStatus.FAILED, reason=reason):

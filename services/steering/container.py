@@ -4,7 +4,7 @@ Called by the steering service when a segment (or, in a segmented task, several)
 new points and the task names ``steeringExec`` instead of a built-in optimiser. One
 call is one round: a fresh working directory under ``workdir_root``, ``%IN`` written
 there, the program started through the same runtime port that evaluation payloads use
-(whichever :func:`shared.runtime.open_runtime` built: ``process``, ``bwrap``, ...),
+(the steering service passes the sandbox :mod:`.sandbox` built, with its limits),
 ``%OUT`` read back from that directory on the host (a sandbox may bind it elsewhere,
 e.g. ``/srv/workDir``) and checked (:mod:`services.steering.idds_format` holds the
 formats and the checks).
@@ -17,10 +17,13 @@ directory is kept for diagnosis with its path in the result. A successful round 
 nothing behind. A runtime that refuses the call (an image on the ``process`` runtime)
 fails at once: trying again cannot help.
 
-The program runs in its own process group. On timeout the group gets SIGTERM and, after
-:data:`KILL_GRACE_SECONDS`, SIGKILL; whatever it left running in the group after it
-exited is killed too. Its stdout and stderr go to files next to the attempt's
-directory (``attempt-N.stdout``, ``attempt-N.stderr``), not into it.
+The program runs in its own process group. On timeout (the wall-clock limit) the group
+gets SIGTERM and, after :data:`KILL_GRACE_SECONDS`, SIGKILL; whatever it left running in
+the group after it exited is killed too. In the bwrap sandbox the program also has a
+PID namespace of its own, so nothing it started, even in another session, outlives it.
+A failed attempt's reason names the sandbox's limits and the signal that ended it.
+Its stdout and stderr go to files next to the attempt's directory
+(``attempt-N.stdout``, ``attempt-N.stderr``), not into it.
 """
 
 from __future__ import annotations
@@ -302,7 +305,10 @@ async def _attempt(
     except OSError as exc:
         return f"the steering program could not be started: {exc}"
     if timed_out:
-        problem = f"the steering program timed out after {attempt_timeout:g} s"
+        problem = (
+            f"the steering program timed out after {attempt_timeout:g} s (its wall-clock "
+            "limit) and was killed with everything it started"
+        )
     elif code != 0:
         problem = _exit_text(code)
     else:
@@ -315,7 +321,10 @@ async def _attempt(
             problem = str(exc)
         else:
             return selection
-    return problem + await asyncio.to_thread(_tails, stdout, stderr)
+    limits = "".join(
+        f"\n  the sandbox's {note}" for note in launch.notes if note.startswith("limits: ")
+    )
+    return problem + limits + await asyncio.to_thread(_tails, stdout, stderr)
 
 
 class _ExitWatch(asyncio.SubprocessProtocol):
@@ -420,13 +429,30 @@ def _remove(path: Path) -> None:
         log.warning("could not remove steering work directory %s", path)
 
 
+_SIGNAL_CAUSES = {
+    signal.SIGXCPU: "it used up its CPU-time limit",
+    signal.SIGXFSZ: "it wrote a file beyond the file-size limit",
+    signal.SIGKILL: "the CPU-time hard limit, the memory of the host, or a kill",
+}
+
+
+def _signal_text(number: int) -> str:
+    try:
+        sig = signal.Signals(number)
+    except ValueError:
+        return f"signal {number}"
+    cause = _SIGNAL_CAUSES.get(sig)
+    return sig.name if cause is None else f"{sig.name}: {cause}"
+
+
 def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the steering program was killed by {name}"
+        return f"the steering program was killed by {_signal_text(-code)}"
+    if code is not None and 128 < code < 128 + signal.NSIG:
+        # a shell or a sandbox reports its child's death by signal N as 128 + N
+        return (
+            f"the steering program exited with code {code} (killed by {_signal_text(code - 128)})"
+        )
     return f"the steering program exited with code {code}"
 
 

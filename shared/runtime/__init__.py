@@ -6,6 +6,10 @@
 * ``apptainer`` and ``singularity``: ``exec`` of a pulled, read-only SIF image
   (contract-tested only: neither tool is installable on the test machines).
 
+The registry below is the one list of kinds: a new runtime (charliecloud, say) is one
+module and one entry, and :func:`image_runtime_kinds` offers it to the steering
+service as soon as its class says ``runs_images``.
+
 Each module's docstring says what it isolates and what it does not. A site picks one in
 its ``[runtime]`` table, validated as :data:`RuntimeConfig` (a union on ``kind``; a table
 without ``kind`` is the ``process`` runtime, as before there was a choice).
@@ -20,6 +24,7 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter
 
 from shared.runtime.apptainer import ApptainerRuntime, ApptainerRuntimeConfig
 from shared.runtime.bwrap import BwrapRuntime, BwrapRuntimeConfig
+from shared.runtime.limits import ResourceLimits
 from shared.runtime.port import Launch, Runtime, RuntimeUnsupportedError
 from shared.runtime.process import ProcessRuntime, ProcessRuntimeConfig
 from shared.runtime.singularity import SingularityRuntime, SingularityRuntimeConfig
@@ -55,6 +60,11 @@ def runtime_kinds() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def image_runtime_kinds() -> list[str]:
+    """The kinds that run a job's image, in the order a host is probed for them."""
+    return [kind for kind, factory in _FACTORIES.items() if getattr(factory, "runs_images", False)]
+
+
 def parse_runtime_config(data: Mapping[str, Any]) -> RuntimeConfig:
     """Validate a ``[runtime]`` table; pydantic's ValidationError names the bad key."""
     return _CONFIG.validate_python(dict(data))
@@ -85,10 +95,12 @@ __all__ = [
     "BwrapRuntimeConfig",
     "Launch",
     "ProcessRuntimeConfig",
+    "ResourceLimits",
     "Runtime",
     "RuntimeConfig",
     "RuntimeUnsupportedError",
     "SingularityRuntimeConfig",
+    "image_runtime_kinds",
     "open_runtime",
     "parse_runtime_config",
     "runtime_kinds",

@@ -9,7 +9,8 @@ container's rules: a read-only system with one writable working directory at
           [--tmpfs HIDDEN --remount-ro HIDDEN ...] # e.g. /home, /root
           --tmpfs /srv --bind WORKDIR /srv/workDir --remount-ro /srv --chdir /srv/workDir
           --unshare-net --unshare-pid --unshare-ipc --die-with-parent --new-session
-          --cap-drop ALL [extra args] -- /bin/sh -c EXEC
+          --cap-drop ALL [extra args] -- [setpriv ... unshare --user ...] [prlimit ...]
+          /bin/sh -c EXEC
 
 What it isolates: the whole host filesystem is read-only; ``/tmp`` and ``/dev/shm`` are
 private, empty and thrown away at the end; the ``hide`` paths (by default the home
@@ -22,9 +23,21 @@ and ``PWD`` are ``/srv/workDir``.
 
 What it does not isolate: everything else of the host stays *readable* (add the edge
 root or scratch areas to ``hide`` to cover them); Unix sockets in visible directories
-(``/run``, ``/var/run``) remain reachable, because sockets ignore network namespaces;
-CPU, memory and GPU limits are the batch system's job. It runs no image: a job naming
-one is refused unless ``ignore_image`` is set, as with the ``process`` runtime.
+(``/run``, ``/var/run``) remain reachable, because sockets ignore network namespaces.
+On compute nodes CPU, memory and GPU limits are the batch system's job. It runs no
+image: a job naming one is refused unless ``ignore_image`` is set, as with the
+``process`` runtime.
+
+**Limits and an unprivileged user** (what the steering service sets; optional for
+sites). ``limits`` puts ``prlimit`` (see :mod:`shared.runtime.limits`) in front of the
+shell. ``run_as = "UID:GID"`` matters when the caller is root: root is exempt from the
+process limit and reads every file whatever its mode, so the sandbox is set up as root
+and then ``setpriv`` drops to UID:GID with no supplementary groups, no capabilities
+and ``no_new_privs``, and ``unshare --user`` gives the program a user namespace of its
+own, so that the kernel counts the process limit per sandbox rather than over every
+process of UID. ``prepare`` hands the working directory (and the files in it) to
+UID:GID and the private ``/tmp`` is world-writable. A caller that is not root needs
+none of this: bwrap itself then runs in a new user namespace as the caller.
 
 **Environment without ``--clearenv``.** The node agent starts ``bwrap`` with exactly
 :attr:`Launch.env` and nothing inherited, and bwrap hands that environment to the
@@ -54,6 +67,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from shared.runtime.limits import ResourceLimits
 from shared.runtime.port import Launch, host_runtime_image_notes
 
 WORKDIR = "/srv/workDir"
@@ -71,6 +85,8 @@ NVIDIA_DEVICES = [
     *(f"/dev/nvidia{index}" for index in range(16)),
 ]
 AMD_DEVICES = ["/dev/kfd", "/dev/dri"]
+SETUP_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+"""Kept in the sandbox only for ``setpriv``, which drops them before the program runs."""
 
 
 class BwrapRuntimeConfig(BaseModel):
@@ -93,6 +109,20 @@ class BwrapRuntimeConfig(BaseModel):
     gpu_devices: list[str] = [*NVIDIA_DEVICES, *AMD_DEVICES]
     """Device nodes bound (``--dev-bind-try``: absent ones skipped) when GPUs are assigned
     to the payload; with none assigned the sandbox's minimal ``/dev`` has no GPU."""
+    limits: ResourceLimits = ResourceLimits()
+    """CPU time, memory, processes and file size of the payload; none by default."""
+    run_as: str | None = None
+    """``UID:GID`` the payload runs as when the caller is root (ignored otherwise)."""
+
+    @field_validator("run_as")
+    @classmethod
+    def _unprivileged(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        uid, sep, gid = value.partition(":")
+        if not (sep and uid.isdigit() and gid.isdigit()) or int(uid) == 0 or int(gid) == 0:
+            raise ValueError(f"run_as {value!r} must be UID:GID of an unprivileged user")
+        return value
 
     @field_validator("hide")
     @classmethod
@@ -119,17 +149,26 @@ class BwrapRuntimeConfig(BaseModel):
 
 class BwrapRuntime:
     kind = "bwrap"
+    runs_images = False
 
     def __init__(
         self,
         config: BwrapRuntimeConfig,
         environ: Mapping[str, str] | None = None,
         is_dir: Callable[[str], bool] = os.path.isdir,
+        euid: Callable[[], int] = os.geteuid,
     ) -> None:
         self._config = config
         self._environ = os.environ if environ is None else environ
         self._is_dir = is_dir
         """Which ``hide`` paths exist: bwrap cannot create a mount point on a read-only root."""
+        self._euid = euid
+
+    def _drop_to(self) -> tuple[int, int] | None:
+        if self._config.run_as is None or self._euid() != 0:
+            return None
+        uid, _, gid = self._config.run_as.partition(":")
+        return int(uid), int(gid)
 
     def _env(self, env: Mapping[str, str], gpus: Sequence[str] | None) -> dict[str, str]:
         child_env = {
@@ -157,9 +196,10 @@ class BwrapRuntime:
         notes = host_runtime_image_notes("bwrap", image, ignore_image=self._config.ignore_image)
         workdir = workdir.resolve()
         config = self._config
+        drop = self._drop_to()
         argv = [config.executable, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for private in PRIVATE_TMP:
-            argv += ["--tmpfs", private]
+            argv += (["--perms", "1777"] if drop else []) + ["--tmpfs", private]
         if gpus:
             for device in config.gpu_devices:
                 argv += ["--dev-bind-try", device, device]
@@ -169,8 +209,46 @@ class BwrapRuntime:
         argv += ["--tmpfs", "/srv", "--bind", str(workdir), WORKDIR, "--remount-ro", "/srv"]
         argv += ["--chdir", WORKDIR, "--unshare-net", "--unshare-pid", "--unshare-ipc"]
         argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        argv += [*config.extra_args, "--", SHELL, "-c", exec_]
+        inner: list[str] = []
+        if drop is not None:
+            _hand_over(workdir, *drop)
+            for cap in SETUP_CAPS:
+                argv += ["--cap-add", cap]
+            inner += [
+                "setpriv",
+                f"--reuid={drop[0]}",
+                f"--regid={drop[1]}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+                "unshare",
+                "--user",
+                "--map-current-user",
+                "--",
+            ]
+        elif self._euid() != 0 and not config.limits.empty:
+            argv.append("--unshare-user")  # implied when not root; the limits rely on it
+        elif config.limits.processes is not None:
+            notes.append("the process limit does not bind root: set run_as")
+        inner += config.limits.argv()
+        if not config.limits.empty:
+            notes.append(f"limits: {config.limits.describe()}")
+        argv += [*config.extra_args, "--", *inner, SHELL, "-c", exec_]
         return Launch(argv=argv, env=self._env(env, gpus), cwd=workdir, notes=notes)
+
+
+def _hand_over(workdir: Path, uid: int, gid: int) -> None:
+    """Make the working directory and what was staged in it the payload user's.
+
+    Others get search permission only: bwrap enters the directory as root without
+    capabilities, before ``setpriv`` drops to the payload's user.
+    """
+    os.chown(workdir, uid, gid)
+    workdir.chmod(0o711)
+    for entry in workdir.iterdir():
+        os.chown(entry, uid, gid, follow_symlinks=False)
 
 
 __all__ = ["BwrapRuntime", "BwrapRuntimeConfig"]

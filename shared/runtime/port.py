@@ -35,6 +35,8 @@ class Runtime(Protocol):
     """One way of running a payload. Implementations are cheap, stateless objects."""
 
     kind: str
+    runs_images: bool
+    """True when the runtime runs the job's image; False when it runs the host's software."""
 
     def prepare(
         self,

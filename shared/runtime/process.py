@@ -41,6 +41,7 @@ class ProcessRuntimeConfig(BaseModel):
 
 class ProcessRuntime:
     kind = "process"
+    runs_images = False
 
     def __init__(
         self, config: ProcessRuntimeConfig, environ: Mapping[str, str] | None = None

@@ -29,6 +29,11 @@ changes how it is started. ``--no-eval`` (Apptainer >= 1.1, SingularityCE >= 3.1
 the tool single-quote the values instead of evaluating them in a shell, so ``$(...)``,
 quotes and spaces arrive verbatim; set ``no_eval = false`` only for older releases.
 
+**Limits.** ``limits`` (CPU time, memory, file size; see :mod:`shared.runtime.limits`)
+are set with ``prlimit`` around the tool, so they hold for the tool and the payload it
+becomes. A process limit is refused: around the tool it would count every process of
+the caller's user, and root is exempt from it.
+
 **Images.** A local SIF file (or sandbox directory) given by absolute path. A registry
 reference (``docker://``, ``oras://``, ...) is refused: compute nodes have no network and
 never pull; the harvester pulls on the login node and hands over the SIF path. Only
@@ -49,6 +54,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from shared.runtime.images import image_scheme, is_pull_reference
+from shared.runtime.limits import ResourceLimits
 from shared.runtime.port import Launch, RuntimeUnsupportedError
 
 WORKDIR = "/srv/workDir"
@@ -142,6 +148,15 @@ class SifRuntimeConfig(BaseModel):
     allow_pull: bool = False
     """Let the tool fetch registry references itself. Only for hosts with network (the
     central steering containers); never set it for compute nodes, which never pull."""
+    limits: ResourceLimits = ResourceLimits()
+    """CPU time, memory and file size of the tool and its payload; none by default."""
+
+    @field_validator("limits")
+    @classmethod
+    def _no_process_limit(cls, value: ResourceLimits) -> ResourceLimits:
+        if value.processes is not None:
+            raise ValueError("a process limit cannot be applied around a container tool")
+        return value
 
     @field_validator("extra_args")
     @classmethod
@@ -164,6 +179,7 @@ class SifRuntime:
 
     kind: str
     env_prefix: str
+    runs_images = True
 
     def __init__(self, config: SifRuntimeConfig, environ: Mapping[str, str] | None = None) -> None:
         self._config = config
@@ -232,7 +248,9 @@ class SifRuntime:
             raise RuntimeUnsupportedError(f"{exc}; move the site's edge root") from exc
         config = self._config
         notes: list[str] = []
-        argv = [config.executable, "exec", "--containall"]
+        if not config.limits.empty:
+            notes.append(f"limits: {config.limits.describe()}")
+        argv = [*config.limits.argv(), config.executable, "exec", "--containall"]
         if config.no_home:
             argv.append("--no-home")
         if config.no_eval:

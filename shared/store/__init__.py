@@ -18,6 +18,7 @@ from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
+from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
@@ -45,6 +46,7 @@ class Store:
         self.artifacts = ArtifactRepository(db["artifacts"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
+        self.steering = SteeringCapabilityRepository(db["steering"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""
@@ -58,6 +60,7 @@ class Store:
             self.tokens,
             self.artifacts,
             self.studies,
+            self.steering,
         ):
             await repo.create_indexes()
 

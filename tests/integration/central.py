@@ -24,6 +24,11 @@ from shared.config import (
     load,
 )
 
+SANDBOX_PYTHON = "python3"
+"""The interpreter the tests' steering programs start with: the host's, found on the
+sandbox's PATH. The test's own interpreter may live in a home directory that the
+sandbox hides and its unprivileged user cannot read."""
+
 
 @dataclass
 class Central:

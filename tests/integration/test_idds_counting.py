@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.central import Central, FakeSite, central, file_artifacts
+from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import IDDS_PROGRAMS, task_view
 
 pytestmark = [pytest.mark.mongo]
@@ -27,8 +27,14 @@ SPACE = {
 SEGMENTS = [{"name": "arms", "files": ["f1"]}, {"name": "legs", "files": ["f2"]}]
 
 
-@pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+@pytest.fixture(params=["sandboxed"])
+async def system(
+    request: pytest.FixtureRequest, mongo_db_url: str, bus_prefix: str, tmp_path: Path
+) -> AsyncIterator[Central]:
+    """The central services; ``unsandboxed`` runs steering programs with the ``process``
+    runtime, as an operator may choose on a trusted host: hpogrid lives in this test's
+    virtualenv, whose interpreter the sandbox's unprivileged user may not reach."""
+    runtime = {"steering_runtime": "process"} if request.param == "unsandboxed" else {}
     async with central(
         mongo_url=mongo_db_url,
         bus_url="memory://",
@@ -36,6 +42,7 @@ async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIte
         artifacts_url=file_artifacts(tmp_path),
         lease_seconds=30,
         home=tmp_path,
+        **runtime,
     ) as c:
         yield c
 
@@ -86,7 +93,7 @@ PROGRAMS = {
     "random_search.py": (IDDS_PROGRAMS / "random_search.py").read_text(),
 }
 COUNTING = (
-    f"{sys.executable} hpogrid_counting.py --n=%NUM_POINTS --max=%MAX_POINTS "
+    f"{SANDBOX_PYTHON} hpogrid_counting.py --n=%NUM_POINTS --max=%MAX_POINTS "
     "--in=$PWD/%IN --out=$PWD/%OUT"
 )
 
@@ -106,6 +113,7 @@ async def test_a_program_counting_as_hpogrid_completes_with_min_unevaluated_poin
     assert view["reason"] == "all 8 points evaluated"
 
 
+@pytest.mark.parametrize("system", ["unsandboxed"], indirect=True)
 async def test_hpogrid_itself_drives_a_task_with_min_unevaluated_points(
     system: Central, http: httpx.AsyncClient
 ) -> None:

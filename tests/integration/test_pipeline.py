@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.central import Central, FakeSite, central, file_artifacts
+from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
 
 pytestmark = [pytest.mark.mongo]
 
@@ -340,13 +340,11 @@ IDDS_PROGRAMS = Path(__file__).resolve().parents[1] / "e2e" / "idds_steering"
 async def test_an_idds_steering_program_drives_a_task(
     system: Central, http: httpx.AsyncClient
 ) -> None:
-    import sys
-
     user = await system.token("alice", ["user"])
     site = FakeSite(http, "siteA", await system.token("ops", ["edge:siteA"]))
     program = (IDDS_PROGRAMS / "random_search.py").read_text()
     exec_line = (
-        f"{sys.executable} random_search.py --n=%NUM_POINTS --max=%MAX_POINTS "
+        f"{SANDBOX_PYTHON} random_search.py --n=%NUM_POINTS --max=%MAX_POINTS "
         "--in=$PWD/%IN --out=$PWD/%OUT"
     )
     space = {
@@ -388,8 +386,6 @@ async def test_an_idds_steering_program_drives_a_task(
 async def test_a_broken_steering_program_fails_the_task_with_its_reason(
     system: Central, http: httpx.AsyncClient
 ) -> None:
-    import sys
-
     user = await system.token("alice", ["user"])
     program = (IDDS_PROGRAMS / "misbehave.py").read_text()
     reply = await http.post(
@@ -397,7 +393,7 @@ async def test_a_broken_steering_program_fails_the_task_with_its_reason(
         json={
             "config": {
                 "evaluationExec": "x",
-                "steeringExec": f"{sys.executable} misbehave.py invalid_json --in=%IN --out=%OUT",
+                "steeringExec": f"{SANDBOX_PYTHON} misbehave.py invalid_json --in=%IN --out=%OUT",
             },
             "searchSpace": SPACE,
             "files": {

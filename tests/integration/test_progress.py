@@ -164,7 +164,7 @@ async def test_a_study_closes_after_the_idle_time_its_owner_sets(
     await ask_and_tell(http, user, study["id"], 1)
     out = await cli(system, user, "close", study["id"], "--after-idle", "0.5")
     assert "closes after 0.5 s without an ask or a tell" in out
-    while (view := await task_view(http, user, study["id"]))["status"] == "running":
+    while (view := await task_view(http, user, study["id"]))["status"] in ("running", "finishing"):
         await asyncio.sleep(0.1)
     assert (view["status"], view["reason"]) == (
         "done",

@@ -4,7 +4,6 @@ acting as the edge site through the real REST api."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from shared.searchspace import parse_search_space, validate_point
-from tests.integration.central import Central, FakeSite, central, file_artifacts
+from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import IDDS_PROGRAMS, drain, task_view
 
 pytestmark = [pytest.mark.mongo]
@@ -143,7 +142,7 @@ async def test_a_segmented_idds_steering_program_drives_a_task(
 ) -> None:
     user = await system.token("alice", ["user"])
     exec_line = (
-        f"{sys.executable} segmented_random.py --n=%NUM_POINTS --max=%MAX_POINTS "
+        f"{SANDBOX_PYTHON} segmented_random.py --n=%NUM_POINTS --max=%MAX_POINTS "
         "--in=$PWD/%IN --out=$PWD/%OUT"
     )
     programs = {

@@ -19,6 +19,7 @@ from services.api.schemas import (
     TaskView,
     WhoAmI,
 )
+from services.api.steering_check import steering_refusals
 from services.api.submission import SubmissionError, build_task
 from services.api.views import task_view
 from services.storage.policy import DOWNLOAD_EXPIRY
@@ -48,6 +49,9 @@ async def submit_task(
         task, segments = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
+    refusals = await steering_refusals(ctx.store, body.config)
+    if refusals:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusals)
     await ctx.store.segments.insert_many(segments)
     await ctx.store.tasks.insert(task)
     await ctx.bus.publish(TaskSubmitted(task_id=task.id))
