@@ -3,9 +3,10 @@ and the submitting directory's ``*.json *.sh *.py *.yaml`` files travelling alon
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from shared.jsonfile import JsonFileError, parse_json
 
 TRAVELLING = ("*.json", "*.sh", "*.py", "*.yaml")
 MAX_FILE_BYTES = 256 * 1024
@@ -17,10 +18,10 @@ class SubmissionInputError(ValueError):
 
 def load_json_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise SubmissionInputError(f"--loadJson: no file {path}") from None
-    except json.JSONDecodeError as exc:
+    except JsonFileError as exc:
         raise SubmissionInputError(f"--loadJson: {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SubmissionInputError(f"--loadJson: {path} must hold a JSON object")

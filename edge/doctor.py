@@ -15,6 +15,7 @@ on its node itself.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import stat
@@ -40,6 +41,7 @@ from shared.edge_api import SiteHeartbeatBody, SiteHeartbeatReply
 from shared.runtime import (
     ApptainerRuntimeConfig,
     BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
     RuntimeConfig,
     SingularityRuntimeConfig,
     runtime_kinds,
@@ -53,14 +55,21 @@ BATCH_COMMANDS: dict[str, tuple[str, ...]] = {
     "slurm": ("sbatch", "squeue", "sacct", "scancel"),
     "lsf": ("bsub", "bjobs", "bkill"),
     "pbs": ("qsub", "qstat", "qdel"),
+    "sge": ("qsub", "qstat", "qdel"),
 }
 VERSION_QUERIES: dict[str, list[str]] = {
     "slurm": ["squeue", "--version"],
     "lsf": ["bjobs", "-V"],
     "pbs": ["qstat", "--version"],
+    "sge": ["qstat", "-help"],
 }
 """A cheap query per scheduler: it needs the client's configuration and starts no job."""
-CONFIG_VARIABLES = {"slurm": "SLURM_CONF", "lsf": "LSF_ENVDIR", "pbs": "PBS_CONF_FILE"}
+CONFIG_VARIABLES = {
+    "slurm": "SLURM_CONF",
+    "lsf": "LSF_ENVDIR",
+    "pbs": "PBS_CONF_FILE",
+    "sge": "SGE_ROOT",
+}
 KINDS = frozenset([*BATCH_COMMANDS, *runtime_kinds()])
 LOW_SPACE = 5 * 1024**3
 
@@ -301,6 +310,28 @@ def _sif(
     return results
 
 
+def _charliecloud(config: CharliecloudRuntimeConfig, status: Status, timeout: float) -> CheckResult:
+    """``ch-run --version`` answers, and the default image has its mount point."""
+    name = "runtime (charliecloud)"
+    executable = shutil.which(config.executable)
+    if executable is None:
+        fix = (
+            "install Charliecloud (apt-get install charliecloud-runtime) or set runtime.executable"
+        )
+        return _bad(name, status, f"{config.executable!r} is not on PATH", fix)
+    env = {**os.environ, "USER": os.environ.get("USER") or str(os.geteuid())}
+    code, said = _run([executable, "--version"], timeout, env=env)
+    if code != 0:
+        return _bad(name, status, f"{config.executable} --version: {said}", "repair it")
+    image = config.default_image
+    if image and not Path(image, "srv", "workDir").is_dir():
+        fix = (
+            f"add the mount point ch-run binds the work directory on: mkdir -p {image}/srv/workDir"
+        )
+        return _bad(name, "warn", f"ch-run {said}; default_image {image} has no /srv/workDir", fix)
+    return _ok(name, f"ch-run {said} (no container was started: that needs an image)")
+
+
 def check_runtime(config: RuntimeConfig, *, here: bool, timeout: float) -> list[CheckResult]:
     """The payload runtime works. ``here``: payloads run on this host (a ``local`` batch),
     so a problem is a FAIL, not a warning."""
@@ -309,6 +340,8 @@ def check_runtime(config: RuntimeConfig, *, here: bool, timeout: float) -> list[
         return [_bwrap(config, status, timeout)]
     if isinstance(config, ApptainerRuntimeConfig | SingularityRuntimeConfig):
         return _sif(config, status, timeout)
+    if isinstance(config, CharliecloudRuntimeConfig):
+        return [_charliecloud(config, status, timeout)]
     return [_ok("runtime (process)", "payloads run as plain processes: nothing to install")]
 
 

@@ -65,6 +65,8 @@ class ApiSettings(ServiceSettings):
     lease_seconds: float = Field(default=120.0, gt=0)
     lease_poll_interval: float = Field(default=0.05, gt=0)
     max_task_files_bytes: int = 1_000_000
+    max_body_bytes: int = Field(default=8_000_000, ge=1)
+    """Largest request body (413 beyond): a task's files, JSON-escaped, fit with room."""
 
 
 class SteeringSettings(ServiceSettings):

@@ -12,14 +12,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.bounds import Count, Int64
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 ArtifactKind = Literal["metrics", "log", "meta"]
 
 
+MAX_SLOTS = 1_000_000
+MAX_TEXT = 65_536
+"""Longest reason or message a site may send (the harvester keeps 4,000 characters)."""
+MAX_OBJECTIVES = 16
+MAX_STEP = 10**12
+"""Steps of a learning curve (Optuna requires them >= 0)."""
+MAX_SEQ = 10**9
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """What a site sends: every number bounded (8 bytes at most where stored), no NaN
+    or infinity, every string capped."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SiteCapabilities(_Body):
@@ -35,13 +49,15 @@ class SiteCapabilities(_Body):
     ignores_images: bool = False
     """It runs a job that names an image on the host's software instead (the site
     admin's ``ignore_image``)."""
+    needs_image: bool = False
+    """It runs only jobs that name an image (a container runtime with no default image)."""
 
 
 class SiteHeartbeatBody(_Body):
     arch: Arch = "amd64"
-    free_slots: int = Field(ge=0)
-    total_slots: int = Field(default=0, ge=0)
-    version: str = ""
+    free_slots: int = Field(ge=0, le=MAX_SLOTS)
+    total_slots: int = Field(default=0, ge=0, le=MAX_SLOTS)
+    version: str = Field(default="", max_length=200)
     capabilities: SiteCapabilities | None = None
     """None from a harvester that declares nothing: it is sent any job, as before."""
 
@@ -122,18 +138,25 @@ class LeaseReply(BaseModel):
 
 
 class PointResult(_Body):
-    point_id: str
-    loss: float | list[float] | None = None
-    status: int = 0
-    message: str = ""
+    point_id: str = Field(max_length=1_000)
+    loss: float | list[float] | None = Field(default=None)
+    status: Int64 = 0
+    message: str = Field(default="", max_length=MAX_TEXT)
+
+    @field_validator("loss")
+    @classmethod
+    def _objectives(cls, value: float | list[float] | None) -> float | list[float] | None:
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_OBJECTIVES:
+            raise ValueError(f"a list loss holds 1 to {MAX_OBJECTIVES} numbers")
+        return value
 
 
 class JobEvent(_Body):
     kind: Literal["started", "heartbeat", "finished", "failed", "preempted"]
-    generation: int
-    host: str = ""
-    results: list[PointResult] = Field(default_factory=list)
-    reason: str = ""
+    generation: Count
+    host: str = Field(default="", max_length=1_000)
+    results: list[PointResult] = Field(default_factory=list, max_length=10_000)
+    reason: str = Field(default="", max_length=MAX_TEXT)
 
 
 class JobEventReply(BaseModel):
@@ -148,15 +171,15 @@ class IntermediateValue(_Body):
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_STEP)
     value: float
 
 
 class IntermediateReport(_Body):
     """New lines of a job's intermediate-values file, in the order written."""
 
-    generation: int
-    point_id: str | None = None
+    generation: Count
+    point_id: str | None = Field(default=None, max_length=1_000)
     """Default: the job's only point."""
     values: list[IntermediateValue] = Field(min_length=1, max_length=1000)
 
@@ -171,8 +194,8 @@ class IntermediateReply(BaseModel):
 
 
 class ArtifactUrlRequest(_Body):
-    generation: int
-    kinds: list[ArtifactKind]
+    generation: Count
+    kinds: list[ArtifactKind] = Field(max_length=10)
 
 
 class PresignedUpload(BaseModel):
@@ -186,10 +209,10 @@ class ArtifactUrlReply(BaseModel):
 
 
 class ArtifactConfirm(_Body):
-    generation: int
+    generation: Count
     kind: ArtifactKind
-    key: str
-    size: int = Field(ge=0)
+    key: str = Field(max_length=2_000)
+    size: Count
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -200,9 +223,9 @@ class ArtifactConfirmReply(BaseModel):
 class CheckpointUrlRequest(_Body):
     """Asks where to upload snapshot ``seq`` of the job, declaring what will arrive."""
 
-    generation: int
-    seq: int = Field(ge=1)
-    size: int = Field(ge=0)
+    generation: Count
+    seq: int = Field(ge=1, le=MAX_SEQ)
+    size: Count
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -212,10 +235,10 @@ class CheckpointUpload(BaseModel):
 
 
 class CheckpointConfirm(_Body):
-    generation: int
-    seq: int = Field(ge=1)
-    key: str
-    size: int = Field(ge=0)
+    generation: Count
+    seq: int = Field(ge=1, le=MAX_SEQ)
+    key: str = Field(max_length=2_000)
+    size: Count
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from shared.bounds import json_issues
+
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
 
@@ -111,6 +113,10 @@ def canonical_pruner(name: str) -> str:
 
 def checked_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments as the typed model reads them (defaults left out)."""
+    issues = json_issues(args)
+    if issues:
+        loc, msg = issues[0]
+        raise PrunerError(".".join(("args", *map(str, loc))), f"{name}: {msg}")
     try:
         model = PRUNER_ARGS[name].model_validate(args)
     except ValidationError as exc:

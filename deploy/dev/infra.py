@@ -12,9 +12,12 @@ server, both on free ports (or $HPO_DEV_MONGO_PORT, $HPO_DEV_S3_PORT) with their
 logs in a fresh temporary directory. As root, also a private one-node Slurm cluster
 (deploy/dev/slurm.py; exported as HPO_TEST_SLURM_CONF, the path of its slurm.conf); where
 it cannot start (not root, no apt-get) `up` goes on without it and the tests marked
-`slurm` fail saying why; HPO_DEV_SLURM=0 skips it. `up` and `down` share a state file
+`slurm` fail saying why; HPO_DEV_SLURM=0 skips it. Its two extra nodes in network
+namespaces (partition `duo`, for the multi-node layouts) come too unless
+HPO_DEV_SLURM_NODES=1. `up` and `down` share a state file
 (.dev-infra.json in the repository root); `run` keeps its own servers, so it does not
-disturb an `up`.
+disturb an `up`. As root, also a private one-node Grid Engine cell (deploy/dev/sge.py;
+exported as HPO_TEST_SGE_ROOT, its SGE_ROOT), likewise optional; HPO_DEV_SGE=0 skips it.
 
 Run it with the project's Python (.venv/bin/python, which deploy/dev/test.sh creates):
 it needs the `shared` package, secantusdb and moto[server] installed there.
@@ -49,6 +52,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 try:
+    import sge as dev_sge  # deploy/dev/sge.py, next to this script
     import slurm as dev_slurm  # deploy/dev/slurm.py, next to this script
 
     from shared.netutil import free_port
@@ -70,6 +74,7 @@ ENV_NAMES = {
     "mongo": "HPO_TEST_MONGO_URL",
     "s3": "HPO_TEST_S3_URL",
     "slurm": "HPO_TEST_SLURM_CONF",
+    "sge": "HPO_TEST_SGE_ROOT",
 }
 PROCESS_MARKERS = {"mongo": "secantus", "s3": "moto.server"}
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
@@ -147,7 +152,10 @@ def delete_stale_test_queues() -> None:
     try:
         listed = subprocess.run(
             [ctl, "list_queues", "--quiet", "--no-table-headers", "name"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         log("rabbitmqctl list_queues did not answer; stale test queues left in place")
@@ -285,7 +293,8 @@ def start_slurm() -> Service | None:
     """The private one-node Slurm, or None (the reason logged) where it cannot run."""
     directory = Path(tempfile.mkdtemp(prefix="hpo-dev-slurm-"))  # munged: not under run_dir
     try:
-        cluster = dev_slurm.start(directory)
+        two_nodes = os.environ.get("HPO_DEV_SLURM_NODES", "3") != "1"
+        cluster = dev_slurm.start(directory, two_nodes=two_nodes)
     except dev_slurm.SlurmUnavailable as exc:
         shutil.rmtree(directory, ignore_errors=True)
         log(f"Slurm not started, so the tests marked `slurm` will fail: {exc}")
@@ -299,6 +308,25 @@ def stop_slurm(service: Service) -> None:
     if cluster is not None:
         dev_slurm.stop(cluster)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_sge() -> Service | None:
+    """The private one-node Grid Engine, or None (the reason logged) where it cannot run."""
+    directory = Path(tempfile.mkdtemp(prefix="hpo-dev-sge-"))
+    try:
+        cell = dev_sge.start(directory)
+    except dev_sge.SgeUnavailable as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        log(f"Grid Engine not started, so the tests marked `sge` will fail: {exc}")
+        return None
+    return Service("sge", cell.root, started=True, pid=cell.pids["sge_qmaster"])
+
+
+def stop_sge(service: Service) -> None:
+    cell = dev_sge.Cell.load(Path(service.url))
+    if cell is not None:
+        dev_sge.stop(cell)
+    shutil.rmtree(service.url, ignore_errors=True)
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -375,6 +403,9 @@ def service_alive(service: Service) -> bool:
     if service.name == "slurm":
         cluster = dev_slurm.Cluster.load(Path(service.url).parent)
         return cluster is not None and dev_slurm.running(cluster)
+    if service.name == "sge":
+        cell = dev_sge.Cell.load(Path(service.url))
+        return cell is not None and dev_sge.running(cell)
     return service.pid is not None and process_alive(service.pid, PROCESS_MARKERS[service.name])
 
 
@@ -402,6 +433,10 @@ def up(state_path: Path | None) -> State:
         if slurm is not None:
             state.services.append(slurm)
             state.save(path)
+        sge = start_sge() if os.environ.get("HPO_DEV_SGE", "1") != "0" else None
+        if sge is not None:
+            state.services.append(sge)
+            state.save(path)
     except BaseException:
         down(state, path)
         raise
@@ -419,9 +454,17 @@ def down(state: State, state_path: Path | None) -> None:
                 stop_rabbitmq()
             elif service.name == "slurm":
                 stop_slurm(service)
+            elif service.name == "sge":
+                stop_sge(service)
             elif service.pid is not None:
                 stop_pid(service.pid, PROCESS_MARKERS[service.name], service_port(service))
-        except (InfraError, dev_slurm.SlurmUnavailable, OSError, subprocess.SubprocessError) as exc:
+        except (
+            InfraError,
+            dev_slurm.SlurmUnavailable,
+            dev_sge.SgeUnavailable,
+            OSError,
+            subprocess.SubprocessError,
+        ) as exc:
             failures.append(f"{service.name}: {exc}")
     shutil.rmtree(state.run_dir, ignore_errors=True)
     if state_path is not None:

@@ -35,15 +35,31 @@ if [[ ! -x "$PY" ]]; then
     fi
 fi
 
-# bubblewrap: the bwrap runtime's contract tests run real sandboxes.
-if ! command -v bwrap >/dev/null; then
+# Debian packages the tests run for real: bubblewrap (the bwrap runtime), Charliecloud and
+# debootstrap (the charliecloud runtime and its test image), Grid Engine (the sge batch
+# system, started by deploy/dev/infra.py).
+debs=()
+command -v bwrap >/dev/null || debs+=(bubblewrap)
+command -v ch-run >/dev/null || debs+=(charliecloud)
+command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || debs+=(debootstrap)
+[[ -x /usr/lib/gridengine/sge_qmaster ]] || debs+=(gridengine-master gridengine-exec gridengine-client)
+if [[ ${#debs[@]} -gt 0 ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing bubblewrap"
+        say "installing ${debs[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${debs[@]}" >/dev/null
     else
-        echo "bubblewrap is missing: install it (sudo apt-get install -y bubblewrap)" >&2
+        echo "missing Debian packages: sudo apt-get install -y ${debs[*]}" >&2
     fi
+fi
+
+# The charliecloud tests' images (amd64, and ppc64le under emulation): built once into a
+# cache outside the repository, in the background while the venv, ruff and mypy run.
+images_pid=
+if [[ $(id -u) -eq 0 ]]; then
+    images_log=$(mktemp -t hpo-images.XXXXXX)
+    (python3 deploy/dev/images.py build --arch amd64 && python3 deploy/dev/images.py build --arch ppc64le) >"$images_log" 2>&1 &
+    images_pid=$!
 fi
 
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
@@ -80,6 +96,10 @@ step() {
 step ruff "$PY" -m ruff check .
 step ruff-format "$PY" -m ruff format --check .
 step mypy "$PY" -m mypy
+if [[ -n $images_pid ]] && ! wait "$images_pid"; then
+    echo "the charliecloud test images could not be built; the tests that need them will fail:" >&2
+    tail -20 "$images_log" >&2
+fi
 step pytest "$PY" deploy/dev/infra.py run -- "$PY" -m pytest "$@"
 
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -1,9 +1,9 @@
 """Batch systems that start node agents: a port and one module per kind.
 
-``local`` runs agents as processes on this host; ``slurm``, ``lsf`` and ``pbs`` submit
-one batch script per job to a scheduler (see each module for what it supports; LSF and
-PBS are contract-tested only). A site picks one with the ``kind`` of its ``[batch]``
-table; :data:`BatchConfig` is the typed union of their config models and
+``local`` runs agents as processes on this host; ``slurm``, ``sge`` (Grid Engine), ``lsf``
+and ``pbs`` submit one batch script per job to a scheduler (see each module for what it
+supports; LSF and PBS are contract-tested only). A site picks one with the ``kind`` of
+its ``[batch]`` table; :data:`BatchConfig` is the typed union of their config models and
 :func:`open_batch` the registry that builds the adapter.
 """
 
@@ -17,15 +17,16 @@ from edge.batch.local import LocalBatch, LocalBatchConfig
 from edge.batch.lsf import LsfBatch, LsfBatchConfig
 from edge.batch.pbs import PbsBatch, PbsBatchConfig
 from edge.batch.port import BatchState, BatchSubmitError, BatchSystem
+from edge.batch.sge import SgeBatch, SgeBatchConfig
 from edge.batch.slurm import SlurmBatch, SlurmBatchConfig
 
 BatchConfig: TypeAlias = Annotated[
-    LocalBatchConfig | SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig,
+    LocalBatchConfig | SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig | SgeBatchConfig,
     Field(discriminator="kind"),
 ]
 """The typed ``[batch]`` table of a site config, chosen by ``kind``."""
 
-BATCH_KINDS = ("local", "slurm", "lsf", "pbs")
+BATCH_KINDS = ("local", "slurm", "lsf", "pbs", "sge")
 
 
 def open_batch(config: BatchConfig, *, isolate_network: bool = False) -> BatchSystem:
@@ -49,6 +50,8 @@ def open_batch(config: BatchConfig, *, isolate_network: bool = False) -> BatchSy
         return LsfBatch(config, isolate_network=isolate_network)
     if isinstance(config, PbsBatchConfig):
         return PbsBatch(config, isolate_network=isolate_network)
+    if isinstance(config, SgeBatchConfig):
+        return SgeBatch(config, isolate_network=isolate_network)
     raise ValueError(f"unknown batch system {config!r}: use one of {', '.join(BATCH_KINDS)}")
 
 
@@ -61,6 +64,7 @@ __all__ = [
     "LocalBatchConfig",
     "LsfBatchConfig",
     "PbsBatchConfig",
+    "SgeBatchConfig",
     "SlurmBatchConfig",
     "open_batch",
 ]

@@ -117,7 +117,8 @@ class WorkerAgent:
             if settings.walltime_seconds is None
             else self.started_at + timedelta(seconds=settings.walltime_seconds)
         )
-        self.batch_id = environ.get("SLURM_JOB_ID") or environ.get("LSB_JOBID") or "?"
+        ids = (environ.get(n) for n in ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID", "JOB_ID"))
+        self.batch_id = next((i for i in ids if i), "?")  # JOB_ID: Grid Engine's
         self.host = host or socket.gethostname()
         self._stop: str | None = None
         self._lock = threading.RLock()  # also taken by the signal handler

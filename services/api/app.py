@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from services.api.offload import Offloader
 from services.api.routers import checkpoints, edge, edge_curves, hopaas, studies, tasks
+from services.api.validation import validation_error
 from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
@@ -22,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="hpo-relay", version="0.1.0")
+    app = FastAPI(title="hpo-relay", version="0.1.0", max_body_size=settings.max_body_bytes)
     app.state.ctx = ctx
     app.state.settings = settings
+    app.state.offloader = Offloader()
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(tasks.router)
     app.include_router(edge.router)
     app.include_router(edge_curves.router)

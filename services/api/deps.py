@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.auth import authenticate
+from services.api.offload import Offloader
 from services.context import Context
 from shared.config import ApiSettings
 from shared.domain.models import Token
@@ -25,8 +26,14 @@ def get_settings(request: Request) -> ApiSettings:
     return settings
 
 
+def get_offloader(request: Request) -> Offloader:
+    offloader: Offloader = request.app.state.offloader
+    return offloader
+
+
 Ctx = Annotated[Context, Depends(get_context)]
 Settings = Annotated[ApiSettings, Depends(get_settings)]
+Offload = Annotated[Offloader, Depends(get_offloader)]
 
 
 async def get_token(

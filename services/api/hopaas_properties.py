@@ -1,28 +1,34 @@
-"""Hopaas study properties (docs/architecture.md §6.5): from an ask body to a study spec.
+"""Hopaas study properties: from an ask body to a study spec.
 
 Pure: no I/O. A property whose value is a string ``optuna#<kind>(<args>)`` is sampled,
 anything else is passed through unchanged; ``hopaas_config`` names the study and picks
 its sampler and pruner. The sampled properties become a phpo search space, so the
-steering service draws them with the same optimisers as batch tasks.
+steering service draws them with the same optimisers as batch tasks. A study with no
+suggestion at all is valid: every trial carries the same fixed values.
 
-Suggestion arguments are Python literals, positional or by Optuna's keyword names:
-``uniform(low, high)``, ``loguniform(low, high)``, ``float(low, high, step=None,
-log=False)``, ``int(low, high, step=1, log=False)``, ``discrete_uniform(low, high, q)``
-and ``categorical(a, b, ...)`` (or ``categorical([a, b, ...])``).
+The suggestion strings are read by :mod:`services.api.hopaas_grammar` (lower-case
+booleans, bare words, positional step and log, as Hopaas clients write them). Their
+arguments, positional or by Optuna's keyword names: ``uniform(low, high)``,
+``loguniform(low, high)``, ``float(low, high, step=None, log=False)``, ``int(low, high,
+step=1, log=False)``, ``discrete_uniform(low, high, q=None)`` and ``categorical(a, b,
+...)`` (or ``categorical([a, b, ...])``). A step of ``None`` or ``NaN`` is no step; so
+``discrete_uniform`` without ``q`` is ``uniform``, as Optuna's ``suggest_float`` with
+``step=None`` and as the Hopaas client's own tests use it. A choice written twice is
+drawn twice as often (see :mod:`shared.searchspace.backends`).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from services.api.hopaas_grammar import GrammarError, read_suggestion
+from shared.bounds import json_issues
 from shared.domain.taskconfig import SteeringConfig
 from shared.pruners import PrunerError, canonical_pruner
 from shared.searchspace import SearchSpaceError, parse_search_space
@@ -30,8 +36,12 @@ from shared.searchspace import SearchSpaceError, parse_search_space
 CONFIG_KEY = "hopaas_config"
 TRIAL_KEY = "hopaas_trial"
 PREFIX = "optuna#"
+SPECIAL_PREFIX = "_"
+"""The Hopaas client sends its *special properties* as ``_<name>`` (and strips a
+leading ``_`` from ordinary ones): they travel with an ask but do not name the study."""
 MAX_INT_STEPS = 10_000
 """An ``int`` with a step above 1 becomes a categorical of its values, up to this many."""
+MAX_TITLE = 500
 
 SAMPLERS: dict[str, str] = {
     "TPESampler": "tpe",
@@ -44,12 +54,21 @@ SAMPLERS: dict[str, str] = {
 }
 """Hopaas (Optuna) sampler class names -> the project's Optuna algorithm names."""
 
+_PRUNER_ARG_ALIASES = {
+    ("HyperbandPruner", "min_resources"): "min_resource",
+    ("HyperbandPruner", "max_resources"): "max_resource",
+}
+"""The Hopaas client's HyperbandPruner sends these plurals; Optuna's names are singular."""
+
+_DEFAULTS_SENT = {("TPESampler", "consider_magic_clip", True)}
+"""Arguments the Hopaas client always sends at Optuna's default value, which Optuna has
+deprecated (4.9) and will remove (6.0): dropped, so that its default asks keep working."""
+
 NEVERGRAD_PREFIX = "nevergrad:"
 """An extension of Hopaas's sampler names: ``nevergrad:NGOpt``, ``nevergrad:CMA``, ...
 (any optimiser of Nevergrad's registry) steers the study with Nevergrad."""
 
 
-_SUGGESTION = re.compile(r"^optuna#([A-Za-z_]+)\((.*)\)$", re.DOTALL)
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "uniform": ("low", "high"),
     "loguniform": ("low", "high"),
@@ -57,6 +76,7 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
     "int": ("low", "high", "step", "log"),
     "discrete_uniform": ("low", "high", "q"),
 }
+_KINDS = ", ".join([*_SIGNATURES, "categorical"])
 
 
 class PropertyError(ValueError):
@@ -85,12 +105,13 @@ class StudySpec:
 
     def key(self, owner: str) -> str:
         """Same owner, title, properties, direction, sampler and pruner (with their
-        arguments): same study. A changed sampler or pruner opens a new study instead of
-        silently going on with the old one's."""
+        arguments): same study, as the Hopaas client derives it. A changed sampler or
+        pruner opens a new study instead of silently going on with the old one's;
+        special properties (``_<name>``) do not count."""
         described = [
             owner,
             self.title,
-            self.properties,
+            {k: v for k, v in self.properties.items() if not k.startswith(SPECIAL_PREFIX)},
             self.direction,
             self.steering.model_dump(mode="json"),
             self.pruner,
@@ -104,29 +125,6 @@ class StudySpec:
         return {k: params[k] if k in self.space else v for k, v in self.properties.items()}
 
 
-def _literal(name: str, node: ast.expr) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise PropertyError(name, f"argument {ast.unparse(node)!r} is not a literal") from None
-
-
-def _arguments(name: str, text: str) -> tuple[list[Any], dict[str, Any]]:
-    try:
-        tree = ast.parse(f"_({text})", mode="eval")
-    except SyntaxError:
-        raise PropertyError(name, f"cannot read the arguments ({text})") from None
-    call = tree.body
-    assert isinstance(call, ast.Call)
-    if any(isinstance(a, ast.Starred) for a in call.args) or any(
-        k.arg is None for k in call.keywords
-    ):
-        raise PropertyError(name, "* and ** arguments are not allowed")
-    args = [_literal(name, a) for a in call.args]
-    kwargs = {str(k.arg): _literal(name, k.value) for k in call.keywords}
-    return args, kwargs
-
-
 def _bind(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     names = _SIGNATURES[kind]
     if len(args) > len(names):
@@ -138,9 +136,12 @@ def _bind(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> dict
         if key in bound:
             raise PropertyError(name, f"{kind}: {key} given twice")
         bound[key] = value
-    for required in names[:2] + (("q",) if kind == "discrete_uniform" else ()):
+    for required in names[:2]:
         if bound.get(required) is None:
             raise PropertyError(name, f"{kind} needs {required}")
+    for key in ("step", "q"):
+        if isinstance(bound.get(key), float) and math.isnan(bound[key]):
+            bound[key] = None  # Hopaas's "no step"
     for key in ("low", "high", "step", "q"):
         value = bound.get(key)
         if value is not None and (
@@ -149,6 +150,8 @@ def _bind(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> dict
             or not math.isfinite(value)
         ):
             raise PropertyError(name, f"{kind}: {key} must be a finite number, got {value!r}")
+    if not isinstance(bound.get("log", False), bool):
+        raise PropertyError(name, f"{kind}: log must be true or false, got {bound['log']!r}")
     return bound
 
 
@@ -156,18 +159,22 @@ def _dimension(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) ->
     if kind == "categorical":
         if kwargs.keys() - {"choices"}:
             raise PropertyError(name, "categorical takes its choices only")
+        if "choices" in kwargs and args:
+            raise PropertyError(name, "categorical: give the choices once")
         choices = kwargs.get("choices", args[0] if len(args) == 1 else args)
-        if not isinstance(choices, list | tuple) or not choices:
+        if not isinstance(choices, list):
+            choices = [choices]
+        if not choices:
             raise PropertyError(name, "categorical needs at least one choice")
-        return {"method": "categorical", "dimension": {"categories": list(choices)}}
+        return {"method": "categorical", "dimension": {"categories": choices}}
     if kind not in _SIGNATURES:
-        raise PropertyError(name, f"unknown suggestion optuna#{kind}")
+        raise PropertyError(name, f"unknown suggestion optuna#{kind}; known: {_KINDS}")
     b = _bind(name, kind, args, kwargs)
-    low, high, step, log = b["low"], b["high"], b.get("step"), bool(b.get("log", False))
+    low, high, step, log = b["low"], b["high"], b.get("step"), b.get("log", False)
     if kind == "loguniform":
         log = True
     if kind == "discrete_uniform":
-        step = b["q"]
+        step = b.get("q")
     if log and step is not None and not (kind == "int" and step == 1):
         raise PropertyError(name, f"{kind}: step and log cannot be combined")
     if kind == "int":
@@ -178,9 +185,12 @@ def _dimension(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) ->
             return {"method": method, "dimension": {"low": low, "high": high}}
         if step <= 0 or high < low:
             raise PropertyError(name, "int: need step > 0 and low <= high")
+        count = (high - low) // step + 1
+        if count > MAX_INT_STEPS:
+            raise PropertyError(
+                name, f"int: {count} values with step {step}; at most {MAX_INT_STEPS} are allowed"
+            )
         values = list(range(low, high + 1, step))
-        if len(values) > MAX_INT_STEPS:
-            raise PropertyError(name, f"int: more than {MAX_INT_STEPS} values")
         return {"method": "categorical", "dimension": {"categories": values}}
     if step is not None:
         return {"method": "quniform", "dimension": {"low": low, "high": high, "q": step}}
@@ -190,13 +200,13 @@ def _dimension(name: str, kind: str, args: list[Any], kwargs: dict[str, Any]) ->
 
 def parse_suggestion(name: str, value: object) -> dict[str, Any] | None:
     """The phpo dimension of a suggestion string; None for a plain value."""
-    if not isinstance(value, str) or not value.startswith(PREFIX):
+    if not isinstance(value, str) or not value.lstrip().startswith(PREFIX):
         return None
-    match = _SUGGESTION.match(value.strip())
-    if match is None:
-        raise PropertyError(name, f"malformed suggestion {value!r}")
-    args, kwargs = _arguments(name, match.group(2))
-    return _dimension(name, match.group(1), args, kwargs)
+    try:
+        suggestion = read_suggestion(value)
+    except GrammarError as exc:
+        raise PropertyError(name, f"malformed suggestion: {exc}") from None
+    return _dimension(name, suggestion.kind, suggestion.args, suggestion.kwargs)
 
 
 def _plugin(config: dict[str, Any], what: str, default: str) -> tuple[str, dict[str, Any]]:
@@ -220,7 +230,7 @@ def _steering(name: str, args: dict[str, Any], direction: str) -> SteeringConfig
     if algorithm is None:
         known = ", ".join([*SAMPLERS, f"{NEVERGRAD_PREFIX}<optimiser>"])
         raise PropertyError(f"{CONFIG_KEY}.sampler", f"unknown sampler {name!r}; known: {known}")
-    rest = {k: v for k, v in args.items() if k != "seed"}
+    rest = {k: v for k, v in args.items() if k != "seed" and (name, k, v) not in _DEFAULTS_SENT}
     seed = args.get("seed")
     try:
         return SteeringConfig.model_validate(
@@ -243,8 +253,12 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
     if not isinstance(config, dict):
         raise PropertyError(CONFIG_KEY, "must be an object")
     title = config.get("title") or "untitled"
-    if not isinstance(title, str):
-        raise PropertyError(f"{CONFIG_KEY}.title", "must be a string")
+    if not isinstance(title, str) or len(title) > MAX_TITLE:
+        raise PropertyError(f"{CONFIG_KEY}.title", f"must be a string of at most {MAX_TITLE}")
+    issues = json_issues(body)
+    if issues:
+        where, msg = issues[0]
+        raise PropertyError(".".join(map(str, where)) or "properties", msg)
     direction: Literal["minimize", "maximize"]
     given = config.get("direction") or "minimize"
     if given == "minimize":
@@ -259,16 +273,17 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
         pruner = canonical_pruner(pruner)
     except PrunerError as exc:
         raise PropertyError(f"{CONFIG_KEY}.pruner", exc.message) from None
+    pruner_args = {_PRUNER_ARG_ALIASES.get((pruner, k), k): v for k, v in pruner_args.items()}
     properties = {k: v for k, v in body.items() if k not in (CONFIG_KEY, TRIAL_KEY)}
     space: dict[str, Any] = {}
     for name, value in properties.items():
+        if name.startswith(SPECIAL_PREFIX):
+            continue
         dimension = parse_suggestion(name, value)
         if dimension is not None:
             space[name] = dimension
-    if not space:
-        raise PropertyError("properties", "no optuna# suggestion to sample")
     try:
-        parse_search_space(space)
+        parse_search_space(space, allow_empty=True)
     except SearchSpaceError as exc:
         issue = exc.issues[0]
         raise PropertyError(str(issue.loc[0]) if issue.loc else "properties", issue.msg) from None

@@ -93,7 +93,7 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
         task_id=study_id,
         name=SEGMENT,
         index=0,
-        search_space=to_phpo(parse_search_space(spec.space)),
+        search_space=to_phpo(parse_search_space(spec.space, allow_empty=True)),
     )
     task = Task(
         id=study_id,

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.domain.models import JobStatus, Loss, PointOutcome, PointStatus, TaskStatus
 from shared.domain.taskconfig import TaskConfig
 
+MAX_FILES = 1_000
+"""Files of the submitting directory that travel with a task (their size is capped too)."""
+
 
 class TaskSubmission(BaseModel):
     """A task as ``hpo submit`` sends it: the phpo config plus the submitting dir's files.
@@ -23,7 +26,7 @@ class TaskSubmission(BaseModel):
     name: str = Field(default="", max_length=200)
     config: TaskConfig
     search_space: dict[str, Any] | list[Any] | None = Field(default=None, alias="searchSpace")
-    files: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict, max_length=MAX_FILES)
 
 
 class SegmentProgress(BaseModel):

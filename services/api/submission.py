@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+from bson import encode
+from bson.errors import InvalidDocument
+
 from services.api.schemas import TaskSubmission
+from shared.bounds import name_issue
 from shared.clock import new_id
 from shared.domain.models import Segment, Task
 from shared.domain.segmentspec import SegmentSpecError, parse_segment_specs
+from shared.jsonfile import JsonFileError, parse_json
 from shared.searchspace import SearchSpaceError, parse_search_space, parse_segmented, to_phpo
+from shared.store.base import to_doc
 
 MAIN_SEGMENT = "main"
 
@@ -27,11 +32,12 @@ def _error(loc: tuple[object, ...], msg: str) -> dict[str, Any]:
 
 
 def _file_names_ok(files: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        _error(("files", name), "file names must be plain names without directories")
-        for name in files
-        if not name or "/" in name or "\\" in name or name in (".", "..")
-    ]
+    errors = []
+    for name in files:
+        problem = name_issue(name)
+        if problem:
+            errors.append(_error(("files", name), f"a file name {problem}"))
+    return errors
 
 
 def _json_file(sub: TaskSubmission, option: str, name: str) -> tuple[object, tuple[object, ...]]:
@@ -41,8 +47,8 @@ def _json_file(sub: TaskSubmission, option: str, name: str) -> tuple[object, tup
             [_error(("files", name), f"config.{option} names a file that was not sent")]
         )
     try:
-        return json.loads(sub.files[name]), ("files", name)
-    except json.JSONDecodeError as exc:
+        return parse_json(sub.files[name]), ("files", name)
+    except JsonFileError as exc:
         raise SubmissionError([_error(("files", name), f"not valid JSON: {exc}")]) from None
 
 
@@ -118,4 +124,16 @@ def build_task(
             zip(named, spaces, raws, strict=True)
         )
     ]
+    _check_storable(task, segments)
     return task, segments
+
+
+def _check_storable(task: Task, segments: list[Segment]) -> None:
+    """The last check before any write: every record encodes as a database document.
+    The bounds on each field make this pass; should one be missed, the submission is
+    refused here instead of failing between the writes of its segments and its task."""
+    for record in (*segments, task):
+        try:
+            encode(to_doc(record))
+        except (InvalidDocument, OverflowError, ValueError) as exc:
+            raise SubmissionError([_error((), f"cannot be stored: {exc}")]) from None

@@ -127,6 +127,8 @@ class OnlineSteering:
             if earlier is not None:
                 return _reply(earlier)
         task, segment, space = docs.task, docs.segment, docs.space
+        if not space.dimensions:
+            return await self._fixed_trial(task, segment, request.ask_id)
         for _ in range(INSERT_ATTEMPTS):
             try:
                 optimizer = await self.engine.optimizer(task, segment, space)
@@ -160,6 +162,31 @@ class OnlineSteering:
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
         return AskReply(error="too many concurrent asks, try again")
 
+    async def _fixed_trial(self, task: Task, segment: Segment, ask_id: str) -> AskReply:
+        """A trial of a study with nothing to sample: every trial has the same (empty)
+        parameters, so no optimiser is involved; the next index is the number of trials
+        stored, and a lost insert race is retried with the one after."""
+        store = self.ctx.store
+        for _ in range(INSERT_ATTEMPTS):
+            counts = await store.points.count_by_status(task.id, segment.name)
+            index = sum(counts.values())
+            point = Point(
+                id=trial_point_id(task.id, segment.name, index),
+                task_id=task.id,
+                segment=segment.name,
+                index=index,
+                params={},
+                key=canonical_key({}),
+                status=PointStatus.PENDING,
+                attempts=1,
+            )
+            if await store.studies.insert_trial(point, ask_id):
+                return _reply(point)
+            earlier = await store.studies.trial_for_ask(task.id, ask_id)
+            if earlier is not None:
+                return _reply(earlier)
+        return AskReply(error="too many concurrent asks, try again")
+
     async def _read_study(self, request: AskRequest) -> StudyDocs | AskReply:
         """The study's documents, read together and kept; or the refusal to send."""
         store = self.ctx.store
@@ -175,7 +202,7 @@ class OnlineSteering:
         if not segments:
             return AskReply(error=f"study {task.id} has no search space", not_found=True)
         segment = segments[0]
-        docs = StudyDocs(task, segment, parse_search_space(segment.search_space))
+        docs = StudyDocs(task, segment, parse_search_space(segment.search_space, allow_empty=True))
         self._studies[task.id] = docs
         while len(self._studies) > KEPT_STUDIES:
             self._studies.popitem(last=False)

@@ -25,8 +25,8 @@ class SegmentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
-    files: list[str] = Field(default_factory=list)
-    datasets: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list, max_length=100_000)
+    datasets: list[str] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _has_inputs(self) -> SegmentSpec:
@@ -34,6 +34,8 @@ class SegmentSpec(BaseModel):
             raise ValueError("a segment needs its training 'files' (or 'datasets')")
         if any(not f.strip() for f in (*self.files, *self.datasets)):
             raise ValueError("file and dataset names must not be empty")
+        if any("\0" in f or len(f) > 1000 for f in (*self.files, *self.datasets)):
+            raise ValueError("file and dataset names must be under 1000 characters, without NUL")
         return self
 
     @property

@@ -21,12 +21,20 @@ from pydantic import (
     model_validator,
 )
 
+from shared.bounds import check_json, name_issue
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
 from shared.pruners import PrunerConfig
 from shared.runtime.images import ImageResolutionError, normalise_arch
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 Direction = Literal["minimize", "maximize"]
+
+MAX_EXEC = 10_000
+"""Longest exec string (steeringExec, evaluationExec) or container reference."""
+MAX_TEXT = 1_000
+"""Longest other option value (a dataset name, a file list, a site)."""
+SEED_MAX = 2**32 - 1
+"""Seeds are NumPy's: 0 to 2**32-1."""
 
 
 class SteeringConfig(BaseModel):
@@ -47,11 +55,11 @@ class SteeringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     library: Literal["optuna", "nevergrad"] = "optuna"
-    algorithm: str = Field(default="", validate_default=True)
+    algorithm: str = Field(default="", max_length=100, validate_default=True)
     args: dict[str, object] = Field(default_factory=dict, validate_default=True)
-    seed: int | None = None
-    directions: list[Direction] | None = Field(default=None, min_length=1)
-    budget: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    directions: list[Direction] | None = Field(default=None, min_length=1, max_length=16)
+    budget: int | None = Field(default=None, ge=1, le=100_000_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +94,7 @@ class SteeringConfig(BaseModel):
     def _accepted(cls, value: dict[str, object], info: ValidationInfo) -> dict[str, object]:
         from services.steering.algorithms import check_args
 
+        check_json(value, "args")
         library, algorithm = info.data.get("library"), info.data.get("algorithm")
         if library is not None and algorithm is not None:
             check_args(library, algorithm, value)
@@ -107,19 +116,23 @@ def _check_relative(option: str, path: str) -> None:
 
 
 class TaskConfig(BaseModel):
+    """Every option is bounded: integers by what they mean (and never beyond what the
+    database stores in 8 bytes), strings in length and free of NUL bytes, file names
+    as plain names, so a config that validates can be stored and run."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     nParallelEvaluation: int = Field(default=1, ge=1, le=10_000)
     maxPoints: int = Field(default=10, ge=1, le=1_000_000)
-    maxEvaluationJobs: int | None = Field(default=None, ge=1)
-    maxPointsPerEvaluationJob: int = Field(default=1, ge=1)
+    maxEvaluationJobs: int | None = Field(default=None, ge=1, le=100_000_000)
+    maxPointsPerEvaluationJob: int = Field(default=1, ge=1, le=1_000)
     nPointsPerIteration: int = Field(default=2, ge=1, le=100_000)
-    minUnevaluatedPoints: int = Field(default=0, ge=0)
-    steeringContainer: str | None = None
-    steeringExec: str | None = None
-    searchSpaceFile: str | None = None
+    minUnevaluatedPoints: int = Field(default=0, ge=0, le=100_000)
+    steeringContainer: str | None = Field(default=None, max_length=MAX_EXEC)
+    steeringExec: str | None = Field(default=None, max_length=MAX_EXEC)
+    searchSpaceFile: str | None = Field(default=None, max_length=MAX_TEXT)
     evaluationContainer: str | dict[Arch, str] | None = None
-    evaluationExec: str = Field(min_length=1)
+    evaluationExec: str = Field(min_length=1, max_length=MAX_EXEC)
     evaluationInput: str = "input.json"
     evaluationTrainingData: str = "input_ds.json"
     evaluationOutput: str = "output.json"
@@ -128,12 +141,13 @@ class TaskConfig(BaseModel):
     site relays them and the task's pruner judges them."""
     evaluationMeta: str | None = None
     evaluationMetrics: str | None = None
-    trainingDS: str | None = None
-    checkPointToSave: str | None = None
+    trainingDS: str | None = Field(default=None, max_length=MAX_TEXT)
+    checkPointToSave: str | None = Field(default=None, max_length=MAX_TEXT)
     checkPointToLoad: str | None = None
-    checkPointInterval: int = Field(default=5, ge=1)
-    segmentSpecFile: str | None = None
-    site: str | None = None
+    checkPointInterval: int = Field(default=5, ge=1, le=525_600)
+    """Minutes; at most a year."""
+    segmentSpecFile: str | None = Field(default=None, max_length=MAX_TEXT)
+    site: str | None = Field(default=None, max_length=MAX_TEXT)
     """One site, or phpo's comma-separated list of sites the jobs may run at."""
     architecture: Arch | None = None
     outDS: str | None = Field(
@@ -144,7 +158,7 @@ class TaskConfig(BaseModel):
     """phpo options given that have no effect here (filled from the config's keys)."""
     steering: SteeringConfig = Field(default_factory=SteeringConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
-    failedPointLoss: float = 1e10
+    failedPointLoss: float = Field(default=1e10, allow_inf_nan=False)
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
     maxAttempts: int = Field(default=3, ge=1, le=10)
     maxPreemptions: int = Field(default=10, ge=0, le=1000)
@@ -174,6 +188,48 @@ class TaskConfig(BaseModel):
         prior = rest.get("ignoredOptions")
         return {**rest, "ignoredOptions": {**prior, **aside} if isinstance(prior, dict) else aside}
 
+    @field_validator("ignoredOptions")
+    @classmethod
+    def _only_phpo_keys(cls, value: dict[str, object]) -> dict[str, object]:
+        unknown = sorted(set(value) - CLIENT_KEYS - IGNORED_KEYS - {"architecture"})
+        if unknown:
+            raise ValueError(
+                f"holds only phpo options that have no effect here, not {', '.join(unknown)}"
+            )
+        check_json(value, "ignoredOptions")
+        return value
+
+    @field_validator(
+        "evaluationInput",
+        "evaluationTrainingData",
+        "evaluationOutput",
+        "evaluationIntermediate",
+        "evaluationMeta",
+        "evaluationMetrics",
+    )
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_issue(value)
+        if problem:
+            raise ValueError(f"{value!r} {problem}")
+        return value
+
+    @field_validator("evaluationContainer")
+    @classmethod
+    def _image(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        for image in [value] if isinstance(value, str) else (value or {}).values():
+            if len(image) > MAX_EXEC:
+                raise ValueError(f"an image reference is longer than {MAX_EXEC} characters")
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value.values() if isinstance(value, dict) else [value]
+        if any(isinstance(text, str) and "\0" in text for text in texts):
+            raise ValueError("must not contain a NUL byte")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
         if self.maxPointsPerEvaluationJob != 1:
@@ -186,14 +242,6 @@ class TaskConfig(BaseModel):
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
         if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:
             raise ValueError("pruner: Optuna's pruners judge single-objective tasks only")
-        for name in (
-            self.evaluationInput,
-            self.evaluationTrainingData,
-            self.evaluationOutput,
-            self.evaluationIntermediate,
-        ):
-            if "/" in name or name in ("", ".", ".."):
-                raise ValueError(f"file name {name!r} must be a plain name in the work directory")
         for path in self.checkpoint_files:
             _check_relative("checkPointToSave", path)
         if self.checkPointToLoad is not None:

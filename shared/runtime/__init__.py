@@ -4,11 +4,13 @@
 * ``bwrap``: a bubblewrap sandbox on the host's software: read-only root, one writable
   working directory, no network; runs no image;
 * ``apptainer`` and ``singularity``: ``exec`` of a pulled, read-only SIF image
-  (contract-tested only: neither tool is installable on the test machines).
+  (contract-tested only: neither tool is installable on the test machines);
+* ``charliecloud``: ``ch-run`` of a read-only image directory on the shared filesystem,
+  unprivileged (tested for real).
 
-The registry below is the one list of kinds: a new runtime (charliecloud, say) is one
-module and one entry, and :func:`image_runtime_kinds` offers it to the steering
-service as soon as its class says ``runs_images``.
+The registry below is the one list of kinds: a new runtime is one module and one entry,
+and :func:`image_runtime_kinds` offers it to the steering service as soon as its class
+says ``runs_images`` and its config can ``allow_pull``.
 
 Each module's docstring says what it isolates and what it does not. A site picks one in
 its ``[runtime]`` table, validated as :data:`RuntimeConfig` (a union on ``kind``; a table
@@ -24,6 +26,7 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter
 
 from shared.runtime.apptainer import ApptainerRuntime, ApptainerRuntimeConfig
 from shared.runtime.bwrap import BwrapRuntime, BwrapRuntimeConfig
+from shared.runtime.charliecloud import CharliecloudRuntime, CharliecloudRuntimeConfig
 from shared.runtime.limits import ResourceLimits
 from shared.runtime.port import Launch, Runtime, RuntimeUnsupportedError
 from shared.runtime.process import ProcessRuntime, ProcessRuntimeConfig
@@ -42,7 +45,8 @@ RuntimeConfig = Annotated[
     Annotated[ProcessRuntimeConfig, Tag("process")]
     | Annotated[BwrapRuntimeConfig, Tag("bwrap")]
     | Annotated[ApptainerRuntimeConfig, Tag("apptainer")]
-    | Annotated[SingularityRuntimeConfig, Tag("singularity")],
+    | Annotated[SingularityRuntimeConfig, Tag("singularity")]
+    | Annotated[CharliecloudRuntimeConfig, Tag("charliecloud")],
     Discriminator(_kind_of),
 ]
 """The typed ``[runtime]`` table of a site config (and of ``job.json``), by ``kind``."""
@@ -52,6 +56,14 @@ _FACTORIES: dict[str, Callable[[Any], Runtime]] = {
     "bwrap": BwrapRuntime,
     "apptainer": ApptainerRuntime,
     "singularity": SingularityRuntime,
+    "charliecloud": CharliecloudRuntime,
+}
+_MODELS: dict[str, type[BaseModel]] = {
+    "process": ProcessRuntimeConfig,
+    "bwrap": BwrapRuntimeConfig,
+    "apptainer": ApptainerRuntimeConfig,
+    "singularity": SingularityRuntimeConfig,
+    "charliecloud": CharliecloudRuntimeConfig,
 }
 _CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
@@ -61,8 +73,15 @@ def runtime_kinds() -> list[str]:
 
 
 def image_runtime_kinds() -> list[str]:
-    """The kinds that run a job's image, in the order a host is probed for them."""
-    return [kind for kind, factory in _FACTORIES.items() if getattr(factory, "runs_images", False)]
+    """The kinds that run a job's image and can fetch it from a registry themselves
+    (``allow_pull``), in the order a host is probed for them: what a steering host
+    needs for ``steeringContainer`` references. ``charliecloud`` runs images but only
+    from directories, so it is not one of them."""
+    return [
+        kind
+        for kind, factory in _FACTORIES.items()
+        if getattr(factory, "runs_images", False) and "allow_pull" in _MODELS[kind].model_fields
+    ]
 
 
 def parse_runtime_config(data: Mapping[str, Any]) -> RuntimeConfig:
@@ -93,6 +112,7 @@ def open_runtime(kind: str, config: BaseModel | Mapping[str, Any] | None = None)
 __all__ = [
     "ApptainerRuntimeConfig",
     "BwrapRuntimeConfig",
+    "CharliecloudRuntimeConfig",
     "Launch",
     "ProcessRuntimeConfig",
     "ResourceLimits",

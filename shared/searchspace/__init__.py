@@ -23,8 +23,9 @@ from shared.searchspace.model import (
     SearchSpaceError,
     SearchSpaceIssue,
 )
-from shared.searchspace.parse import IDDS_TYPES, PHPO_METHODS, parse_search_space, parse_segmented
+from shared.searchspace.parse import IDDS_TYPES, parse_search_space, parse_segmented
 from shared.searchspace.points import canonical_key, validate_point
+from shared.searchspace.values import PHPO_METHODS
 
 __all__ = [
     "IDDS_TYPES",

@@ -22,6 +22,15 @@ lognormal               FloatDistribution over base**(mu ±     Log(init=base**m
                         the bell shape is lost**               (exact)
 ======================  =====================================  ===========================
 
+A category written more than once (``[1, 1, 2]``) is a weighted choice. Both libraries
+get the categories as written: Optuna's CategoricalDistribution draws an index, so the
+random sampler, QMC and TPE's prior pick 1 twice as often as 2; a told value is stored
+under its first index, so what TPE learns goes to the value, while the repeat keeps its
+prior weight. Nevergrad's Choice weighs each entry, so a repeat starts with twice the
+weight and its optimisers adapt the weights from there. CMA-ES has no categorical
+model (Optuna samples those dimensions independently, with the weights), and the grid
+visits each distinct category once.
+
 ``grid_search`` is ignored by both: neither library enumerates a grid here.
 Nevergrad is imported only when :func:`to_nevergrad` is called, because importing it
 takes seconds and most callers (the API parsing a submission) never need it.

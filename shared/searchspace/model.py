@@ -41,7 +41,8 @@ class Dimension(BaseModel):
     ``method`` is the phpo method name whatever form the space came in, so that the two
     forms of the same space compare equal. Which fields are set depends on it:
 
-    * ``categorical``: ``choices`` (and ``grid_search`` if the user gave it);
+    * ``categorical``: ``choices`` as written, a repeated one counting as a weight (and
+      ``grid_search`` if the user gave it);
     * ``uniform``, ``uniformint``, ``loguniform``, ``loguniformint``: ``low``, ``high``;
     * ``quniform``, ``qloguniform``: ``low``, ``high``, ``q``; values are ``low + k*q``;
     * ``normal``: ``mu``, ``sigma``; ``lognormal``: ``base ** normal(mu, sigma)``.
@@ -65,6 +66,19 @@ class Dimension(BaseModel):
     base: int | float | None = None
     choices: tuple[JsonScalar, ...] = ()
     grid_search: bool | None = None
+
+    @property
+    def distinct_choices(self) -> tuple[JsonScalar, ...]:
+        """The categories once each, in the order first written."""
+        return tuple(dict.fromkeys(self.choices))
+
+    @property
+    def weights(self) -> tuple[int, ...]:
+        """How often each of :attr:`distinct_choices` is written: its prior weight."""
+        counts: dict[JsonScalar, int] = {}
+        for choice in self.choices:
+            counts[choice] = counts.get(choice, 0) + 1
+        return tuple(counts.values())
 
     def value_range(self) -> tuple[float, float]:
         """Where the values lie: the bounds, or for the normal priors (which have none)

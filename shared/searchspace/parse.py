@@ -15,21 +15,27 @@ Accepted forms (each entry is read in the form it is written in):
   ``"log": true``; ``{"type": "Log", ...}`` alike (log scale, optional ``integer``).
   Unbounded scalars, ``init``, mutation settings and other Nevergrad types are refused.
 
-Bounds of integer methods must be whole numbers (``10.0`` is read as ``10``).
-Categories must be JSON scalars (Optuna stores no others) and pairwise unequal in
-Python's sense, so ``1``, ``1.0`` and ``true`` cannot share a list: Optuna looks a
-category up by equality and would hand back the wrong one.
+Bounds of integer methods must be whole numbers (``10.0`` is read as ``10``); every
+integer must fit in 8 bytes (the database stores no larger one). Categories must be JSON
+scalars (Optuna stores no others). A category written more than once is a weighted
+choice, as in hpogrid and Nevergrad (``[1, 1, 2]`` draws 1 twice as often as 2 a
+priori; see :mod:`shared.searchspace.backends`); ``1`` and ``1.0`` are the same
+category, but ``true`` and ``1`` cannot share a list: Python holds them equal, so Optuna,
+which looks a category up by equality, would hand back the wrong one.
+
+Everything here takes time linear in the size of the input, and a space has at most
+:data:`MAX_DIMENSIONS` dimensions of at most
+:data:`~shared.searchspace.values.MAX_CATEGORIES` categories: an
+optimiser's cost per draw grows with both.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from shared.searchspace.model import (
     Dimension,
-    JsonScalar,
     Loc,
     Method,
     SearchSpace,
@@ -37,19 +43,12 @@ from shared.searchspace.model import (
     SearchSpaceIssue,
     show,
 )
-
-PHPO_METHODS: dict[Method, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "categorical": (("categories",), ("grid_search",)),
-    "uniform": (("low", "high"), ()),
-    "uniformint": (("low", "high"), ()),
-    "loguniform": (("low", "high"), ("base",)),
-    "loguniformint": (("low", "high"), ("base",)),
-    "normal": (("mu", "sigma"), ()),
-    "lognormal": (("mu", "sigma"), ("base",)),
-    "quniform": (("low", "high", "q"), ()),
-    "qloguniform": (("low", "high", "q"), ("base",)),
-}
-"""Method -> (required, optional) keys of its ``dimension`` object."""
+from shared.searchspace.values import (
+    PHPO_METHODS,
+    Fields,
+    Issues,
+    build_dimension,
+)
 
 IDDS_TYPES: dict[str, frozenset[str]] = {
     "Choice": frozenset({"type", "params"}),
@@ -57,6 +56,9 @@ IDDS_TYPES: dict[str, frozenset[str]] = {
     "Log": frozenset({"type", "bounds", "params", "integer"}),
 }
 """iDDS type -> keys an entry of that type may have."""
+
+MAX_DIMENSIONS = 1_000
+MAX_NAME_LENGTH = 200
 
 _METHOD_NAMES: dict[str, Method] = {name: name for name in PHPO_METHODS}
 _SCALAR_METHODS: dict[tuple[bool, bool], Method] = {
@@ -66,41 +68,44 @@ _SCALAR_METHODS: dict[tuple[bool, bool], Method] = {
     (True, True): "loguniformint",
 }
 """(integer, log) of an iDDS Scalar or Log -> the phpo method it is."""
-_INT_METHODS = frozenset({"uniformint", "loguniformint"})
-_LOG_METHODS = frozenset({"loguniform", "loguniformint", "lognormal", "qloguniform"})
-# A field of a dimension: its raw value and where the user wrote it.
-_Fields = dict[str, tuple[object, Loc]]
 
 
-class _Issues:
-    def __init__(self) -> None:
-        self.items: list[SearchSpaceIssue] = []
-
-    def add(self, loc: Loc, msg: str) -> None:
-        self.items.append(SearchSpaceIssue(loc, msg))
-
-
-def parse_search_space(obj: object) -> SearchSpace:
+def parse_search_space(obj: object, *, allow_empty: bool = False) -> SearchSpace:
     """Read a search space in phpo or iDDS form; raise :class:`SearchSpaceError` listing
-    every problem found."""
-    issues = _Issues()
+    every problem found. A task needs a dimension; an online study whose properties are
+    all fixed values has none (``allow_empty``)."""
+    issues = Issues()
     dims: list[Dimension] = []
     if not isinstance(obj, Mapping):
         issues.add((), f"must be a JSON object mapping names to dimensions, got {show(obj)}")
-    elif not obj:
+    elif not obj and not allow_empty:
         issues.add((), "is empty: give at least one dimension")
+    elif len(obj) > MAX_DIMENSIONS:
+        issues.add((), f"has {len(obj)} dimensions; at most {MAX_DIMENSIONS} are allowed")
     else:
         for name, entry in obj.items():
             if not isinstance(name, str) or not name:
                 where = name if isinstance(name, str | int) else show(name)
                 issues.add((where,), "dimension names must be non-empty strings")
                 continue
+            problem = _name_issue(name)
+            if problem:
+                issues.add((name,), problem)
+                continue
             dim = _entry(name, entry, issues)
             if dim is not None:
                 dims.append(dim)
-    if issues.items:
-        raise SearchSpaceError(issues.items)
+    if issues.count:
+        raise issues.error()
     return SearchSpace(dimensions=tuple(dims))
+
+
+def _name_issue(name: str) -> str | None:
+    if len(name) > MAX_NAME_LENGTH:
+        return f"dimension names are at most {MAX_NAME_LENGTH} characters"
+    if any(ord(c) < 32 for c in name):
+        return "dimension names must not contain control characters (NUL, newline, ...)"
+    return None
 
 
 def parse_segmented(obj: object, segment_count: int) -> list[SearchSpace]:
@@ -131,7 +136,7 @@ def parse_segmented(obj: object, segment_count: int) -> list[SearchSpace]:
     return spaces
 
 
-def _entry(name: str, entry: object, issues: _Issues) -> Dimension | None:
+def _entry(name: str, entry: object, issues: Issues) -> Dimension | None:
     if not isinstance(entry, Mapping):
         issues.add((name,), f"must be an object, got {show(entry)}")
         return None
@@ -146,7 +151,7 @@ def _entry(name: str, entry: object, issues: _Issues) -> Dimension | None:
     return None
 
 
-def _phpo_entry(name: str, entry: Mapping[str, object], issues: _Issues) -> Dimension | None:
+def _phpo_entry(name: str, entry: Mapping[str, object], issues: Issues) -> Dimension | None:
     _check_keys(entry, (name,), ("method", "dimension"), (), "an entry", issues)
     raw_method = entry.get("method")
     method = _METHOD_NAMES.get(raw_method) if isinstance(raw_method, str) else None
@@ -164,10 +169,10 @@ def _phpo_entry(name: str, entry: Mapping[str, object], issues: _Issues) -> Dime
     fields = {
         key: (dimension[key], (*where, key)) for key in (*required, *optional) if key in dimension
     }
-    return _dimension(name, method, fields, issues)
+    return build_dimension(name, method, fields, issues)
 
 
-def _idds_entry(name: str, entry: Mapping[str, object], issues: _Issues) -> Dimension | None:
+def _idds_entry(name: str, entry: Mapping[str, object], issues: Issues) -> Dimension | None:
     kind = entry["type"]
     if not isinstance(kind, str) or kind not in IDDS_TYPES:
         known = ", ".join(sorted(IDDS_TYPES))
@@ -181,16 +186,16 @@ def _idds_entry(name: str, entry: Mapping[str, object], issues: _Issues) -> Dime
         return None
     if kind == "Choice":
         _check_keys(params, (name, "params"), ("choices",), (), kind, issues)
-        choices: _Fields = {}
+        choices: Fields = {}
         if "choices" in params:
             choices["categories"] = (params["choices"], (name, "params", "choices"))
-        return _dimension(name, "categorical", choices, issues)
+        return build_dimension(name, "categorical", choices, issues)
     integer = _flag(entry, "integer", name, issues)
     log = kind == "Log" or _flag(entry, "log", name, issues)
     bounds = _idds_bounds(name, entry, params, kind, issues)
     if bounds is None:
         return None
-    return _dimension(name, _SCALAR_METHODS[integer, log], bounds, issues)
+    return build_dimension(name, _SCALAR_METHODS[integer, log], bounds, issues)
 
 
 def _idds_bounds(
@@ -198,8 +203,8 @@ def _idds_bounds(
     entry: Mapping[str, object],
     params: Mapping[str, object],
     kind: str,
-    issues: _Issues,
-) -> _Fields | None:
+    issues: Issues,
+) -> Fields | None:
     """The bounds of a Scalar or Log, from ``bounds`` or from ``params``, not both."""
     in_params = "lower" in params or "upper" in params
     if "bounds" in entry and in_params:
@@ -231,7 +236,7 @@ def _idds_bounds(
     return {"low": (bounds[0], (name, "bounds", 0)), "high": (bounds[1], (name, "bounds", 1))}
 
 
-def _flag(entry: Mapping[str, object], key: str, name: str, issues: _Issues) -> bool:
+def _flag(entry: Mapping[str, object], key: str, name: str, issues: Issues) -> bool:
     value = entry.get(key, False)
     if not isinstance(value, bool):
         issues.add((name, key), f"must be true or false, got {show(value)}")
@@ -245,7 +250,7 @@ def _check_keys(
     required: tuple[str, ...],
     optional: tuple[str, ...],
     what: str,
-    issues: _Issues,
+    issues: Issues,
 ) -> None:
     """Report missing keys and keys that are not expected."""
     expected = ", ".join((*required, *optional)) or "no keys"
@@ -255,121 +260,3 @@ def _check_keys(
     for other in obj:
         if other not in required and other not in optional:
             issues.add((*where, str(other)), f"unexpected key for {what}; expected {expected}")
-
-
-def _dimension(name: str, method: Method, fields: _Fields, issues: _Issues) -> Dimension | None:
-    """Check the values of one dimension against its method; None if any is wrong."""
-    before = len(issues.items)
-    if method == "categorical":
-        choices = _categories(fields, issues)
-        grid = _grid_search(fields, issues)
-        if len(issues.items) > before or choices is None:
-            return None
-        return Dimension(
-            name=name, method=method, kind="categorical", choices=choices, grid_search=grid
-        )
-    if any(key not in fields for key in PHPO_METHODS[method][0]):
-        return None  # already reported as missing
-    integer = method in _INT_METHODS
-    values = {
-        key: _number(raw, loc, integer and key in ("low", "high"), issues)
-        for key, (raw, loc) in fields.items()
-    }
-    low, high, q = values.get("low"), values.get("high"), values.get("q")
-    log = method in _LOG_METHODS
-    if low is not None and high is not None and low >= high:
-        issues.add(fields["high"][1], f"must be greater than low ({low}), got {high}")
-    elif log and low is not None and low <= 0:
-        issues.add(fields["low"][1], f"must be > 0 for the log scale of {method}, got {low}")
-    if q is not None and q <= 0:
-        issues.add(fields["q"][1], f"must be > 0, got {q}")
-    elif q is not None and low is not None and high is not None and q > high - low:
-        issues.add(
-            fields["q"][1],
-            f"{q} is larger than high - low ({high - low}): only low could ever be drawn",
-        )
-    sigma = values.get("sigma")
-    if sigma is not None and sigma <= 0:
-        issues.add(fields["sigma"][1], f"must be > 0, got {sigma}")
-    base = values.get("base")
-    if base is not None and base <= 1:
-        issues.add(fields["base"][1], f"must be > 1, got {base}")
-    if len(issues.items) > before or any(v is None for v in values.values()):
-        return None
-    dim = Dimension(
-        name=name,
-        method=method,
-        kind="int" if integer else "float",
-        log=log,
-        low=low,
-        high=high,
-        q=q,
-        mu=values.get("mu"),
-        sigma=sigma,
-        base=base,
-    )
-    if method in ("normal", "lognormal"):
-        lowest, highest = dim.value_range()
-        if not math.isfinite(lowest) or not math.isfinite(highest) or (log and lowest <= 0):
-            issues.add(fields["mu"][1], "mu and sigma put values beyond floating-point range")
-            return None
-    return dim
-
-
-def _number(value: object, loc: Loc, integer: bool, issues: _Issues) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        issues.add(loc, f"must be a number, got {show(value)}")
-        return None
-    if not math.isfinite(value):
-        issues.add(loc, f"must be finite, got {value}")
-        return None
-    if integer:
-        if not float(value).is_integer():
-            issues.add(loc, f"must be a whole number for an integer method, got {value}")
-            return None
-        return int(value)
-    return value
-
-
-def _categories(fields: _Fields, issues: _Issues) -> tuple[JsonScalar, ...] | None:
-    if "categories" not in fields:
-        return None
-    raw, loc = fields["categories"]
-    if not isinstance(raw, list):
-        issues.add(loc, f"must be a list, got {show(raw)}")
-        return None
-    if not raw:
-        issues.add(loc, "is empty: give at least one category")
-        return None
-    choices: list[JsonScalar] = []
-    ok = True
-    for index, value in enumerate(raw):
-        if value is not None and not isinstance(value, bool | int | float | str):
-            issues.add(
-                (*loc, index), f"must be a string, number, boolean or null, got {show(value)}"
-            )
-            ok = False
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            issues.add((*loc, index), f"must be finite, got {value}")
-            ok = False
-        earlier = next((i for i, seen in enumerate(raw[:index]) if seen == value), None)
-        if earlier is not None:
-            issues.add(
-                (*loc, index),
-                f"duplicate of category {earlier} ({show(raw[earlier])});"
-                " 1, 1.0 and true count as the same value",
-            )
-            ok = False
-        choices.append(value)
-    return tuple(choices) if ok else None
-
-
-def _grid_search(fields: _Fields, issues: _Issues) -> bool | None:
-    if "grid_search" not in fields:
-        return None
-    raw, loc = fields["grid_search"]
-    if raw in (0, 1) and isinstance(raw, bool | int):
-        return bool(raw)
-    issues.add(loc, f"must be 0, 1, true or false, got {show(raw)}")
-    return None

@@ -1,5 +1,5 @@
 """Runtime conformance: real payloads through the real node agent, for every runtime that
-can really run on the test machines (``process`` and ``bwrap``).
+can really run on the test machines (``process``, ``bwrap`` and ``charliecloud``).
 
 Each case stages a job as the harvester does and runs ``NodeAgent`` in-process, which
 starts ``Launch.argv`` exactly as on a compute node. Every runtime must: run the exec in
@@ -9,14 +9,19 @@ documented environment (``PATH``, ``HOME``, ``PWD``, ``LANG``, the job's variabl
 refuse an image it cannot run. Isolation is part of the contract too, each runtime
 checked against what its docstring promises: ``bwrap`` shows the working directory at
 ``/srv/workDir``, keeps the rest of the host read-only, has its own ``/tmp``, PID
-namespace and no network; ``process`` isolates nothing, and the suite pins that down so
-nobody mistakes it for a sandbox.
+namespace and no network; ``charliecloud`` runs a read-only Debian image built here
+(deploy/dev/images.py) in which the host is invisible but for the working directory at
+``/srv/workDir``, with its own ``/tmp`` and PID namespace, and shares the network as
+Apptainer does; both die with the agent even when it is killed with SIGKILL;
+``process`` isolates nothing, and the suite pins that down so nobody mistakes it for a
+sandbox.
 
 apptainer and singularity cannot be installed here; they are covered by their argv
 contract and a recording shim in ``tests/unit/runtime/``.
 
-bwrap cases need bubblewrap (``apt-get install bubblewrap``); without it they fail, they
-never skip.
+bwrap cases need bubblewrap (``apt-get install bubblewrap``), charliecloud cases
+Charliecloud and the test image (``deploy/dev/test.sh`` sets up both); without them they
+fail, they never skip.
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -44,8 +51,16 @@ from edge.fsproto import JobPaths
 from edge.harvester.staging import stage_job
 from edge.node.agent import NodeAgent
 from shared.edge_api import JobSpec, PointSpec
-from shared.runtime import BwrapRuntimeConfig, ProcessRuntimeConfig, RuntimeConfig
+from shared.runtime import (
+    BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
+    ProcessRuntimeConfig,
+    RuntimeConfig,
+)
+from shared.runtime.charliecloud import IMAGE_PATH
+from tests.chimage import image_dir
 
+REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "a b \"c\" 'd' $(touch pwned) `touch pwned2` ; exit 3"
 INSTALL_BWRAP = "install bubblewrap: apt-get install -y bubblewrap"
 
@@ -54,16 +69,31 @@ INSTALL_BWRAP = "install bubblewrap: apt-get install -y bubblewrap"
 class Case:
     kind: str
     sandboxed: bool
-    """True when the runtime promises the evaluation container's isolation."""
+    """True when the runtime promises the evaluation container's isolation: the working
+    directory at /srv/workDir, nothing else writable, its own /tmp and PID namespace."""
+    host_visible: bool = True
+    """The host's files are there to read (read-only when sandboxed)."""
+    own_network: bool = False
+    image: str | None = None
+    """The image the runtime runs payloads in; None for the runtimes on the host."""
 
     def config(self, **options: Any) -> RuntimeConfig:
         if self.kind == "bwrap":
             return BwrapRuntimeConfig(**options)
+        if self.kind == "charliecloud":
+            return CharliecloudRuntimeConfig(**options)
         return ProcessRuntimeConfig(**options)
 
     def workdir_seen(self, paths: JobPaths) -> str:
         """The working directory as the payload sees it."""
         return "/srv/workDir" if self.sandboxed else str(paths.work.resolve())
+
+    def path_seen(self) -> str:
+        return IMAGE_PATH if self.image else os.environ["PATH"]
+
+    def added_env(self) -> dict[str, str]:
+        """What the runtime itself always adds to the payload's environment."""
+        return {"CH_RUNNING": "Weird Al Yankovic"} if self.kind == "charliecloud" else {}
 
 
 @cache
@@ -86,13 +116,15 @@ def _bwrap_problem() -> str | None:
     return None
 
 
-@pytest.fixture(params=["process", "bwrap"])
+@pytest.fixture(params=["process", "bwrap", "charliecloud"])
 def case(request: pytest.FixtureRequest) -> Case:
     if request.param == "bwrap":
         problem = _bwrap_problem()
         if problem is not None:
             pytest.fail(problem, pytrace=False)
-        return Case("bwrap", sandboxed=True)
+        return Case("bwrap", sandboxed=True, own_network=True)
+    if request.param == "charliecloud":
+        return Case("charliecloud", sandboxed=True, host_visible=False, image=str(image_dir()))
     return Case("process", sandboxed=False)
 
 
@@ -136,7 +168,7 @@ def stage(
         heartbeat_interval=0.2,
         kill_grace_seconds=grace,
         runtime=config or case.config(),
-        image=image,
+        image=image or case.image,
         gpus=gpus,
     )
     paths, _ = stage_job(root, JobSpec.model_validate(values), node)
@@ -196,13 +228,14 @@ def test_the_environment_is_exactly_the_documented_one(
     env = dict(entry.split("=", 1) for entry in entries if entry)
     seen = case.workdir_seen(paths)
     assert env == {
-        "PATH": os.environ["PATH"],
+        "PATH": case.path_seen(),
         "HOME": seen,
         "PWD": seen,
         "LANG": "C.UTF-8",
         "SEED": "7",
         "HOSTILE": HOSTILE,
         "CUDA_VISIBLE_DEVICES": "0,2",
+        **case.added_env(),
     }
     assert (paths.work / "hostile.txt").read_text() == HOSTILE
     assert not (paths.work / "pwned").exists() and not (paths.work / "pwned2").exists()
@@ -247,7 +280,19 @@ def test_a_kill_stops_the_whole_payload(case: Case, edge_root: Path) -> None:
     assert _orphans(marker) == []
 
 
-def test_an_image_is_refused_unless_the_site_ignores_it(case: Case, edge_root: Path) -> None:
+@pytest.fixture(params=["process", "bwrap"])
+def host_case(request: pytest.FixtureRequest) -> Case:
+    """The runtimes that run the host's software and so refuse images."""
+    if request.param == "bwrap":
+        problem = _bwrap_problem()
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+        return Case("bwrap", sandboxed=True, own_network=True)
+    return Case("process", sandboxed=False)
+
+
+def test_an_image_is_refused_unless_the_site_ignores_it(host_case: Case, edge_root: Path) -> None:
+    case = host_case
     image = "docker://registry.example.org/eval:mlflow"
     refused = run(stage(edge_root, case, "true", image=image))
     assert refused.state == "failed"
@@ -291,8 +336,9 @@ def test_writes_outside_the_working_directory(case: Case, edge_root: Path) -> No
     assert report["workdir"] == "writable"
     assert report["tmp"] == "writable"
     if case.sandboxed:
-        assert "Read-only file system" in report["jobdir"]
-        assert "Read-only file system" in report["hostdir"]
+        cannot = "Read-only file system" if case.host_visible else "nonexistent"
+        assert cannot in report["jobdir"]
+        assert cannot in report["hostdir"]
         assert not (paths.dir / "escape").exists() and not (outside / "escape").exists()
         assert not host_tmp  # /tmp in the sandbox is its own
     else:
@@ -319,14 +365,15 @@ def test_the_network(case: Case, edge_root: Path, listener: int) -> None:
     )
     paths = stage(edge_root, case, probe, env={"PORT": str(listener)})
     assert run(paths).state == "finished", paths.payload_log.read_text()
-    expected = "unreachable" if case.sandboxed else "reachable"
+    expected = "unreachable" if case.own_network else "reachable"
     assert lines(paths.work / "net.txt") == [expected], (paths.work / "net.err").read_text()
 
 
 def test_processes_and_home_directories(case: Case, edge_root: Path) -> None:
     probe = (
         "echo $$ > pid.txt; ls -A /root | wc -l > root.txt; "
-        "cat /proc/$AGENT_PID/cmdline 2> /dev/null | tr '\\0' ' ' > agent.txt"
+        "cat /proc/$AGENT_PID/cmdline 2> /dev/null | tr '\\0' ' ' > agent.txt; "
+        "grep CapEff /proc/self/status > caps.txt"
     )
     paths = stage(edge_root, case, probe, env={"AGENT_PID": str(os.getpid())})
     assert run(paths).state == "finished", paths.payload_log.read_text()
@@ -335,6 +382,100 @@ def test_processes_and_home_directories(case: Case, edge_root: Path) -> None:
     if case.sandboxed:
         assert pid < 10  # its own PID namespace...
         assert agent == ""  # ...in which the agent does not exist
-        assert lines(paths.work / "root.txt") == ["0"]  # home directories are covered
+        assert lines(paths.work / "caps.txt") == ["CapEff:\t0000000000000000"]
+        if case.host_visible:
+            assert lines(paths.work / "root.txt") == ["0"]  # home directories are covered
+        else:  # the image's own /root, not the host's
+            assert case.image is not None
+            assert lines(paths.work / "root.txt") == [str(len(os.listdir(f"{case.image}/root")))]
     else:
         assert "python" in agent or "pytest" in agent
+
+
+@pytest.fixture(params=["bwrap", "charliecloud"])
+def sandbox(request: pytest.FixtureRequest) -> Case:
+    """The runtimes that promise the payload dies with its agent."""
+    if request.param == "bwrap":
+        problem = _bwrap_problem()
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+        return Case("bwrap", sandboxed=True, own_network=True)
+    return Case("charliecloud", sandboxed=True, host_visible=False, image=str(image_dir()))
+
+
+def test_the_payload_dies_with_its_agent(sandbox: Case, edge_root: Path) -> None:
+    """An agent killed with SIGKILL cannot stop anything: the kernel must."""
+    marker = f"62.{uuid.uuid4().int % 10**6:06d}"
+    paths = stage(
+        edge_root, sandbox, f"sleep {marker} & sleep {marker} & touch started; wait", grace=30
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "edge.node", "run-job", str(paths.dir)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: (paths.work / "started").exists() or agent.poll() is not None)
+        assert agent.poll() is None, paths.dir.joinpath("agent.log").read_text()
+        assert len(_orphans(marker)) >= 2
+        agent.kill()
+        agent.wait()
+        wait_for(lambda: not _orphans(marker))
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        for pid in _orphans(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], bool], limit: float = 60) -> None:
+    """Poll ``condition``; the limit only keeps a broken runtime from hanging the suite."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.05)
+
+
+# --- charliecloud's images ---------------------------------------------------------------
+
+
+@pytest.fixture
+def charliecloud() -> Case:
+    return Case("charliecloud", sandboxed=True, host_visible=False, image=str(image_dir()))
+
+
+def test_charliecloud_runs_the_image_read_only(charliecloud: Case, edge_root: Path) -> None:
+    probe = (
+        "python3 -c 'import sys; print(sys.version_info[0])' > python.txt; "
+        "if ( : > /etc/escape ) 2> err.txt; then echo writable; else cat err.txt; fi > etc.txt"
+    )
+    paths = stage(edge_root, charliecloud, probe)
+    assert run(paths).state == "finished", paths.payload_log.read_text()
+    assert lines(paths.work / "python.txt") == ["3"]  # the image's python, not the host's
+    assert "Read-only file system" in (paths.work / "etc.txt").read_text()
+    assert not Path(charliecloud.image or "", "etc", "escape").exists()
+
+
+def test_charliecloud_refuses_images_it_cannot_run(charliecloud: Case, edge_root: Path) -> None:
+    pulled = run(stage(edge_root, charliecloud, "true", image="docker://example.org/eval:1"))
+    assert pulled.state == "failed"
+    assert "compute nodes never pull" in pulled.reason
+    bare = edge_root / "bare-image"
+    (bare / "bin").mkdir(parents=True)
+    no_mount_point = run(stage(edge_root, charliecloud, "true", image=str(bare)))
+    assert no_mount_point.state == "failed"
+    assert f"mkdir -p {bare}/srv/workDir" in no_mount_point.reason
+    relative = run(stage(edge_root, charliecloud, "true", image="images/eval"))
+    assert relative.state == "failed" and "absolute path" in relative.reason
+
+
+def test_charliecloud_uses_the_site_default_image(charliecloud: Case, edge_root: Path) -> None:
+    config = charliecloud.config(default_image=charliecloud.image)
+    nothing = Case("charliecloud", sandboxed=True, host_visible=False)
+    paths = stage(edge_root, nothing, "test -f /etc/debian_version && touch ok", config=config)
+    assert run(paths).state == "finished", paths.payload_log.read_text()
+    assert (paths.work / "ok").exists()
+    refused = run(stage(edge_root, nothing, "true"))
+    assert refused.state == "failed" and "default_image" in refused.reason

@@ -137,7 +137,7 @@ async def test_ask_tell_loop_and_best_trial(system: Central, http: httpx.AsyncCl
 
     best = await http.get(f"/api/get_best_trial/{token}", params={"hopaas_trial": f"{study_id}:0"})
     assert best.status_code == 200, best.text
-    assert best.json() == min(told, key=lambda key: told[key])
+    assert best.text == min(told, key=lambda key: told[key])
 
     # a second tell of the same trial changes nothing
     first = next(iter(told))
@@ -149,7 +149,7 @@ async def test_ask_tell_loop_and_best_trial(system: Central, http: httpx.AsyncCl
     assert point.loss == told[first]
     assert point.status is PointStatus.EVALUATED
     best_again = await http.get(f"/api/get_best_trial/{token}", params={"hopaas_trial": first})
-    assert best_again.json() == best.json()
+    assert best_again.text == best.text
 
     # no evaluation job was ever built for the study
     assert await system.ctx.store.jobs.list_for_task(study_id) == []

@@ -96,6 +96,7 @@ async def test_jobs_wait_for_a_site_that_can_run_their_image(
             "runtime": "process",
             "image_schemes": [],
             "ignores_images": False,
+            "needs_image": False,
         }
 
         lenient = await site(system, tmp_path, "lenient", ignore_image=True)

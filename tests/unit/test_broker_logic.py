@@ -49,6 +49,23 @@ def test_sif_runtimes_run_local_images_and_what_the_harvester_pulls(kind: str) -
     assert cannot_run(caps, "/gpfs/images/eval.sif") is None
 
 
+def test_charliecloud_runs_local_image_directories_and_needs_one() -> None:
+    bare = declared(parse_runtime_config({"kind": "charliecloud"}))
+    assert bare == SiteCapabilities(
+        runtime="charliecloud", image_schemes=["path"], needs_image=True
+    )
+    assert cannot_run(bare, "/gpfs/images/torch") is None
+    assert cannot_run(bare, "docker://x") == "its charliecloud runtime runs only local image files"
+    assert cannot_run(bare, None) == (
+        "its charliecloud runtime runs only jobs that name an image (evaluationContainer), "
+        "and the site has no default image"
+    )
+    with_default = declared(
+        parse_runtime_config({"kind": "charliecloud", "default_image": "/gpfs/images/torch"})
+    )
+    assert cannot_run(with_default, None) is None
+
+
 def test_what_each_kind_of_site_cannot_run() -> None:
     plain = SiteCapabilities(runtime="process")
     assert cannot_run(plain, None) is None

@@ -45,3 +45,13 @@ def test_validation_errors_read_as_field_and_message() -> None:
         "searchSpace.lr.dimension.low: must be > 0"
     )
     assert _readable("no task t1") == "no task t1"
+
+
+def test_a_trailing_comma_in_the_loaded_config_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    lines = ["{", '  "evaluationExec": "bash run.sh",', '  "maxPoints": 10,', "}"]
+    config.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SubmissionInputError) as info:
+        load_json_config(config)
+    assert "a trailing comma after the last entry on line 3?" in str(info.value)
+    assert str(config) in str(info.value)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.api.deps import Ctx, EdgeToken, Settings
 from services.api.jobspec import build_spec
+from services.api.results import objective_count, outcome_of
 from services.storage.policy import UPLOAD_EXPIRY, artifact_key
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -24,7 +25,6 @@ from shared.domain.models import (
     Artifact,
     Job,
     JobStatus,
-    PointOutcome,
     Site,
 )
 from shared.edge_api import (
@@ -173,7 +173,9 @@ async def job_event(
             return JobEventReply(accepted=True, detail="already recorded")
         return stale
     if body.kind == "finished":
-        results = [PointOutcome(**r.model_dump()) for r in body.results]
+        task = await store.tasks.get(job.task_id)
+        objectives = objective_count(task.config) if task is not None else 1
+        results = [outcome_of(r, objectives) for r in body.results]
         if await store.jobs.finish(job.id, job.generation, results):
             await ctx.bus.publish(
                 JobFinished(task_id=job.task_id, job_id=job.id, generation=job.generation)

@@ -1,23 +1,35 @@
-"""The Hopaas-compatible API (docs/architecture.md §6.5): online workers ask for trials and
-tell their losses, the user's token in the path.
+"""The Hopaas-compatible API: online workers ask for trials and tell their losses, the
+user's token in the path.
 
-The same title and properties from the same user always name the same study
-(:mod:`services.api.online`). Asks go to the steering service over the bus; tells,
-failures and intermediate values are conditional writes, so repeating one changes
-nothing. Another user's study is a 404, like one that does not exist.
+Bodies are read as JSON whatever their ``Content-Type`` (:mod:`services.api.jsonbody`):
+the public Hopaas client sends none. The same title, properties, direction, sampler and
+pruner from the same user always name the same study (:mod:`services.api.online`).
+Asks go to the steering service over the bus; tells, failures and intermediate values
+are conditional writes, so repeating one changes nothing. Another user's study is a
+404, like one that does not exist. ``get_best_trial`` answers ``<study_id>:<trial_id>``
+as plain text, which is what the Hopaas client reads, or as a JSON string to a caller
+that accepts only ``application/json``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, status
-from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Body, Header, HTTPException, Query, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import authenticate
-from services.api.deps import Ctx
-from services.api.hopaas_properties import CONFIG_KEY, TRIAL_KEY, PropertyError, parse_study
+from services.api.deps import Ctx, Offload
+from services.api.hopaas_properties import (
+    CONFIG_KEY,
+    TRIAL_KEY,
+    PropertyError,
+    StudySpec,
+    parse_study,
+)
+from services.api.jsonbody import JsonByContentRoute
 from services.api.online import (
     ask_trial,
     best_trial,
@@ -28,15 +40,19 @@ from services.api.online import (
     tell_trial,
 )
 from services.api.pruning import build_pruner
+from shared.edge_api import MAX_STEP, MAX_TEXT
 
-router = APIRouter(prefix="/api", tags=["hopaas"])
+router = APIRouter(prefix="/api", tags=["hopaas"], route_class=JsonByContentRoute)
 
 VERSION = "hpo-relay 0.1.0 (Hopaas-compatible API)"
 
 
+_TRIAL = re.compile(r"^(?P<study>[^:]{1,200}):(?P<index>[0-9]{1,18})$")
+
+
 class _TrialBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    hopaas_trial: str
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    hopaas_trial: str = Field(max_length=300)
 
 
 class TellBody(_TrialBody):
@@ -45,11 +61,11 @@ class TellBody(_TrialBody):
 
 class ReportBody(_TrialBody):
     loss: float
-    step: int
+    step: int = Field(ge=0, le=MAX_STEP)
 
 
 class FailBody(_TrialBody):
-    error: str = ""
+    error: str = Field(default="", max_length=MAX_TEXT)
 
 
 class TrialOutcome(BaseModel):
@@ -76,10 +92,11 @@ async def _owner(ctx: Ctx, token: str) -> str:
 
 
 def _split_trial(text: str) -> tuple[str, int]:
-    study_id, sep, index = text.rpartition(":")
-    if not sep or not study_id or not index.isdigit():
-        raise unprocessable(TRIAL_KEY, f"expected '<study_id>:<trial_id>', got {text!r}")
-    return study_id, int(index)
+    match = _TRIAL.match(text)
+    if match is None:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise unprocessable(TRIAL_KEY, f"expected '<study_id>:<trial_id>', got {shown!r}")
+    return match["study"], int(match["index"])
 
 
 @router.get("/version", response_class=PlainTextResponse)
@@ -87,12 +104,21 @@ async def version() -> str:
     return VERSION
 
 
+def check_study(body: dict[str, Any]) -> StudySpec:
+    """The study an ask body describes, its pruner built once to check its arguments
+    (CPU work: run it off the event loop)."""
+    spec = parse_study(body)
+    build_pruner(spec.pruner, spec.pruner_args)
+    return spec
+
+
 @router.post("/ask/{token}")
-async def ask(token: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx) -> dict[str, Any]:
+async def ask(
+    token: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx, offload: Offload
+) -> dict[str, Any]:
     owner = await _owner(ctx, token)
     try:
-        spec = parse_study(body)
-        build_pruner(spec.pruner, spec.pruner_args)
+        spec = await offload.run(check_study, body)
     except PropertyError as exc:
         raise unprocessable(exc.name, exc.message) from None
     except ValueError as exc:
@@ -126,9 +152,21 @@ async def should_prune(token: str, body: ReportBody, ctx: Ctx) -> bool:
     return await report_trial(ctx, task, study, index, body.step, body.loss)
 
 
-@router.get("/get_best_trial/{token}")
-async def get_best_trial(token: str, hopaas_trial: str, ctx: Ctx) -> str:
+@router.get(
+    "/get_best_trial/{token}",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}, "application/json": {}}}},
+)
+async def get_best_trial(
+    token: str,
+    hopaas_trial: Annotated[str, Query(max_length=300)],
+    ctx: Ctx,
+    accept: Annotated[str, Header(max_length=1000)] = "*/*",
+) -> Response:
     study_id, _ = _split_trial(hopaas_trial)
     task, study = await own_study(ctx, await _owner(ctx, token), study_id)
     index, _loss = await best_trial(ctx, task, study)
-    return f"{task.id}:{index}"
+    answer = f"{task.id}:{index}"
+    if "application/json" in accept and "text/plain" not in accept and "*/*" not in accept:
+        return JSONResponse(answer)
+    return PlainTextResponse(answer)

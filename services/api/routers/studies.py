@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.deps import Ctx, CurrentUser
-from services.api.hopaas_properties import CONFIG_KEY, PropertyError, parse_study
+from services.api.deps import Ctx, CurrentUser, Offload
+from services.api.hopaas_properties import CONFIG_KEY, MAX_TITLE, PropertyError
 from services.api.online import (
     ask_trial,
     best_trial,
@@ -25,9 +25,10 @@ from services.api.online import (
     report_trial,
     tell_trial,
 )
-from services.api.pruning import build_pruner
-from services.api.routers.hopaas import unprocessable
+from services.api.routers.hopaas import check_study, unprocessable
+from shared.bounds import INT64_MAX
 from shared.domain.models import Task
+from shared.edge_api import MAX_STEP, MAX_TEXT
 from shared.store.studies import Study
 
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
@@ -35,12 +36,12 @@ MAX_IDLE_SECONDS = 366 * 24 * 3600.0
 
 
 class Plugin(BaseModel):
-    name: str
+    name: str = Field(max_length=200)
     args: dict[str, Any] = Field(default_factory=dict)
 
 
 class StudyCreate(BaseModel):
-    title: str = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
     properties: dict[str, Any]
     direction: Literal["minimize", "maximize"] = "minimize"
     sampler: Plugin = Field(default_factory=lambda: Plugin(name="TPESampler"))
@@ -74,19 +75,22 @@ class TrialView(BaseModel):
     """The study's properties with this trial's values filled in."""
 
 
-class TellBody(BaseModel):
-    trial: int = Field(ge=0)
+class _TrialBody(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    trial: int = Field(ge=0, le=INT64_MAX)
+
+
+class TellBody(_TrialBody):
     loss: float
 
 
-class FailBody(BaseModel):
-    trial: int = Field(ge=0)
-    error: str = ""
+class FailBody(_TrialBody):
+    error: str = Field(default="", max_length=MAX_TEXT)
 
 
-class ReportBody(BaseModel):
-    trial: int = Field(ge=0)
-    step: int
+class ReportBody(_TrialBody):
+    step: int = Field(ge=0, le=MAX_STEP)
     value: float
 
 
@@ -121,7 +125,7 @@ def _view(study: Study, task: Task) -> StudyView:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser) -> StudyView:
+async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser, offload: Offload) -> StudyView:
     config = {
         "title": body.title,
         "direction": body.direction,
@@ -129,8 +133,7 @@ async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser) -> StudyVie
         "pruner": body.pruner.model_dump(),
     }
     try:
-        spec = parse_study({**body.properties, CONFIG_KEY: config})
-        build_pruner(spec.pruner, spec.pruner_args)
+        spec = await offload.run(check_study, {**body.properties, CONFIG_KEY: config})
     except PropertyError as exc:
         name = exc.name.replace(f"{CONFIG_KEY}.", "")
         where = name if name in ("sampler", "pruner", "direction") else f"properties.{name}"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from services.api.deps import Ctx, CurrentUser, Settings
+from services.api.deps import Ctx, CurrentUser, Offload, Settings
 from services.api.schemas import (
     ArtifactView,
     JobView,
@@ -43,10 +43,14 @@ async def whoami(user: CurrentUser) -> WhoAmI:
 
 @router.post("/tasks", status_code=status.HTTP_201_CREATED)
 async def submit_task(
-    body: TaskSubmission, ctx: Ctx, user: CurrentUser, settings: Settings
+    body: TaskSubmission, ctx: Ctx, user: CurrentUser, settings: Settings, offload: Offload
 ) -> TaskView:
+    """Everything is validated (off the event loop) before the first write, so a refused
+    submission leaves no record behind."""
     try:
-        task, segments = build_task(body, user.owner, max_files_bytes=settings.max_task_files_bytes)
+        task, segments = await offload.run(
+            build_task, body, user.owner, max_files_bytes=settings.max_task_files_bytes
+        )
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
     refusals = await steering_refusals(ctx.store, body.config)

@@ -7,9 +7,10 @@ and once its grid is exhausted it starts over instead of stopping.
 The values of each dimension (``n_points`` and ``max_exact`` are the ``args``):
 
 ==========================  =============================================================
-categorical                 every category; with ``grid_search: 0`` (hpogrid's "choice",
-                            not "grid_search") the dimension is not part of the grid and
-                            each point draws it at random
+categorical                 every category once (a repeated one too); with ``grid_search:
+                            0`` (hpogrid's "choice", not "grid_search") the dimension is
+                            not part of the grid and each point draws it at random, a
+                            repeated category as often as it is written
 uniformint, loguniformint   every integer if there are at most ``max_exact`` (default
                             20), else ``n_points`` values spread evenly (geometrically for
                             the log method) from low to high, rounded
@@ -61,7 +62,7 @@ class GridArgs:
 def dimension_values(dim: Dimension, args: GridArgs) -> list[Any]:
     """The grid values of one dimension (see the module docstring)."""
     if dim.kind == "categorical":
-        return list(dim.choices)
+        return list(dim.distinct_choices)
     if dim.method in ("normal", "lognormal"):
         assert dim.mu is not None and dim.sigma is not None
         prior = NormalDist(dim.mu, dim.sigma)

@@ -25,7 +25,13 @@ import uvicorn
 from typer.testing import CliRunner
 
 from edge import doctor
-from edge.batch import LocalBatchConfig, LsfBatchConfig, PbsBatchConfig, SlurmBatchConfig
+from edge.batch import (
+    LocalBatchConfig,
+    LsfBatchConfig,
+    PbsBatchConfig,
+    SgeBatchConfig,
+    SlurmBatchConfig,
+)
 from edge.cli import app
 from edge.config import SiteConfig, load_site_config
 from edge.doctor import (
@@ -40,10 +46,12 @@ from edge.doctor import (
 )
 from services.api.app import create_app
 from services.api.auth import hash_secret
+from shared.config import ApiSettings
 from shared.domain.models import Site, Token
 from shared.runtime import (
     ApptainerRuntimeConfig,
     BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
     ProcessRuntimeConfig,
     SingularityRuntimeConfig,
 )
@@ -182,12 +190,13 @@ def test_missing_scheduler_commands_are_named(
         (SlurmBatchConfig(), ("sbatch", "squeue", "sacct", "scancel"), "squeue --version"),
         (LsfBatchConfig(), ("bsub", "bjobs", "bkill"), "bjobs -V"),
         (PbsBatchConfig(), ("qsub", "qstat", "qdel"), "qstat --version"),
+        (SgeBatchConfig(), ("qsub", "qstat", "qdel"), "qstat -help"),
     ],
 )
 def test_scheduler_commands_answer_a_version_query(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    config: SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig,
+    config: SlurmBatchConfig | LsfBatchConfig | PbsBatchConfig | SgeBatchConfig,
     tools: tuple[str, ...],
     query: str,
 ) -> None:
@@ -288,6 +297,22 @@ def test_bwrap_missing_or_refused(tmp_path: Path) -> None:
     assert "user namespaces" in refused.fix
 
 
+def test_charliecloud_answers_and_its_default_image_is_checked(tmp_path: Path) -> None:
+    """Against the real ch-run (deploy/dev/test.sh installs Charliecloud)."""
+    [ok] = check_runtime(CharliecloudRuntimeConfig(), here=True, timeout=30)
+    assert ok.status == "ok" and ok.detail.startswith("ch-run 0."), ok.detail
+    bare = tmp_path / "image"
+    bare.mkdir()
+    [warned] = check_runtime(
+        CharliecloudRuntimeConfig(default_image=str(bare)), here=False, timeout=30
+    )
+    assert warned.status == "warn" and f"mkdir -p {bare}/srv/workDir" in warned.fix
+    [missing] = check_runtime(
+        CharliecloudRuntimeConfig(executable=str(tmp_path / "no-ch-run")), here=True, timeout=5
+    )
+    assert missing.status == "FAIL" and "charliecloud-runtime" in missing.fix
+
+
 def test_apptainer_and_singularity_answer_their_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -373,7 +398,12 @@ def api() -> Iterator[Api]:
 
     ctx = SimpleNamespace(store=store, bus=SimpleNamespace(publish=publish), artifacts=None)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx, None), log_level="warning", lifespan="off", ws="none")  # type: ignore[arg-type]
+        uvicorn.Config(
+            create_app(ctx, ApiSettings(dev_mode=True)),  # type: ignore[arg-type]
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+        )
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -557,3 +587,5 @@ def test_the_docs_site_configs_are_valid(tmp_path: Path) -> None:
     assert lsf[0].arch == "ppc64le"
     assert lsf[0].batch.launcher[0] == "jsrun" and "-g6" in lsf[0].batch.launcher
     assert lsf[0].runtime.kind in ("apptainer", "singularity")
+    grid = [c for c in configs if isinstance(c.batch, SgeBatchConfig)]
+    assert grid and grid[0].runtime.kind == "charliecloud"

@@ -78,7 +78,7 @@ def test_the_image_cache_defaults_under_the_root_and_takes_sizes_with_units(
         (MINIMAL + 'root = "/r"\nslot = 3\n', "slot"),
         (MINIMAL + 'root = "/r"\ntoken = "t"\n', "exactly one"),
         (MINIMAL + 'root = "/r"\narch = "x86"\n', "arch"),
-        (MINIMAL + 'root = "/r"\n[batch]\nkind = "sge"\n', "batch"),
+        (MINIMAL + 'root = "/r"\n[batch]\nkind = "condor"\n', "batch"),
         (MINIMAL + 'root = "/r"\n[runtime]\nkind = "process"\nbind = "/x"\n', "bind"),
         (MINIMAL + 'root = "/r"\n[images]\nmax_size = "lots"\n', "images.max_size"),
         (MINIMAL + 'root = "/r"\n[images]\npull_timeout = 0\n', "images.pull_timeout"),

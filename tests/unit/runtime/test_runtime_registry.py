@@ -12,8 +12,10 @@ from edge.documents import JobDocument, NodeSettings
 from shared.runtime import (
     ApptainerRuntimeConfig,
     BwrapRuntimeConfig,
+    CharliecloudRuntimeConfig,
     ProcessRuntimeConfig,
     SingularityRuntimeConfig,
+    image_runtime_kinds,
     open_runtime,
     parse_runtime_config,
     runtime_kinds,
@@ -28,8 +30,15 @@ root = "/r"
 """
 
 
+def test_charliecloud_runs_images_but_is_not_offered_for_registry_references() -> None:
+    """A steering host probes image_runtime_kinds() for a runtime that can pull
+    steeringContainer references; ch-run on its PATH must not be taken for one."""
+    assert open_runtime("charliecloud").runs_images
+    assert "charliecloud" not in image_runtime_kinds()
+
+
 def test_every_kind_is_registered() -> None:
-    assert runtime_kinds() == ["apptainer", "bwrap", "process", "singularity"]
+    assert runtime_kinds() == ["apptainer", "bwrap", "charliecloud", "process", "singularity"]
     for kind in runtime_kinds():
         assert open_runtime(kind).kind == kind
 
@@ -42,6 +51,7 @@ def test_every_kind_is_registered() -> None:
         ({"kind": "bwrap", "hide": ["/gpfs/edge"]}, BwrapRuntimeConfig),
         ({"kind": "apptainer", "binds": ["/data"]}, ApptainerRuntimeConfig),
         ({"kind": "singularity", "no_eval": False}, SingularityRuntimeConfig),
+        ({"kind": "charliecloud", "default_image": "/gpfs/img"}, CharliecloudRuntimeConfig),
     ],
 )
 def test_tables_validate_to_their_kind(table: dict[str, object], model: type) -> None:

@@ -67,3 +67,10 @@ def fake_hpc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHpc:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_HPC_DIR", str(state))
     return FakeHpc(state)
+
+
+@pytest.fixture
+def fake_sge(fake_hpc: FakeHpc, monkeypatch: pytest.MonkeyPatch) -> FakeHpc:
+    """The stand-ins with Grid Engine's qsub, qstat and qdel instead of PBS's."""
+    monkeypatch.setenv("FAKE_HPC_QSUB", "sge")
+    return fake_hpc

@@ -33,6 +33,19 @@ src/lib/Liblog/pbs_messages.c, src/include/pbs_error.h):
   qdel ID         silent; ``qdel: Job has finished ID`` (35), ``qdel: Unknown Job Id ID``
                   (153)
 
+Grid Engine 8.1.9 (Debian's gridengine-*), as the real one-node cell of deploy/dev/sge.py
+answers; chosen for qsub, qstat and qdel by ``$FAKE_HPC_QSUB=sge`` (the ``fake_sge``
+fixture), since PBS has tools of the same names:
+  qsub -terse SCRIPT   options from ``#$`` lines; stdout ``ID``; an unknown resource in
+                  ``-l``: stderr ``Unable to run job: unknown resource "NAME"`` and
+                  ``Exiting.``, exit 1
+  qstat -u * -xml  ``<job_info>`` with a ``<queue_info>`` of running jobs and a
+                  ``<job_info>`` of pending ones, each a ``<job_list state=...>`` with
+                  ``JB_job_number``, ``JB_name``, ``JB_owner``, ``state`` (``r``, ``qw``,
+                  ``hqw``, ``Eqw`` ...); ended jobs are not listed at all
+  qdel ID         stdout ``root has deleted job ID``; stderr ``denied: job "ID" does not
+                  exist``, exit 1
+
 Slurm 22.05, as the real one-node cluster of deploy/dev/slurm.py answers:
   sbatch --parsable SCRIPT   stdout ``ID``
   squeue --noheader --states=all --format=%i|%T --jobs=IDS   ``ID|STATE`` per known
@@ -83,7 +96,7 @@ def directive(script: str, prefix: str, option: str) -> str | None:
 
 def submit(kind: str, script: str, name: str | None, queue: str | None) -> str:
     job_id = new_id(kind)
-    initial = {"lsf": "PEND", "pbs": "Q", "slurm": "PENDING"}[kind]
+    initial = {"lsf": "PEND", "pbs": "Q", "slurm": "PENDING", "sge": "qw"}[kind]
     jobs = load("jobs.json", {})
     jobs[job_id] = {
         "kind": kind,
@@ -165,13 +178,21 @@ def bkill(args: list[str], stdin: str) -> int:
 # --- PBS ----------------------------------------------------------------------------------
 
 
+def sge() -> bool:
+    return os.environ.get("FAKE_HPC_QSUB") == "sge"
+
+
 def qsub(args: list[str], stdin: str) -> int:
+    if sge():
+        return sge_qsub(args)
     script = Path(args[-1]).read_text()
     print(submit("pbs", script, directive(script, "#PBS", "-N"), directive(script, "#PBS", "-q")))
     return 0
 
 
 def qstat(args: list[str], stdin: str) -> int:
+    if sge():
+        return sge_qstat(args)
     as_json = "-F" in args and args[args.index("-F") + 1] == "json"
     ids = [a for a in args if not a.startswith("-") and a != "json"]
     rows, code = {}, 0
@@ -216,6 +237,8 @@ def qstat(args: list[str], stdin: str) -> int:
 
 
 def qdel(args: list[str], stdin: str) -> int:
+    if sge():
+        return sge_qdel(args)
     job_id = args[-1]
     job = known(job_id)
     if job is None:
@@ -225,6 +248,61 @@ def qdel(args: list[str], stdin: str) -> int:
         print(f"qdel: Job has finished {job_id}", file=sys.stderr)
         return 35
     set_state(job_id, "E")
+    return 0
+
+
+# --- Grid Engine ---------------------------------------------------------------------------
+
+SGE_RESOURCES = {"h_rt", "gpu", "exclusive", "arch", "mem_free", "h_vmem"}
+
+
+def sge_qsub(args: list[str]) -> int:
+    script = Path(args[-1]).read_text()
+    for value in re.findall(r"^#\$\s+-l\s+(\S+)", script, re.MULTILINE):
+        for request in value.split(","):
+            name = request.split("=", 1)[0]
+            if name not in SGE_RESOURCES:
+                print(f'Unable to run job: unknown resource "{name}"', file=sys.stderr)
+                print("Exiting.", file=sys.stderr)
+                return 1
+    job_id = submit("sge", script, directive(script, r"#\$", "-N"), directive(script, r"#\$", "-q"))
+    print(job_id if "-terse" in args else f'Your job {job_id} ("job") has been submitted')
+    return 0
+
+
+def sge_qstat(args: list[str]) -> int:
+    running, pending = [], []
+    for job_id, job in load("jobs.json", {}).items():
+        if job["kind"] != "sge" or job["forgotten"] or job["state"] == "ended":
+            continue
+        entry = (
+            f'    <job_list state="{"running" if "r" in job["state"] else "pending"}">\n'
+            f"      <JB_job_number>{job_id}</JB_job_number>\n"
+            f"      <JAT_prio>0.50000</JAT_prio>\n"
+            f"      <JB_name>{job['name']}</JB_name>\n"
+            f"      <JB_owner>root</JB_owner>\n"
+            f"      <state>{job['state']}</state>\n"
+            f"      <slots>1</slots>\n"
+            "    </job_list>"
+        )
+        (running if "r" in job["state"] else pending).append(entry)
+    print("<?xml version='1.0'?>")
+    schema = "http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat"
+    print(f'<job_info  xmlns:xsd="{schema}/qstat.xsd">')
+    print("  <queue_info>", *running, "  </queue_info>", sep="\n")
+    print("  <job_info>", *pending, "  </job_info>", sep="\n")
+    print("</job_info>")
+    return 0
+
+
+def sge_qdel(args: list[str]) -> int:
+    job_id = args[-1]
+    job = known(job_id)
+    if job is None or job["state"] == "ended":
+        print(f'denied: job "{job_id}" does not exist', file=sys.stderr)
+        return 1
+    set_state(job_id, "ended")
+    print(f"root has deleted job {job_id}")
     return 0
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from edge.batch import (
     LsfBatchConfig,
     PbsBatchConfig,
+    SgeBatchConfig,
     SlurmBatchConfig,
     open_batch,
 )
@@ -30,6 +31,7 @@ from edge.batch.script import (
     new_worker,
     render_script,
 )
+from edge.batch.sge import SgeBatch
 from edge.batch.slurm import SlurmBatch, slurm_time
 from edge.config import load_site_config
 from edge.documents import NodeSettings, NodeStatus
@@ -76,8 +78,8 @@ def test_site_config_selects_the_adapter_by_kind(tmp_path: Path) -> None:
     assert isinstance(config.batch, SlurmBatchConfig)
     assert config.batch.walltime == timedelta(hours=2)
     assert isinstance(open_batch(config.batch), SlurmBatch)
-    site.write_text(site.read_text().replace('"slurm"', '"sge"'))
-    with pytest.raises(ValueError, match="'local', 'slurm', 'lsf', 'pbs'"):
+    site.write_text(site.read_text().replace('"slurm"', '"condor"'))
+    with pytest.raises(ValueError, match="'local', 'slurm', 'lsf', 'pbs', 'sge'"):
         load_site_config(site)
 
 
@@ -144,6 +146,7 @@ ADAPTERS: dict[str, Callable[[], ScheduledBatch]] = {
     "slurm": lambda: SlurmBatch(SlurmBatchConfig(gpus_per_node=1, walltime=timedelta(hours=1))),
     "lsf": lambda: LsfBatch(LsfBatchConfig(queue="normal", setup=["echo set-up ran"])),
     "pbs": lambda: PbsBatch(PbsBatchConfig(account="p1", nodes=2)),
+    "sge": lambda: SgeBatch(SgeBatchConfig(queue="all.q", gpus_per_node=1)),
 }
 
 
