@@ -183,5 +183,11 @@ def demo(
     raise typer.Exit(run_demo(console, points=points, parallel=parallel, home=home))
 
 
+from client import export as _export  # noqa: E402 - after the app it registers with
+
+app.command("export")(_export.export)
+app.command("mlflow")(_export.mlflow)
+
+
 def main() -> None:
     app()

@@ -13,14 +13,18 @@ and, inside a batch job on a compute node (the batch adapters write this for you
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edge.config import SiteConfig, SiteConfigError, load_site_config
 from edge.version import edge_version
+
+if TYPE_CHECKING:
+    from edge.harvester.daemon import Harvester
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,9 +43,17 @@ def _fail(message: str) -> typer.Exit:
 async def _serve(config_path: Path) -> None:
     from edge.batch.isolation import IsolationUnavailableError
     from edge.harvester.daemon import Harvester, HarvesterLockedError
+    from edge.metrics import edge_ops_app
+    from shared.web import ListenError, bind, serve
 
     config = _load(config_path)
     config.api_token()  # fail now, not at the first request, if the token is unreadable
+    ops_socket = None
+    if config.ops_port is not None:
+        try:
+            ops_socket = bind(config.ops_host, config.ops_port, setting="ops_port")
+        except ListenError as exc:
+            raise _fail(f"{config_path}: {exc}") from None
     try:
         harvester = Harvester(config)
     except IsolationUnavailableError as exc:
@@ -51,9 +63,23 @@ async def _serve(config_path: Path) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        async with asyncio.TaskGroup() as group:
+            if ops_socket is not None:
+                logging.getLogger(__name__).info(
+                    "operations listener on %s", ops_socket.getsockname()
+                )
+                app = edge_ops_app(config, harvester.metrics)
+                group.create_task(serve(app, ops_socket, stop))
+            group.create_task(_run_then_stop(harvester, stop))
+    except* HarvesterLockedError as group_exc:
+        raise _fail(str(group_exc.exceptions[0])) from None
+
+
+async def _run_then_stop(harvester: Harvester, stop: asyncio.Event) -> None:
+    try:
         await harvester.run(stop)
-    except HarvesterLockedError as exc:
-        raise _fail(str(exc)) from exc
+    finally:
+        stop.set()  # the listener ends with the daemon
 
 
 def _load(config_path: Path) -> SiteConfig:

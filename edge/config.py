@@ -35,6 +35,7 @@ from edge.batch import BatchConfig, LocalBatchConfig
 from edge.harvester.sifcache import SifCacheConfig
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
+from shared.startup import describe
 
 ROOT_ENV = "HPO_EDGE_ROOT"
 
@@ -88,6 +89,10 @@ class SiteConfig(BaseModel):
     """Start node agents under ``unshare -n``, proving the compute side is offline."""
     request_timeout: float = Field(default=30.0, gt=0)
     late_binding: LateBindingConfig = Field(default_factory=LateBindingConfig)
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    """The operations listener (/healthz, /readyz, /metrics); off unless set, since a
+    login node is shared and an open port there is the site admin's choice."""
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SiteConfig:
@@ -173,7 +178,9 @@ def load_site_config(path: Path, environ: Mapping[str, str] | None = None) -> Si
     try:
         return SiteConfig.model_validate(data)
     except ValueError as exc:
-        raise SiteConfigError(f"invalid site config {path}:\n{exc}") from exc
+        raise SiteConfigError(
+            f"invalid site config {path}: {describe(exc, env_prefix=None)}"
+        ) from exc
 
 
 def tls_verify(config: SiteConfig) -> bool | ssl.SSLContext:

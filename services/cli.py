@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from services.api.auth import issue_token
-from services.assembly import SERVICE_NAMES, assemble, run_assembly
+from services.assembly import SERVICE_NAMES, assemble, bind_listeners, run_assembly
 from services.context import open_context
 from shared.config import (
     ApiSettings,
@@ -23,12 +26,24 @@ from shared.config import (
     load,
 )
 from shared.logs import setup_logging
+from shared.startup import StartupError, describe
 from shared.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 admin = typer.Typer(no_args_is_help=True, help="Token administration.")
 app.add_typer(admin, name="admin")
 console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _startup(step: Callable[[], T]) -> T:
+    """Run a start-up step; a mistake in the settings or a port in use is one line on
+    stderr naming what to fix, and exit status 2, never a traceback."""
+    try:
+        return step()
+    except (ValidationError, StartupError) as exc:
+        typer.echo(f"hpo-services: {describe(exc)}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -37,8 +52,12 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run(names: list[str]) -> None:
-    api = load(ApiSettings)
+async def _run(
+    names: list[str],
+    api: ApiSettings,
+    monitor: MonitorSettings,
+    sockets: dict[str, socket.socket],
+) -> None:
     ctx = await open_context(api)
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -47,14 +66,25 @@ async def _run(names: list[str]) -> None:
             names,
             ctx,
             api=api,
-            monitor=load(MonitorSettings),
+            monitor=monitor,
             broker=load(BrokerSettings),
             storage=load(StorageSettings),
             steering=load(SteeringSettings),
+            api_socket=sockets.get("api"),
+            monitor_socket=sockets.get("monitor"),
+            ops_socket=sockets.get("ops"),
         )
         await run_assembly(assembly, api.reconcile_interval, stop)
     finally:
         await ctx.close()
+
+
+def _settings() -> tuple[ApiSettings, MonitorSettings]:
+    """Every settings class, read once here so that any mistake shows before starting."""
+    api = load(ApiSettings)
+    for cls in (BrokerSettings, StorageSettings, SteeringSettings):
+        load(cls)
+    return api, load(MonitorSettings)
 
 
 @app.command()
@@ -65,17 +95,21 @@ def run(
     ] = False,
 ) -> None:
     """Run one service (or all of them) until SIGINT/SIGTERM."""
-    setup_logging(load(LogSettings))
+    setup_logging(_startup(lambda: load(LogSettings)))
     if embedded:
         from services.embedded import run_embedded_forever
 
-        asyncio.run(run_embedded_forever())
+        ops = _startup(lambda: load(ApiSettings, dev_mode=True))
+        ops_port = 0 if ops.ops_port is None else ops.ops_port_for("all")
+        _startup(lambda: asyncio.run(run_embedded_forever(ops_port)))
         return
     names = list(SERVICE_NAMES) if name == "all" else [name]
     if name != "all" and name not in SERVICE_NAMES:
         console.print(f"[red]unknown service {name!r}[/]; known: {', '.join(SERVICE_NAMES)}, all")
         raise typer.Exit(2)
-    asyncio.run(_run(names))
+    api, monitor = _startup(_settings)
+    sockets = _startup(lambda: bind_listeners(names, api, monitor, api))
+    _startup(lambda: asyncio.run(_run(names, api, monitor, sockets)))
 
 
 async def _create_token(owner: str, scopes: list[str], days: float | None) -> str:
@@ -99,6 +133,7 @@ def create_token(
     days: Annotated[float | None, typer.Option(help="expiry in days (default: never)")] = None,
 ) -> None:
     """Create a token and print its secret (shown only this once)."""
+    _startup(lambda: load(ApiSettings))
     try:
         secret = asyncio.run(_create_token(owner, scope or ["user"], days))
     except ValueError as exc:

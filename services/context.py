@@ -6,11 +6,13 @@ several services share one context (and so one memory bus).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.artifacts import ArtifactStore, open_artifacts
 from shared.bus import Bus, open_bus
 from shared.config import ServiceSettings
+from shared.ops.metered_bus import MeteredBus
+from shared.ops.metrics import CentralMetrics
 from shared.store import Store
 
 
@@ -20,14 +22,19 @@ class Context:
     bus: Bus
     store: Store
     artifacts: ArtifactStore
+    metrics: CentralMetrics = field(default_factory=CentralMetrics)
 
     async def close(self) -> None:
         await self.bus.close()
         await self.store.close()
 
 
-async def open_context(settings: ServiceSettings, *, bus: Bus | None = None) -> Context:
-    """Connect to everything the settings name; ``bus`` lets services share one."""
+async def open_context(
+    settings: ServiceSettings, *, bus: Bus | None = None, metrics: CentralMetrics | None = None
+) -> Context:
+    """Connect to everything the settings name; ``bus`` lets services share one.
+    ``metrics`` (a fresh registry by default) counts the bus's and database's errors."""
+    metrics = metrics or CentralMetrics()
     if bus is None:
         bus = open_bus(
             settings.bus_url,
@@ -35,7 +42,7 @@ async def open_context(settings: ServiceSettings, *, bus: Bus | None = None) -> 
             delivery_limit=settings.bus_delivery_limit,
         )
         await bus.connect()
-    store = Store(settings.mongo_url)
+    store = Store(settings.mongo_url, listeners=metrics.database_listeners())
     await store.start()
     artifacts = open_artifacts(
         settings.artifacts_url,
@@ -43,4 +50,10 @@ async def open_context(settings: ServiceSettings, *, bus: Bus | None = None) -> 
         signing_key=settings.signing_key.get_secret_value().encode(),
     )
     await artifacts.ensure_ready()
-    return Context(settings=settings, bus=bus, store=store, artifacts=artifacts)
+    return Context(
+        settings=settings,
+        bus=MeteredBus(bus, metrics.bus_errors),
+        store=store,
+        artifacts=artifacts,
+        metrics=metrics,
+    )

@@ -3,7 +3,8 @@
 All six services on the memory bus, a private SecantusDB under ``$HPO_HOME`` (default
 ``~/.local/share/hpo-relay``), the file artifact store, and a local edge site (local
 batch, process runtime) on a temporary shared directory. ``hpo demo`` and
-``hpo-services run all --embedded`` use it.
+``hpo-services run all --embedded`` use it. One operations listener serves the whole
+process: the central services' metrics and the harvester's share its registry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
+from edge.metrics import EdgeMetrics
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, run_assembly
 from services.context import Context, open_context
@@ -51,6 +53,8 @@ class EmbeddedSystem:
     monitor_url: str
     ctx: Context
     home: Path
+    ops_url: str | None = None
+    """The operations listener (/healthz, /readyz, /metrics), when one was asked for."""
 
     async def user_token(self, owner: str) -> str:
         _token, secret = await issue_token(self.ctx.store, owner, ["user"], ttl=timedelta(days=30))
@@ -91,6 +95,7 @@ async def embedded(
     reconcile_interval: float = 0.5,
     api_port: int = 0,
     monitor_port: int = 0,
+    ops_port: int | None = 0,
 ) -> AsyncIterator[EmbeddedSystem]:
     quiet = {} if "HPO_LOG_LEVEL" in os.environ else {"level": "WARNING"}  # a demo's default
     ensure_logging(load(LogSettings, **quiet))
@@ -101,6 +106,7 @@ async def embedded(
     try:
         api_sock = bind("127.0.0.1", api_port)
         monitor_sock = bind("127.0.0.1", monitor_port)
+        ops_sock = None if ops_port is None else bind("127.0.0.1", ops_port, setting="HPO_OPS_PORT")
         api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
         overrides: dict[str, object] = {
             "bus_url": "memory://",
@@ -124,6 +130,7 @@ async def embedded(
             steering=load(SteeringSettings, **overrides),
             api_socket=api_sock,
             monitor_socket=monitor_sock,
+            ops_socket=ops_sock,
         )
         _site_token, site_secret = await issue_token(ctx.store, "local-site", [f"edge:{EDGE_SITE}"])
         site = SiteConfig.model_validate(
@@ -139,7 +146,7 @@ async def embedded(
                 "kill_grace_seconds": 5.0,
             }
         )
-        harvester = Harvester(site)
+        harvester = Harvester(site, metrics=EdgeMetrics(EDGE_SITE, ctx.metrics.registry))
         async with asyncio.TaskGroup() as group:
             group.create_task(run_assembly(assembly, reconcile_interval, stop))
             group.create_task(harvester.run(stop))
@@ -149,6 +156,7 @@ async def embedded(
                     monitor_url=assembly.url_of("monitor"),
                     ctx=ctx,
                     home=home,
+                    ops_url=assembly.url_of("ops") if ops_sock is not None else None,
                 )
             finally:
                 stop.set()
@@ -159,14 +167,16 @@ async def embedded(
         shutil.rmtree(edge_root, ignore_errors=True)
 
 
-async def run_embedded_forever() -> None:
+async def run_embedded_forever(ops_port: int | None = 0) -> None:
     """``hpo-services run all --embedded``: serve until SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with embedded() as system:
+    async with embedded(ops_port=ops_port) as system:
         token = await system.user_token(os.environ.get("USER", "user"))
         print(f"api {system.api_url}\ndashboard {system.monitor_url}/#token={token}")
+        if system.ops_url:
+            print(f"operations {system.ops_url}/metrics")
         print(f"export HPO_URL={system.api_url} HPO_TOKEN={token}", flush=True)
         await stop.wait()

@@ -7,16 +7,60 @@ its entry point (``load(...)``) and passes them down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PlainValidator, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import artifacts, bus
 
 DEV_SIGNING_KEY = "dev-only-signing-key"
 
 
+MONGO_SCHEMES = ("mongodb", "mongodb+srv")
+
+
 def default_home() -> Path:
     return Path.home() / ".local" / "share" / "hpo-relay"
+
+
+OPS_PORTS = {
+    "all": 9100,
+    "api": 9101,
+    "steering": 9102,
+    "jobbuilder": 9103,
+    "broker": 9104,
+    "storage": 9105,
+    "monitor": 9106,
+}
+"""The operations listener's port when ``HPO_OPS_PORT`` is not set, by what the process
+runs: the services of one host do not collide by default."""
+
+
+def _ops_port(value: object) -> int | Literal["off"] | None:
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("off", "none", "no"):
+        return "off"
+    if not text:
+        return None
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"must be a port number (0 to 65535) or off, not {value!r}")
+    return int(text)
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port to listen on; 0 lets the kernel pick a free one."""
+OpsPort = Annotated[int | Literal["off"] | None, PlainValidator(_ops_port)]
+"""A port, ``off`` for no listener, or unset (None) for the default of :data:`OPS_PORTS`."""
+
+
+def check_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in schemes:
+        wanted = ", ".join(f"{s}://" for s in schemes)
+        shown = f"{scheme!r}" if scheme else "none"
+        raise ValueError(f"unsupported URL scheme {shown}: use {wanted}")
+    return url
 
 
 class LogSettings(BaseSettings):
@@ -46,6 +90,33 @@ class ServiceSettings(BaseSettings):
     dev_mode: bool = False
     reconcile_interval: float = Field(default=2.0, gt=0)
     home: Path = Field(default_factory=default_home)
+    ops_host: str = "127.0.0.1"
+    ops_port: OpsPort = None
+    """The operations listener (/healthz, /readyz, /metrics) of the process; ``off``
+    for none; unset, the process's default in :data:`OPS_PORTS`."""
+
+    def ops_port_for(self, process: str) -> int | None:
+        """The port to listen on for ``process`` (a service name or ``all``), or None."""
+        if self.ops_port == "off":
+            return None
+        if self.ops_port is None:
+            return OPS_PORTS.get(process, OPS_PORTS["all"])
+        return self.ops_port
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_scheme(cls, url: str) -> str:
+        return check_scheme(url, bus.SCHEMES)
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_scheme(cls, url: str) -> str:
+        return check_scheme(url, MONGO_SCHEMES)
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _artifacts_scheme(cls, url: str) -> str:
+        return check_scheme(url, artifacts.SCHEMES)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServiceSettings:
@@ -61,7 +132,7 @@ class ServiceSettings(BaseSettings):
 
 class ApiSettings(ServiceSettings):
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: Port = 8000
     lease_seconds: float = Field(default=120.0, gt=0)
     lease_poll_interval: float = Field(default=0.05, gt=0)
     max_task_files_bytes: int = 1_000_000
@@ -114,11 +185,19 @@ class BrokerSettings(ServiceSettings):
 
 class MonitorSettings(ServiceSettings):
     monitor_host: str = "127.0.0.1"
-    monitor_port: int = 8001
+    monitor_port: Port = 8001
 
 
 class StorageSettings(ServiceSettings):
     max_artifact_bytes: int = 100 * 1024 * 1024
+    mlflow_url: str | None = None
+    """A central MLflow tracking server the storage service keeps in step with every
+    task (needs the ``mlflow`` extra); run one storage process with it."""
+    mlflow_sync_interval: float = Field(default=10.0, gt=0)
+    """How often a running task's experiment is brought up to date, at most."""
+    minio_admin_url: SecretStr | None = None
+    """``http(s)://ACCESS:SECRET@host:port`` of MinIO's admin API: with it, the storage
+    service keeps one read-only policy per user, confined to the user's own prefix."""
 
 
 S = TypeVar("S", bound=BaseSettings)

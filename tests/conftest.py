@@ -59,6 +59,18 @@ def s3_url() -> str:
     return _server_url("HPO_TEST_S3_URL", None, 9000, "S3 server (moto)")
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL (a superuser that may create databases)."""
+    return _server_url(
+        "HPO_TEST_POSTGRES_URL",
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        5432,
+        "PostgreSQL (the Optuna export is read back from it; start the machine's "
+        "PostgreSQL, or set HPO_TEST_POSTGRES_URL)",
+    )
+
+
 @pytest.fixture
 def unique() -> str:
     """A fresh name per test, for queue prefixes, database names and buckets."""

@@ -53,6 +53,24 @@ if [[ ${#debs[@]} -gt 0 ]]; then
     fi
 fi
 
+# Checked for real too, installed without their recommendations: Prometheus (it scrapes
+# the services in the metrics test; it recommends a node exporter) and docker-compose
+# (Debian's, client-side only: it validates deploy/compose/ by the Compose specification;
+# no container engine is needed or started).
+lean=()
+command -v prometheus >/dev/null || lean+=(prometheus)
+command -v docker-compose >/dev/null || lean+=(docker-compose)
+if [[ ${#lean[@]} -gt 0 ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing ${lean[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${lean[@]}" >/dev/null
+    else
+        echo "missing Debian packages: sudo apt-get install -y ${lean[*]}" >&2
+    fi
+fi
+
 # The charliecloud tests' images (amd64, and ppc64le under emulation): built once into a
 # cache outside the repository, in the background while the venv, ruff and mypy run.
 images_pid=

@@ -34,6 +34,7 @@ from edge.harvester.pool import WorkerPool, late_binding_pool
 from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.restore import RestoreError, fetch_checkpoint
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
+from edge.metrics import EdgeMetrics
 from edge.version import edge_version
 from shared.capabilities import declared
 from shared.clock import utcnow
@@ -74,8 +75,11 @@ class Harvester:
         config: SiteConfig,
         api: EdgeApiClient | None = None,
         batch: BatchSystem | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or EdgeMetrics(config.site)
+        self.metrics.watch(lambda: len(self.jobs), self.free_slots, config.slots)
         self.batch = batch or open_batch(config.batch, isolate_network=config.isolate_network)
         self._owns_api = api is None
         self.api = api or EdgeApiClient(
@@ -303,6 +307,10 @@ class Harvester:
     async def scan(self) -> None:
         """One pass over the active jobs: report ended ones, find lost ones, relay
         heartbeats of the others."""
+        with self.metrics.scan_seconds.time():
+            await self._scan()
+
+    async def _scan(self) -> None:
         if self.pool is not None:
             await self._scan_pool(self.pool)
         jobs = list(self.jobs.values())
@@ -427,10 +435,13 @@ class Harvester:
             try:
                 await step()
             except ApiUnavailableError as exc:
+                self.metrics.loop_error(name)
                 log.warning("%s: api unavailable: %s", name, exc)
             except EdgeApiError as exc:
+                self.metrics.loop_error(name)
                 log.error("%s: %s", name, exc)
             except Exception:
+                self.metrics.loop_error(name)
                 log.exception("%s failed", name)
             pause = max(0.0, interval - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):

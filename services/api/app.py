@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.api.offload import Offloader
-from services.api.routers import checkpoints, edge, edge_curves, hopaas, studies, tasks
+from services.api.routers import checkpoints, edge, edge_curves, exports, hopaas, studies, tasks
 from services.api.validation import validation_error
 from services.consumer import WebService
 from services.context import Context
@@ -36,6 +36,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     app.include_router(checkpoints.router)
     app.include_router(hopaas.router)
     app.include_router(studies.router)
+    app.include_router(exports.router)
     if isinstance(ctx.artifacts, FileArtifactStore):
         from services.api.routers.artifacts import build_router
 

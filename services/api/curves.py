@@ -93,6 +93,7 @@ async def record_curve(
         if decision.attrs:
             await curves.remember(point.id, decision.attrs, job_id)
         if decision.prune and await curves.prune(point.id, step, value, job_id):
+            ctx.metrics.points_pruned.inc()
             log.info("point %s pruned at step %d (value %g)", point.id, step, value)
             await _announce(ctx, point, step, value, job_id)
             return CurveOutcome(stored=stored, pruned_step=step)

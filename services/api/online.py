@@ -174,6 +174,7 @@ async def tell_trial(ctx: Context, task: Task, study: Study, index: int, loss: f
     point_id = trial_point_id(task.id, SEGMENT, index)
     if not await ctx.store.studies.tell(point_id, loss):
         return await _closed(ctx, point_id, recorded=False)
+    ctx.metrics.points_evaluated.inc()
     if study.direction == "minimize":
         await ctx.store.tasks.offer_best(task.id, loss, point_id)
     return Closed(status=PointStatus.EVALUATED.value, recorded=True)
@@ -183,6 +184,7 @@ async def fail_trial(ctx: Context, task: Task, index: int, error: str) -> Closed
     point_id = trial_point_id(task.id, SEGMENT, index)
     if not await ctx.store.studies.fail(point_id, error):
         return await _closed(ctx, point_id, recorded=False)
+    ctx.metrics.points_failed.inc()
     return Closed(status=PointStatus.FAILED.value, recorded=True)
 
 

@@ -89,6 +89,9 @@ class TaskView(BaseModel):
     pareto_front: list[ParetoPoint] | None = None
     """Multi-objective tasks (several ``steering.directions``): the evaluated points no
     other evaluated point of their segment dominates."""
+    links: dict[str, str] = Field(default_factory=dict)
+    """Where else the task is shown: ``mlflow``, its experiment on the central MLflow
+    server, when the storage service mirrors tasks there (``HPO_MLFLOW_URL``)."""
 
 
 class TaskSummary(BaseModel):

@@ -99,4 +99,5 @@ def _view(
         waiting=task.waiting if task.status in ACTIVE_TASK_STATES else "",
         best=best,
         pareto_front=front,
+        links=task.links,
     )

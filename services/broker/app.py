@@ -84,6 +84,7 @@ class BrokerService(BusConsumer):
         for job in await self.ctx.store.jobs.expired_leases(utcnow()):
             reason = "lease expired: no heartbeat from the site in time"
             if await self.ctx.store.jobs.mark_lost(job.id, job.generation, reason):
+                self.ctx.metrics.lease_expiries.inc()
                 log.info("job %s lost (generation %d)", job.id, job.generation)
                 await self.ctx.bus.publish(JobLost(task_id=job.task_id, job_id=job.id))
 

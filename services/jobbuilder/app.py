@@ -101,6 +101,7 @@ class JobBuilderService(BusConsumer):
                 continue
             if verdict.verdict is Verdict.EVALUATED and verdict.loss is not None:
                 if await store.points.record_result(point.id, job.id, verdict.loss):
+                    self.ctx.metrics.points_evaluated.inc()
                     await store.tasks.offer_best(task.id, scalar_loss(verdict.loss), point.id)
                     await self.ctx.bus.publish(
                         PointEvaluated(
@@ -112,6 +113,7 @@ class JobBuilderService(BusConsumer):
                     )
             elif verdict.verdict is Verdict.RETRY:
                 if await store.points.retry(point.id, job.id, verdict.reason):
+                    self.ctx.metrics.point_retries.inc()
                     log.info(
                         "point %s: attempt %d failed (%s)", point.id, point.attempts, verdict.reason
                     )
@@ -124,6 +126,7 @@ class JobBuilderService(BusConsumer):
                 point.id, job.id, verdict.reason, task.config.failedPointLoss
             ):
                 log.info("point %s failed after %d attempts", point.id, point.attempts)
+                self.ctx.metrics.points_failed.inc()
                 await self.ctx.bus.publish(
                     PointFailed(
                         task_id=task.id,
@@ -132,7 +135,8 @@ class JobBuilderService(BusConsumer):
                         reason=verdict.reason,
                     )
                 )
-        await store.jobs.mark_applied(job.id)
+        if await store.jobs.mark_applied(job.id):
+            self.ctx.metrics.observe_job_end(job)
 
     async def build(self, task_id: str, *, repair: bool = False) -> None:
         """Define the jobs the task may have now; ``repair`` also re-creates jobs lost

@@ -5,6 +5,10 @@ size and sha256 (the api records the claim and publishes ``artifact.uploaded``).
 service checks the object really is in the store with that size and digest and marks the
 registry entry verified or rejected; the reconcile pass re-checks any entry still
 unverified, so a lost message only delays the check.
+
+With ``HPO_MLFLOW_URL`` it also keeps a central MLflow server in step with every task
+(:mod:`.mlflow_mirror`), and with ``HPO_MINIO_ADMIN_URL`` every user's MinIO policy
+(:mod:`.minio_admin`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 
 from services.consumer import BusConsumer
 from services.context import Context
+from services.storage import mlflow_mirror
+from services.storage.minio_admin import MinioPolicies, bucket_of
 from shared.artifacts import ArtifactNotFoundError
 from shared.config import StorageSettings
 from shared.domain.models import Artifact
@@ -24,13 +30,27 @@ log = logging.getLogger(__name__)
 
 class StorageService(BusConsumer):
     name = "storage"
-    routing_keys = ("artifact.uploaded",)
+    routing_keys: tuple[str, ...] = ("artifact.uploaded",)
 
     def __init__(self, ctx: Context, settings: StorageSettings) -> None:
         super().__init__(ctx)
         self.settings = settings
+        self.mlflow: mlflow_mirror.MlflowMirror | None = None
+        if settings.mlflow_url:
+            self.mlflow = mlflow_mirror.MlflowMirror(
+                ctx, settings.mlflow_url, settings.mlflow_sync_interval
+            )
+            self.routing_keys = (*self.routing_keys, *mlflow_mirror.ROUTING_KEYS)
+        self.policies: MinioPolicies | None = None
+        if settings.minio_admin_url is not None:
+            self.policies = MinioPolicies(
+                settings.minio_admin_url.get_secret_value(), bucket_of(settings.artifacts_url)
+            )
 
     async def on_message(self, message: Message) -> None:
+        task_id = getattr(message, "task_id", None)
+        if self.mlflow is not None and isinstance(task_id, str):
+            self.mlflow.mark(task_id)
         if isinstance(message, ArtifactUploaded):
             artifact = await self.ctx.store.artifacts.get(message.artifact_id)
             if artifact is not None and artifact.verified is None:
@@ -39,6 +59,10 @@ class StorageService(BusConsumer):
     async def reconcile(self) -> None:
         for artifact in await self.ctx.store.artifacts.list_unverified():
             await self.verify(artifact)
+        if self.mlflow is not None:
+            await self.mlflow.reconcile()
+        if self.policies is not None:
+            await self.policies.reconcile(await self.ctx.store.stats.task_owners())
 
     async def verify(self, artifact: Artifact) -> None:
         ok, detail = await self._check(artifact)

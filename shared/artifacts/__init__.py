@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from shared.artifacts.port import ArtifactNotFoundError, ArtifactStore, ObjectInfo
 
+SCHEMES = ("s3", "file")
+"""The URL schemes :func:`open_artifacts` has an adapter for."""
+
 
 def open_artifacts(url: str, *, public_url: str = "", signing_key: bytes = b"") -> ArtifactStore:
     """Build (not yet check) the adapter for ``url``; call ``ensure_ready`` before use.

@@ -16,6 +16,9 @@ from shared.bus.port import (
     register_rpc,
 )
 
+SCHEMES = ("amqp", "amqps", "memory")
+"""The URL schemes :func:`open_bus` has an adapter for."""
+
 
 def open_bus(url: str, *, prefix: str = "", delivery_limit: int = 5) -> Bus:
     """Build (not yet connect) the adapter for ``url``.

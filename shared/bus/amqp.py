@@ -168,6 +168,17 @@ class AmqpBus:
         if connection is not None:
             await connection.close()
 
+    async def ping(self) -> None:
+        """Open a channel, look the exchange up passively, close the channel: a closed
+        or unanswering connection raises (or hangs until the caller's timeout)."""
+        if self._connection is None:
+            raise RuntimeError("bus is not connected")
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await channel.declare_exchange(self.exchange_name, passive=True)
+        finally:
+            await channel.close()
+
     async def publish(self, message: Message) -> None:
         if self._exchange is None or self._channel is None:
             raise RuntimeError("bus is not connected")

@@ -229,6 +229,10 @@ class MemoryBus:
                 broker = _BROKERS[self._prefix] = _Broker(self._prefix)
             self._broker = broker
 
+    async def ping(self) -> None:
+        if self._broker is None:
+            raise RuntimeError("bus is not connected")
+
     async def close(self) -> None:
         for subscription in list(self._subscriptions):
             await subscription.cancel()

@@ -115,6 +115,10 @@ class Bus(Protocol):
     async def close(self) -> None:
         """Cancel subscriptions, fail pending requests and close connections."""
 
+    async def ping(self) -> None:
+        """One round trip to the broker that proves it answers now (for ``/readyz``);
+        raises when it does not. Callers bound the time it may take."""
+
     async def publish(self, message: Message) -> None:
         """Publish persistently under ``message.routing_key`` and wait for the confirm."""
 

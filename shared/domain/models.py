@@ -63,6 +63,8 @@ class Task(_Record):
     """Why its jobs wait (set and cleared by the broker), e.g. no live site can run them."""
     best_loss: float | None = None
     best_point_id: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+    """Where else the task is shown, by name (``mlflow``: the experiment's URL)."""
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
     version: int = 0
@@ -207,6 +209,8 @@ class Job(_Record):
     applied: bool = False
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
+    stamps: dict[str, datetime] = Field(default_factory=dict)
+    """When the job last entered each status (by status name); ``running``: first start."""
 
 
 class Site(_Record):

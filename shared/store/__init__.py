@@ -7,10 +7,11 @@ the embedded default).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from shared.store.artifacts import ArtifactRepository
 from shared.store.curves import CurveRepository
@@ -18,6 +19,7 @@ from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
+from shared.store.stats import StatsRepository
 from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
 from shared.store.tasks import TaskRepository
@@ -32,9 +34,15 @@ def database_name(url: str) -> str:
 class Store:
     """The repositories of one database, sharing one client."""
 
-    def __init__(self, url: str, *, timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_ms: int = 10_000,
+        listeners: Sequence[monitoring._EventListener] = (),
+    ) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True
+            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, event_listeners=listeners
         )
         db = self.client[database_name(url)]
         self.tasks = TaskRepository(db["tasks"])
@@ -46,6 +54,7 @@ class Store:
         self.artifacts = ArtifactRepository(db["artifacts"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
+        self.stats = StatsRepository(db["tasks"], db["jobs"])
         self.steering = SteeringCapabilityRepository(db["steering"])
 
     async def start(self) -> None:
@@ -63,6 +72,10 @@ class Store:
             self.steering,
         ):
             await repo.create_indexes()
+
+    async def ping(self) -> None:
+        """One round trip to the server (for ``/readyz``)."""
+        await self.client.admin.command("ping")
 
     async def close(self) -> None:
         await self.client.close()

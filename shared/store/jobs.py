@@ -1,7 +1,9 @@
 """Jobs: one evaluation attempt of a point, from definition to a terminal status.
 
 Every edge-facing change is conditional on the lease ``generation`` so that a report
-from an expired lease is recognised and ignored.
+from an expired lease is recognised and ignored. Each status change also stamps the
+time the job entered that status (``stamps.<status>``; ``running`` keeps the first
+start), from which the job's stage latencies are measured when it ends.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ class JobRepository(Repository[Job]):
     async def _move(self, query: dict[str, Any], new: JobStatus, **fields: Any) -> bool:
         sources = [s.value for s in JOB_STATES.sources(new)]
         status_filter = query.pop("status", {"$in": sources})
+        now = utcnow()
         result = await self.col.update_one(
             {**query, "status": status_filter},
-            {"$set": {"status": new.value, "updated": utcnow(), **fields}},
+            {"$set": {"status": new.value, "updated": now, f"stamps.{new.value}": now, **fields}},
         )
         return result.modified_count == 1
 
@@ -82,13 +85,15 @@ class JobRepository(Repository[Job]):
 
     async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
         """Take the oldest job assigned to ``site`` under a new lease generation."""
+        now = utcnow()
         doc = await self.col.find_one_and_update(
             {"status": JobStatus.ASSIGNED.value, "site": site},
             {
                 "$set": {
                     "status": JobStatus.LEASED.value,
                     "lease": {"holder": holder, "expires": expires},
-                    "updated": utcnow(),
+                    "updated": now,
+                    "stamps.leased": now,
                 },
                 "$inc": {"generation": 1},
             },
@@ -100,14 +105,16 @@ class JobRepository(Repository[Job]):
     async def extend_lease(
         self, job_id: str, generation: int, expires: datetime, *, running: bool, host: str = ""
     ) -> bool:
-        fields: dict[str, Any] = {"lease.expires": expires, "updated": utcnow()}
+        now = utcnow()
+        fields: dict[str, Any] = {"lease.expires": expires, "updated": now}
+        update: dict[str, Any] = {"$set": fields}
         if running:
             fields["status"] = JobStatus.RUNNING.value
+            update["$min"] = {"stamps.running": now}  # the first start counts
             if host:
                 fields["host"] = host
         result = await self.col.update_one(
-            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}},
-            {"$set": fields},
+            {"_id": job_id, "generation": generation, "status": {"$in": _LIVE}}, update
         )
         return result.modified_count == 1
 
@@ -151,9 +158,17 @@ class JobRepository(Repository[Job]):
         )
 
     async def cancel_task_jobs(self, task_id: str, reason: str) -> int:
+        now = utcnow()
         result = await self.col.update_many(
             {"task_id": task_id, "status": {"$in": [s.value for s in ACTIVE_JOB_STATES]}},
-            {"$set": {"status": JobStatus.CANCELLED.value, "reason": reason, "updated": utcnow()}},
+            {
+                "$set": {
+                    "status": JobStatus.CANCELLED.value,
+                    "reason": reason,
+                    "updated": now,
+                    "stamps.cancelled": now,
+                }
+            },
         )
         return result.modified_count
 
@@ -170,8 +185,12 @@ class JobRepository(Repository[Job]):
         the terminal ones not yet applied. At 0 the points' counts are final."""
         return await self.col.count_documents({"task_id": task_id, "applied": False})
 
-    async def mark_applied(self, job_id: str) -> None:
-        await self.col.update_one({"_id": job_id}, {"$set": {"applied": True}})
+    async def mark_applied(self, job_id: str) -> bool:
+        """True for the one call that marked it (a concurrent second apply gets False)."""
+        result = await self.col.update_one(
+            {"_id": job_id, "applied": False}, {"$set": {"applied": True}}
+        )
+        return result.modified_count == 1
 
     async def count_assigned(self, site: str) -> int:
         return await self.col.count_documents({"site": site, "status": JobStatus.ASSIGNED.value})

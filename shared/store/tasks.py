@@ -74,6 +74,11 @@ class TaskRepository(Repository[Task]):
         )
         return result.modified_count == 1
 
+    async def set_link(self, task_id: str, name: str, url: str) -> None:
+        """Where the task can also be seen (``mlflow``: its experiment on the central
+        MLflow server); shown in the task's view."""
+        await self.col.update_one({"_id": task_id}, {"$set": {f"links.{name}": url}})
+
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         """Record ``loss`` as the best if it beats the current best (atomic)."""
         result = await self.col.update_one(

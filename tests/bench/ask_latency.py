@@ -243,6 +243,7 @@ async def deployed_ms(
             "HPO_PUBLIC_URL": api,
             "HPO_API_PORT": str(api_port),
             "HPO_MONITOR_PORT": str(free_port()),
+            "HPO_OPS_PORT": "0",
             "HPO_HOME": tmp,
         }
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)

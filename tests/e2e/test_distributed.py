@@ -108,6 +108,7 @@ def system(
         "HPO_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "HPO_API_PORT": str(api_port),
         "HPO_MONITOR_PORT": str(free_port()),
+        "HPO_OPS_PORT": "0",  # test runs share this machine: no fixed port
         "HPO_RECONCILE_INTERVAL": "1",
         "HPO_HOME": str(tmp_path / "home"),
         "HPO_LEASE_SECONDS": "60",

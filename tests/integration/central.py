@@ -35,6 +35,8 @@ class Central:
     ctx: Context
     api_url: str
     monitor_url: str
+    ops_url: str
+    """The process's operations listener: /healthz, /readyz, /metrics."""
 
     async def token(self, owner: str, scopes: list[str]) -> str:
         return (await issue_token(self.ctx.store, owner, scopes))[1]
@@ -46,6 +48,7 @@ async def central(
 ) -> AsyncIterator[Central]:
     api_sock = bind("127.0.0.1", 0)
     monitor_sock = bind("127.0.0.1", 0)
+    ops_sock = bind("127.0.0.1", 0)
     api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
     overrides: dict[str, Any] = {
         "bus_url": bus_url,
@@ -70,11 +73,17 @@ async def central(
         steering=load(SteeringSettings, **overrides),
         api_socket=api_sock,
         monitor_socket=monitor_sock,
+        ops_socket=ops_sock,
     )
     stop = asyncio.Event()
     runner = asyncio.create_task(run_assembly(assembly, api.reconcile_interval, stop))
     try:
-        yield Central(ctx=ctx, api_url=api_url, monitor_url=assembly.url_of("monitor"))
+        yield Central(
+            ctx=ctx,
+            api_url=api_url,
+            monitor_url=assembly.url_of("monitor"),
+            ops_url=assembly.url_of("ops"),
+        )
     finally:
         stop.set()
         await runner

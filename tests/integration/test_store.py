@@ -176,3 +176,25 @@ async def test_changed_for_segment_returns_new_and_newly_settled_points(
     changed = await store.points.changed_for_segment("c", "main", seen, [95, 96])
     settled = [95, 96] if open_count == 3 else []
     assert [p.index for p in changed] == [*settled, 98, 99]
+
+
+async def test_each_status_change_is_stamped_and_a_job_is_applied_once(store: Store) -> None:
+    """The stamps are what the job stage latencies are measured from."""
+    job = Job(id="j1", task_id="t1", owner="a", segment="main", point_ids=["p"], attempt=1)
+    await store.jobs.insert(job)
+    assert await store.jobs.assign("j1", "s")
+    assert await store.jobs.lease_next("s", "s", utcnow() + timedelta(seconds=60)) is not None
+    for _heartbeat in range(3):
+        assert await store.jobs.extend_lease(
+            "j1", 1, utcnow() + timedelta(seconds=60), running=True
+        )
+    assert await store.jobs.finish("j1", 1, [PointOutcome(point_id="p", loss=1.0)])
+    stored = await store.jobs.get("j1")
+    assert stored is not None
+    assert set(stored.stamps) == {"assigned", "leased", "running", "finished"}
+    stamps = stored.stamps
+    assert stored.created <= stamps["assigned"] <= stamps["leased"] <= stamps["running"]
+    assert stamps["running"] < stored.updated  # the first start, not the last heartbeat
+    assert stamps["finished"] == stored.updated
+    assert await store.jobs.mark_applied("j1")
+    assert not await store.jobs.mark_applied("j1")  # a concurrent second apply is told

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, readiness checks and the listener that serves them."""
