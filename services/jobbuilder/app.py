@@ -81,7 +81,9 @@ class JobBuilderService(BusConsumer):
         for job in await self.ctx.store.jobs.unapplied():
             await self.apply(job)
         for task in await self.ctx.store.tasks.list_active():
-            await self.build(task.id, repair=True)
+            if not task.config.online:
+                await self.build(task.id, repair=True)
+        await self.close_idle_studies()
 
     async def apply(self, job: Job) -> None:
         """Apply a terminal job's outcome to its points, once."""
@@ -146,26 +148,26 @@ class JobBuilderService(BusConsumer):
             if task is None or task.status not in BUILDING:
                 return
             if task.config.online:
-                if repair:
-                    await self._close_if_idle(task)
                 return
             if repair:
                 await self._recover_pending(task)
             await self._define_jobs(task)
             await self._maybe_finish(task)
 
-    async def _close_if_idle(self, task: Task) -> None:
-        """Close an online study whose owner set an idle timeout that has run out."""
+    async def close_idle_studies(self) -> None:
+        """Close the online studies whose owner set an idle timeout that has run out.
+        One query finds them, so studies without a timeout cost the pass nothing."""
         store = self.ctx.store
-        study = await store.studies.get(task.id)
-        if study is None or study.idle_timeout is None:
-            return
-        last = await store.studies.last_activity(task.id) or study.created
-        if idle_over(last, utcnow(), study.idle_timeout):
+        for study in await store.studies.with_idle_timeout():
+            last = await store.studies.last_activity(study.id) or study.created
+            assert study.idle_timeout is not None
+            if not idle_over(last, utcnow(), study.idle_timeout):
+                continue
             reason = f"closed after {study.idle_timeout:g} s without an ask or a tell"
-            if await store.tasks.close(task.id, reason):
-                log.info("study %s %s", task.id, reason)
-                await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="done"))
+            if await store.tasks.close(study.id, reason):
+                log.info("study %s %s", study.id, reason)
+                await self.ctx.bus.publish(TaskFinished(task_id=study.id, status="done"))
+            await store.studies.mark_closed(study.id)  # closed now, or by its owner before
 
     async def _recover_pending(self, task: Task) -> None:
         """A crash between a point's new attempt and its job's insert leaves a pending

@@ -88,6 +88,14 @@ class StudyRepository(Repository[Study]):
     async def set_idle_timeout(self, study_id: str, seconds: float | None) -> None:
         await self.col.update_one({"_id": study_id}, {"$set": {"idle_timeout": seconds}})
 
+    async def with_idle_timeout(self) -> list[Study]:
+        """The studies whose owner set an idle timeout and that are still open."""
+        return await self._find({"idle_timeout": {"$type": "number"}, "closed": {"$ne": True}})
+
+    async def mark_closed(self, study_id: str) -> None:
+        """Leave the study out of :meth:`with_idle_timeout` from now on."""
+        await self.col.update_one({"_id": study_id}, {"$set": {"closed": True}})
+
     async def last_activity(self, task_id: str) -> datetime | None:
         """When the study's last trial was asked or closed; None before its first ask."""
         asked = await self.points.find_one(

@@ -168,6 +168,7 @@ async def close(study_id: str, ctx: Ctx, user: CurrentUser) -> StudyView:
     Closing a closed study changes nothing."""
     await own_study(ctx, user.owner, study_id)
     await ctx.store.tasks.close(study_id, "closed by its owner")
+    await ctx.store.studies.mark_closed(study_id)
     task, study = await own_study(ctx, user.owner, study_id)
     return _view(study, task)
 
