@@ -11,13 +11,30 @@ from rich.console import Console
 from rich.markup import escape
 
 from client.http import ApiClient, ApiError
+from client.render import status_lines
 from client.settings import ClientConfig, load_config, save_config
-from client.submission import SubmissionInputError, build_submission, load_json_config
+from client.submission import SubmissionInputError
+from client.submit import print_version, submit
 from client.watch import watch as watch_task
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", is_eager=True, callback=print_version
+        ),
+    ] = False,
+) -> None:
+    """``hpo``: submit and follow HPO tasks (options mirror PanDA's ``phpo``), or run the demo."""
+
+
+app.command("submit")(submit)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (or HPO_URL)")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="bearer token (or HPO_TOKEN)")]
@@ -52,76 +69,6 @@ def login(
 
 
 @app.command()
-def submit(
-    load_json: Annotated[Path | None, typer.Option("--loadJson", help="phpo JSON config")] = None,
-    name: Annotated[str, typer.Option("--name", help="a name for the task")] = "",
-    n_parallel: Annotated[int | None, typer.Option("--nParallelEvaluation")] = None,
-    max_points: Annotated[int | None, typer.Option("--maxPoints")] = None,
-    max_jobs: Annotated[int | None, typer.Option("--maxEvaluationJobs")] = None,
-    per_job: Annotated[int | None, typer.Option("--maxPointsPerEvaluationJob")] = None,
-    per_iteration: Annotated[int | None, typer.Option("--nPointsPerIteration")] = None,
-    min_unevaluated: Annotated[int | None, typer.Option("--minUnevaluatedPoints")] = None,
-    steering_container: Annotated[str | None, typer.Option("--steeringContainer")] = None,
-    steering_exec: Annotated[str | None, typer.Option("--steeringExec")] = None,
-    search_space_file: Annotated[str | None, typer.Option("--searchSpaceFile")] = None,
-    evaluation_container: Annotated[str | None, typer.Option("--evaluationContainer")] = None,
-    evaluation_exec: Annotated[str | None, typer.Option("--evaluationExec")] = None,
-    evaluation_input: Annotated[str | None, typer.Option("--evaluationInput")] = None,
-    evaluation_training: Annotated[str | None, typer.Option("--evaluationTrainingData")] = None,
-    evaluation_output: Annotated[str | None, typer.Option("--evaluationOutput")] = None,
-    evaluation_meta: Annotated[str | None, typer.Option("--evaluationMeta")] = None,
-    evaluation_metrics: Annotated[str | None, typer.Option("--evaluationMetrics")] = None,
-    training_ds: Annotated[str | None, typer.Option("--trainingDS")] = None,
-    checkpoint_save: Annotated[str | None, typer.Option("--checkPointToSave")] = None,
-    checkpoint_load: Annotated[str | None, typer.Option("--checkPointToLoad")] = None,
-    checkpoint_interval: Annotated[int | None, typer.Option("--checkPointInterval")] = None,
-    segment_spec: Annotated[str | None, typer.Option("--segmentSpecFile")] = None,
-    site: Annotated[str | None, typer.Option("--site")] = None,
-    architecture: Annotated[str | None, typer.Option("--architecture")] = None,
-    follow: Annotated[bool, typer.Option("--watch", help="follow the task")] = False,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-) -> None:
-    """Submit a task; files of the current directory travel with it, as with phpo."""
-    overrides: dict[str, Any] = {
-        "nParallelEvaluation": n_parallel,
-        "maxPoints": max_points,
-        "maxEvaluationJobs": max_jobs,
-        "maxPointsPerEvaluationJob": per_job,
-        "nPointsPerIteration": per_iteration,
-        "minUnevaluatedPoints": min_unevaluated,
-        "steeringContainer": steering_container,
-        "steeringExec": steering_exec,
-        "searchSpaceFile": search_space_file,
-        "evaluationContainer": evaluation_container,
-        "evaluationExec": evaluation_exec,
-        "evaluationInput": evaluation_input,
-        "evaluationTrainingData": evaluation_training,
-        "evaluationOutput": evaluation_output,
-        "evaluationMeta": evaluation_meta,
-        "evaluationMetrics": evaluation_metrics,
-        "trainingDS": training_ds,
-        "checkPointToSave": checkpoint_save,
-        "checkPointToLoad": checkpoint_load,
-        "checkPointInterval": checkpoint_interval,
-        "segmentSpecFile": segment_spec,
-        "site": site,
-        "architecture": architecture,
-    }
-    try:
-        config = load_json_config(load_json) if load_json else {}
-        body = build_submission(config, overrides, Path.cwd(), name=name)
-        with _client(url, token) as client:
-            task = client.submit(body)
-            console.print(f"submitted [bold]{task['id']}[/]")
-            if follow:
-                final = watch_task(client, task["id"], console)
-                raise typer.Exit(0 if final["status"] == "done" else 1)
-    except (ApiError, SubmissionInputError) as exc:
-        raise _fail(exc) from None
-
-
-@app.command()
 def status(
     task_id: str,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -137,15 +84,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(task, indent=2))
         return
-    p = task["progress"]
-    console.print(
-        f"[bold]{task['id']}[/] {task['name']}  status: {task['status']} {task['reason']}"
-    )
-    console.print(
-        f"points {p['points']}/{p['max_points']}: {p['evaluated']} evaluated, "
-        f"{p['failed']} failed, {p['pending']} pending, {p['unevaluated']} waiting; "
-        f"jobs {p['jobs']} ({p['active_jobs']} active)"
-    )
+    for line in status_lines(task):
+        console.print(escape(line))
     if task.get("best"):
         console.print(f"best loss {task['best']['loss']:.6g} at {task['best']['params']}")
     front = task.get("pareto_front")
@@ -157,13 +97,22 @@ def status(
 
 
 @app.command("list")
-def list_tasks(url: UrlOpt = None, token: TokenOpt = None) -> None:
+def list_tasks(
+    out_ds: Annotated[
+        str | None, typer.Option("--outDS", help="only the tasks filed under this outDS")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """List your tasks, newest first."""
     try:
         with _client(url, token) as client:
-            for task in client.tasks():
+            for task in client.tasks(out_ds=out_ds):
                 best = "-" if task["best_loss"] is None else f"{task['best_loss']:.5g}"
-                console.print(f"{task['id']}  {task['status']:<10} best {best:<10} {task['name']}")
+                line = f"{task['id']}  {task['status']:<10} best {best:<10} {task['name']}"
+                if task.get("out_ds") and task["out_ds"].rstrip("/") != task["name"]:
+                    line += f"  (outDS {task['out_ds']})"
+                console.print(escape(line))
     except ApiError as exc:
         raise _fail(exc) from None
 
@@ -188,6 +137,38 @@ def cancel(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     except ApiError as exc:
         raise _fail(exc) from None
     console.print(f"{task['id']}: {task['status']}")
+
+
+@app.command()
+def close(
+    study_id: str,
+    after_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--after-idle",
+            help="instead of closing it now, close the study once it has had no ask and no "
+            "tell for this many seconds",
+            min=0.001,
+        ),
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Close an online study (no more asks), now or after an idle time."""
+    try:
+        with _client(url, token) as client:
+            if after_idle is None:
+                study = client.close_study(study_id)
+            else:
+                study = client.set_idle_timeout(study_id, after_idle)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    line = f"{study['id']}: {study['status']}"
+    if study.get("reason"):
+        line += f" ({study['reason']})"
+    elif study.get("idle_timeout") is not None:
+        line += f"; closes after {study['idle_timeout']:g} s without an ask or a tell"
+    console.print(escape(line))
 
 
 @app.command()

@@ -96,8 +96,9 @@ class ApiClient:
         result: dict[str, Any] = self.call("GET", f"/api/v1/tasks/{task_id}")
         return result
 
-    def tasks(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call("GET", "/api/v1/tasks")
+    def tasks(self, *, out_ds: str | None = None) -> list[dict[str, Any]]:
+        params = {"outDS": out_ds} if out_ds else None
+        result: list[dict[str, Any]] = self.call("GET", "/api/v1/tasks", params=params)
         return result
 
     def points(self, task_id: str) -> list[dict[str, Any]]:
@@ -114,4 +115,13 @@ class ApiClient:
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", f"/api/v1/tasks/{task_id}/cancel")
+        return result
+
+    def close_study(self, study_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", f"/api/v1/studies/{study_id}/close")
+        return result
+
+    def set_idle_timeout(self, study_id: str, seconds: float | None) -> dict[str, Any]:
+        body = {"idle_timeout": seconds}
+        result: dict[str, Any] = self.call("PATCH", f"/api/v1/studies/{study_id}", json=body)
         return result

@@ -57,6 +57,7 @@ class Study:
         direction: str = "minimize",
         sampler: dict[str, Any] | None = None,
         pruner: dict[str, Any] | None = None,
+        idle_timeout: float | None = None,
         timeout: float = 60.0,
     ) -> None:
         self._api = ApiClient(url, token, timeout=timeout)
@@ -67,6 +68,8 @@ class Study:
             "sampler": sampler or {"name": "TPESampler"},
             "pruner": pruner or {"name": "NopPruner"},
         }
+        if idle_timeout is not None:
+            self._definition["idle_timeout"] = idle_timeout
         self._id: str | None = None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -113,7 +116,13 @@ class Study:
         if not trial.closed:
             trial.fail("the worker ended the trial without telling a loss")
 
+    def end(self) -> dict[str, Any]:
+        """Close the study on the server: no more asks. Its view (status, reason)."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/studies/{self.id}/close")
+        return result
+
     def close(self) -> None:
+        """Close the HTTP connection (the study stays open; see :meth:`end`)."""
         self._api.close()
 
     def __enter__(self) -> Study:

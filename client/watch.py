@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from client.http import ApiClient
@@ -43,6 +44,8 @@ def watch(
                 best=_best(task),
             )
             if task["status"] in TERMINAL:
-                return task
+                break
             time.sleep(interval)
             task = client.task(task_id)
+    console.print(f"{task['status']}: {escape(task.get('reason') or '')}")
+    return task

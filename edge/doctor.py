@@ -36,6 +36,7 @@ from edge.batch.commands import CommandError, run_command
 from edge.batch.isolation import IsolationUnavailableError, unshare_prefix
 from edge.config import SiteConfig, SiteConfigError, load_site_config, tls_verify
 from edge.version import edge_version
+from shared.capabilities import declared
 from shared.edge_api import SiteHeartbeatBody, SiteHeartbeatReply
 from shared.runtime import (
     ApptainerRuntimeConfig,
@@ -409,7 +410,11 @@ def check_token(http: httpx.Client, config: SiteConfig, *, heartbeat: bool) -> C
     body = "{}"
     if heartbeat:
         sent = SiteHeartbeatBody(
-            arch=config.arch, free_slots=0, total_slots=config.slots, version=edge_version()
+            arch=config.arch,
+            free_slots=0,
+            total_slots=config.slots,
+            version=edge_version(),
+            capabilities=declared(config.runtime),
         )
         body = sent.model_dump_json()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

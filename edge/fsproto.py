@@ -1,4 +1,5 @@
-"""The shared-filesystem protocol between the harvester and the node agents (§6).
+"""The shared-filesystem protocol between the harvester and the node agents
+(docs/architecture.md §6.7).
 
 Compute nodes and the login node only share a parallel filesystem (NFS, GPFS, Lustre),
 so every exchange is a file, and three rules hold everywhere:

@@ -1,4 +1,4 @@
-"""Names of the checkpoint snapshots in ``jobs/<id>/checkpoints/`` (§6).
+"""Names of the checkpoint snapshots in ``jobs/<id>/checkpoints/`` (docs/edge.md).
 
 The node agent writes ``ckpt-<seq>.tar.gz`` (six digits, counting from 1 in each job
 directory) by renaming a hidden temporary file, so a listed snapshot is always

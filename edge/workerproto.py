@@ -1,4 +1,4 @@
-"""The worker directory of a late-binding batch job (layout 1, §6 and §8).
+"""The worker directory of a late-binding batch job (layout 1; docs/edge.md).
 
 A *worker* is one batch job holding one node's GPUs; its directory
 ``$ROOT/workers/<worker_id>/`` is shared by the harvester and the worker agent::

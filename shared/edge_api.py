@@ -1,4 +1,5 @@
-"""Bodies of the edge protocol (ARCHITECTURE.md §5), shared by the api and the harvester.
+"""Bodies of the edge protocol (docs/architecture.md, "Edge protocol"), shared by the api
+and the harvester.
 
 The harvester pulls: it heartbeats its free slots, asks for leases, reports job events
 and uploads artifacts through presigned URLs. Every job event carries the lease
@@ -35,11 +36,30 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class SiteCapabilities(_Body):
+    """What a site can run, declared in every heartbeat (from its ``[runtime]``); the
+    broker sends a site only jobs it can run."""
+
+    runtime: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")
+    """The runtime kind that starts its payloads (``process``, ``bwrap``, ``apptainer``...)."""
+    image_schemes: list[str] = Field(default_factory=list, max_length=32)
+    """The image references it runs: ``path`` for a local image file or directory, or
+    a registry scheme its harvester pulls from (``docker``, ``oras``, ...). Empty: it
+    runs no image."""
+    ignores_images: bool = False
+    """It runs a job that names an image on the host's software instead (the site
+    admin's ``ignore_image``)."""
+    needs_image: bool = False
+    """It runs only jobs that name an image (a container runtime with no default image)."""
+
+
 class SiteHeartbeatBody(_Body):
     arch: Arch = "amd64"
     free_slots: int = Field(ge=0, le=MAX_SLOTS)
     total_slots: int = Field(default=0, ge=0, le=MAX_SLOTS)
     version: str = Field(default="", max_length=200)
+    capabilities: SiteCapabilities | None = None
+    """None from a harvester that declares nothing: it is sent any job, as before."""
 
 
 class SiteHeartbeatReply(BaseModel):

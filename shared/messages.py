@@ -1,6 +1,6 @@
 """Bus event contracts: one pydantic class per routing key.
 
-Messages are hints for low latency; MongoDB holds the truth (ARCHITECTURE.md §4). A
+Messages are hints for low latency; MongoDB holds the truth (docs/architecture.md §4). A
 handler must therefore be idempotent: receiving the same message twice, late, or never
 must leave the database in the same state once the reconcile loops have run.
 """

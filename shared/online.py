@@ -1,5 +1,5 @@
 """Request and reply of online ask-and-tell: the api asks the steering service for a
-trial of a study (ARCHITECTURE.md §4, request/reply).
+trial of a study (docs/architecture.md §4, request/reply).
 
 Only the ask travels: drawing a point is sampler work and belongs to steering, while
 tell, failure and intermediate reports are conditional writes the api does itself.

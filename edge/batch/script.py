@@ -1,6 +1,6 @@
 """Batch scripts and worker directories of the scheduled batch systems (Slurm, LSF, PBS).
 
-A *worker* is one batch job. Its directory ``$ROOT/workers/<worker_id>/`` (§6) holds
+A *worker* is one batch job. Its directory ``$ROOT/workers/<worker_id>/`` (docs/edge.md) holds
 ``batch.sh``, the script the harvester submitted; ``batch.log``, what the scheduler itself
 writes for the job (its own errors, "cancelled at", "time limit"); and ``worker.json``,
 the harvester's record of the submission (batch id, jobs, or why it was refused). What the
@@ -16,7 +16,7 @@ since each scheduler parses those lines with its own (not the shell's) rules. Th
 
 A worker of the other layouts runs exactly one node agent, for one job, with ``exec``,
 so that the scheduler's signals (cancel, walltime) reach the agent itself and it can
-stop the payload cleanly. The site layout (§8) reaches the agent as ``--layout JSON``:
+stop the payload cleanly. The site layout (docs/edge.md) reaches the agent as ``--layout JSON``:
 ``whole_node`` shows the payload every GPU of the node, ``multi_node`` and ``elastic``
 have the agent start the payload through a multi-node launcher (``srun``, ``jsrun``,
 ``mpirun``) from the batch script itself, on the first node. A ``per_gpu`` worker
@@ -60,7 +60,7 @@ class ScheduledBatchConfig(BaseModel):
     """Time limit of each batch job (TOML ``"02:00:00"`` or seconds); None: the queue's
     default."""
     layout: Literal["single", "per_gpu", "whole_node", "multi_node", "elastic"] = "single"
-    """How a job's payload is placed (ARCHITECTURE §8): ``single`` one payload with the
+    """How a job's payload is placed (docs/edge.md, "Site layouts"): ``single`` one payload with the
     job's GPUs, one batch job per edge job; ``per_gpu`` (layout 1) one batch job per
     node running one payload per GPU, taking further jobs from its inbox while its
     walltime lasts (late binding; needs ``gpus_per_node``); ``whole_node`` one payload

@@ -1,4 +1,4 @@
-"""Typed async client of the edge api (ARCHITECTURE.md §5, bodies in shared/edge_api.py).
+"""Typed async client of the edge api (docs/architecture.md §6.6, bodies in shared/edge_api.py).
 
 Transient trouble (connection errors, timeouts, 5xx, 429) is retried a few times with
 a bounded exponential backoff, because the login node's link to the central service

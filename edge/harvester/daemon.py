@@ -36,6 +36,7 @@ from edge.harvester.restore import RestoreError, fetch_checkpoint
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.metrics import EdgeMetrics
 from edge.version import edge_version
+from shared.capabilities import declared
 from shared.clock import utcnow
 from shared.edge_api import JobEvent, JobEventReply, JobSpec, LeaseRequest, SiteHeartbeatBody
 
@@ -159,6 +160,7 @@ class Harvester:
                 free_slots=self.free_slots(),
                 total_slots=self.config.slots,
                 version=edge_version(),
+                capabilities=declared(self.config.runtime),
             )
         )
 

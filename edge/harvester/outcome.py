@@ -1,8 +1,8 @@
 """From what a finished job left on disk to the terminal event the api gets.
 
 Pure decisions over already-read files, so each user-facing message is unit-tested
-without processes. The rule of the evaluation container (§7): ``output.json`` =
-``{"status": 0, "loss": ..., "message": ...}``; status missing or 0 means success;
+without processes. The rule of the evaluation container (docs/architecture.md §6.4):
+``output.json`` = ``{"status": 0, "loss": ..., "message": ...}``; status missing or 0 means success;
 loss is a number or a list of numbers. Every failure message says what to look at.
 """
 

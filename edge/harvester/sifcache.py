@@ -1,6 +1,6 @@
 """The SIF cache: container images pulled once, on the login node, into the shared filesystem.
 
-Compute nodes have no network and never pull (§8), so before a job is released to the
+Compute nodes have no network and never pull, so before a job is released to the
 batch system the harvester runs ``<tool> pull --arch ARCH DEST REF`` here, where
 ``<tool>`` is the site runtime's ``apptainer`` or ``singularity``, and the job's node
 agent is handed the path of the SIF file.

@@ -1,4 +1,4 @@
-"""How a node agent places its payload: the site layout (ARCHITECTURE §8) it was started for.
+"""How a node agent places its payload: the site layout (docs/edge.md) it was started for.
 
 The batch adapter renders one :class:`NodeLayout` into the batch script as
 ``run-job JOB_DIR --layout JSON``, and the agent hands the same JSON on to every rank's

@@ -130,7 +130,10 @@ async def ask_trial(ctx: Context, task: Task) -> Asked:
     study's unchanging documents in memory and does not read the task again.
     """
     if task.status not in ACTIVE_TASK_STATES:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"study {task.id} is {task.status.value}")
+        why = f" ({task.reason})" if task.reason else ""
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"study {task.id} is {task.status.value}{why}"
+        )
     request = AskRequest(task_id=task.id, owner=task.owner, ask_id=new_id("ask_"))
     reply = None
     for attempt in range(ASK_ATTEMPTS):

@@ -29,8 +29,21 @@ class TaskSubmission(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, max_length=MAX_FILES)
 
 
-class Progress(BaseModel):
+class SegmentProgress(BaseModel):
+    segment: str
     max_points: int
+    """The segment's own ``maxPoints``."""
+    points: int
+    unevaluated: int
+    pending: int
+    evaluated: int
+    failed: int
+
+
+class Progress(BaseModel):
+    max_points: int | None
+    """Points the task plans in all (``maxPoints`` per segment times its segments);
+    None for an online study, whose trial count has no planned end."""
     points: int
     unevaluated: int
     pending: int
@@ -38,6 +51,9 @@ class Progress(BaseModel):
     failed: int
     active_jobs: int
     jobs: int
+    segments: list[SegmentProgress] = Field(default_factory=list)
+    """Per segment, in segment order (one ``main`` entry for an unsegmented task); empty
+    for an online study."""
 
 
 class BestPoint(BaseModel):
@@ -63,6 +79,11 @@ class TaskView(BaseModel):
     created: datetime
     updated: datetime
     progress: Progress
+    warnings: list[str] = Field(default_factory=list)
+    """One line per phpo option given that has no effect here."""
+    waiting: str = ""
+    """Why the task's jobs wait instead of running (e.g. no live site can run its
+    image); empty when nothing holds them back."""
     best: BestPoint | None = None
     """Single-objective tasks: the best evaluated point."""
     pareto_front: list[ParetoPoint] | None = None
@@ -79,6 +100,9 @@ class TaskSummary(BaseModel):
     status: TaskStatus
     created: datetime
     best_loss: float | None
+    reason: str = ""
+    out_ds: str | None = None
+    """phpo's ``outDS`` of the task."""
 
 
 class PointView(BaseModel):

@@ -108,7 +108,8 @@ def build_task(
     except SearchSpaceError as exc:
         raise SubmissionError([_error((*where, *e.loc), e.msg) for e in exc.issues]) from None
     raws = raw if isinstance(raw, list) else [raw] * len(named)
-    task = Task(id=new_id("task_"), owner=owner, name=sub.name, config=sub.config, files=sub.files)
+    name = sub.name or (sub.config.outDS or "").rstrip("/")
+    task = Task(id=new_id("task_"), owner=owner, name=name, config=sub.config, files=sub.files)
     segments = [
         Segment(
             id=f"{task.id}.{name}",

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
-from services.api.schemas import BestPoint, ParetoPoint, Progress, TaskView
-from shared.domain.models import PointStatus, Task
+from collections import Counter
+
+from services.api.schemas import BestPoint, ParetoPoint, Progress, SegmentProgress, TaskView
+from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Task
 from shared.domain.pareto import pareto_front
 from shared.domain.taskconfig import Direction
 from shared.store import Store
 
 
+def _counted(counts: Counter[str]) -> dict[str, int]:
+    return {
+        "points": sum(counts.values()),
+        "unevaluated": counts[PointStatus.UNEVALUATED.value],
+        "pending": counts[PointStatus.PENDING.value],
+        "evaluated": counts[PointStatus.EVALUATED.value],
+        "failed": counts[PointStatus.FAILED.value],
+    }
+
+
 async def progress(store: Store, task: Task) -> Progress:
-    counts = await store.points.count_by_status(task.id)
+    """The task's counts, per segment and in all. ``maxPoints`` is per segment, so the
+    task's total plan is ``maxPoints`` times its segments; an online study has none."""
+    by_segment = await store.points.count_by_segment(task.id)
+    total: Counter[str] = sum(by_segment.values(), Counter())
+    jobs = {
+        "active_jobs": await store.jobs.count(task.id, active_only=True),
+        "jobs": await store.jobs.count(task.id, active_only=False),
+    }
+    if task.config.online:
+        return Progress(max_points=None, **_counted(total), **jobs)
+    segments = await store.segments.list_for_task(task.id)
+    per_segment = [
+        SegmentProgress(
+            segment=s.name,
+            max_points=task.config.maxPoints,
+            **_counted(by_segment.get(s.name, Counter())),
+        )
+        for s in sorted(segments, key=lambda s: s.index)
+    ]
     return Progress(
-        max_points=task.config.maxPoints,
-        points=sum(counts.values()),
-        unevaluated=counts[PointStatus.UNEVALUATED.value],
-        pending=counts[PointStatus.PENDING.value],
-        evaluated=counts[PointStatus.EVALUATED.value],
-        failed=counts[PointStatus.FAILED.value],
-        active_jobs=await store.jobs.count(task.id, active_only=True),
-        jobs=await store.jobs.count(task.id, active_only=False),
+        max_points=task.config.maxPoints * max(len(segments), 1),
+        **_counted(total),
+        **jobs,
+        segments=per_segment,
     )
 
 
@@ -69,6 +95,8 @@ def _view(
         created=task.created,
         updated=task.updated,
         progress=progress,
+        warnings=task.config.warnings,
+        waiting=task.waiting if task.status in ACTIVE_TASK_STATES else "",
         best=best,
         pareto_front=front,
         links=task.links,

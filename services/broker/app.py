@@ -2,9 +2,13 @@
 
 Sites announce themselves through heartbeats, which the api records in the site
 registry (the database, so none is lost) and announces as ``site.heartbeat``.
-Defined jobs are assigned to a live eligible site with room; a job whose lease expires
-without a heartbeat is marked lost (the job builder then retries its point), and jobs
-assigned to a site that stopped heartbeating go back to be assigned elsewhere.
+Defined jobs are assigned to a live eligible site with room: one the task allows, of
+the right architecture, that declared in its heartbeat it can run the job's image. A
+task whose jobs no live site can run keeps them defined (no attempt is spent) and
+shows why (``Task.waiting``), until a site that can run them heartbeats. A job whose
+lease expires without a heartbeat is marked lost (the job builder then retries its
+point), and jobs assigned to a site that stopped heartbeating go back to be assigned
+elsewhere.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from services.broker.logic import choose_site
+from services.broker.logic import choose_site, waiting_reason
 from services.consumer import BusConsumer
 from services.context import Context
 from shared.clock import utcnow
@@ -53,20 +57,28 @@ class BrokerService(BusConsumer):
         sites = await self._alive()
         assigned = {s.id: await store.jobs.count_assigned(s.id) for s in sites}
         configs = {}
+        waiting: dict[str, str] = {}
         for job in defined:
             if job.task_id not in configs:
                 task = await store.tasks.get(job.task_id)
                 if task is None:
                     continue
                 configs[job.task_id] = task.config
-            site = choose_site(configs[job.task_id], sites, assigned)
+            config = configs[job.task_id]
+            site = choose_site(config, sites, assigned)
             if site is None:
+                if job.task_id not in waiting:
+                    waiting[job.task_id] = waiting_reason(config, sites)
                 continue
+            waiting[job.task_id] = ""
             if await store.jobs.assign(job.id, site.id):
                 assigned[site.id] = assigned.get(site.id, 0) + 1
                 await self.ctx.bus.publish(
                     JobAssigned(task_id=job.task_id, job_id=job.id, site=site.id)
                 )
+        for task_id, reason in waiting.items():
+            if await store.tasks.set_waiting(task_id, reason) and reason:
+                log.info("task %s waits: %s", task_id, reason)
 
     async def expire_leases(self) -> None:
         for job in await self.ctx.store.jobs.expired_leases(utcnow()):

@@ -4,7 +4,9 @@ It owns a point's attempts: it defines one job per attempt (never more than
 nParallelEvaluation active, maxEvaluationJobs in all), applies each terminal job's
 outcome to its points exactly once (the point update is conditional on the attempt's
 job id; the job is then marked applied), retries failed or lost attempts, and gives a
-point the large loss after maxAttempts. It also decides when a task is finished.
+point the large loss after maxAttempts. It also decides when a task is finished and
+how (:func:`.logic.task_end`: done, or failed when no evaluation gave a loss or the job
+budget ran out first), and closes online studies whose owner's idle timeout ran out.
 """
 
 from __future__ import annotations
@@ -15,10 +17,21 @@ from collections import defaultdict
 
 from services.consumer import BusConsumer
 from services.context import Context
-from services.jobbuilder.logic import Verdict, job_slots, judge, may_resume, scalar_loss
+from services.jobbuilder.logic import (
+    TaskTally,
+    Verdict,
+    idle_over,
+    job_slots,
+    judge,
+    may_resume,
+    scalar_loss,
+    task_end,
+)
+from shared.clock import utcnow
 from shared.domain.models import (
     TERMINAL_JOB_STATES,
     Job,
+    JobStatus,
     Point,
     PointStatus,
     Task,
@@ -68,7 +81,9 @@ class JobBuilderService(BusConsumer):
         for job in await self.ctx.store.jobs.unapplied():
             await self.apply(job)
         for task in await self.ctx.store.tasks.list_active():
-            await self.build(task.id, repair=True)
+            if not task.config.online:
+                await self.build(task.id, repair=True)
+        await self.close_idle_studies()
 
     async def apply(self, job: Job) -> None:
         """Apply a terminal job's outcome to its points, once."""
@@ -138,12 +153,29 @@ class JobBuilderService(BusConsumer):
         to a crash (only the periodic pass needs that)."""
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in BUILDING or task.config.online:
+            if task is None or task.status not in BUILDING:
+                return
+            if task.config.online:
                 return
             if repair:
                 await self._recover_pending(task)
             await self._define_jobs(task)
             await self._maybe_finish(task)
+
+    async def close_idle_studies(self) -> None:
+        """Close the online studies whose owner set an idle timeout that has run out.
+        One query finds them, so studies without a timeout cost the pass nothing."""
+        store = self.ctx.store
+        for study in await store.studies.with_idle_timeout():
+            last = await store.studies.last_activity(study.id) or study.created
+            assert study.idle_timeout is not None
+            if not idle_over(last, utcnow(), study.idle_timeout):
+                continue
+            reason = f"closed after {study.idle_timeout:g} s without an ask or a tell"
+            if await store.tasks.close(study.id, reason):
+                log.info("study %s %s", study.id, reason)
+                await self.ctx.bus.publish(TaskFinished(task_id=study.id, status="done"))
+            await store.studies.mark_closed(study.id)  # closed now, or by its owner before
 
     async def _recover_pending(self, task: Task) -> None:
         """A crash between a point's new attempt and its job's insert leaves a pending
@@ -185,21 +217,44 @@ class JobBuilderService(BusConsumer):
         store = self.ctx.store
         segments = await store.segments.list_for_task(task.id)
         total_jobs = await store.jobs.count(task.id, active_only=False)
-        budget_over = total_jobs >= task.config.job_budget(len(segments))
-        if not budget_over and not all(s.exhausted for s in segments):
+        budget = task.config.job_budget(len(segments))
+        exhausted = all(s.exhausted for s in segments)
+        if total_jobs < budget and not exhausted:
             return
-        counts = await store.points.count_by_status(task.id)
-        open_points = counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value]
-        generation_over = all(s.exhausted for s in segments) and open_points == 0
-        if not (generation_over or budget_over):
+        if not (await self._tally(task, len(segments), budget, total_jobs, exhausted)).over:
             return
         if task.status is TaskStatus.RUNNING:
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
-        if await store.jobs.count(task.id, active_only=True) > 0:
-            return
         if await store.jobs.count_unapplied(task.id) > 0:
-            return  # a result is being applied: the task's best may not be recorded yet
-        reason = "" if generation_over else "maxEvaluationJobs reached"
-        if await store.tasks.transition(task.id, TaskStatus.DONE, reason=reason):
-            log.info("task %s done", task.id)
-            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="done"))
+            return  # a job runs, or its outcome is not on its point yet
+        # counted again now that every outcome is applied: the first count may predate one
+        tally = await self._tally(task, len(segments), budget, total_jobs, exhausted)
+        if not tally.over:
+            return
+        end = task_end(
+            tally, max_attempts=task.config.maxAttempts, last_error=await self._last_error(task)
+        )
+        if await store.tasks.transition(task.id, end.status, reason=end.reason):
+            log.info("task %s %s: %s", task.id, end.status.value, end.reason)
+            await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.status.value))
+
+    async def _tally(
+        self, task: Task, segments: int, budget: int, jobs: int, exhausted: bool
+    ) -> TaskTally:
+        counts = await self.ctx.store.points.count_by_status(task.id)
+        return TaskTally(
+            segments=segments,
+            max_points=task.config.maxPoints,
+            budget=budget,
+            jobs=jobs,
+            evaluated=counts[PointStatus.EVALUATED.value],
+            failed=counts[PointStatus.FAILED.value],
+            open=counts[PointStatus.UNEVALUATED.value] + counts[PointStatus.PENDING.value],
+            exhausted=exhausted,
+        )
+
+    async def _last_error(self, task: Task) -> str:
+        """The reason of the task's last failed or lost job, for its end's reason."""
+        jobs = await self.ctx.store.jobs.list_for_task(task.id)
+        failed = [j for j in jobs if j.status in (JobStatus.FAILED, JobStatus.LOST) and j.reason]
+        return failed[-1].reason if failed else ""

@@ -27,9 +27,14 @@ from services.steering.container import (
     run_steering_container,
 )
 from services.steering.engine import NotOwnerError, SteeringEngine
-from services.steering.idds_format import SegmentInput
+from services.steering.idds_format import SegmentInput, SegmentOutcome
 from services.steering.leases import SegmentLeases
-from services.steering.logic import SegmentCounts, points_to_generate
+from services.steering.logic import (
+    SegmentCounts,
+    container_round,
+    points_to_generate,
+    settled,
+)
 from services.steering.online import OnlineSteering
 from services.steering.sandbox import SteeringRuntimes, open_steering_runtimes
 from shared.clock import utcnow
@@ -62,6 +67,10 @@ class SteeringService(BusConsumer):
         self.owner = settings.steering_instance or instance_name()
         self.runtimes = SteeringRuntimes(None, "not started yet", None, "not started yet")
         self._recorded_at = utcnow() - CAPABILITY_VALID
+        self._nothing_new: dict[str, int] = {}
+        """Segment id -> its settled points when its steering program last had nothing
+        new while points were open: it is asked again once another point settles (a
+        restart merely asks once more)."""
 
     async def start(self) -> None:
         root = check_workdir_root(self.settings.workdir)  # fail at start, not at the first task
@@ -145,10 +154,10 @@ class SteeringService(BusConsumer):
                 return
             history = await store.points.list_for_segment(task.id, segment.name)
             stored = len(history)
-            wanted = await self._wanted(task, segment, SegmentCounts.of(history))
-            if wanted == 0:
+            num_points = await self._container_round(task, segment, history)
+            if num_points == 0:
                 return
-            drawn = await self._ask_container(task, segment, space, history, wanted)
+            drawn = await self._ask_container(task, segment, space, history, num_points)
             if drawn is None:
                 return
             params_list, search_over = drawn
@@ -215,6 +224,32 @@ class SteeringService(BusConsumer):
             await self.ctx.store.segments.mark_exhausted(segment.id)
         return wanted
 
+    async def _container_round(self, task: Task, segment: Segment, history: list[Point]) -> int:
+        """The segment's ``%NUM_POINTS`` now (0: no round); marks it exhausted once it
+        holds maxPoints."""
+        counts = SegmentCounts.of(history)
+        if counts.total >= task.config.maxPoints:
+            if not segment.exhausted:
+                await self.ctx.store.segments.mark_exhausted(segment.id)
+            return 0
+        if self._nothing_new.get(segment.id) == settled(history):
+            return 0  # the program had nothing new: wait for the next result
+        return container_round(task.config, counts)
+
+    def _note_outcome(
+        self, segment: Segment, history: list[Point], outcome: SegmentOutcome
+    ) -> None:
+        if outcome.waiting:
+            self._nothing_new[segment.id] = settled(history)
+            log.info(
+                "segment %s: the steering program has nothing new while %d point(s) are "
+                "open; it is asked again after the next result",
+                segment.id,
+                len(history) - settled(history),
+            )
+        else:
+            self._nothing_new.pop(segment.id, None)
+
     async def _ask_container(
         self,
         task: Task,
@@ -249,6 +284,9 @@ class SteeringService(BusConsumer):
         if not result.ok:
             await self._fail(task, f"steering container: {result.reason}")
             return None
+        outcome = result.segments.get(0)
+        if outcome is not None:
+            self._note_outcome(segment, history, outcome)
         return result.points, result.search_over
 
     async def _top_up_by_segmented_container(self, task: Task, segments: list[Segment]) -> None:
@@ -261,10 +299,7 @@ class SteeringService(BusConsumer):
         inputs: list[SegmentInput] = []
         for segment in segments:
             history = await self.ctx.store.points.list_for_segment(task.id, segment.name)
-            counts = SegmentCounts.of(history)
-            wanted = 0 if segment.exhausted else points_to_generate(config, counts)
-            if wanted == 0 and counts.total >= config.maxPoints and not segment.exhausted:
-                await self.ctx.store.segments.mark_exhausted(segment.id)
+            wanted = 0 if segment.exhausted else await self._container_round(task, segment, history)
             try:
                 space = parse_search_space(segment.search_space)
             except ValueError as exc:
@@ -298,6 +333,7 @@ class SteeringService(BusConsumer):
         for segment, given in zip(segments, inputs, strict=True):
             outcome = result.segments.get(segment.index)
             if outcome is not None and given.num_points > 0:
+                self._note_outcome(segment, list(given.history), outcome)
                 await self._store_points(
                     task, segment, len(given.history), outcome.points, outcome.search_over
                 )

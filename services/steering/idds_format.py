@@ -1,10 +1,14 @@
-"""The files a steering container reads and writes (ARCHITECTURE.md §7), as pure functions.
+"""The files a steering container reads and writes (docs/architecture.md, "iDDS steering
+programs"), as pure functions.
 
 An iDDS-style steering container is the user's own optimiser, started once per
 generation round with ``steeringExec``. It reads ``%IN`` (:data:`IN_FILE`), a JSON
 object ``{"points": [...], "opt_space": ...}`` holding every point generated so far
 with its loss (``null`` while not evaluated), and writes ``%OUT`` (:data:`OUT_FILE`),
-a JSON list of new points; ``[]`` ends the search. In a segmented task every point
+a JSON list of new points. ``[]`` while points of the segment are still open means
+"nothing new yet" (hpogrid answers so when the open points reach ``%NUM_POINTS``): the
+program is asked again after the next result. ``[]`` with no point open ends the
+segment's search. In a segmented task every point
 carries its ``model_id`` (the segment's index): input points are
 ``[[model_id, {point}], loss]``, ``opt_space`` is ``[{"model_id": i, "search_space":
 {...}}, ...]`` and output items are ``[model_id, {point}]`` (the layout hpogrid's
@@ -70,8 +74,8 @@ class SegmentInput:
     """One segment as the container sees it.
 
     ``model_id`` is the segment's index (0 for an unsegmented task); ``history`` is
-    every point of the segment so far, whatever its status; ``num_points`` is how many
-    new points the segment may take in this round (0: none now).
+    every point of the segment so far, whatever its status; ``num_points`` is the
+    segment's ``%NUM_POINTS`` in this round (0: the segment is not asked now).
     """
 
     model_id: int
@@ -88,17 +92,19 @@ class SegmentInput:
 class SegmentOutcome:
     """What one round gave a segment.
 
-    ``container_ended`` is true when the segment was asked for points and the container
-    gave none for it (``[]``); ``search_over`` is true when the segment needs no further
-    round: the container ended it, or it holds ``max_points`` points with the new ones.
-    A segment that was asked, got points, and lost them all as duplicates is not over:
-    try again once a point has been evaluated.
+    ``container_ended`` is true when the segment was asked for points, none of its
+    points is open, and the container gave none for it (``[]``); ``search_over`` is
+    true when the segment needs no further round: the container ended it, or it holds
+    ``max_points`` points with the new ones. ``waiting`` is true when the segment was
+    asked and got nothing new while points of it are open (an empty answer, or only
+    duplicates of open points): ask again once one of them has its result.
     """
 
     model_id: int
     points: list[dict[str, Any]]
     search_over: bool
     container_ended: bool = False
+    waiting: bool = False
 
 
 @dataclass
@@ -288,12 +294,14 @@ def select_points(
                 f"{label}{beyond} point(s) beyond min(%NUM_POINTS, %MAX_POINTS - points so "
                 f"far) = {room}, dropped"
             )
-        ended = room > 0 and not proposed
+        still_open = any(p.status in _OPEN for p in segment.history)
+        ended = room > 0 and not proposed and not still_open
         full = len(segment.history) + len(accepted) >= max_points
         selection.segments[segment.model_id] = SegmentOutcome(
             model_id=segment.model_id,
             points=accepted,
             search_over=ended or full,
             container_ended=ended,
+            waiting=room > 0 and not accepted and not (ended or full),
         )
     return selection

@@ -4,6 +4,11 @@ A segment gets new points when the number of not-yet-evaluated points (unevaluat
 or pending) drops below ``minUnevaluatedPoints`` (when that is 0: when none is left),
 ``nPointsPerIteration - minUnevaluatedPoints`` of them (all ``nPointsPerIteration``
 when it is 0), never more than ``maxPoints`` in the segment's lifetime.
+
+A user's steering program (``steeringExec``) is started on the same trigger but is
+asked as iDDS asks it (:func:`container_round`): ``%NUM_POINTS`` is
+``nPointsPerIteration`` whatever is open, and the program decides how many of them
+are new.
 """
 
 from __future__ import annotations
@@ -42,6 +47,31 @@ def points_to_generate(config: TaskConfig, counts: SegmentCounts) -> int:
             return 0
         wanted = config.nPointsPerIteration - threshold
     return min(wanted, remaining)
+
+
+def container_round(config: TaskConfig, counts: SegmentCounts) -> int:
+    """The ``%NUM_POINTS`` of a steering program's round for a segment; 0 when no round
+    is due.
+
+    iDDS starts a round when no point is open or, with ``minUnevaluatedPoints``, when
+    fewer than that are open, and substitutes the task's ``nPointsPerIteration`` (phpo
+    sends it as ``num_points_per_generation``) for ``%NUM_POINTS`` every time, however
+    many points are open. Programs read it in two ways, and both work: as the number
+    of new points to write (iDDS's documented contract), or, as hpogrid does, as the
+    number of open points to leave behind, writing ``%NUM_POINTS`` minus the open
+    points it finds in ``%IN``. Either way at most ``min(%NUM_POINTS, %MAX_POINTS -
+    points so far)`` new points are taken.
+    """
+    if counts.total >= config.maxPoints:
+        return 0
+    threshold = config.minUnevaluatedPoints
+    due = counts.open == 0 if threshold == 0 else counts.open < threshold
+    return config.nPointsPerIteration if due else 0
+
+
+def settled(history: Sequence[Point]) -> int:
+    """Points of a segment that have their result (evaluated or failed)."""
+    return sum(p.status not in OPEN for p in history)
 
 
 def segment_seed(base_seed: int, history_length: int) -> int:

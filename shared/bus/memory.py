@@ -22,7 +22,7 @@ still waiting for a server when its caller times out is discarded; a server canc
 mid-call abandons its requests unanswered, and when the last server of a target leaves,
 the requests waiting for it are discarded, as RabbitMQ deletes the auto-delete queue.
 
-Not supported: nothing survives the process (the reconcile loops of ARCHITECTURE.md §4
+Not supported: nothing survives the process (the reconcile loops of docs/architecture.md §4
 rebuild the work from the database); no delivery between processes; no connection
 loss to recover from (``RequestLostError`` only comes from ``close``). All objects of
 one prefix must be used from one event loop.

@@ -18,7 +18,7 @@ tests/contract/test_bus.py checks:
 * At most ``prefetch`` unacknowledged messages per subscription.
 
 Requests (``request``, ``serve``), for a caller that needs an answer now, such as the
-api asking the steering process that owns a study for a point (ARCHITECTURE.md §4);
+api asking the steering process that owns a study for a point (docs/architecture.md §4);
 tests/contract/test_bus_rpc.py checks:
 
 * ``serve(target, handler)`` answers requests addressed to ``target`` (``"steering"``,

@@ -1,4 +1,4 @@
-"""The aggregates (ARCHITECTURE.md §3) and their state machines.
+"""The aggregates (docs/architecture.md, "Data model") and their state machines.
 
 These are plain pydantic models with no I/O; the store maps them to MongoDB documents
 (``id`` <-> ``_id``). Status enums and the allowed transitions live next to each model.
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.clock import utcnow
 from shared.domain.states import StateMachine
 from shared.domain.taskconfig import TaskConfig
+from shared.edge_api import SiteCapabilities
 
 Loss = float | list[float]
 
@@ -57,6 +58,9 @@ class Task(_Record):
     config: TaskConfig
     files: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
+    """Why the task ended; never empty once it has (the store refuses that)."""
+    waiting: str = ""
+    """Why its jobs wait (set and cleared by the broker), e.g. no live site can run them."""
     best_loss: float | None = None
     best_point_id: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
@@ -215,6 +219,8 @@ class Site(_Record):
     free_slots: int = 0
     total_slots: int = 0
     version: str = ""
+    capabilities: SiteCapabilities | None = None
+    """What it declared it can run; None: a harvester that declares nothing."""
     last_heartbeat: datetime = Field(default_factory=utcnow)
 
 

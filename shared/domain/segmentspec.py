@@ -1,4 +1,4 @@
-"""phpo's ``segmentSpecFile``: the segments of a segmented task (ARCHITECTURE.md §3, §7).
+"""phpo's ``segmentSpecFile``: the segments of a segmented task (docs/architecture.md §3, §6.1).
 
 The file is a JSON list with one object per segment, as phpo documents it:
 ``[{"name": "name_A", "files": ["file_1", "file_3"]}, {"name": "name_B", "files":

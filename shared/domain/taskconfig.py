@@ -1,9 +1,11 @@
-"""The phpo-compatible task configuration (ARCHITECTURE.md §7).
+"""The phpo-compatible task configuration (docs/architecture.md, "phpo options").
 
 Field names are phpo's camelCase option names, so a user's ``--loadJson`` file
 validates unchanged. Options that later releases will act on (checkpoints) are parsed
 here so that a config is checked in one place; those not yet supported are refused
-with a message naming the option instead of being silently ignored.
+with a message naming the option instead of being silently ignored. phpo's options
+that mean nothing here (:mod:`shared.domain.phpo`) are accepted and kept aside in
+``ignoredOptions``, with a warning each, so that no user's file is refused for them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pydantic import (
 )
 
 from shared.bounds import check_json, name_issue
+from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
 from shared.pruners import PrunerConfig
+from shared.runtime.images import ImageResolutionError, normalise_arch
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 Direction = Literal["minimize", "maximize"]
@@ -144,7 +148,14 @@ class TaskConfig(BaseModel):
     """Minutes; at most a year."""
     segmentSpecFile: str | None = Field(default=None, max_length=MAX_TEXT)
     site: str | None = Field(default=None, max_length=MAX_TEXT)
+    """One site, or phpo's comma-separated list of sites the jobs may run at."""
     architecture: Arch | None = None
+    outDS: str | None = Field(
+        default=None, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/?$"
+    )
+    """phpo's output dataset: the task's name unless one is given, shown with the task."""
+    ignoredOptions: dict[str, object] = Field(default_factory=dict)
+    """phpo options given that have no effect here (filled from the config's keys)."""
     steering: SteeringConfig = Field(default_factory=SteeringConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     failedPointLoss: float = Field(default=1e10, allow_inf_nan=False)
@@ -156,6 +167,37 @@ class TaskConfig(BaseModel):
     online: bool = False
     """An online study: points are created by asks and told by workers; steering never
     tops it up and no evaluation job is ever built for it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phpo_only_options(cls, data: object) -> object:
+        """Keep phpo's client-side and PanDA-only options aside, and read phpo's
+        ``#cpu_spec&gpu_spec`` architecture for its CPU architecture."""
+        if not isinstance(data, dict):
+            return data
+        aside = {k: data[k] for k in data if k in CLIENT_KEYS or k in IGNORED_KEYS}
+        rest = {k: v for k, v in data.items() if k not in aside}
+        architecture = rest.get("architecture")
+        if isinstance(architecture, str):
+            arch, dropped = phpo_architecture(architecture)
+            rest["architecture"] = arch
+            if dropped:
+                aside["architecture"] = architecture
+        if not aside:
+            return rest
+        prior = rest.get("ignoredOptions")
+        return {**rest, "ignoredOptions": {**prior, **aside} if isinstance(prior, dict) else aside}
+
+    @field_validator("ignoredOptions")
+    @classmethod
+    def _only_phpo_keys(cls, value: dict[str, object]) -> dict[str, object]:
+        unknown = sorted(set(value) - CLIENT_KEYS - IGNORED_KEYS - {"architecture"})
+        if unknown:
+            raise ValueError(
+                f"holds only phpo options that have no effect here, not {', '.join(unknown)}"
+            )
+        check_json(value, "ignoredOptions")
+        return value
 
     @field_validator(
         "evaluationInput",
@@ -209,6 +251,26 @@ class TaskConfig(BaseModel):
         return self
 
     @property
+    def sites(self) -> list[str]:
+        """The sites the task is pinned to; empty when any site may run it."""
+        return [s.strip() for s in (self.site or "").split(",") if s.strip()]
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per phpo option given that has no effect here."""
+        lines = []
+        for key, value in self.ignoredOptions.items():
+            if key == "architecture":
+                lines.append(
+                    f"--architecture: only the CPU architecture of {value!r} is used here "
+                    f"({self.architecture or 'any'}); GPU and instruction-set requirements "
+                    "have no effect"
+                )
+            else:
+                lines.append(server_ignores(key))
+        return lines
+
+    @property
     def segmented(self) -> bool:
         """A task with ``segmentSpecFile``: one independently optimised model per segment."""
         return self.segmentSpecFile is not None
@@ -224,3 +286,31 @@ class TaskConfig(BaseModel):
         directory's trailing ``/``."""
         names = [p.strip() for p in (self.checkPointToSave or "").split(",")]
         return [n.rstrip("/") or n for n in names if n]
+
+
+def phpo_architecture(value: str) -> tuple[str | None, bool]:
+    """phpo's ``architecture`` as (CPU architecture or None for any, whether anything
+    else was given). phpo writes ``#cpu_spec&gpu_spec`` with ``cpu_spec =
+    arch-vendor-instruction_set`` (``*`` for any), e.g. ``#x86_64-*-avx2&nvidia``;
+    a bare ``amd64`` is this project's own form. An unknown CPU architecture is left
+    for the field's validator to refuse."""
+    text = value.strip()
+    if not text:
+        return None, False
+    if not text.startswith("#") and "&" not in text and "-" not in text:
+        return _cpu(text), False
+    cpu, _, gpu = text.removeprefix("#").partition("&")
+    parts = cpu.split("-")
+    name = parts[0].strip()
+    extra = bool(gpu.strip()) or any(p.strip() not in ("", "*") for p in parts[1:])
+    if name in ("", "*"):
+        return None, extra
+    return _cpu(name), extra
+
+
+def _cpu(name: str) -> str:
+    """``x86_64`` -> ``amd64`` and the other usual names; an unknown one unchanged."""
+    try:
+        return normalise_arch(name)
+    except ImageResolutionError:
+        return name

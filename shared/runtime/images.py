@@ -3,7 +3,7 @@
 Pure functions, no I/O. Three places use them:
 
 * the container runtimes, to refuse a registry reference on a compute node (compute
-  nodes have no network and never pull, §8);
+  nodes have no network and never pull);
 * the broker, to send a job only where an image exists for the site's arch
   (:func:`image_arches`);
 * the harvester, to pick the reference for its arch (:func:`resolve_image`) and to name

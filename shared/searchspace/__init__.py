@@ -1,7 +1,7 @@
 """Search spaces: one internal form, both reference input forms, every backend.
 
 A user writes a search space in the phpo/hpogrid form or the iDDS/Nevergrad form
-(ARCHITECTURE.md §7). The API parses it once at submission (:func:`parse_search_space`,
+(docs/architecture.md §6.2). The API parses it once at submission (:func:`parse_search_space`,
 :func:`parse_segmented`), rejecting it with every problem located; the optimisers turn
 the parsed :class:`SearchSpace` into Optuna or Nevergrad terms (:func:`to_optuna`,
 :func:`to_nevergrad`, then :func:`snap_point`); the scheduler writes it back for

@@ -181,14 +181,9 @@ class JobRepository(Repository[Job]):
         )
 
     async def count_unapplied(self, task_id: str) -> int:
-        """The task's terminal jobs whose outcome is not applied to its points yet."""
-        return await self.col.count_documents(
-            {
-                "task_id": task_id,
-                "status": {"$in": [s.value for s in TERMINAL_JOB_STATES]},
-                "applied": False,
-            }
-        )
+        """The task's jobs whose outcome is not yet on their points: the active ones and
+        the terminal ones not yet applied. At 0 the points' counts are final."""
+        return await self.col.count_documents({"task_id": task_id, "applied": False})
 
     async def mark_applied(self, job_id: str) -> bool:
         """True for the one call that marked it (a concurrent second apply gets False)."""

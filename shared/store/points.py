@@ -111,6 +111,20 @@ class PointRepository(Repository[Point]):
         )
         return Counter({doc["_id"]: int(doc["n"]) async for doc in cursor})
 
+    async def count_by_segment(self, task_id: str) -> dict[str, Counter[str]]:
+        """Per segment name, the count of its points by status."""
+        cursor = await self.col.aggregate(
+            [
+                {"$match": {"task_id": task_id}},
+                {"$group": {"_id": {"segment": "$segment", "status": "$status"}, "n": {"$sum": 1}}},
+            ]
+        )
+        result: dict[str, Counter[str]] = {}
+        async for doc in cursor:
+            key = doc["_id"]
+            result.setdefault(key["segment"], Counter())[key["status"]] += int(doc["n"])
+        return result
+
     async def start_attempt(self, point: Point) -> str | None:
         """unevaluated -> pending with its next job (see :func:`next_attempt`); returns
         that job's id, or None if the point changed meanwhile."""

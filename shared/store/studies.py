@@ -1,6 +1,6 @@
 """Online studies: the study record beside its task, and the trial writes of ask-and-tell.
 
-A study is a task with no evaluation jobs (ARCHITECTURE.md §3): its trials are the
+A study is a task with no evaluation jobs (docs/architecture.md): its trials are the
 task's points, created ``pending`` by an ask (so the job builder, which only builds for
 ``unevaluated`` points, never sees them) and closed by a tell or a failure. This
 repository holds what a task has no room for (the title, the properties as sent, the
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -41,6 +41,9 @@ class Study(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     pruner: str = "NopPruner"
     pruner_args: dict[str, Any] = Field(default_factory=dict)
+    idle_timeout: float | None = None
+    """Seconds without an ask or a tell after which the study is closed (set by its
+    owner); None: open until the owner closes it."""
     created: datetime = Field(default_factory=utcnow)
 
 
@@ -64,6 +67,8 @@ class StudyRepository(Repository[Study]):
             unique=True,
             partialFilterExpression={"ask_id": {"$type": "string"}},
         )
+        # For the idle check of a study (last_activity).
+        await self.points.create_index([("task_id", ASCENDING), ("evaluated", DESCENDING)])
         # For the lookup of every ask: servers that do not plan queries on a partial
         # index (SecantusDB) would otherwise scan every point of the study.
         await self.points.create_index([("ask_id", ASCENDING)], name=_ASK_LOOKUP_INDEX)
@@ -79,6 +84,28 @@ class StudyRepository(Repository[Study]):
     async def get_for_owner(self, study_id: str, owner: str) -> Study | None:
         found = await self._find({"_id": study_id, "owner": owner}, limit=1)
         return found[0] if found else None
+
+    async def set_idle_timeout(self, study_id: str, seconds: float | None) -> None:
+        await self.col.update_one({"_id": study_id}, {"$set": {"idle_timeout": seconds}})
+
+    async def with_idle_timeout(self) -> list[Study]:
+        """The studies whose owner set an idle timeout and that are still open."""
+        return await self._find({"idle_timeout": {"$type": "number"}, "closed": {"$ne": True}})
+
+    async def mark_closed(self, study_id: str) -> None:
+        """Leave the study out of :meth:`with_idle_timeout` from now on."""
+        await self.col.update_one({"_id": study_id}, {"$set": {"closed": True}})
+
+    async def last_activity(self, task_id: str) -> datetime | None:
+        """When the study's last trial was asked or closed; None before its first ask."""
+        asked = await self.points.find_one(
+            {"task_id": task_id}, sort=[("segment", DESCENDING), ("index", DESCENDING)]
+        )
+        closed = await self.points.find_one(
+            {"task_id": task_id, "evaluated": {"$type": "date"}}, sort=[("evaluated", DESCENDING)]
+        )
+        times = [doc[k] for doc, k in ((asked, "created"), (closed, "evaluated")) if doc]
+        return max(times) if times else None
 
     async def insert_trial(self, point: Point, ask_id: str) -> bool:
         """False when the (task, segment, index) is taken, or when another trial holds

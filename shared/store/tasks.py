@@ -25,8 +25,14 @@ class TaskRepository(Repository[Task]):
         docs = await self._find({"_id": task_id, "owner": owner}, limit=1)
         return docs[0] if docs else None
 
-    async def list_for_owner(self, owner: str, *, limit: int = 100) -> list[Task]:
-        return await self._find({"owner": owner}, sort=[("created", DESCENDING)], limit=limit)
+    async def list_for_owner(
+        self, owner: str, *, limit: int = 100, out_ds: str | None = None
+    ) -> list[Task]:
+        """The owner's tasks, newest first; only those filed under ``out_ds`` if given."""
+        query: dict[str, Any] = {"owner": owner}
+        if out_ds is not None:
+            query["config.outDS"] = {"$in": [out_ds.rstrip("/"), out_ds.rstrip("/") + "/"]}
+        return await self._find(query, sort=[("created", DESCENDING)], limit=limit)
 
     async def list_active(self) -> list[Task]:
         return await self._find({"status": {"$in": [s.value for s in ACTIVE_TASK_STATES]}})
@@ -35,11 +41,36 @@ class TaskRepository(Repository[Task]):
         return await self._find({}, sort=[("created", DESCENDING)], limit=limit)
 
     async def transition(self, task_id: str, new: TaskStatus, **fields: Any) -> bool:
-        """Move to ``new`` only from a status that may precede it; False if it did not."""
+        """Move to ``new`` only from a status that may precede it; False if it did not.
+
+        A task that ends must say why: a terminal ``new`` without a non-empty
+        ``reason`` raises ValueError (a bug in the caller, never a user's mistake).
+        """
+        if TASK_STATES.terminal(new) and not str(fields.get("reason", "")).strip():
+            raise ValueError(f"task {task_id}: a move to {new.value} needs a reason")
         sources = [s.value for s in TASK_STATES.sources(new)]
         result = await self.col.update_one(
             {"_id": task_id, "status": {"$in": sources}},
             {"$set": {"status": new.value, "updated": utcnow(), **fields}, "$inc": {"version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def close(self, task_id: str, reason: str) -> bool:
+        """End an active task that has no job to wait for (an online study) as ``done``,
+        through ``finishing``; False when it had ended already."""
+        await self.transition(task_id, TaskStatus.FINISHING)
+        return await self.transition(task_id, TaskStatus.DONE, reason=reason)
+
+    async def set_waiting(self, task_id: str, waiting: str) -> bool:
+        """Record why the task's jobs wait ("" when nothing holds them); True if it
+        changed. Only an active task is touched, and an unchanged text is not rewritten."""
+        result = await self.col.update_one(
+            {
+                "_id": task_id,
+                "status": {"$in": [s.value for s in ACTIVE_TASK_STATES]},
+                "waiting": {"$ne": waiting},
+            },
+            {"$set": {"waiting": waiting}},
         )
         return result.modified_count == 1
 

@@ -229,7 +229,7 @@ def test_tasks_complete_across_processes(system: dict[str, Any]) -> None:
         assert other.status_code == 404
 
         # Crash the pipeline mid-task, the site harvester too: nothing may be lost or
-        # counted twice (ARCHITECTURE.md section 4).
+        # counted twice (docs/architecture.md, "Reliability").
         while client.get(f"/api/v1/tasks/{task['id']}").json()["progress"]["evaluated"] < 3:
             time.sleep(0.3)
         for name in ("steering", "jobbuilder", "broker", "harvester"):
@@ -267,7 +267,8 @@ def test_tasks_complete_across_processes(system: dict[str, Any]) -> None:
             assert [r["message"] for j in finished for r in j["results"]] == ["offline"] * 12
 
         doomed_final = wait_done(client, doomed["id"], system["procs"])
-        assert doomed_final["status"] == "done"
+        assert doomed_final["status"] == "failed"
+        assert doomed_final["reason"].startswith("every evaluation failed"), doomed_final
         doomed_points = client.get(f"/api/v1/tasks/{doomed['id']}/points").json()
         assert [(p["status"], p["attempts"], p["loss"]) for p in doomed_points] == [
             ("failed", 3, 1e10)

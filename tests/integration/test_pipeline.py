@@ -120,6 +120,7 @@ async def test_task_completes_with_bounded_parallelism(
     jobs = await drain(site, answer, done)
     view = await task_view(http, user, task["id"])
     assert view["progress"]["evaluated"] == 6
+    assert view["reason"] == "all 6 points evaluated"
     assert len(jobs) == 6
     assert active_peak <= 2
     assert math.isclose(view["best"]["loss"], min(loss_of(j) for j in jobs))
@@ -187,13 +188,14 @@ async def test_always_failing_point_gets_large_loss_after_three_attempts(
     async def answer(job: dict[str, Any]) -> None:
         await site.event(job, "failed", reason="exit code 1")
 
-    async def done() -> bool:
-        return (await task_view(http, user, task["id"]))["status"] == "done"
+    async def over() -> bool:
+        return (await task_view(http, user, task["id"]))["status"] == "failed"
 
-    jobs = await drain(site, answer, done)
+    jobs = await drain(site, answer, over)
     assert [j["attempt"] for j in jobs] == [1, 2, 3]
     view = await task_view(http, user, task["id"])
     assert view["progress"]["failed"] == 1
+    assert view["reason"].startswith("every evaluation failed: none of 3 jobs gave a loss")
     points = (
         await http.get(
             f"/api/v1/tasks/{task['id']}/points", headers={"Authorization": f"Bearer {user}"}

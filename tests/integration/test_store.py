@@ -44,13 +44,28 @@ async def test_task_transitions_never_go_backwards(store: Store) -> None:
     await store.tasks.insert(task())
     assert await store.tasks.transition("t1", TaskStatus.RUNNING)
     assert not await store.tasks.transition("t1", TaskStatus.RUNNING)
-    assert await store.tasks.transition("t1", TaskStatus.DONE) is False  # needs finishing
+    ended = "all 1 points evaluated"
+    assert await store.tasks.transition("t1", TaskStatus.DONE, reason=ended) is False  # finishing
     assert await store.tasks.transition("t1", TaskStatus.FINISHING)
-    assert await store.tasks.transition("t1", TaskStatus.DONE)
-    assert not await store.tasks.transition("t1", TaskStatus.CANCELLED)
+    assert await store.tasks.transition("t1", TaskStatus.DONE, reason=ended)
+    assert not await store.tasks.transition("t1", TaskStatus.CANCELLED, reason="by user")
     stored = await store.tasks.get("t1")
     assert stored is not None and stored.status is TaskStatus.DONE and stored.version == 3
+    assert stored.reason == ended
     assert stored.created.tzinfo is not None
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED])
+async def test_a_task_cannot_end_without_saying_why(store: Store, status: TaskStatus) -> None:
+    await store.tasks.insert(task())
+    assert await store.tasks.transition("t1", TaskStatus.RUNNING)
+    assert await store.tasks.transition("t1", TaskStatus.FINISHING)
+    for reason in (None, "", "   "):
+        given = {} if reason is None else {"reason": reason}
+        with pytest.raises(ValueError, match="needs a reason"):
+            await store.tasks.transition("t1", status, **given)
+    stored = await store.tasks.get("t1")
+    assert stored is not None and stored.status is TaskStatus.FINISHING
 
 
 async def test_tasks_are_scoped_by_owner(store: Store) -> None:

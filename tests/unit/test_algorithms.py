@@ -414,7 +414,7 @@ def test_grid_discretisation() -> None:
     assert len(normal) == 5 and normal[2] == 0 and normal[0] == -normal[4]
 
 
-# --- NGOpt and NumPy (ARCHITECTURE.md §10) --------------------------------------------------
+# --- NGOpt and NumPy ------------------------------------------------------------------------
 
 
 def require_numpy_within_bound() -> None:

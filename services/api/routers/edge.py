@@ -1,4 +1,5 @@
-"""``/edge/v1``: the pull protocol of the site harvesters (ARCHITECTURE.md §5).
+"""``/edge/v1``: the pull protocol of the site harvesters (docs/architecture.md, "Edge
+protocol").
 
 An edge token (scope ``edge:<site>``) sees only its site and its site's jobs; every
 other job is a 404. Job events carry the lease generation: a report from a lease that
@@ -77,6 +78,7 @@ async def heartbeat(
         free_slots=body.free_slots,
         total_slots=body.total_slots,
         version=body.version,
+        capabilities=body.capabilities,
     )
     await ctx.store.sites.heartbeat(record)
     await ctx.bus.publish(SiteHeartbeat(site=site))

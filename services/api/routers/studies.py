@@ -27,10 +27,12 @@ from services.api.online import (
 )
 from services.api.routers.hopaas import check_study, unprocessable
 from shared.bounds import INT64_MAX
+from shared.domain.models import Task
 from shared.edge_api import MAX_STEP, MAX_TEXT
 from shared.store.studies import Study
 
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+MAX_IDLE_SECONDS = 366 * 24 * 3600.0
 
 
 class Plugin(BaseModel):
@@ -44,6 +46,14 @@ class StudyCreate(BaseModel):
     direction: Literal["minimize", "maximize"] = "minimize"
     sampler: Plugin = Field(default_factory=lambda: Plugin(name="TPESampler"))
     pruner: Plugin = Field(default_factory=lambda: Plugin(name="NopPruner"))
+    idle_timeout: float | None = Field(default=None, gt=0, le=MAX_IDLE_SECONDS)
+    """Close the study after this many seconds without an ask or a tell (not part of
+    the study's identity: given again, it replaces the study's idle timeout)."""
+
+
+class StudyUpdate(BaseModel):
+    idle_timeout: float | None = Field(gt=0, le=MAX_IDLE_SECONDS)
+    """Seconds without an ask or a tell after which the study is closed; null: never."""
 
 
 class StudyView(BaseModel):
@@ -53,6 +63,9 @@ class StudyView(BaseModel):
     properties: dict[str, Any]
     pruner: str
     status: str
+    reason: str = ""
+    """Why the study was closed; empty while it is open."""
+    idle_timeout: float | None = None
 
 
 class TrialView(BaseModel):
@@ -98,14 +111,16 @@ class Best(BaseModel):
     loss: float
 
 
-def _view(study: Study, task_status: str) -> StudyView:
+def _view(study: Study, task: Task) -> StudyView:
     return StudyView(
         id=study.id,
         title=study.title,
         direction=study.direction,
         properties=study.properties,
         pruner=study.pruner,
-        status=task_status,
+        status=task.status.value,
+        reason=task.reason,
+        idle_timeout=study.idle_timeout,
     )
 
 
@@ -126,14 +141,36 @@ async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser, offload: Of
     except ValueError as exc:
         raise unprocessable("pruner", str(exc)) from None
     task = await ensure_study(ctx, user.owner, spec)
-    _, study = await own_study(ctx, user.owner, task.id)
-    return _view(study, task.status.value)
+    if body.idle_timeout is not None:
+        await ctx.store.studies.set_idle_timeout(task.id, body.idle_timeout)
+    task, study = await own_study(ctx, user.owner, task.id)
+    return _view(study, task)
 
 
 @router.get("/{study_id}")
 async def get_study(study_id: str, ctx: Ctx, user: CurrentUser) -> StudyView:
     task, study = await own_study(ctx, user.owner, study_id)
-    return _view(study, task.status.value)
+    return _view(study, task)
+
+
+@router.patch("/{study_id}")
+async def update_study(study_id: str, body: StudyUpdate, ctx: Ctx, user: CurrentUser) -> StudyView:
+    """Set or clear the study's idle timeout."""
+    await own_study(ctx, user.owner, study_id)
+    await ctx.store.studies.set_idle_timeout(study_id, body.idle_timeout)
+    task, study = await own_study(ctx, user.owner, study_id)
+    return _view(study, task)
+
+
+@router.post("/{study_id}/close")
+async def close(study_id: str, ctx: Ctx, user: CurrentUser) -> StudyView:
+    """Close the study: no more asks (409); trials already asked may still be told.
+    Closing a closed study changes nothing."""
+    await own_study(ctx, user.owner, study_id)
+    await ctx.store.tasks.close(study_id, "closed by its owner")
+    await ctx.store.studies.mark_closed(study_id)
+    task, study = await own_study(ctx, user.owner, study_id)
+    return _view(study, task)
 
 
 @router.post("/{study_id}/ask")

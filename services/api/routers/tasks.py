@@ -5,7 +5,9 @@ Another user's task is a 404, indistinguishable from a task that does not exist.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api.deps import Ctx, CurrentUser, Offload, Settings
 from services.api.schemas import (
@@ -62,10 +64,26 @@ async def submit_task(
 
 
 @router.get("/tasks")
-async def list_tasks(ctx: Ctx, user: CurrentUser, limit: int = 100) -> list[TaskSummary]:
-    tasks = await ctx.store.tasks.list_for_owner(user.owner, limit=max(1, min(limit, 1000)))
+async def list_tasks(
+    ctx: Ctx,
+    user: CurrentUser,
+    limit: int = 100,
+    out_ds: Annotated[str | None, Query(alias="outDS", max_length=255)] = None,
+) -> list[TaskSummary]:
+    """The user's tasks, newest first; with ``outDS``, those filed under that dataset."""
+    tasks = await ctx.store.tasks.list_for_owner(
+        user.owner, limit=max(1, min(limit, 1000)), out_ds=out_ds
+    )
     return [
-        TaskSummary(id=t.id, name=t.name, status=t.status, created=t.created, best_loss=t.best_loss)
+        TaskSummary(
+            id=t.id,
+            name=t.name,
+            status=t.status,
+            created=t.created,
+            best_loss=t.best_loss,
+            reason=t.reason,
+            out_ds=t.config.outDS,
+        )
         for t in tasks
     ]
 

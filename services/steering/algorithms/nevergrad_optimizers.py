@@ -45,7 +45,7 @@ points they did not ask, or that refuse parallel workers, are refused when the t
 config is checked (:func:`probe`).
 
 NumPy: NGOpt picks a scikit-learn metamodel for small continuous spaces, whose
-``float()`` of a one-element array NumPy 2.4 rejects (ARCHITECTURE.md §10); the project
+``float()`` of a one-element array NumPy 2.4 rejects; the project
 bounds NumPy below 2.4, where this is a DeprecationWarning, silenced here by message.
 """
 
