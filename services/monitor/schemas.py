@@ -13,7 +13,9 @@ from pydantic import BaseModel
 
 
 class Counts(BaseModel):
-    max_points: int
+    max_points: int | None
+    """The task's whole plan (maxPoints per segment times its segments); None for an
+    online study, whose maxPoints is a cap, not a plan."""
     points: int
     unevaluated: int
     pending: int
@@ -28,6 +30,8 @@ class TaskRow(BaseModel):
     kind: Literal["task", "study"]
     status: str
     reason: str
+    waiting: str
+    """Why an active task's jobs wait (no live site can run them), or empty."""
     health: Literal["ok", "warning", "failed"]
     """What the status colour should say: a task that ended ``done`` with every point
     failed is not a success, whatever its status."""

@@ -39,6 +39,7 @@ class Summaries:
         self.cache = cache
         self._final: dict[str, tuple[int, dict[str, int]]] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._segment_counts: dict[str, int] = {}
 
     async def counts(self, task: Task, *, wait: bool) -> dict[str, int] | None:
         entry = self.cache.peek(task.id)
@@ -68,6 +69,13 @@ class Summaries:
         finally:
             self._pending.pop(task.id, None)
 
+    async def _segments(self, task: Task) -> int:
+        """A task's segments never change: counted once per task."""
+        if task.id not in self._segment_counts:
+            segments = await self.store.segments.list_for_task(task.id)
+            self._segment_counts[task.id] = max(1, len(segments))
+        return self._segment_counts[task.id]
+
     async def row(self, task: Task, *, wait: bool = False) -> TaskRow:
         counts = await self.counts(task, wait=wait)
         progress = None
@@ -76,7 +84,9 @@ class Summaries:
             if task.status in ACTIVE_TASK_STATES and not task.config.online:
                 active = await reads.active_job_count(self.store, task.id)
             progress = Counts(
-                max_points=task.config.maxPoints,
+                max_points=None
+                if task.config.online
+                else task.config.maxPoints * await self._segments(task),
                 points=sum(counts.values()),
                 unevaluated=counts.get("unevaluated", 0),
                 pending=counts.get("pending", 0),
@@ -91,6 +101,7 @@ class Summaries:
             kind="study" if task.config.online else "task",
             status=task.status.value,
             reason=task.reason,
+            waiting=task.waiting if task.status in ACTIVE_TASK_STATES else "",
             health=colour,
             note=note,
             created=task.created,

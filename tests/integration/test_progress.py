@@ -78,6 +78,17 @@ async def test_a_segmented_task_shows_progress_per_segment_and_a_correct_total(
     assert "points 6 of 6: 6 evaluated" in out
     assert "segment arms: 3 of 3: 3 evaluated" in out
     assert "segment legs: 3 of 3: 3 evaluated" in out
+    shown = await monitor_row(system, user, task_id)
+    assert (shown["evaluated"], shown["max_points"]) == (6, 6)
+
+
+async def monitor_row(system: Central, token: str, task_id: str) -> dict[str, Any]:
+    """The task's progress as the dashboard shows it."""
+    async with httpx.AsyncClient(base_url=system.monitor_url, timeout=30) as mon:
+        reply = await mon.get(f"/monitor/api/tasks/{task_id}", headers=bearer(token))
+    assert reply.status_code == 200, reply.text
+    progress: dict[str, Any] = reply.json()["progress"]
+    return progress
 
 
 STUDY = {
@@ -120,6 +131,8 @@ async def test_an_online_study_counts_trials_without_a_fake_end(
     out = await cli(system, user, "status", study["id"])
     assert "trials 4: 3 told, 0 failed, 1 running" in out
     assert "1000000" not in out
+    shown = await monitor_row(system, user, study["id"])
+    assert (shown["max_points"], shown["points"], shown["evaluated"]) == (None, 4, 3)
     assert progress_lines(view) == [
         "trials 4: 3 told, 0 failed, 1 running (an online study: open until it is closed)"
     ]

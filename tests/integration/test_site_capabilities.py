@@ -86,6 +86,9 @@ async def test_jobs_wait_for_a_site_that_can_run_their_image(
             "container image)"
         )
         assert view["status"] == "running"
+        async with httpx.AsyncClient(base_url=system.monitor_url, timeout=30) as mon:
+            shown = (await mon.get(f"/monitor/api/tasks/{task['id']}", headers=headers)).json()
+        assert shown["waiting"] == view["waiting"]  # the dashboard says why, too
         for _ in range(3):  # the site keeps asking: it is never given the job
             await plain.run_once(lease_wait=0.2)
         assert await jobs() == [("defined", None)]

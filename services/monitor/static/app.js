@@ -120,15 +120,18 @@ function signOut(message) {
 function statusBadge(row) {
   const badge = el("span", { class: `badge status-${row.status} health-${row.health}`, "data-health": row.health }, row.status);
   const note = row.note || row.reason;
-  return el("span", {}, badge, note ? el("span", { class: `note health-${row.health}` }, note) : null);
+  const waiting = row.waiting ? el("span", { class: "note health-warning", "data-waiting": "" }, row.waiting) : null;
+  return el("span", {}, badge, note ? el("span", { class: `note health-${row.health}` }, note) : null, waiting);
 }
 
 function progressCell(p) {
   if (!p) return el("span", { class: "muted" }, "counting…");
   const done = p.evaluated + p.failed;
   const fill = el("div", { class: p.failed && !p.evaluated ? "failed" : "" });
-  fill.style.width = Math.min(100, (100 * done) / Math.max(1, p.max_points)) + "%";
-  return el("span", {}, el("span", { class: "bar" }, fill), ` ${done} / ${p.max_points}` + (p.failed ? `, ${p.failed} failed` : "") + (p.active_jobs ? `, ${p.active_jobs} running` : ""));
+  const planned = p.max_points ?? done;  // an online study has no plan: its trials so far
+  fill.style.width = Math.min(100, (100 * done) / Math.max(1, planned)) + "%";
+  const of = p.max_points === null ? " trials" : ` / ${p.max_points}`;
+  return el("span", {}, el("span", { class: "bar" }, fill), ` ${done}${of}` + (p.failed ? `, ${p.failed} failed` : "") + (p.active_jobs ? `, ${p.active_jobs} running` : ""));
 }
 
 // ---- the task list
