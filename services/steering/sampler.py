@@ -85,7 +85,10 @@ class SegmentOptimizer:
         parallelism: int = 1,
         failed_points: FailedPoints = "large_loss",
         budget: int | None = None,
+        warm: Sequence[Observation] = (),
     ) -> None:
+        """``warm`` holds points of earlier tasks (:mod:`services.steering.warmstart`),
+        told before the segment's own points; they are not stored points."""
         self.space = space
         self.steering = steering
         self.seed = seed
@@ -101,7 +104,7 @@ class SegmentOptimizer:
             space=space,
             algorithm=steering.algorithm,
             args=steering.args,
-            observations=observations,
+            observations=(*warm, *observations),
             stored=tuple(dict(p.params) for p in history),
             directions=self.directions,
             seed=seed,
