@@ -130,11 +130,12 @@ class SteeringEngine:
                 result.skipped[f"task {source_id}: {reason}"] += 1
                 continue
             earlier.extend(await self.store.points.list_for_segment(source_id, segment.name))
-        if not earlier:
+        if not config.warmStartFrom:
             return result
         directions = resolve_directions(config.steering.directions, history or earlier)
         found = warm_start(space, earlier, failed_points=config.failedPoints, directions=directions)
         found.skipped.update(result.skipped)
+        await self.store.segments.set_warm_start(segment.id, found.summary())
         log.info(
             "segment %s: warm start told %d points; skipped %s",
             segment.id,

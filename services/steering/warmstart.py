@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.steering.algorithms import Direction, FailedPoints, Observation, observe
-from shared.domain.models import Point, PointStatus, Task
+from shared.domain.models import Point, PointStatus, Task, WarmStartSummary
 from shared.searchspace import SearchSpace, active_names, validate_point
 
 NOT_YOURS = "the task belongs to another owner"
@@ -36,6 +36,9 @@ class WarmStart:
     @property
     def told(self) -> int:
         return len(self.observations)
+
+    def summary(self) -> WarmStartSummary:
+        return WarmStartSummary(told=self.told, skipped=dict(self.skipped))
 
 
 def refusal(task: Task | None, owner: str) -> str | None:

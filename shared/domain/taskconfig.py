@@ -243,6 +243,11 @@ class TaskConfig(BaseModel):
             )
         if self.steeringContainer and not self.steeringExec:
             raise ValueError("steeringExec: required when steeringContainer is given")
+        if self.warmStartFrom and self.steeringExec:
+            raise ValueError(
+                "warmStartFrom: only the built-in optimisers are warm-started, not a "
+                "steering program (steeringExec)"
+            )
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
         if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:

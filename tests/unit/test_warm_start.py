@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from services.steering.algorithms.optuna_samplers import OptunaProposer
 from services.steering.sampler import SegmentOptimizer
 from services.steering.warmstart import (
@@ -113,3 +116,8 @@ def test_warm_points_are_told_before_the_first_draw_and_are_not_stored_points() 
 def test_warm_start_from_is_a_bounded_list_of_task_ids() -> None:
     config = TaskConfig(evaluationExec="true", warmStartFrom=["task_a", "task_b"])
     assert config.warmStartFrom == ["task_a", "task_b"]
+
+
+def test_a_steering_program_is_not_warm_started() -> None:
+    with pytest.raises(ValidationError, match="warmStartFrom: only the built-in optimisers"):
+        TaskConfig(evaluationExec="true", steeringExec="python opt.py", warmStartFrom=["task_a"])
