@@ -121,3 +121,20 @@ def test_warm_start_from_is_a_bounded_list_of_task_ids() -> None:
 def test_a_steering_program_is_not_warm_started() -> None:
     with pytest.raises(ValidationError, match="warmStartFrom: only the built-in optimisers"):
         TaskConfig(evaluationExec="true", steeringExec="python opt.py", warmStartFrom=["task_a"])
+
+
+def test_a_proposal_equal_to_a_warm_point_is_drawn_again() -> None:
+    space = parse_search_space(
+        {"c": {"method": "categorical", "dimension": {"categories": ["a", "b", "c"]}}}
+    )
+    told = [point(0, {"c": "a"}, 0.5), point(1, {"c": "b"}, 0.25)]
+    found = warm_start(space, told, failed_points="large_loss", directions=("minimize",))
+    for seed in range(5):
+        optimizer = SegmentOptimizer(
+            space,
+            [],
+            steering=SteeringConfig(algorithm="random"),
+            seed=seed,
+            warm=found.observations,
+        )
+        assert optimizer.draw(1).points == [{"c": "c"}]
