@@ -127,7 +127,7 @@ def test_dockerfile_commands_install_a_working_package(tmp_path: Path) -> None:
             "-c",
             "import services, importlib.resources as r;"
             "print(services.__file__);"
-            "print(len(r.files('services.monitor').joinpath('dashboard.html').read_text()))",
+            "print(len(r.files('services.monitor').joinpath('static', 'index.html').read_text()))",
         ],
         cwd=home,
         env=run_env,

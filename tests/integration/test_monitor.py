@@ -243,6 +243,8 @@ async def test_a_page_read_without_a_live_stream_is_not_left_stale(system: Centr
             reply = await api.get(f"/api/v1/tasks/{task['id']}/points", headers=user(token))
             points = reply.json()
         assert not monitor_state(system).hub.subscriptions
+        # A snapshot may be as old as the live interval (0.1 s here), never older.
+        await asyncio.sleep(0.2)
         after = (await mon.get(f"{base}/points", headers=user(token))).json()
         assert [(r["status"], r["loss"]) for r in after["rows"]] == [("evaluated", 0.5)]
         view = (await mon.get(base, headers=user(token))).json()
