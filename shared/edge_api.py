@@ -109,6 +109,28 @@ class CheckpointDownload(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class StagedFile(BaseModel):
+    """One file of an uploaded dataset: where its parts are and what the whole must be."""
+
+    name: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    parts: list[str] = Field(min_length=1)
+    """Presigned GET URLs of its stored parts, in order."""
+
+
+class DatasetInput(BaseModel):
+    """A dataset the job reads (``trainingDS``, or a segment's ``datasets``)."""
+
+    name: str
+    files: list[StagedFile] | None = None
+    """The uploaded dataset's files (only those ``select`` names); None when the user
+    uploaded no such dataset: the site may hold it (its ``[datasets.present]``), else
+    the payload gets the name itself, as before datasets existed."""
+    select: list[str] | None = None
+    """A segment's ``files``: only these files of the dataset; None: every file."""
+
+
 class JobSpec(BaseModel):
     """Everything a site needs to run one evaluation job without further network."""
 
@@ -127,6 +149,9 @@ class JobSpec(BaseModel):
     harvester resolves for its site's arch (the api sends the reference it resolved)."""
     files: OutputFiles = Field(default_factory=OutputFiles)
     training_files: list[str] = Field(default_factory=list)
+    """What ``input_ds.json`` and ``%IN_DATA`` list: the names as the task gave them;
+    the harvester replaces them with the paths of the staged files."""
+    datasets: list[DatasetInput] = Field(default_factory=list)
     task_files: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     checkpoint_config: CheckpointConfig | None = None

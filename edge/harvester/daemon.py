@@ -26,7 +26,9 @@ from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
-from edge.harvester.images import ImageStager, ImageStagingError, LeaseLostError, open_cache
+from edge.harvester.datacache import DatasetCache
+from edge.harvester.datasets import DatasetStager, JobInputs, unlink_inputs
+from edge.harvester.images import ImageStager, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -95,6 +97,16 @@ class Harvester:
             config.arch,
             open_cache(config.images, config.runtime, config.root),
             in_use=self._images_in_use,
+            keepalive_interval=config.heartbeat_interval,
+        )
+        self.datasets = DatasetStager(
+            DatasetCache(
+                config.datasets.dir or config.root / "datasets",
+                max_size=int(config.datasets.max_size),
+                fetch=self.api.download_stream,
+                download_timeout=config.datasets.download_timeout,
+            ),
+            config.datasets.present,
             keepalive_interval=config.heartbeat_interval,
         )
         self.pool = late_binding_pool(config, self.batch) if config.per_gpu else None
@@ -184,14 +196,19 @@ class Harvester:
             log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
 
     async def _start_job(self, spec: JobSpec) -> None:
-        """Pull the job's image when needed, then stage and submit the job; the image
-        stays reserved against eviction until the job is tracked."""
+        """Pull the job's image and bring its dataset files into the site's cache when
+        needed, then stage and submit the job; both stay reserved against eviction
+        until the job directory links them (files) or the job is tracked (images)."""
+        keep = lambda: self._keep_leased(spec)  # noqa: E731
         try:
-            async with self.images.reserve(spec, lambda: self._keep_leased(spec)) as image:
-                await self._stage_and_submit(spec, image)
+            async with (
+                self.images.reserve(spec, keep) as image,
+                self.datasets.reserve(spec, keep) as inputs,
+            ):
+                await self._stage_and_submit(spec, image, inputs)
         except LeaseLostError:
             pass
-        except ImageStagingError as exc:
+        except StagingError as exc:  # the image or the datasets
             await self._refuse(spec, exc)
 
     async def _refuse(self, spec: JobSpec, exc: Exception) -> None:
@@ -205,15 +222,26 @@ class Harvester:
             ),
         )
 
-    async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
+    async def _stage_and_submit(
+        self, spec: JobSpec, image: str | None, inputs: JobInputs | None = None
+    ) -> None:
         root = self.config.root
+        links = {}
+        if inputs is not None:
+            spec = spec.model_copy(update={"training_files": inputs.training_files})
+            links = inputs.link_sources()
         try:
             checkpoint = await fetch_checkpoint(self.api, root, spec)
             async with self._staging_lock(spec.job_id):
                 if self.pool is not None:
                     await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
                 paths, new = await asyncio.to_thread(
-                    stage_job, root, spec, self.node_settings(spec, image), checkpoint=checkpoint
+                    stage_job,
+                    root,
+                    spec,
+                    self.node_settings(spec, image),
+                    checkpoint=checkpoint,
+                    links=links,
                 )
         except (StagingError, RestoreError, OSError) as exc:
             await self._refuse(spec, exc)
@@ -298,6 +326,8 @@ class Harvester:
         async with self._job_locks[job.job_id]:
             reported = await report_terminal(self.api, job, outcome, host)
         if reported:
+            if job.doc.inputs:
+                await asyncio.to_thread(unlink_inputs, job.paths.work, job.doc.inputs)
             self.jobs.pop(job.job_id, None)
             self.curves.forget(job.job_id)
             self._slot_freed.set()

@@ -79,7 +79,10 @@ class Segment(_Record):
     space_form: Literal["phpo", "idds"] = "phpo"
     """The form the user wrote, handed to steering containers unchanged."""
     files: list[str] = Field(default_factory=list)
-    """A segmented task's training files (or datasets) of this segment (segmentSpecFile)."""
+    """A segmented task's training files of this segment (segmentSpecFile ``files``):
+    files of ``trainingDS``; records written before ``datasets`` existed hold both."""
+    datasets: list[str] = Field(default_factory=list)
+    """Whole datasets of this segment (segmentSpecFile ``datasets``)."""
     exhausted: bool = False
     created: datetime = Field(default_factory=utcnow)
     owner: str | None = None

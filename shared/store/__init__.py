@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient, WriteConcern, monitoring
 
 from shared.store.artifacts import ArtifactRepository
 from shared.store.curves import CurveRepository
+from shared.store.datasets import DatasetRepository
 from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
 from shared.store.segments import SegmentRepository
@@ -62,6 +63,7 @@ class Store:
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
+        self.datasets = DatasetRepository(db["datasets"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
         self.stats = StatsRepository(db["tasks"], db["jobs"])
@@ -78,6 +80,7 @@ class Store:
             self.sites,
             self.tokens,
             self.artifacts,
+            self.datasets,
             self.studies,
             self.steering,
         ):
