@@ -61,8 +61,8 @@ class JobInputs:
 
 
 def _present_files(name: str, directory: Path) -> dict[str, Path]:
-    """Regular files under ``directory`` by relative path (symlinks are followed: the
-    site admin's directory, not a payload's)."""
+    """Regular files under ``directory`` by relative path, sorted (symlinks are followed:
+    the site admin's directory, not a payload's)."""
     if not directory.is_dir():
         raise DatasetStagingError(
             f"dataset {name}: the site's directory {directory} for it does not exist"
@@ -75,7 +75,7 @@ def _present_files(name: str, directory: Path) -> dict[str, Path]:
             if leaf.startswith(".") or not path.is_file():
                 continue
             found[path.relative_to(directory).as_posix()] = path
-    return found
+    return dict(sorted(found.items()))
 
 
 def _selected(ds: DatasetInput, names: list[str]) -> list[str]:

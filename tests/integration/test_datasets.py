@@ -20,7 +20,7 @@ import pytest
 from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
 from shared.domain.datasets import part_key
-from tests.integration.central import Central, central, file_artifacts
+from tests.integration.central import Central, FakeSite, central, file_artifacts
 from tests.integration.test_cli_artifacts import hpo
 from tests.waiting import until
 
@@ -234,3 +234,62 @@ async def test_datasets_are_their_owners_and_bad_input_is_a_4xx_naming_it(
         assert (await http.delete("/api/v1/datasets/d", headers=alice)).status_code == 204
         assert (await http.get("/api/v1/datasets/d", headers=alice)).status_code == 404
     assert await system.ctx.artifacts.list("alice/datasets/") == []
+
+
+async def upload_directly(
+    http: httpx.AsyncClient, headers: dict[str, str], name: str, content: dict[str, bytes]
+) -> None:
+    files = [
+        {"name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        for n, d in content.items()
+    ]
+    plan = await http.put(f"/api/v1/datasets/{name}", json={"files": files}, headers=headers)
+    for item in plan.json()["uploads"]:
+        data = content[item["file"]][(item["part"] - 1) * PART :][: item["size"]]
+        assert (await http.put(item["url"], content=data)).is_success
+    done = await http.post(f"/api/v1/datasets/{name}/complete", headers=headers)
+    assert done.json()["status"] == "ready", done.text
+
+
+async def test_a_segments_jobs_are_given_only_its_files_and_its_datasets(
+    system: Central,
+) -> None:
+    token = await system.token("carol", ["user"])
+    headers = {"Authorization": f"Bearer {token}"}
+    segments = [
+        {"name": "arms", "files": ["a.bin", "c.bin"]},
+        {"name": "legs", "datasets": ["user.carol.calib"]},
+    ]
+    space = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
+    body = {
+        "config": {
+            "evaluationExec": "true",
+            "trainingDS": "user.carol.main",
+            "segmentSpecFile": "seg.json",
+            "maxPoints": 1,
+            "nParallelEvaluation": 2,
+        },
+        "searchSpace": [space, space],
+        "files": {"seg.json": json.dumps(segments)},
+    }
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+        await upload_directly(
+            http, headers, "user.carol.main", {n: n.encode() for n in ("a.bin", "b.bin", "c.bin")}
+        )
+        await upload_directly(http, headers, "user.carol.calib", {"k.bin": b"k"})
+        reply = await http.post("/api/v1/tasks", json=body, headers=headers)
+        assert reply.status_code == 201, reply.text
+        site = FakeSite(http, "s1", await system.token("ops", ["edge:s1"]))
+        await site.heartbeat(free=2)
+        jobs: dict[str, dict[str, Any]] = {}
+        while len(jobs) < 2:
+            jobs.update((j["segment"], j) for j in await site.lease(2, wait=0.5))
+    arms = jobs["arms"]["datasets"]
+    assert [(d["name"], d["select"]) for d in arms] == [("user.carol.main", ["a.bin", "c.bin"])]
+    assert [f["name"] for f in arms[0]["files"]] == ["a.bin", "c.bin"]
+    legs = jobs["legs"]["datasets"]
+    assert [(d["name"], d["select"]) for d in legs] == [("user.carol.calib", None)]
+    assert [f["name"] for f in legs[0]["files"]] == ["k.bin"]
+    async with httpx.AsyncClient(timeout=30) as plain:  # the part URLs need no token
+        got = await plain.get(legs[0]["files"][0]["parts"][0])
+    assert got.content == b"k"
