@@ -39,6 +39,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 from edge.batch import BatchConfig, LocalBatchConfig
 from edge.harvester.datacache import DatasetCacheConfig
 from edge.harvester.sifcache import SifCacheConfig
+from shared.domain.resources import ComputeClass
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
 from shared.startup import describe
@@ -83,6 +84,9 @@ class SiteConfig(BaseModel):
     runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
     images: SifCacheConfig = Field(default_factory=SifCacheConfig)
     """The SIF cache on the login node (apptainer and singularity runtimes only)."""
+    compute_classes: list[ComputeClass] = Field(default_factory=list, max_length=32)
+    """The classes of nodes jobs run on, declared in every heartbeat; none: one
+    ``default`` class read from ``[batch]`` (edge/classes.py)."""
     datasets: DatasetCacheConfig = Field(default_factory=DatasetCacheConfig)
     """The dataset cache and the datasets already present on the site."""
     poll_interval: float = Field(default=2.0, gt=0)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.bounds import Count, Int64
+from shared.domain.resources import ComputeClass
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 ArtifactKind = Literal["metrics", "log", "meta"]
@@ -60,6 +61,8 @@ class SiteHeartbeatBody(_Body):
     version: str = Field(default="", max_length=200)
     capabilities: SiteCapabilities | None = None
     """None from a harvester that declares nothing: it is sent any job, as before."""
+    compute_classes: list[ComputeClass] = Field(default_factory=list, max_length=32)
+    """Its classes of nodes; empty: it is sent only jobs that ask for no resources."""
 
 
 class SiteHeartbeatReply(BaseModel):
@@ -144,6 +147,8 @@ class JobSpec(BaseModel):
     lease_expires: datetime
     points: list[PointSpec]
     exec: str
+    compute_class: str | None = None
+    """The class of the site's nodes the broker chose for the job."""
     container: str | dict[str, str] | None = None
     """``evaluationContainer``: one image reference, or a map arch -> reference that the
     harvester resolves for its site's arch (the api sends the reference it resolved)."""

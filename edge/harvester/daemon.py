@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
+from edge.classes import declared_classes
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
@@ -173,6 +174,7 @@ class Harvester:
                 total_slots=self.config.slots,
                 version=edge_version(),
                 capabilities=declared(self.config.runtime),
+                compute_classes=declared_classes(self.config),
             )
         )
 

@@ -105,6 +105,7 @@ async def build_spec(
         lease_expires=expires,
         points=points,
         exec=config.evaluationExec,
+        compute_class=job.compute_class,
         container=resolve_image(config.evaluationContainer, arch),
         files=OutputFiles(
             input=config.evaluationInput,

@@ -23,6 +23,7 @@ from pydantic import (
 
 from shared.bounds import check_json, name_issue
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
+from shared.domain.resources import Resources
 from shared.pruners import PrunerConfig
 from shared.runtime.images import ImageResolutionError, normalise_arch
 
@@ -150,6 +151,8 @@ class TaskConfig(BaseModel):
     site: str | None = Field(default=None, max_length=MAX_TEXT)
     """One site, or phpo's comma-separated list of sites the jobs may run at."""
     architecture: Arch | None = None
+    resources: Resources = Field(default_factory=Resources)
+    """What each evaluation job needs (GPUs, nodes, memory, walltime, layout...)."""
     outDS: str | None = Field(
         default=None, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/?$"
     )

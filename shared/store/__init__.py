@@ -25,6 +25,7 @@ from shared.store.curves import CurveRepository
 from shared.store.datasets import DatasetRepository
 from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
+from shared.store.runtimes import RuntimeRepository
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
 from shared.store.stats import StatsRepository
@@ -64,6 +65,7 @@ class Store:
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
         self.datasets = DatasetRepository(db["datasets"])
+        self.runtimes = RuntimeRepository(db["class_runtimes"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
         self.stats = StatsRepository(db["tasks"], db["jobs"])
@@ -81,6 +83,7 @@ class Store:
             self.tokens,
             self.artifacts,
             self.datasets,
+            self.runtimes,
             self.studies,
             self.steering,
         ):

@@ -79,6 +79,7 @@ async def heartbeat(
         total_slots=body.total_slots,
         version=body.version,
         capabilities=body.capabilities,
+        compute_classes=body.compute_classes,
     )
     await ctx.store.sites.heartbeat(record)
     await ctx.bus.publish(SiteHeartbeat(site=site))
@@ -179,6 +180,10 @@ async def job_event(
         objectives = objective_count(task.config) if task is not None else 1
         results = [outcome_of(r, objectives) for r in body.results]
         if await store.jobs.finish(job.id, job.generation, results):
+            started = job.stamps.get("running")
+            if started is not None and job.site and job.compute_class:
+                seconds = (utcnow() - started).total_seconds()
+                await store.runtimes.observe(job.task_id, job.site, job.compute_class, seconds)
             await ctx.bus.publish(
                 JobFinished(task_id=job.task_id, job_id=job.id, generation=job.generation)
             )
