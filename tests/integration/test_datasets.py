@@ -293,3 +293,35 @@ async def test_a_segments_jobs_are_given_only_its_files_and_its_datasets(
     async with httpx.AsyncClient(timeout=30) as plain:  # the part URLs need no token
         got = await plain.get(legs[0]["files"][0]["parts"][0])
     assert got.content == b"k"
+
+
+@pytest.mark.s3
+async def test_with_an_s3_store_parts_go_up_and_come_down_through_presigned_urls(
+    mongo_db_url: str, bus_prefix: str, s3_bucket_url: str, tmp_path: Path
+) -> None:
+    async with central(
+        mongo_url=mongo_db_url,
+        bus_url="memory://",
+        bus_prefix=bus_prefix,
+        artifacts_url=s3_bucket_url,
+        home=tmp_path,
+        dataset_part_bytes=PART,
+    ) as system:
+        token = await system.token("alice", ["user"])
+        headers = {"Authorization": f"Bearer {token}"}
+        content = dataset_files(tmp_path / "mnist")
+        digests = {n: hashlib.sha256(d).hexdigest() for n, d in content.items()}
+        code, out = await hpo(system, token, tmp_path, "dataset", "upload", "ds", "mnist")
+        assert code == 0, out
+        site = await harvester(system, tmp_path, "hpc")
+        await run_task(
+            system,
+            site,
+            headers,
+            {"trainingDS": "ds", "maxPoints": 2, "nParallelEvaluation": 2},
+            digests,
+        )
+        assert site.datasets.cache.downloads == 2
+        code, out = await hpo(system, token, tmp_path, "dataset", "rm", "ds")
+        assert code == 0, out
+        assert await system.ctx.artifacts.list("alice/datasets/") == []
