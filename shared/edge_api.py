@@ -196,6 +196,29 @@ class JobEventReply(BaseModel):
     detail: str = ""
 
 
+MAX_BATCH = 10_000
+
+
+class SiteJobBeat(_Body):
+    """One job's ``started`` or ``heartbeat`` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+    kind: Literal["started", "heartbeat"] = "heartbeat"
+    generation: Count
+    host: str = Field(default="", max_length=1_000)
+
+
+class HeartbeatBatch(_Body):
+    """Every job heartbeat a scan has due, in one request."""
+
+    beats: list[SiteJobBeat] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class HeartbeatBatchReply(BaseModel):
+    replies: list[JobEventReply]
+    """One per beat, in order; a job not at this site is ``kill`` with the reason."""
+
+
 class IntermediateValue(_Body):
     """One line of the payload's intermediate-values file."""
 

@@ -35,6 +35,8 @@ from shared.edge_api import (
     CheckpointConfirmReply,
     CheckpointUpload,
     CheckpointUrlRequest,
+    HeartbeatBatch,
+    HeartbeatBatchReply,
     IntermediateReply,
     IntermediateReport,
     JobEvent,
@@ -179,6 +181,12 @@ class EdgeApiClient:
             timeout=self._timeout,
         )
         return LeaseReply.model_validate_json(response.content)
+
+    async def heartbeats(self, batch: HeartbeatBatch) -> HeartbeatBatchReply:
+        """Many jobs' heartbeats in one request (EdgeApiError 404 from an older api)."""
+        return await self._post(
+            f"/edge/v1/sites/{self._site}/heartbeats", batch, HeartbeatBatchReply
+        )
 
     async def job_event(self, job_id: str, event: JobEvent) -> JobEventReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/events", event, JobEventReply)

@@ -2,9 +2,10 @@
 
 Three loops share one event loop: the site heartbeat (free slots), the lease loop
 (long-polls for jobs while slots are free, stages and submits them), and the scan
-(every ``poll_interval``: relays job heartbeats, notices lost jobs, reports ended
-ones). Everything it needs to go on after ``kill -9`` is in the job directories,
-read back at start; two harvesters on one root are prevented by a lock file.
+(every ``poll_interval``: notices lost jobs, reports ended ones, and relays the job
+heartbeats due, all in one request). Everything it needs to go on after ``kill -9``
+is in the job directories, read back at start; two harvesters on one root are
+prevented by a lock file.
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ from edge.metrics import EdgeMetrics
 from edge.version import edge_version
 from shared.capabilities import declared
 from shared.clock import utcnow
-from shared.edge_api import JobEvent, JobEventReply, JobSpec, LeaseRequest, SiteHeartbeatBody
+from shared.edge_api import (
+    MAX_BATCH,
+    HeartbeatBatch,
+    JobEvent,
+    JobEventReply,
+    JobSpec,
+    LeaseRequest,
+    SiteHeartbeatBody,
+    SiteJobBeat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +129,8 @@ class Harvester:
         of a new lease of the same id never interleave, so staging never takes an
         attempt whose end is being reported for one still running here."""
         self._recovered = False
+        self._batch_beats = True
+        """Relay a scan's heartbeats in one request, until an api says it cannot."""
 
     # -- state ---------------------------------------------------------------------
 
@@ -353,19 +365,59 @@ class Harvester:
         if batch_ids:
             states = await asyncio.to_thread(self.batch.poll, batch_ids)
         seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
+        due: list[tuple[TrackedJob, SiteJobBeat]] = []
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
             if self.pool is not None:
                 state = self.pool.job_state(job.job_id)
             try:
-                await self._scan_job(job, obs, state)
+                beat = await self._scan_job(job, obs, state)
             except ApiUnavailableError as exc:
                 log.warning("api unavailable, scan cut short: %s", exc)
                 return
             except Exception:
                 log.exception("job %s: scan failed", job.job_id)
+                continue
+            if beat is not None:
+                due.append((job, beat))
+        try:
+            for start in range(0, len(due), MAX_BATCH):
+                await self._send_beats(due[start : start + MAX_BATCH])
+        except ApiUnavailableError as exc:
+            log.warning("api unavailable, heartbeats not relayed: %s", exc)
 
-    async def _scan_job(self, job: TrackedJob, obs: Observation, state: BatchState) -> None:
+    async def _send_beats(self, due: list[tuple[TrackedJob, SiteJobBeat]]) -> None:
+        """Relay the scan's due heartbeats in one request (one per job to an api
+        without the batch call), then act on the replies."""
+        if not due:
+            return
+        replies: list[JobEventReply | None] = []
+        if self._batch_beats:
+            try:
+                answer = await self.api.heartbeats(HeartbeatBatch(beats=[b for _, b in due]))
+                replies = list(answer.replies)
+            except EdgeApiError as exc:
+                if exc.status not in (404, 405):
+                    log.warning("heartbeats refused: %s", exc)
+                    return
+                log.info("the api has no batched heartbeats; sending them one by one")
+                self._batch_beats = False
+        if not self._batch_beats:
+            for job, beat in due:
+                event = JobEvent(kind="heartbeat", generation=beat.generation, host=beat.host)
+                replies.append(await self._send_reply(job.job_id, event))
+        now = time.monotonic()
+        for (job, _), reply in zip(due, replies, strict=True):
+            job.last_beat = now
+            if reply is not None and reply.kill:
+                reason = reply.detail or "the central service asked to stop the job"
+                await self._request_kill(job, reason)
+
+    async def _scan_job(
+        self, job: TrackedJob, obs: Observation, state: BatchState
+    ) -> SiteJobBeat | None:
+        """Report, kill or keep the job; the heartbeat it has due, to send with the
+        others of the scan."""
         if not job.record.started_reported:
             await self._send_started(job)
         stop_reason = await self.curves.relay(job)
@@ -375,7 +427,7 @@ class Harvester:
         if status is not None and status.terminal:
             outcome = await asyncio.to_thread(decide_from_disk, job, status)
             await self._report(job, outcome, status.host)
-            return
+            return None
         job.done_polls = job.done_polls + 1 if state == "done" else 0
         reason = lost_reason(
             obs,
@@ -390,21 +442,13 @@ class Harvester:
                 await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
             agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
             await self._report(job, lost(reason, agent_tail), status.host if status else "")
-            return
+            return None
         await upload_new_snapshot(self.api, job)
-        if time.monotonic() - job.last_beat >= self.config.heartbeat_interval:
-            reply = await self._send_reply(
-                job.job_id,
-                JobEvent(
-                    kind="heartbeat",
-                    generation=job.generation,
-                    host=status.host if status else "",
-                ),
-            )
-            job.last_beat = time.monotonic()
-            if reply is not None and reply.kill:
-                reason = reply.detail or "the central service asked to stop the job"
-                await self._request_kill(job, reason)
+        if time.monotonic() - job.last_beat < self.config.heartbeat_interval:
+            return None
+        return SiteJobBeat(
+            job_id=job.job_id, generation=job.generation, host=status.host if status else ""
+        )
 
     @contextlib.asynccontextmanager
     async def _staging_lock(self, job_id: str) -> AsyncIterator[None]:
