@@ -29,7 +29,12 @@ from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
 from edge.harvester.datacache import DatasetCache
-from edge.harvester.datasets import DatasetStager, JobInputs, unlink_inputs
+from edge.harvester.datasets import (
+    DatasetStager,
+    JobInputs,
+    sweep_reported_inputs,
+    unlink_inputs,
+)
 from edge.harvester.images import ImageStager, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
@@ -139,6 +144,7 @@ class Harvester:
         if self._loaded:
             return
         sweep_staging_leftovers(self.config.root)
+        sweep_reported_inputs(self.config.root)
         self.jobs = load_active_jobs(self.config.root)
         if self.pool is not None:
             self.pool.load()

@@ -22,10 +22,12 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.fsproto import JobPaths, jobs_root
 from edge.harvester.api import ApiUnavailableError, EdgeApiError
 from edge.harvester.datacache import DatasetCache, DatasetError
 from edge.harvester.images import LeaseLostError
@@ -130,6 +132,21 @@ def unlink_inputs(work: Path, links: list[str]) -> None:
             (work / rel).unlink()
 
 
+def sweep_reported_inputs(root: Path) -> int:
+    """Remove the dataset links left in reported job directories by a harvester that
+    died between a report and its cleanup, so their cache files can be evicted.
+    Returns how many directories were swept."""
+    swept = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(jobs_root(root)):
+            paths = JobPaths(Path(entry.path))
+            links = paths.work / DATA_DIR
+            if paths.reported.exists() and links.is_dir() and not links.is_symlink():
+                shutil.rmtree(links, ignore_errors=True)
+                swept += 1
+    return swept
+
+
 class DatasetStager:
     """Brings a job's dataset files onto the site before it is staged."""
 
@@ -192,5 +209,6 @@ __all__ = [
     "DatasetStagingError",
     "JobInputs",
     "plan_inputs",
+    "sweep_reported_inputs",
     "unlink_inputs",
 ]

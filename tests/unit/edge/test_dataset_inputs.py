@@ -5,6 +5,7 @@ or unknown (the name, as before); a segment's files select among them."""
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,20 @@ def test_names_a_site_must_not_trust_are_refused() -> None:
     ):
         with pytest.raises(DatasetStagingError):
             plan_inputs(spec([], [ds]), {})
+
+
+def test_links_left_in_reported_jobs_by_a_dead_harvester_are_swept(tmp_path: Path) -> None:
+    from edge.harvester.datasets import sweep_reported_inputs
+
+    cached = tmp_path / "cache-object"
+    cached.write_bytes(b"data")
+    for name, reported in (("done", True), ("running", False)):
+        links = tmp_path / "jobs" / name / "work" / "datasets" / "ds"
+        links.mkdir(parents=True)
+        os.link(cached, links / "a.bin")
+        if reported:
+            (tmp_path / "jobs" / name / "reported.json").write_text("{}")
+    assert sweep_reported_inputs(tmp_path) == 1
+    assert not (tmp_path / "jobs" / "done" / "work" / "datasets").exists()
+    assert (tmp_path / "jobs" / "running" / "work" / "datasets" / "ds" / "a.bin").exists()
+    assert cached.stat().st_nlink == 2
