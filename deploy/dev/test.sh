@@ -120,7 +120,16 @@ if [[ -n $images_pid ]] && ! wait "$images_pid"; then
     echo "the charliecloud test images could not be built; the tests that need them will fail:" >&2
     tail -20 "$images_log" >&2
 fi
+# A test stuck beyond the reach of its timeout ends the run with every thread's stack
+# in this file (tests/watchdog.py), printed here.
+HPO_TEST_WATCHDOG=$(mktemp -t hpo-watchdog.XXXXXX)
+export HPO_TEST_WATCHDOG
 step pytest "$PY" deploy/dev/infra.py run -- "$PY" -m pytest "$@"
+if [[ -s $HPO_TEST_WATCHDOG ]]; then
+    say "a test was stuck; the stacks of every thread when the watchdog fired"
+    cat "$HPO_TEST_WATCHDOG" >&2
+fi
+rm -f "$HPO_TEST_WATCHDOG"
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     say "FAILED: ${failed[*]}"

@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.models import JobStatus, Loss, PointOutcome, PointStatus, TaskStatus
+from shared.domain.models import (
+    JobStatus,
+    Loss,
+    PointOutcome,
+    PointStatus,
+    TaskStatus,
+    WarmStartSummary,
+)
 from shared.domain.taskconfig import TaskConfig
 
 MAX_FILES = 1_000
@@ -89,6 +96,9 @@ class TaskView(BaseModel):
     pareto_front: list[ParetoPoint] | None = None
     """Multi-objective tasks (several ``steering.directions``): the evaluated points no
     other evaluated point of their segment dominates."""
+    warm_start: WarmStartSummary | None = None
+    """With ``warmStartFrom``: the earlier tasks' points told to the optimisers (summed over
+    the segments whose optimiser has been built) and those skipped, by reason."""
     links: dict[str, str] = Field(default_factory=dict)
     """Where else the task is shown: ``mlflow``, its experiment on the central MLflow
     server, when the storage service mirrors tasks there (``HPO_MLFLOW_URL``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from services.api.schemas import BestPoint, ParetoPoint, Progress, SegmentProgress, TaskView
-from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Task
+from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Task, WarmStartSummary
 from shared.domain.pareto import pareto_front
 from shared.domain.taskconfig import Direction
 from shared.store import Store
@@ -70,7 +70,27 @@ async def front(store: Store, task: Task, directions: list[Direction]) -> list[P
     return result
 
 
+async def warm_start(store: Store, task: Task) -> WarmStartSummary | None:
+    """The warm starts of the task's segments, summed; None without ``warmStartFrom``."""
+    if not task.config.warmStartFrom:
+        return None
+    total = WarmStartSummary()
+    skipped: Counter[str] = Counter()
+    for segment in await store.segments.list_for_task(task.id):
+        if segment.warm_start is not None:
+            total.told += segment.warm_start.told
+            skipped.update(segment.warm_start.skipped)
+    total.skipped = dict(skipped)
+    return total
+
+
 async def task_view(store: Store, task: Task) -> TaskView:
+    view = await _task_view(store, task)
+    view.warm_start = await warm_start(store, task)
+    return view
+
+
+async def _task_view(store: Store, task: Task) -> TaskView:
     directions = objectives(task)
     if directions:
         return _view(task, await progress(store, task), None, await front(store, task, directions))

@@ -42,6 +42,8 @@ class TaskEntry:
     directions: list[Direction]
     study: Study | None
     loaded: bool = False
+    refreshed: float = 0.0
+    """When the snapshot was last brought up to date (monotonic)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     used: float = field(default_factory=time.monotonic)
     derived: dict[tuple[Any, ...], tuple[int, float, Any]] = field(default_factory=dict)
@@ -124,8 +126,13 @@ class SnapshotCache:
         self.loads = 0
         """How many full loads were made (a test's way to see single flight)."""
 
-    async def entry(self, task: Task) -> TaskEntry:
-        """The task's loaded entry, loading it first if needed (once, whoever asks)."""
+    async def entry(self, task: Task, *, max_age: float | None = None) -> TaskEntry:
+        """The task's loaded entry, loading it first if needed (once, whoever asks).
+
+        With ``max_age``, an entry last brought up to date longer ago than that is
+        refreshed first: the live hub refreshes only what an event stream watches, and a
+        reader without one (the CLI, a script) must not see the first request's state
+        for ever."""
         entry = self.entries.get(task.id)
         if entry is None:
             entry = await self._new_entry(task)
@@ -136,6 +143,8 @@ class SnapshotCache:
             async with entry.lock:
                 if not entry.loaded:
                     await self._load(entry)
+        elif max_age is not None and time.monotonic() - entry.refreshed > max_age:
+            await self.refresh(task.id)
         return entry
 
     def peek(self, task_id: str) -> TaskEntry | None:
@@ -167,6 +176,7 @@ class SnapshotCache:
             async for docs in reads.point_chunks(self.store, entry.task.id, segment):
                 entry.snapshot.apply(docs)
         entry.loaded = True
+        entry.refreshed = time.monotonic()
         self.loads += 1
 
     async def refresh(self, task_id: str) -> bool:
@@ -175,6 +185,7 @@ class SnapshotCache:
         if entry is None:
             return False
         async with entry.lock:
+            started = time.monotonic()
             task = await self.store.tasks.get(task_id)
             if task is None:
                 self.entries.pop(task_id, None)
@@ -198,6 +209,7 @@ class SnapshotCache:
                 )
                 if snap.apply(docs):
                     changed = True
+            entry.refreshed = started
         return changed
 
     def _evict(self) -> None:

@@ -44,7 +44,7 @@ async def own_entry(task_id: str, mon: Monitor, user: CurrentUser) -> TaskEntry:
     task = await reads.own_task(mon.store, task_id, user.owner)
     if task is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
-    entry = await mon.cache.entry(task)
+    entry = await mon.cache.entry(task, max_age=mon.settings.monitor_refresh_seconds)
     entry.task = task
     return entry
 

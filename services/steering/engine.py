@@ -15,10 +15,12 @@ import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 
+from services.steering.algorithms import resolve_directions
 from services.steering.leases import SegmentLeases
 from services.steering.logic import segment_base_seed, task_seed
 from services.steering.sampler import SegmentOptimizer, StaleOptimizerError
-from shared.domain.models import Segment, Task
+from services.steering.warmstart import WarmStart, refusal, warm_start
+from shared.domain.models import Point, Segment, Task
 from shared.searchspace import SearchSpace
 from shared.store import Store
 
@@ -88,6 +90,7 @@ class SteeringEngine:
         try:
             history = await self.store.points.list_for_segment(task.id, segment.name)
             config = task.config
+            warm = await self._warm_start(task, segment, space, history)
             optimizer = await asyncio.to_thread(
                 SegmentOptimizer,
                 space,
@@ -97,6 +100,7 @@ class SteeringEngine:
                 parallelism=max(config.nParallelEvaluation, config.nPointsPerIteration),
                 failed_points=config.failedPoints,
                 budget=config.steering.budget or config.maxPoints,
+                warm=warm.observations,
             )
         finally:
             held = not keeper.done()
@@ -110,6 +114,35 @@ class SteeringEngine:
         while len(self._kept) > self._max_kept:
             self._kept.popitem(last=False)
         return optimizer
+
+    async def _warm_start(
+        self, task: Task, segment: Segment, space: SearchSpace, history: list[Point]
+    ) -> WarmStart:
+        """The points of the tasks in ``warmStartFrom`` (same owner, same segment name)
+        that fit the segment's space; skipped ones are logged by reason."""
+        config = task.config
+        earlier: list[Point] = []
+        result = WarmStart()
+        for source_id in config.warmStartFrom:
+            source = await self.store.tasks.get(source_id)
+            reason = refusal(source, task.owner)
+            if reason is not None:
+                result.skipped[f"task {source_id}: {reason}"] += 1
+                continue
+            earlier.extend(await self.store.points.list_for_segment(source_id, segment.name))
+        if not config.warmStartFrom:
+            return result
+        directions = resolve_directions(config.steering.directions, history or earlier)
+        found = warm_start(space, earlier, failed_points=config.failedPoints, directions=directions)
+        found.skipped.update(result.skipped)
+        await self.store.segments.set_warm_start(segment.id, found.summary())
+        log.info(
+            "segment %s: warm start told %d points; skipped %s",
+            segment.id,
+            found.told,
+            dict(found.skipped) or "none",
+        )
+        return found
 
     def forget(self, segment_id: str) -> None:
         """Throw the segment's optimiser away (its draw could not be stored)."""

@@ -23,6 +23,9 @@ Choices made where iDDS leaves room (so that a container sees one consistent pic
 * ``opt_space`` is written in the iDDS/Nevergrad form when every segment's space has
   one, else every segment in the phpo form (``form="auto"``); the caller may force
   either form;
+* a conditional space is written flat (every dimension, no ``when``), the form such a
+  program knows; of each point it writes, the values of the dimensions that are not
+  active for it are dropped (the branches not taken) before the point is checked;
 * points appear in segment order, then in the order they were generated;
 * placeholders are replaced in one pass, and only as whole names (``%IN_DATA`` is not
   ``%IN`` followed by ``_DATA``). The values are shell-quoted, although none of them
@@ -47,6 +50,8 @@ from shared.searchspace import (
     SearchSpace,
     SearchSpaceError,
     canonical_key,
+    drop_inactive,
+    flatten,
     to_idds,
     to_phpo,
     validate_point,
@@ -139,7 +144,7 @@ def written_form(spaces: Sequence[SearchSpace], form: OptSpaceForm) -> WrittenFo
         return "phpo"
     try:
         for space in spaces:
-            to_idds(space)
+            to_idds(flatten(space))
     except SearchSpaceError:
         if form == "idds":
             raise
@@ -148,7 +153,8 @@ def written_form(spaces: Sequence[SearchSpace], form: OptSpaceForm) -> WrittenFo
 
 
 def _space_json(space: SearchSpace, form: WrittenForm) -> dict[str, Any]:
-    return to_idds(space) if form == "idds" else to_phpo(space)
+    flat = flatten(space)
+    return to_idds(flat) if form == "idds" else to_phpo(flat)
 
 
 def loss_entry(point: Point, failed_loss: float) -> Loss | None:
@@ -258,6 +264,13 @@ def select_points(
     may mean to evaluate a point again.
     """
     by_id = {s.model_id: s for s in segments}
+    items = [
+        (
+            model_id,
+            drop_inactive(by_id[model_id].space, point) if isinstance(point, Mapping) else point,
+        )
+        for model_id, point in items
+    ]
     for number, (model_id, point) in enumerate(items, start=1):
         problems = validate_point(by_id[model_id].space, point)
         if problems:

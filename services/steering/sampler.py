@@ -85,7 +85,11 @@ class SegmentOptimizer:
         parallelism: int = 1,
         failed_points: FailedPoints = "large_loss",
         budget: int | None = None,
+        warm: Sequence[Observation] = (),
     ) -> None:
+        """``warm`` holds points of earlier tasks (:mod:`services.steering.warmstart`),
+        told before the segment's own points; they are not stored points, and a proposal
+        equal to one is drawn again as one equal to an evaluated point is."""
         self.space = space
         self.steering = steering
         self.seed = seed
@@ -101,7 +105,7 @@ class SegmentOptimizer:
             space=space,
             algorithm=steering.algorithm,
             args=steering.args,
-            observations=observations,
+            observations=(*warm, *observations),
             stored=tuple(dict(p.params) for p in history),
             directions=self.directions,
             seed=seed,
@@ -118,6 +122,9 @@ class SegmentOptimizer:
             (p.key for p in history if p.status not in OPEN_STATES), None
         )
         self._settled.update((canonical_key(o.params), o) for o in observations if not o.is_open)
+        # a warm-start point is drawn again like an evaluated one, unless the task has it
+        for known in warm:
+            self._settled.setdefault(canonical_key(known.params), known)
 
     @property
     def open_indices(self) -> list[int]:

@@ -71,6 +71,16 @@ class Task(_Record):
     version: int = 0
 
 
+class WarmStartSummary(BaseModel):
+    """What a segment's optimiser was told from ``warmStartFrom``, when last built."""
+
+    told: int = 0
+    """Points of the earlier tasks told to the optimiser (they are not this task's points
+    and do not count against its ``maxPoints``)."""
+    skipped: dict[str, int] = Field(default_factory=dict)
+    """Points (or tasks) left out, by reason."""
+
+
 class Segment(_Record):
     id: str
     task_id: str
@@ -89,6 +99,8 @@ class Segment(_Record):
     owner: str | None = None
     """The steering process that holds the segment's lease (generates its points)."""
     owner_until: datetime | None = None
+    warm_start: WarmStartSummary | None = None
+    """Set when the segment's optimiser is built with a warm start."""
 
 
 class PointStatus(StrEnum):

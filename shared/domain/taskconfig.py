@@ -10,7 +10,7 @@ that mean nothing here (:mod:`shared.domain.phpo`) are accepted and kept aside i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -160,6 +160,11 @@ class TaskConfig(BaseModel):
     ignoredOptions: dict[str, object] = Field(default_factory=dict)
     """phpo options given that have no effect here (filled from the config's keys)."""
     steering: SteeringConfig = Field(default_factory=SteeringConfig)
+    warmStartFrom: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Earlier tasks of the same owner whose fitting points are told to this task's
+    optimiser before its first draw (services/steering/warmstart.py)."""
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     failedPointLoss: float = Field(default=1e10, allow_inf_nan=False)
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
@@ -249,6 +254,11 @@ class TaskConfig(BaseModel):
             )
         if self.steeringContainer and not self.steeringExec:
             raise ValueError("steeringExec: required when steeringContainer is given")
+        if self.warmStartFrom and self.steeringExec:
+            raise ValueError(
+                "warmStartFrom: only the built-in optimisers are warm-started, not a "
+                "steering program (steeringExec)"
+            )
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
         if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:

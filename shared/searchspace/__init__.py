@@ -11,7 +11,15 @@ steering containers (:func:`to_phpo`, :func:`to_idds`) and checks what they retu
 
 from __future__ import annotations
 
-from shared.searchspace.backends import snap_point, to_nevergrad, to_optuna
+from shared.searchspace.backends import (
+    from_nevergrad,
+    nevergrad_value,
+    snap_point,
+    suggest_active,
+    to_nevergrad,
+    to_optuna,
+)
+from shared.searchspace.conditions import active_names, drop_inactive, flatten
 from shared.searchspace.forms import to_idds, to_phpo
 from shared.searchspace.model import (
     Dimension,
@@ -38,10 +46,16 @@ __all__ = [
     "SearchSpace",
     "SearchSpaceError",
     "SearchSpaceIssue",
+    "active_names",
     "canonical_key",
+    "drop_inactive",
+    "flatten",
+    "from_nevergrad",
+    "nevergrad_value",
     "parse_search_space",
     "parse_segmented",
     "snap_point",
+    "suggest_active",
     "to_idds",
     "to_nevergrad",
     "to_optuna",

@@ -50,10 +50,12 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from shared.searchspace.conditions import children, parent_domain, same_value
 from shared.searchspace.model import Dimension, SearchSpace
 
 if TYPE_CHECKING:
     import nevergrad as ng
+    import optuna
 
 
 def to_optuna(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -76,12 +78,105 @@ def _optuna(dim: Dimension) -> BaseDistribution:
     return FloatDistribution(low, high, log=dim.log)
 
 
+def suggest_active(
+    trial: optuna.Trial, space: SearchSpace, distributions: Mapping[str, BaseDistribution]
+) -> dict[str, Any]:
+    """Draw a point of a conditional space by define-by-run: each dimension, parents
+    first, is suggested only if it is active given the values drawn so far, so the
+    trial (and the point) holds exactly the active ones."""
+    params: dict[str, Any] = {}
+    active: set[str] = set()
+    for dim in space.dimensions:
+        if dim.parent is not None and not (
+            dim.parent in active
+            and any(same_value(params[dim.parent], v) for v in dim.parent_values)
+        ):
+            continue
+        params[dim.name] = _suggest(trial, dim.name, distributions[dim.name])
+        active.add(dim.name)
+    return params
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+BRANCH = "\x00"
+"""Prefix of the Nevergrad key under which a parent and its dependants sit (dimension
+names hold no control characters, so it never meets one)."""
+
+
 def to_nevergrad(space: SearchSpace) -> ng.p.Dict:
     """A Nevergrad ``Dict`` parametrisation whose ``value`` is a point (after
-    :func:`snap_point` for the quantised methods)."""
+    :func:`from_nevergrad`, and :func:`snap_point` for the quantised methods).
+
+    In a conditional space, a dimension that others depend on is a ``Choice`` of
+    ``Dict``-s, one per value it takes, each holding that value and the dimensions
+    active with it (themselves built the same way): Nevergrad's form of a tree of
+    exclusive subspaces. An integer parent (a ``repeat`` count) is a ``Choice`` over its
+    values, so its order is not modelled.
+    """
     import nevergrad as ng
 
-    return ng.p.Dict(**{dim.name: _nevergrad(ng, dim) for dim in space.dimensions})
+    kids = children(space)
+
+    def entries(dims: list[Dimension]) -> dict[str, Any]:
+        return {(BRANCH + d.name if d.name in kids else d.name): node(d) for d in dims}
+
+    def node(dim: Dimension) -> Any:
+        if dim.name not in kids:
+            return _nevergrad(ng, dim)
+        values = dim.choices if dim.kind == "categorical" else parent_domain(dim)
+        return ng.p.Choice(
+            [
+                ng.p.Dict(**{dim.name: value}, **entries(_used_with(kids[dim.name], value)))
+                for value in values
+            ]
+        )
+
+    return ng.p.Dict(**entries([d for d in space.dimensions if d.parent is None]))
+
+
+def _used_with(dims: list[Dimension], value: object) -> list[Dimension]:
+    return [d for d in dims if any(same_value(value, v) for v in d.parent_values)]
+
+
+def from_nevergrad(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The point a value of :func:`to_nevergrad`'s parametrisation stands for."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.startswith(BRANCH):
+            out.update(from_nevergrad(item))
+        else:
+            out[key] = item
+    return out
+
+
+def nevergrad_value(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A point as a value of :func:`to_nevergrad`'s parametrisation (for ``suggest``)."""
+    if not space.conditional:
+        return dict(params)
+    kids = children(space)
+
+    def entries(dims: list[Dimension]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for dim in dims:
+            if dim.name not in params:
+                continue
+            value = params[dim.name]
+            if dim.name in kids:
+                inner = entries(_used_with(kids[dim.name], value))
+                out[BRANCH + dim.name] = {dim.name: value, **inner}
+            else:
+                out[dim.name] = value
+        return out
+
+    return entries([d for d in space.dimensions if d.parent is None])
 
 
 def _nevergrad(ng: Any, dim: Dimension) -> Any:

@@ -4,14 +4,17 @@ Used when a steering container must be handed ``opt_space`` in the form it reads
 prove that parsing loses nothing: a space written in either form and parsed comes back
 as the same JSON (``grid_search: false`` comes back as ``0``, bounds ``10.0`` of an
 integer method as ``10``, and iDDS ``params.lower/upper`` and ``Scalar`` with
-``"log": true`` come back as ``bounds`` and ``Log``).
+``"log": true`` come back as ``bounds`` and ``Log``). A conditional space is written
+flat, each conditional dimension with the ``when`` it stands for (a ``oneOf`` becomes its
+categorical dimension and ``when``-s naming it); :func:`~shared.searchspace.conditions.flatten`
+it first for a program that knows no conditions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.searchspace.model import SearchSpace, SearchSpaceError, SearchSpaceIssue
+from shared.searchspace.model import Dimension, SearchSpace, SearchSpaceError, SearchSpaceIssue
 
 _IDDS_METHODS = frozenset({"categorical", "uniform", "uniformint", "loguniform", "loguniformint"})
 
@@ -28,8 +31,16 @@ def to_phpo(space: SearchSpace) -> dict[str, dict[str, Any]]:
         else:
             keys = ("mu", "sigma", "base") if dim.mu is not None else ("low", "high", "q", "base")
             dimension = {key: getattr(dim, key) for key in keys if getattr(dim, key) is not None}
-        out[dim.name] = {"method": dim.method, "dimension": dimension}
+        out[dim.name] = {"method": dim.method, "dimension": dimension, **_when(dim)}
     return out
+
+
+def _when(dim: Dimension) -> dict[str, Any]:
+    """A conditional dimension's condition, in the stored (flat) form: ``oneOf`` and
+    ``repeat`` are written as the ``when`` they stand for."""
+    if dim.parent is None:
+        return {}
+    return {"when": {dim.parent: list(dim.parent_values)}}
 
 
 def to_idds(space: SearchSpace) -> dict[str, dict[str, Any]]:
@@ -52,7 +63,11 @@ def to_idds(space: SearchSpace) -> dict[str, dict[str, Any]]:
                 )
             )
         elif dim.method == "categorical":
-            out[dim.name] = {"type": "Choice", "params": {"choices": list(dim.choices)}}
+            out[dim.name] = {
+                "type": "Choice",
+                "params": {"choices": list(dim.choices)},
+                **_when(dim),
+            }
         else:
             entry: dict[str, Any] = {
                 "type": "Log" if dim.log else "Scalar",
@@ -60,7 +75,7 @@ def to_idds(space: SearchSpace) -> dict[str, dict[str, Any]]:
             }
             if dim.kind == "int":
                 entry["integer"] = True
-            out[dim.name] = entry
+            out[dim.name] = {**entry, **_when(dim)}
     if issues:
         raise SearchSpaceError(issues)
     return out

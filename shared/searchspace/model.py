@@ -66,6 +66,10 @@ class Dimension(BaseModel):
     base: int | float | None = None
     choices: tuple[JsonScalar, ...] = ()
     grid_search: bool | None = None
+    parent: str | None = None
+    """Conditional spaces: the dimension is active only while ``parent`` is active and
+    takes one of ``parent_values`` (:mod:`shared.searchspace.conditions`)."""
+    parent_values: tuple[JsonScalar, ...] = ()
 
     @property
     def distinct_choices(self) -> tuple[JsonScalar, ...]:
@@ -114,7 +118,8 @@ def show(value: object, limit: int = 60) -> str:
 
 
 class SearchSpace(BaseModel):
-    """An ordered set of dimensions, in the order the user wrote them."""
+    """An ordered set of dimensions, in the order the user wrote them, except that in a
+    conditional space a dimension comes after the one it depends on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -125,7 +130,17 @@ class SearchSpace(BaseModel):
         names = [d.name for d in self.dimensions]
         if len(set(names)) != len(names):
             raise ValueError(f"dimension names must be unique: {names}")
+        seen: set[str] = set()
+        for dim in self.dimensions:
+            if dim.parent is not None and dim.parent not in seen:
+                raise ValueError(f"{dim.name} depends on {dim.parent}, which must come first")
+            seen.add(dim.name)
         return self
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some dimension is active only for some values of another."""
+        return any(d.parent is not None for d in self.dimensions)
 
     @property
     def names(self) -> tuple[str, ...]:

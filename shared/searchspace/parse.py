@@ -32,10 +32,13 @@ optimiser's cost per draw grows with both.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from shared.searchspace.conditions import Pending, Scope, When, resolve
 from shared.searchspace.model import (
     Dimension,
+    JsonScalar,
     Loc,
     Method,
     SearchSpace,
@@ -83,21 +86,162 @@ def parse_search_space(obj: object, *, allow_empty: bool = False) -> SearchSpace
     elif len(obj) > MAX_DIMENSIONS:
         issues.add((), f"has {len(obj)} dimensions; at most {MAX_DIMENSIONS} are allowed")
     else:
-        for name, entry in obj.items():
-            if not isinstance(name, str) or not name:
-                where = name if isinstance(name, str | int) else show(name)
-                issues.add((where,), "dimension names must be non-empty strings")
-                continue
-            problem = _name_issue(name)
-            if problem:
-                issues.add((name,), problem)
-                continue
-            dim = _entry(name, entry, issues)
-            if dim is not None:
-                dims.append(dim)
+        pending: list[Pending] = []
+        _subspace(obj, _Context("", (), (), None), pending, issues)
+        if len(pending) > MAX_DIMENSIONS:
+            issues.add((), f"has {len(pending)} dimensions; at most {MAX_DIMENSIONS} are allowed")
+        if not issues.count:
+            dims.extend(resolve(pending, issues))
     if issues.count:
         raise issues.error()
     return SearchSpace(dimensions=tuple(dims))
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Where a subspace is: the prefix of its names (a ``repeat`` block's copy number),
+    its location in the JSON, its scope, and the condition its entries inherit."""
+
+    prefix: str
+    where: Loc
+    scope: Scope
+    implied: tuple[str, tuple[JsonScalar, ...]] | None
+
+
+def _subspace(obj: Mapping[Any, object], ctx: _Context, out: list[Pending], issues: Issues) -> None:
+    for name, entry in obj.items():
+        if not isinstance(name, str) or not name:
+            key = name if isinstance(name, str | int) else show(name)
+            issues.add((*ctx.where, key), "dimension names must be non-empty strings")
+            continue
+        loc: Loc = (*ctx.where, name)
+        problem = _name_issue(name)
+        if problem:
+            issues.add(loc, problem)
+            continue
+        if len(out) > MAX_DIMENSIONS:
+            return
+        method = entry.get("method") if isinstance(entry, Mapping) else None
+        if isinstance(entry, Mapping) and method in _STRUCTURES:
+            _structure(name, entry, ctx, out, issues)
+            continue
+        when = _when(entry, loc, ctx, issues) if isinstance(entry, Mapping) else None
+        plain = (
+            {k: v for k, v in entry.items() if k != "when"} if isinstance(entry, Mapping) else entry
+        )
+        dim = _located(ctx.prefix + name, loc, plain, issues)
+        if dim is not None:
+            out.append(_pending(dim, loc, ctx, when))
+
+
+def _pending(dim: Dimension, loc: Loc, ctx: _Context, when: When | None) -> Pending:
+    if when is None and ctx.implied is not None:
+        dim = dim.model_copy(update={"parent": ctx.implied[0], "parent_values": ctx.implied[1]})
+    return Pending(dim, loc, ctx.scope, when)
+
+
+def _located(name: str, loc: Loc, entry: object, issues: Issues) -> Dimension | None:
+    """Read one dimension named ``name`` with its problems located at ``loc`` (entries
+    inside a ``oneOf`` or ``repeat`` are reported where they were written)."""
+    inner = Issues()
+    dim = _entry(name, entry, inner)
+    for issue in inner.items:
+        issues.add((*loc, *issue.loc[1:]), issue.msg)
+    for _ in range(inner.dropped):
+        issues.add(loc, "another problem")
+    return dim
+
+
+def _when(entry: Mapping[str, object], loc: Loc, ctx: _Context, issues: Issues) -> When | None:
+    if "when" not in entry:
+        return None
+    raw = entry["when"]
+    at: Loc = (*loc, "when")
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        issues.add(
+            at,
+            f"must be an object naming one dimension and its values, such as "
+            f'{{"model": ["cnn"]}}, got {show(raw)}',
+        )
+        return None
+    ((key, values),) = raw.items()
+    if not isinstance(values, list) or not values:
+        issues.add((*at, str(key)), f"must be a non-empty list of values, got {show(values)}")
+        return None
+    return When(ctx.prefix + str(key), str(key), tuple(values), at)
+
+
+_STRUCTURES = ("oneOf", "repeat")
+MAX_REPEAT = 64
+"""The largest count of a ``repeat``: each copy of its block is a set of dimensions."""
+
+
+def _structure(
+    name: str, entry: Mapping[str, object], ctx: _Context, out: list[Pending], issues: Issues
+) -> None:
+    """A ``oneOf`` (a categorical dimension named ``name`` whose every option is a
+    subspace used only when it is chosen) or a ``repeat`` (an integer count named
+    ``name`` and ``count`` copies of a block, copy ``i`` named ``name.i.<key>``)."""
+    loc: Loc = (*ctx.where, name)
+    full = ctx.prefix + name
+    method = entry["method"]
+    if method == "oneOf":
+        _check_keys(entry, loc, ("method", "options"), ("when",), "oneOf", issues)
+        options = entry.get("options")
+        if not isinstance(options, Mapping) or not options:
+            if "options" in entry:
+                issues.add(
+                    (*loc, "options"),
+                    f"must be a non-empty object of named subspaces, got {show(options)}",
+                )
+            return
+        fields: Fields = {"categories": (list(options), (*loc, "options"))}
+        dim = build_dimension(full, "categorical", fields, issues)
+        when = _when(entry, loc, ctx, issues)
+        if dim is None:
+            return
+        out.append(_pending(dim, loc, ctx, when))
+        for option, subspace in options.items():
+            where: Loc = (*loc, "options", option)
+            if not isinstance(subspace, Mapping):
+                issues.add(
+                    where, f"must be an object of dimensions (may be empty), got {show(subspace)}"
+                )
+                continue
+            inner = _Context(ctx.prefix, where, (*ctx.scope, f"{full}={option}"), (full, (option,)))
+            _subspace(subspace, inner, out, issues)
+        return
+    _check_keys(entry, loc, ("method", "count", "block"), ("when",), "repeat", issues)
+    count = entry.get("count")
+    block = entry.get("block")
+    if "count" in entry and not isinstance(count, Mapping):
+        issues.add((*loc, "count"), f'must be an object {{"low": n, "high": m}}, got {show(count)}')
+    if "block" in entry and (not isinstance(block, Mapping) or not block):
+        issues.add((*loc, "block"), f"must be a non-empty object of dimensions, got {show(block)}")
+    if not isinstance(count, Mapping) or not isinstance(block, Mapping) or not block:
+        return
+    where = (*loc, "count")
+    _check_keys(count, where, ("low", "high"), (), "a repeat count", issues)
+    bounds: Fields = {k: (count[k], (*where, k)) for k in ("low", "high") if k in count}
+    dim = build_dimension(full, "uniformint", bounds, issues)
+    when = _when(entry, loc, ctx, issues)
+    if dim is None:
+        return
+    assert dim.low is not None and dim.high is not None
+    if dim.low < 0 or dim.high > MAX_REPEAT:
+        issues.add(where, f"must lie within [0, {MAX_REPEAT}], got [{dim.low}, {dim.high}]")
+        return
+    out.append(_pending(dim, loc, ctx, when))
+    before = issues.count
+    for copy in range(int(dim.high)):
+        used = tuple(range(max(copy + 1, int(dim.low)), int(dim.high) + 1))
+        inner = _Context(
+            f"{full}.{copy}.", (*loc, "block"), (*ctx.scope, f"{full}.{copy}"), (full, used)
+        )
+        # Every copy is read from the same JSON: its problems are reported once.
+        _subspace(block, inner, out, issues if copy == 0 else Issues())
+        if issues.count > before:
+            return
 
 
 def _name_issue(name: str) -> str | None:

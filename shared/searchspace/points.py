@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from numbers import Integral, Real
 
+from shared.searchspace.conditions import active_names
 from shared.searchspace.model import Dimension, SearchSpace, show
 
 RELATIVE_SLACK = 1e-9
@@ -34,11 +35,20 @@ def validate_point(space: SearchSpace, params: object) -> list[str]:
     outside ``[low, high]``: hyperopt-style containers round ``x/q`` to a whole number,
     which may step that far out. Normal priors accept any finite number (positive for
     ``lognormal``).
+
+    In a conditional space a point holds exactly its active dimensions
+    (:func:`~shared.searchspace.conditions.active_names`): a value for one that is not
+    active is refused, as is a missing active one.
     """
     if not isinstance(params, Mapping):
         return [f"a point must be a JSON object of parameter values, got {show(params)}"]
     errors: list[str] = []
+    active = active_names(space, params) if space.conditional else None
     for dim in space.dimensions:
+        if active is not None and dim.name not in active:
+            if dim.name in params:
+                errors.append(f"{dim.name}: {_inactive(dim, params)}")
+            continue
         if dim.name not in params:
             errors.append(f"{dim.name}: missing")
             continue
@@ -48,6 +58,14 @@ def validate_point(space: SearchSpace, params: object) -> list[str]:
     names = set(space.names)
     errors.extend(f"{key}: not in the search space" for key in params if key not in names)
     return errors
+
+
+def _inactive(dim: Dimension, params: Mapping[str, object]) -> str:
+    assert dim.parent is not None
+    used = f"used only when {dim.parent} is one of {show(list(dim.parent_values))}"
+    if dim.parent in params:
+        return f"not active: {used}, and it is {show(params[dim.parent])}"
+    return f"not active: {used}, and {dim.parent} is not active"
 
 
 def _check_value(dim: Dimension, value: object) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pymongo import ASCENDING
 
 from shared.clock import as_utc
-from shared.domain.models import Segment
+from shared.domain.models import Segment, WarmStartSummary
 from shared.store.base import Repository, to_doc
 
 
@@ -27,6 +27,11 @@ class SegmentRepository(Repository[Segment]):
 
     async def list_for_task(self, task_id: str) -> list[Segment]:
         return await self._find({"task_id": task_id}, sort=[("index", ASCENDING)])
+
+    async def set_warm_start(self, segment_id: str, summary: WarmStartSummary) -> None:
+        await self.col.update_one(
+            {"_id": segment_id}, {"$set": {"warm_start": summary.model_dump(mode="json")}}
+        )
 
     async def mark_exhausted(self, segment_id: str) -> None:
         await self.col.update_one({"_id": segment_id}, {"$set": {"exhausted": True}})

@@ -10,10 +10,13 @@ points always in flight, results coming back in a random order, a new point draw
 each one returns: ``minUnevaluatedPoints`` close to ``nPointsPerIteration``). Reports
 the median regret over the seeds. Prints one JSON line per function, with each
 parallelism-8 column's ratio to sequential TPE (the issue's target: within 10 %).
-``--columns`` and ``--functions`` pick a subset.
+``--columns`` and ``--functions`` pick a subset. ``--conditional`` runs the conditional
+benchmark instead: a choice between two model families, each with its own parameters
+(Branin's two, Hartmann-6's six), for define-by-run TPE, random search and TPE on the
+flattened space.
 
 Run: python tests/bench/steering_quality.py [--seeds 10] [--evals 100]
-    [--functions branin,...] [--columns service_gp_p8_sync,...]
+    [--functions branin,...] [--columns service_gp_p8_sync,...] [--conditional]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from services.steering.sampler import SegmentOptimizer
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
-from shared.searchspace import canonical_key, parse_search_space
+from shared.searchspace import SearchSpace, canonical_key, flatten, parse_search_space
 
 Objective = Callable[[dict[str, Any]], float]
 
@@ -93,13 +96,15 @@ def service(
     steering: SteeringConfig,
     *,
     asynchronous: bool = False,
+    space: SearchSpace | None = None,
 ) -> float:
-    space = parse_search_space(
-        {
-            f"x{i}": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}
-            for i in range(dims)
-        }
-    )
+    if space is None:
+        space = parse_search_space(
+            {
+                f"x{i}": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}
+                for i in range(dims)
+            }
+        )
     optimizer = SegmentOptimizer(
         space, [], steering=steering, seed=seed, parallelism=parallel, budget=evals
     )
@@ -183,6 +188,61 @@ COLUMNS: dict[str, Column] = {
 }
 REFERENCE = "tpe_seq_inprocess"
 
+UNIT = {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}
+FAMILIES = parse_search_space(
+    {
+        "model": {
+            "method": "oneOf",
+            "options": {
+                "branin": {f"b{i}": UNIT for i in range(2)},
+                "hartmann6": {f"h{i}": UNIT for i in range(6)},
+            },
+        }
+    }
+)
+"""A choice between two model families, each with its own parameters."""
+
+
+def families(p: dict[str, Any]) -> float:
+    """Branin's regret over 10 for one family (best 0), Hartmann-6's over 3.32 plus 0.1
+    for the other (best 0.1); only the chosen family's parameters are read."""
+    if p["model"] == "branin":
+        return branin({"x0": p["b0"], "x1": p["b1"]}) / 10
+    return hartmann6({f"x{i}": p[f"h{i}"] for i in range(6)}) / 3.32237 + 0.1
+
+
+def on_families(space: SearchSpace, algorithm: str) -> Column:
+    steering = SteeringConfig(library="optuna", algorithm=algorithm)
+    return lambda _f, _dims, seed, evals: service(
+        families, 0, seed, evals, 1, steering, space=space
+    )
+
+
+CONDITIONAL: dict[str, Column] = {
+    "tpe_define_by_run": on_families(FAMILIES, "tpe"),
+    "random_define_by_run": on_families(FAMILIES, "random"),
+    # every family's parameters drawn at every point, the unused ones ignored
+    "tpe_flattened": on_families(flatten(FAMILIES), "tpe"),
+}
+"""The conditional benchmark's contenders, each through the steering's own optimiser
+at parallelism 1: define-by-run TPE (``group``), random search on the same space, and
+TPE on the flattened space."""
+
+
+def conditional(seeds: int, evals: int) -> None:
+    result: dict[str, Any] = {
+        "bench": "steering_quality",
+        "function": "families",
+        "evals": evals,
+        "seeds": seeds,
+    }
+    for label, column in CONDITIONAL.items():
+        runs = [column(families, 0, s, evals) for s in range(seeds)]
+        result[label] = round(statistics.median(runs), 5)
+        result[f"{label}_mean"] = round(statistics.mean(runs), 5)
+        result[f"{label}_runs"] = [round(r, 4) for r in runs]
+    print(json.dumps(result), flush=True)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -194,7 +254,17 @@ def main() -> None:
     parser.add_argument(
         "--columns", default=",".join(COLUMNS), help="comma-separated, of: %(default)s"
     )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="run the conditional benchmark (two model families) instead",
+    )
     args = parser.parse_args()
+    if args.conditional:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        conditional(args.seeds, args.evals)
+        return
     functions = [name for name in args.functions.split(",") if name]
     columns = [name for name in args.columns.split(",") if name]
     unknown = [n for n in functions if n not in FUNCTIONS] + [

@@ -27,7 +27,18 @@ from schemathesis.specs.openapi.checks import (
 from tests.integration.central import Central, central, file_artifacts
 from tests.unit.test_input_properties import ARGUMENTS, JSONISH, KINDS, OPTIONS, SPACES
 
-pytestmark = [pytest.mark.mongo, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.mongo,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # The services under test run in this process's other threads, and the database
+    # driver's monitors draw from the global `random` for their jitter: Hypothesis sees
+    # that state move while it draws and takes it for a strategy using `random`.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 """Bounded by example counts, not by time: a loaded machine takes longer, never forever."""
 
 FUZZ = settings(

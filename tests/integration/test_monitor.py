@@ -220,6 +220,35 @@ async def test_points_table_links_each_points_log_and_metrics(system: Central) -
         assert [j["status"] for j in one["jobs"]] == ["finished"] and len(one["artifacts"]) == 2
 
 
+async def test_a_page_read_without_a_live_stream_is_not_left_stale(system: Central) -> None:
+    """A client that reads the JSON without holding an event stream (the CLI, a script,
+    a page whose stream dropped) sees each request's current state, not the first one's."""
+    token = await system.token("alice", ["user"])
+    async with (
+        httpx.AsyncClient(base_url=system.api_url, timeout=60) as api,
+        httpx.AsyncClient(base_url=system.monitor_url, timeout=60) as mon,
+    ):
+        site = FakeSite(api, "s1", await system.token("ops", ["edge:s1"]))
+        await site.heartbeat(free=1)
+        task = (await api.post("/api/v1/tasks", json=submission(1), headers=user(token))).json()
+        jobs: list[dict[str, Any]] = []
+        while not jobs:
+            jobs = await site.lease(1, wait=0.5)
+        base = f"/monitor/api/tasks/{task['id']}"
+        before = (await mon.get(f"{base}/points", headers=user(token))).json()
+        assert [r["status"] for r in before["rows"]] == ["pending"]  # its job is leased
+        await site.finish(jobs[0], 0.5)
+        points: list[dict[str, Any]] = []
+        while not points or points[0]["status"] != "evaluated":  # the api reads the store
+            reply = await api.get(f"/api/v1/tasks/{task['id']}/points", headers=user(token))
+            points = reply.json()
+        assert not monitor_state(system).hub.subscriptions
+        after = (await mon.get(f"{base}/points", headers=user(token))).json()
+        assert [(r["status"], r["loss"]) for r in after["rows"]] == [("evaluated", 0.5)]
+        view = (await mon.get(base, headers=user(token))).json()
+        assert view["best_loss"] == 0.5 and view["best_point_id"] == after["rows"][0]["id"]
+
+
 async def test_bad_table_queries_are_422s_naming_the_parameter(system: Central) -> None:
     token = await system.token("alice", ["user"])
     task_id = await seed_task(system.ctx.store, "alice", 10)

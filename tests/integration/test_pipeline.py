@@ -3,6 +3,7 @@ the edge site through the real REST api: generation, retries, lease expiry, auth
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -325,9 +326,15 @@ async def test_monitor_lists_own_tasks_with_progress(
     task = await submit(http, alice)
     async with httpx.AsyncClient(base_url=system.monitor_url, timeout=10) as monitor:
         page = await monitor.get("/")
-        assert page.status_code == 200 and "monitor/api/tasks" in page.text
-        mine = await monitor.get("/monitor/api/tasks", headers={"Authorization": f"Bearer {alice}"})
+        assert page.status_code == 200 and 'src="assets/app.js"' in page.text
+        script = await monitor.get("/assets/app.js")
+        assert '"monitor/api/" + path' in script.text and 'api("tasks"' in script.text
+        as_alice = {"Authorization": f"Bearer {alice}"}
+        mine = await monitor.get("/monitor/api/tasks", headers=as_alice)
         assert [t["id"] for t in mine.json()] == [task["id"]]
+        while mine.json()[0]["progress"] is None:  # counted in the background at first
+            await asyncio.sleep(0.1)
+            mine = await monitor.get("/monitor/api/tasks", headers=as_alice)
         assert mine.json()[0]["progress"]["max_points"] == 6
         theirs = await monitor.get("/monitor/api/tasks", headers={"Authorization": f"Bearer {bob}"})
         assert theirs.json() == []

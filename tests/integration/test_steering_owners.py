@@ -42,13 +42,13 @@ SPACE = {
     "y": {"method": "uniform", "dimension": {"low": -2, "high": 2}},
 }
 
-Start = Callable[[str], "contextlib.AbstractAsyncContextManager[SteeringService]"]
+Start = Callable[..., "contextlib.AbstractAsyncContextManager[SteeringService]"]
 
 
 @pytest.fixture
 def start(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> Start:
     @contextlib.asynccontextmanager
-    async def steering(name: str) -> AsyncIterator[SteeringService]:
+    async def steering(name: str, lease: float = LEASE) -> AsyncIterator[SteeringService]:
         settings = load(
             SteeringSettings,
             mongo_url=mongo_db_url,
@@ -58,7 +58,7 @@ def start(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> Start:
             home=tmp_path,
             dev_mode=True,
             steering_instance=name,
-            steering_lease_seconds=LEASE,
+            steering_lease_seconds=lease,
         )
         ctx = await open_context(settings)
         service = SteeringService(ctx, settings)
@@ -185,8 +185,9 @@ async def test_reconciling_never_waits_for_a_study(start: Start) -> None:
 
 async def test_a_rebuild_outlives_the_ask_that_started_it(start: Start) -> None:
     """A takeover of a large study can take longer than an ask may wait: the ask that
-    times out must not cancel the rebuild, or no later ask could ever be answered."""
-    async with start("a") as a:
+    times out must not cancel the rebuild, or no later ask could ever be answered.
+    (A lease longer than any rebuild here: one that lapses is rebuilt again by design.)"""
+    async with start("a", lease=600.0) as a:
         task_id = await submit(
             a.ctx,
             maxPoints=1000,

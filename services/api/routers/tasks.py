@@ -23,6 +23,7 @@ from services.api.steering_check import steering_refusals
 from services.api.submission import SubmissionError, build_task
 from services.api.unavailable import publish_hint
 from services.api.views import task_view
+from services.api.warmstart_check import warm_start_refusals
 from services.storage.policy import DOWNLOAD_EXPIRY
 from shared.domain.models import Task, TaskStatus
 from shared.messages import TaskCancelled, TaskSubmitted
@@ -55,6 +56,7 @@ async def submit_task(
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from None
     refusals = await steering_refusals(ctx.store, body.config)
+    refusals += await warm_start_refusals(ctx.store, body.config, user.owner)
     if refusals:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusals)
     await ctx.store.segments.insert_many(segments)

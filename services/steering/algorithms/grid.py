@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from services.steering.algorithms.base import DrawRequest, Observation
+from services.steering.algorithms.base import DrawRequest, Observation, SteeringUnavailable
 from shared.searchspace import Dimension, SearchSpace, canonical_key, snap_point
 
 FULL_ENUMERATION = 0.5
@@ -115,8 +115,16 @@ def _unique(values: list[Any]) -> list[Any]:
     return out
 
 
+CONDITIONAL_GRID = (
+    "grid does not enumerate conditional spaces (oneOf, repeat, when): choose another "
+    "algorithm, such as tpe or random"
+)
+
+
 class GridProposer:
     def __init__(self, request: DrawRequest) -> None:
+        if request.space.conditional:
+            raise SteeringUnavailable(CONDITIONAL_GRID)
         args = GridArgs(**request.args)  # type: ignore[arg-type]
         self._rng = random.Random(request.draw_seed)  # noqa: S311 (a seeded search order)
         self._free = [d for d in request.space.dimensions if _free(d)]

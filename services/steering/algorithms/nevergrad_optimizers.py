@@ -5,7 +5,8 @@ Any name in ``nevergrad.optimizers.registry`` can be configured (``NGOpt`` by de
 ``TwoPointsDE``'s ``crossover``, ...), checked against their constructor.
 
 **Rebuild**, in this order, on an optimiser created with the search space as a
-``Dict`` parametrisation (:func:`~shared.searchspace.to_nevergrad`), the budget (the
+``Dict`` parametrisation (:func:`~shared.searchspace.to_nevergrad`; a conditional space
+is a ``Choice`` of ``Dict``-s per parent, so a candidate holds only active values), the budget (the
 steering block's ``budget``, else the task's ``maxPoints``) and
 ``num_workers = max(parallelism, 2)``:
 
@@ -66,7 +67,7 @@ from services.steering.algorithms.base import (
     SteeringUnavailable,
     first_loss,
 )
-from shared.searchspace import to_nevergrad
+from shared.searchspace import from_nevergrad, nevergrad_value, to_nevergrad
 
 DEFAULT = "NGOpt"
 RESERVED_ARGS = ("parametrization", "budget", "num_workers", "self")
@@ -155,6 +156,7 @@ class NevergradProposer:
         duplicates of it that were proposed and not stored), by the point's index."""
         make = factory(request.algorithm, request.args)
         one_shot = bool(getattr(make, "one_shot", False))
+        self._space = request.space
         parametrization = to_nevergrad(request.space)
         seed = request.seed if one_shot else request.draw_seed
         parametrization.random_state = np.random.RandomState(seed % 2**32)
@@ -192,7 +194,7 @@ class NevergradProposer:
         among its asks; None if Nevergrad's bounds refuse the value (a hair outside
         them, from user code or a changed space)."""
         try:
-            self._opt.suggest(params)
+            self._opt.suggest(nevergrad_value(self._space, params))
         except ValueError:
             return None
         return self._opt.ask()
@@ -204,7 +206,8 @@ class NevergradProposer:
     def ask(self) -> dict[str, Any]:
         with quiet_nevergrad():
             self._last = self._opt.ask()
-        return {name: _plain(value) for name, value in self._last.value.items()}
+        point = from_nevergrad(self._last.value)
+        return {name: _plain(value) for name, value in point.items()}
 
     def accept(self, index: int) -> None:
         if self._last is not None:

@@ -26,6 +26,11 @@ samplers hold no state of their own, so :meth:`OptunaProposer.prepare` gives the
 a fresh sampler seeded for the draw: a kept study draws exactly what a rebuilt one
 would. The ``replay`` samplers keep theirs.
 
+Conditional spaces (docs/input.md) are sampled by define-by-run: a trial suggests each
+dimension, parents first, only while it is active, so TPE (``group=True`` by default
+for them), random, QMC (over the dimensions every point has; the others at random) and
+the rest see trials holding exactly the active parameters, as the points do.
+
 Objectives: ``tpe``, ``gp``, ``random``, ``qmc`` and ``nsga2`` are told every objective
 of a list loss (a multi-objective study with the task's directions); ``cmaes`` optimises
 one objective and is told the first one.
@@ -51,7 +56,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from services.steering.algorithms.base import DrawRequest, Observation, SteeringUnavailable
-from shared.searchspace import to_optuna
+from shared.searchspace import suggest_active, to_optuna
 
 
 class IndexedCmaEsSampler(optuna.samplers.CmaEsSampler):
@@ -151,6 +156,9 @@ class OptunaAlgorithm:
     """What is built instead of ``sampler``, called with the study's search space and
     the sampler's arguments (:class:`KnownSpaceTPESampler`, :class:`IndexedCmaEsSampler`);
     ``sampler`` stays the stock class, whose signature says which ``args`` are accepted."""
+    conditional_defaults: Mapping[str, object] = field(default_factory=dict)
+    """Defaults for a conditional space, over ``defaults`` (TPE's ``group``: a model per
+    set of parameters that occur together, instead of one over the always-active)."""
 
 
 def relative_space(space: Mapping[str, BaseDistribution]) -> dict[str, BaseDistribution]:
@@ -203,6 +211,7 @@ ALGORITHMS: dict[str, OptunaAlgorithm] = {
         multi_objective=True,
         defaults={"multivariate": True, "constant_liar": True},
         build=KnownSpaceTPESampler,
+        conditional_defaults={"group": True},
     ),
     "gp": OptunaAlgorithm(
         optuna.samplers.GPSampler,
@@ -246,9 +255,15 @@ def missing_packages(name: str) -> list[str]:
 
 
 def make_sampler(
-    name: str, args: Mapping[str, object], seed: int, space: Mapping[str, BaseDistribution]
+    name: str,
+    args: Mapping[str, object],
+    seed: int,
+    space: Mapping[str, BaseDistribution],
+    *,
+    conditional: bool = False,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` for a study of ``space`` (:attr:`OptunaAlgorithm.build`)."""
+    """The sampler ``name`` for a study of ``space`` (:attr:`OptunaAlgorithm.build`);
+    for a conditional space, ``space`` holds the dimensions every trial has."""
     spec = ALGORITHMS[name]
     missing = missing_packages(name)
     if missing:
@@ -256,7 +271,8 @@ def make_sampler(
             f"optuna {name} needs the Python package(s) {', '.join(missing)}, "
             "which this server does not have"
         )
-    kwargs = {**spec.defaults, **args, "seed": seed}
+    extra = spec.conditional_defaults if conditional else {}
+    kwargs = {**spec.defaults, **extra, **args, "seed": seed}
     with quiet_optuna():
         if spec.build is not None:
             return spec.build(space, **kwargs)
@@ -270,10 +286,18 @@ class OptunaProposer:
         self._multi = self._spec.multi_objective and request.multi_objective
         self._objectives = len(request.directions)
         self._distributions = to_optuna(request.space)
+        self._space = request.space
+        self._conditional = request.space.conditional
+        self._shared = {
+            d.name: self._distributions[d.name]
+            for d in request.space.dimensions
+            if d.parent is None
+        }
+        """The distributions every trial has: all of them unless the space is conditional."""
         self._algorithm = request.algorithm
         self._args = request.args
         seed = request.seed if self._spec.base_seed else request.draw_seed
-        sampler = make_sampler(request.algorithm, request.args, seed, self._distributions)
+        sampler = self._sampler(seed)
         self._open: dict[int, int] = {}
         """Trial number of each open point, by the point's index."""
         with quiet_optuna():
@@ -290,16 +314,28 @@ class OptunaProposer:
                 self._replay(observations)
         self._last: Trial | None = None
 
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return make_sampler(
+            self._algorithm, self._args, seed, self._shared, conditional=self._conditional
+        )
+
     def prepare(self, draw_seed: int) -> None:
         if self._spec.rebuild == "add":
-            self._study.sampler = make_sampler(
-                self._algorithm, self._args, draw_seed, self._distributions
-            )
+            self._study.sampler = self._sampler(draw_seed)
 
     def ask(self) -> dict[str, Any]:
         with quiet_optuna():
-            self._last = self._study.ask(self._distributions)
+            self._last = self._asked()
             return dict(self._last.params)
+
+    def _asked(self) -> Trial:
+        """A new trial with the point's parameters suggested: all at once for a flat
+        space, by define-by-run (only the active ones) for a conditional one."""
+        if not self._conditional:
+            return self._study.ask(self._distributions)
+        trial = self._study.ask()
+        suggest_active(trial, self._space, self._distributions)
+        return trial
 
     def accept(self, index: int) -> None:
         if self._last is not None:
@@ -341,14 +377,14 @@ class OptunaProposer:
         for obs in observations:
             if obs.is_open:
                 trial = create_trial(
-                    params=obs.params, distributions=self._distributions, state=TrialState.RUNNING
+                    params=obs.params, distributions=self._held(obs), state=TrialState.RUNNING
                 )
                 open_indices.append(obs.index)
             elif not self._tellable(obs):
                 continue
             else:
                 trial = create_trial(
-                    params=obs.params, distributions=self._distributions, values=self._values(obs)
+                    params=obs.params, distributions=self._held(obs), values=self._values(obs)
                 )
             trials.append(trial)
         self._study.add_trials(trials)
@@ -360,12 +396,18 @@ class OptunaProposer:
             if not obs.is_open and not self._tellable(obs):
                 continue
             self._study.enqueue_trial(obs.params, skip_if_exists=False)
-            trial = self._study.ask(self._distributions)
+            trial = self._asked()
             _ = trial.relative_params  # let the sampler advance its state on this point
             if obs.is_open:
                 self._open[obs.index] = trial.number
             else:
                 self._study.tell(trial, self._values(obs))
+
+    def _held(self, obs: Observation) -> dict[str, BaseDistribution]:
+        """The distributions of the parameters a point holds (its active ones)."""
+        if not self._conditional:
+            return self._distributions
+        return {name: self._distributions[name] for name in obs.params}
 
     def _fits(self, params: Mapping[str, Any]) -> bool:
         """Whether Optuna can hold the point: the normal priors are truncated at
