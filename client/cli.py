@@ -256,6 +256,59 @@ def download(
     console.print(f"{len(written)} file(s) in {(dest or Path.cwd() / task_id)}")
 
 
+dataset_app = typer.Typer(no_args_is_help=True, help="Training datasets (trainingDS).")
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("upload")
+def dataset_upload(
+    name: str,
+    files: Annotated[list[Path], typer.Argument(help="files, or directories of files")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Upload files as a dataset (repeat the command to resume an interrupted upload)."""
+    from client.datasets import DatasetUploadError, upload
+
+    try:
+        with _client(url, token) as client:
+            done = upload(client, name, files, console)
+    except (ApiError, DatasetUploadError) as exc:
+        raise _fail(exc) from None
+    console.print(f"dataset [bold]{escape(name)}[/] ready: {len(done['files'])} file(s)")
+
+
+@dataset_app.command("ls")
+def dataset_ls(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List your datasets: status, files and size."""
+    from client.datasets import table
+
+    try:
+        with _client(url, token) as client:
+            listed = client.call("GET", "/api/v1/datasets")
+    except ApiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    console.print(table(listed))
+
+
+@dataset_app.command("rm")
+def dataset_rm(name: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Remove a dataset and its stored files."""
+    try:
+        with _client(url, token) as client:
+            client.call("DELETE", f"/api/v1/datasets/{name}")
+    except ApiError as exc:
+        raise _fail(exc) from None
+    console.print(f"dataset [bold]{escape(name)}[/] removed")
+
+
 from client import export as _export  # noqa: E402 - after the app it registers with
 
 app.command("export")(_export.export)

@@ -82,6 +82,8 @@ class ApiClient:
             except ValueError:
                 detail = reply.text
             raise ApiError(reply.status_code, _readable(detail))
+        if reply.status_code == 204:
+            return None
         return reply.json()
 
     def whoami(self) -> dict[str, Any]:

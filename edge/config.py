@@ -16,6 +16,11 @@ Example ``site.toml``::
     [runtime]
     kind = "process"
 
+    [datasets]                           # uploaded datasets, cached once per site
+    max_size = "2TiB"
+    [datasets.present]                   # datasets already on the shared filesystem
+    "user.alice.mnist" = "/gpfs/data/mnist"
+
 Relative paths are taken relative to the config file. The config is built once by the
 CLI and passed down; nothing reads it at import time.
 """
@@ -32,7 +37,9 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge.batch import BatchConfig, LocalBatchConfig
+from edge.harvester.datacache import DatasetCacheConfig
 from edge.harvester.sifcache import SifCacheConfig
+from shared.domain.resources import ComputeClass
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
 from shared.startup import describe
@@ -77,6 +84,11 @@ class SiteConfig(BaseModel):
     runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
     images: SifCacheConfig = Field(default_factory=SifCacheConfig)
     """The SIF cache on the login node (apptainer and singularity runtimes only)."""
+    compute_classes: list[ComputeClass] = Field(default_factory=list, max_length=32)
+    """The classes of nodes jobs run on, declared in every heartbeat; none: one
+    ``default`` class read from ``[batch]`` (edge/classes.py)."""
+    datasets: DatasetCacheConfig = Field(default_factory=DatasetCacheConfig)
+    """The dataset cache and the datasets already present on the site."""
     poll_interval: float = Field(default=2.0, gt=0)
     heartbeat_interval: float = Field(default=10.0, gt=0)
     """How often node agents touch their heartbeat and the harvester relays it."""
@@ -172,6 +184,14 @@ def load_site_config(path: Path, environ: Mapping[str, str] | None = None) -> Si
     images = data.get("images")
     if isinstance(images, dict) and images.get("dir"):
         data["images"] = {**images, "dir": _resolve(base, images["dir"])}
+    datasets = data.get("datasets")
+    if isinstance(datasets, dict):
+        datasets = dict(datasets)
+        if datasets.get("dir"):
+            datasets["dir"] = _resolve(base, datasets["dir"])
+        if isinstance(datasets.get("present"), dict):
+            datasets["present"] = {k: _resolve(base, v) for k, v in datasets["present"].items()}
+        data["datasets"] = datasets
     if isinstance(data.get("verify_tls"), str):
         data["verify_tls"] = _resolve(base, data["verify_tls"])
     data = {k: v for k, v in data.items() if v is not None}

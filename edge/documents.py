@@ -44,6 +44,9 @@ class JobDocument(BaseModel):
     spec: JobSpec
     node: NodeSettings = Field(default_factory=NodeSettings)
     staged_at: datetime | None = None
+    inputs: list[str] = Field(default_factory=list)
+    """Work-relative hard links to the site's dataset cache, made by the harvester and
+    removed once the job is reported."""
 
 
 def file_names(doc: JobDocument) -> list[str]:

@@ -149,6 +149,9 @@ class ApiSettings(ServiceSettings):
     """The Retry-After of a 503 answered while the bus or the database is away."""
     max_body_bytes: int = Field(default=8_000_000, ge=1)
     """Largest request body (413 beyond): a task's files, JSON-escaped, fit with room."""
+    dataset_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=100 * 1024 * 1024)
+    """Bytes per stored part of an uploaded dataset file (one presigned PUT each); at
+    most 100 MiB, which a ``file://`` store's upload route accepts."""
 
 
 class SteeringSettings(ServiceSettings):

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.bounds import Count, Int64
+from shared.domain.resources import ComputeClass
 
 Arch = Literal["amd64", "ppc64le", "arm64"]
 ArtifactKind = Literal["metrics", "log", "meta"]
@@ -60,6 +61,8 @@ class SiteHeartbeatBody(_Body):
     version: str = Field(default="", max_length=200)
     capabilities: SiteCapabilities | None = None
     """None from a harvester that declares nothing: it is sent any job, as before."""
+    compute_classes: list[ComputeClass] = Field(default_factory=list, max_length=32)
+    """Its classes of nodes; empty: it is sent only jobs that ask for no resources."""
 
 
 class SiteHeartbeatReply(BaseModel):
@@ -109,6 +112,28 @@ class CheckpointDownload(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class StagedFile(BaseModel):
+    """One file of an uploaded dataset: where its parts are and what the whole must be."""
+
+    name: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    parts: list[str] = Field(min_length=1)
+    """Presigned GET URLs of its stored parts, in order."""
+
+
+class DatasetInput(BaseModel):
+    """A dataset the job reads (``trainingDS``, or a segment's ``datasets``)."""
+
+    name: str
+    files: list[StagedFile] | None = None
+    """The uploaded dataset's files (only those ``select`` names); None when the user
+    uploaded no such dataset: the site may hold it (its ``[datasets.present]``), else
+    the payload gets the name itself, as before datasets existed."""
+    select: list[str] | None = None
+    """A segment's ``files``: only these files of the dataset; None: every file."""
+
+
 class JobSpec(BaseModel):
     """Everything a site needs to run one evaluation job without further network."""
 
@@ -122,11 +147,16 @@ class JobSpec(BaseModel):
     lease_expires: datetime
     points: list[PointSpec]
     exec: str
+    compute_class: str | None = None
+    """The class of the site's nodes the broker chose for the job."""
     container: str | dict[str, str] | None = None
     """``evaluationContainer``: one image reference, or a map arch -> reference that the
     harvester resolves for its site's arch (the api sends the reference it resolved)."""
     files: OutputFiles = Field(default_factory=OutputFiles)
     training_files: list[str] = Field(default_factory=list)
+    """What ``input_ds.json`` and ``%IN_DATA`` list: the names as the task gave them;
+    the harvester replaces them with the paths of the staged files."""
+    datasets: list[DatasetInput] = Field(default_factory=list)
     task_files: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     checkpoint_config: CheckpointConfig | None = None
@@ -164,6 +194,29 @@ class JobEventReply(BaseModel):
     kill: bool = False
     lease_expires: datetime | None = None
     detail: str = ""
+
+
+MAX_BATCH = 10_000
+
+
+class SiteJobBeat(_Body):
+    """One job's ``started`` or ``heartbeat`` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+    kind: Literal["started", "heartbeat"] = "heartbeat"
+    generation: Count
+    host: str = Field(default="", max_length=1_000)
+
+
+class HeartbeatBatch(_Body):
+    """Every job heartbeat a scan has due, in one request."""
+
+    beats: list[SiteJobBeat] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class HeartbeatBatchReply(BaseModel):
+    replies: list[JobEventReply]
+    """One per beat, in order; a job not at this site is ``kill`` with the reason."""
 
 
 class IntermediateValue(_Body):

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -35,6 +35,8 @@ from shared.edge_api import (
     CheckpointConfirmReply,
     CheckpointUpload,
     CheckpointUrlRequest,
+    HeartbeatBatch,
+    HeartbeatBatchReply,
     IntermediateReply,
     IntermediateReport,
     JobEvent,
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+STREAM_CHUNK = 1024 * 1024
 
 
 class EdgeApiError(Exception):
@@ -179,6 +182,12 @@ class EdgeApiClient:
         )
         return LeaseReply.model_validate_json(response.content)
 
+    async def heartbeats(self, batch: HeartbeatBatch) -> HeartbeatBatchReply:
+        """Many jobs' heartbeats in one request (EdgeApiError 404 from an older api)."""
+        return await self._post(
+            f"/edge/v1/sites/{self._site}/heartbeats", batch, HeartbeatBatchReply
+        )
+
     async def job_event(self, job_id: str, event: JobEvent) -> JobEventReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/events", event, JobEventReply)
 
@@ -206,6 +215,21 @@ class EdgeApiClient:
     async def download(self, url: str) -> bytes:
         """GET a presigned URL (without the bearer token)."""
         return (await self._send("GET", url)).content
+
+    async def download_stream(self, url: str) -> AsyncIterator[bytes]:
+        """GET a presigned URL chunk by chunk (for files too large to hold in memory).
+        Raises EdgeApiError for an error answer and ApiUnavailableError when the store
+        cannot be reached; no retry (the caller starts the file again)."""
+        shown = redact(url)
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise EdgeApiError(response.status_code, _detail(response), shown)
+                async for chunk in response.aiter_bytes(STREAM_CHUNK):
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise ApiUnavailableError(f"GET {shown}: {type(exc).__name__}: {exc}") from None
 
     async def upload(self, url: str, data: bytes) -> None:
         """PUT ``data`` to a presigned URL (without the bearer token)."""

@@ -2,9 +2,10 @@
 
 Three loops share one event loop: the site heartbeat (free slots), the lease loop
 (long-polls for jobs while slots are free, stages and submits them), and the scan
-(every ``poll_interval``: relays job heartbeats, notices lost jobs, reports ended
-ones). Everything it needs to go on after ``kill -9`` is in the job directories,
-read back at start; two harvesters on one root are prevented by a lock file.
+(every ``poll_interval``: notices lost jobs, reports ended ones, and relays the job
+heartbeats due, all in one request). Everything it needs to go on after ``kill -9``
+is in the job directories, read back at start; two harvesters on one root are
+prevented by a lock file.
 """
 
 from __future__ import annotations
@@ -20,13 +21,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
+from edge.classes import declared_classes
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings
 from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.curves import CurveRelay
-from edge.harvester.images import ImageStager, ImageStagingError, LeaseLostError, open_cache
+from edge.harvester.datacache import DatasetCache
+from edge.harvester.datasets import (
+    DatasetStager,
+    JobInputs,
+    sweep_reported_inputs,
+    unlink_inputs,
+)
+from edge.harvester.images import ImageStager, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
@@ -38,7 +47,16 @@ from edge.metrics import EdgeMetrics
 from edge.version import edge_version
 from shared.capabilities import declared
 from shared.clock import utcnow
-from shared.edge_api import JobEvent, JobEventReply, JobSpec, LeaseRequest, SiteHeartbeatBody
+from shared.edge_api import (
+    MAX_BATCH,
+    HeartbeatBatch,
+    JobEvent,
+    JobEventReply,
+    JobSpec,
+    LeaseRequest,
+    SiteHeartbeatBody,
+    SiteJobBeat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +115,16 @@ class Harvester:
             in_use=self._images_in_use,
             keepalive_interval=config.heartbeat_interval,
         )
+        self.datasets = DatasetStager(
+            DatasetCache(
+                config.datasets.dir or config.root / "datasets",
+                max_size=int(config.datasets.max_size),
+                fetch=self.api.download_stream,
+                download_timeout=config.datasets.download_timeout,
+            ),
+            config.datasets.present,
+            keepalive_interval=config.heartbeat_interval,
+        )
         self.pool = late_binding_pool(config, self.batch) if config.per_gpu else None
         self._loaded = False
         self._slot_freed = asyncio.Event()
@@ -106,6 +134,8 @@ class Harvester:
         of a new lease of the same id never interleave, so staging never takes an
         attempt whose end is being reported for one still running here."""
         self._recovered = False
+        self._batch_beats = True
+        """Relay a scan's heartbeats in one request, until an api says it cannot."""
 
     # -- state ---------------------------------------------------------------------
 
@@ -114,6 +144,7 @@ class Harvester:
         if self._loaded:
             return
         sweep_staging_leftovers(self.config.root)
+        sweep_reported_inputs(self.config.root)
         self.jobs = load_active_jobs(self.config.root)
         if self.pool is not None:
             self.pool.load()
@@ -161,6 +192,7 @@ class Harvester:
                 total_slots=self.config.slots,
                 version=edge_version(),
                 capabilities=declared(self.config.runtime),
+                compute_classes=declared_classes(self.config),
             )
         )
 
@@ -184,14 +216,19 @@ class Harvester:
             log.warning("job %s: api unavailable after staging: %s", spec.job_id, exc)
 
     async def _start_job(self, spec: JobSpec) -> None:
-        """Pull the job's image when needed, then stage and submit the job; the image
-        stays reserved against eviction until the job is tracked."""
+        """Pull the job's image and bring its dataset files into the site's cache when
+        needed, then stage and submit the job; both stay reserved against eviction
+        until the job directory links them (files) or the job is tracked (images)."""
+        keep = lambda: self._keep_leased(spec)  # noqa: E731
         try:
-            async with self.images.reserve(spec, lambda: self._keep_leased(spec)) as image:
-                await self._stage_and_submit(spec, image)
+            async with (
+                self.images.reserve(spec, keep) as image,
+                self.datasets.reserve(spec, keep) as inputs,
+            ):
+                await self._stage_and_submit(spec, image, inputs)
         except LeaseLostError:
             pass
-        except ImageStagingError as exc:
+        except StagingError as exc:  # the image or the datasets
             await self._refuse(spec, exc)
 
     async def _refuse(self, spec: JobSpec, exc: Exception) -> None:
@@ -205,15 +242,26 @@ class Harvester:
             ),
         )
 
-    async def _stage_and_submit(self, spec: JobSpec, image: str | None) -> None:
+    async def _stage_and_submit(
+        self, spec: JobSpec, image: str | None, inputs: JobInputs | None = None
+    ) -> None:
         root = self.config.root
+        links = {}
+        if inputs is not None:
+            spec = spec.model_copy(update={"training_files": inputs.training_files})
+            links = inputs.link_sources()
         try:
             checkpoint = await fetch_checkpoint(self.api, root, spec)
             async with self._staging_lock(spec.job_id):
                 if self.pool is not None:
                     await self._forget_old_attempt(self.pool, JobPaths.under(root, spec.job_id))
                 paths, new = await asyncio.to_thread(
-                    stage_job, root, spec, self.node_settings(spec, image), checkpoint=checkpoint
+                    stage_job,
+                    root,
+                    spec,
+                    self.node_settings(spec, image),
+                    checkpoint=checkpoint,
+                    links=links,
                 )
         except (StagingError, RestoreError, OSError) as exc:
             await self._refuse(spec, exc)
@@ -298,6 +346,8 @@ class Harvester:
         async with self._job_locks[job.job_id]:
             reported = await report_terminal(self.api, job, outcome, host)
         if reported:
+            if job.doc.inputs:
+                await asyncio.to_thread(unlink_inputs, job.paths.work, job.doc.inputs)
             self.jobs.pop(job.job_id, None)
             self.curves.forget(job.job_id)
             self._slot_freed.set()
@@ -321,19 +371,59 @@ class Harvester:
         if batch_ids:
             states = await asyncio.to_thread(self.batch.poll, batch_ids)
         seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
+        due: list[tuple[TrackedJob, SiteJobBeat]] = []
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
             if self.pool is not None:
                 state = self.pool.job_state(job.job_id)
             try:
-                await self._scan_job(job, obs, state)
+                beat = await self._scan_job(job, obs, state)
             except ApiUnavailableError as exc:
                 log.warning("api unavailable, scan cut short: %s", exc)
                 return
             except Exception:
                 log.exception("job %s: scan failed", job.job_id)
+                continue
+            if beat is not None:
+                due.append((job, beat))
+        try:
+            for start in range(0, len(due), MAX_BATCH):
+                await self._send_beats(due[start : start + MAX_BATCH])
+        except ApiUnavailableError as exc:
+            log.warning("api unavailable, heartbeats not relayed: %s", exc)
 
-    async def _scan_job(self, job: TrackedJob, obs: Observation, state: BatchState) -> None:
+    async def _send_beats(self, due: list[tuple[TrackedJob, SiteJobBeat]]) -> None:
+        """Relay the scan's due heartbeats in one request (one per job to an api
+        without the batch call), then act on the replies."""
+        if not due:
+            return
+        replies: list[JobEventReply | None] = []
+        if self._batch_beats:
+            try:
+                answer = await self.api.heartbeats(HeartbeatBatch(beats=[b for _, b in due]))
+                replies = list(answer.replies)
+            except EdgeApiError as exc:
+                if exc.status not in (404, 405):
+                    log.warning("heartbeats refused: %s", exc)
+                    return
+                log.info("the api has no batched heartbeats; sending them one by one")
+                self._batch_beats = False
+        if not self._batch_beats:
+            for job, beat in due:
+                event = JobEvent(kind="heartbeat", generation=beat.generation, host=beat.host)
+                replies.append(await self._send_reply(job.job_id, event))
+        now = time.monotonic()
+        for (job, _), reply in zip(due, replies, strict=True):
+            job.last_beat = now
+            if reply is not None and reply.kill:
+                reason = reply.detail or "the central service asked to stop the job"
+                await self._request_kill(job, reason)
+
+    async def _scan_job(
+        self, job: TrackedJob, obs: Observation, state: BatchState
+    ) -> SiteJobBeat | None:
+        """Report, kill or keep the job; the heartbeat it has due, to send with the
+        others of the scan."""
         if not job.record.started_reported:
             await self._send_started(job)
         stop_reason = await self.curves.relay(job)
@@ -343,7 +433,7 @@ class Harvester:
         if status is not None and status.terminal:
             outcome = await asyncio.to_thread(decide_from_disk, job, status)
             await self._report(job, outcome, status.host)
-            return
+            return None
         job.done_polls = job.done_polls + 1 if state == "done" else 0
         reason = lost_reason(
             obs,
@@ -358,21 +448,13 @@ class Harvester:
                 await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
             agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
             await self._report(job, lost(reason, agent_tail), status.host if status else "")
-            return
+            return None
         await upload_new_snapshot(self.api, job)
-        if time.monotonic() - job.last_beat >= self.config.heartbeat_interval:
-            reply = await self._send_reply(
-                job.job_id,
-                JobEvent(
-                    kind="heartbeat",
-                    generation=job.generation,
-                    host=status.host if status else "",
-                ),
-            )
-            job.last_beat = time.monotonic()
-            if reply is not None and reply.kill:
-                reason = reply.detail or "the central service asked to stop the job"
-                await self._request_kill(job, reason)
+        if time.monotonic() - job.last_beat < self.config.heartbeat_interval:
+            return None
+        return SiteJobBeat(
+            job_id=job.job_id, generation=job.generation, host=status.host if status else ""
+        )
 
     @contextlib.asynccontextmanager
     async def _staging_lock(self, job_id: str) -> AsyncIterator[None]:

@@ -8,11 +8,13 @@ killed while staging leaves only a ``jobs/.staging-*`` leftover, swept at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge.documents import JobDocument, NodeSettings, file_names
@@ -73,10 +75,30 @@ def check_spec(spec: JobSpec) -> None:
                 raise StagingError(f"checkpoint path {path!r} is not inside the work directory")
 
 
-def _write_job(directory: Path, doc: JobDocument, checkpoint: bytes | None) -> None:
+def _link_inputs(work: Path, links: Mapping[str, Path]) -> None:
+    for rel, source in links.items():
+        if not path_inside(rel):
+            raise StagingError(f"training file path {rel!r} is not inside the work directory")
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise StagingError(
+                    "the dataset cache is on another filesystem than the edge root; "
+                    "set datasets.dir on the edge root's filesystem"
+                ) from exc
+            raise
+
+
+def _write_job(
+    directory: Path, doc: JobDocument, checkpoint: bytes | None, links: Mapping[str, Path]
+) -> None:
     paths = JobPaths(directory)
     spec = doc.spec
     paths.work.mkdir(parents=True, exist_ok=True)
+    _link_inputs(paths.work, links)
     if checkpoint is not None and spec.checkpoint_config is not None:
         try:
             restore_into(paths.work, checkpoint, spec.checkpoint_config.load)
@@ -90,12 +112,18 @@ def _write_job(directory: Path, doc: JobDocument, checkpoint: bytes | None) -> N
 
 
 def stage_job(
-    root: Path, spec: JobSpec, node: NodeSettings, *, checkpoint: bytes | None = None
+    root: Path,
+    spec: JobSpec,
+    node: NodeSettings,
+    *,
+    checkpoint: bytes | None = None,
+    links: Mapping[str, Path] | None = None,
 ) -> tuple[JobPaths, bool]:
     """Create ``jobs/<job_id>/`` for ``spec``; return its paths and whether it is new.
 
     ``checkpoint`` (verified by :func:`edge.harvester.restore.fetch_checkpoint`) is
-    restored into the new work directory before anything else is written there.
+    restored into the new work directory before anything else is written there;
+    ``links`` (work-relative path -> dataset cache file) are hard-linked into it.
 
     A job directory that already exists and was not reported yet is the same job
     leased again (a new generation after the harvester was away): it is adopted, only
@@ -104,7 +132,8 @@ def stage_job(
     Raises StagingError for a spec that must not be staged.
     """
     check_spec(spec)
-    doc = JobDocument(spec=spec, node=node, staged_at=utcnow())
+    links = links or {}
+    doc = JobDocument(spec=spec, node=node, staged_at=utcnow(), inputs=list(links))
     paths = JobPaths.under(root, spec.job_id)
     if paths.dir.exists():
         if not paths.reported.exists():
@@ -118,7 +147,7 @@ def stage_job(
     tmp = jobs_root(root) / f"{STAGING_PREFIX}{spec.job_id}.{secrets.token_hex(4)}"
     try:
         tmp.mkdir()
-        _write_job(tmp, doc, checkpoint)
+        _write_job(tmp, doc, checkpoint, links)
         os.rename(tmp, paths.dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,16 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from services.api.offload import Offloader
-from services.api.routers import checkpoints, edge, edge_curves, exports, hopaas, studies, tasks
+from services.api.routers import (
+    checkpoints,
+    datasets,
+    edge,
+    edge_curves,
+    exports,
+    hopaas,
+    studies,
+    tasks,
+)
 from services.api.unavailable import OUTAGE_TYPES, unavailable_response
 from services.api.validation import validation_error
 from services.consumer import WebService
@@ -41,6 +50,7 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     app.include_router(hopaas.router)
     app.include_router(studies.router)
     app.include_router(exports.router)
+    app.include_router(datasets.router)
     if isinstance(ctx.artifacts, FileArtifactStore):
         from services.api.routers.artifacts import build_router
 

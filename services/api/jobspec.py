@@ -7,14 +7,17 @@ from datetime import timedelta
 from services.storage.policy import DOWNLOAD_EXPIRY
 from shared.artifacts import ArtifactStore
 from shared.clock import utcnow
+from shared.domain.datasets import part_count, part_key
 from shared.domain.models import Job
 from shared.domain.taskconfig import TaskConfig
 from shared.edge_api import (
     CheckpointConfig,
     CheckpointDownload,
+    DatasetInput,
     JobSpec,
     OutputFiles,
     PointSpec,
+    StagedFile,
 )
 from shared.runtime.images import resolve_image
 from shared.store import Store
@@ -28,6 +31,36 @@ def _checkpoint_config(config: TaskConfig) -> CheckpointConfig | None:
         load=config.checkPointToLoad,
         interval=config.checkPointInterval,
     )
+
+
+async def dataset_input(
+    store: Store,
+    artifacts: ArtifactStore | None,
+    owner: str,
+    name: str,
+    select: list[str] | None,
+) -> DatasetInput:
+    """What a site needs to stage dataset ``name`` of ``owner``: the selected files of
+    a ready upload with download URLs of their parts, or the bare name (the site may
+    hold it itself)."""
+    dataset = await store.datasets.get_for_owner(owner, name)
+    if dataset is None or dataset.status != "ready" or artifacts is None:
+        return DatasetInput(name=name, select=select)
+    chosen = set(select) if select is not None else None
+    files = [
+        StagedFile(
+            name=f.name,
+            size=f.size,
+            sha256=f.sha256,
+            parts=[
+                artifacts.presign_get(part_key(owner, name, f.sha256, n), DOWNLOAD_EXPIRY)
+                for n in range(1, part_count(f.size, dataset.part_size) + 1)
+            ],
+        )
+        for f in dataset.files
+        if chosen is None or f.name in chosen
+    ]
+    return DatasetInput(name=name, files=files, select=select)
 
 
 async def build_spec(
@@ -50,11 +83,16 @@ async def build_spec(
                 url = artifacts.presign_get(ref.key, DOWNLOAD_EXPIRY)
                 checkpoint = CheckpointDownload(url=url, size=ref.size, sha256=ref.sha256)
     training = [config.trainingDS] if config.trainingDS else []
+    wanted: list[tuple[str, list[str] | None]] = [(n, None) for n in training]
     if config.segmented:
         segment = await store.segments.get(f"{job.task_id}.{job.segment}")
         if segment is None:
             raise LookupError(f"job {job.id} has no segment {job.segment}")
-        training = segment.files
+        training = [*segment.files, *segment.datasets]
+        wanted = [(n, None) for n in segment.datasets]
+        if segment.files and config.trainingDS:
+            wanted.insert(0, (config.trainingDS, segment.files))
+    datasets = [await dataset_input(store, artifacts, job.owner, n, s) for n, s in wanted]
     expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
     return JobSpec(
         job_id=job.id,
@@ -67,6 +105,7 @@ async def build_spec(
         lease_expires=expires,
         points=points,
         exec=config.evaluationExec,
+        compute_class=job.compute_class,
         container=resolve_image(config.evaluationContainer, arch),
         files=OutputFiles(
             input=config.evaluationInput,
@@ -77,6 +116,7 @@ async def build_spec(
             metrics=config.evaluationMetrics,
         ),
         training_files=training,
+        datasets=datasets,
         task_files=task.files,
         checkpoint_config=_checkpoint_config(config),
         checkpoint=checkpoint,

@@ -64,17 +64,17 @@ def _search_space_source(sub: TaskSubmission) -> tuple[object, tuple[object, ...
     return _json_file(sub, "searchSpaceFile", name)
 
 
-def _segments_of(sub: TaskSubmission) -> list[tuple[str, list[str]]]:
-    """(name, training files) of every segment: ``main`` alone when unsegmented."""
+def _segments_of(sub: TaskSubmission) -> list[tuple[str, list[str], list[str]]]:
+    """(name, training files, datasets) of every segment: ``main`` alone when unsegmented."""
     name = sub.config.segmentSpecFile
     if name is None:
-        return [(MAIN_SEGMENT, [])]
+        return [(MAIN_SEGMENT, [], [])]
     raw, where = _json_file(sub, "segmentSpecFile", name)
     try:
         specs = parse_segment_specs(raw)
     except SegmentSpecError as exc:
         raise SubmissionError([_error((*where, *loc), msg) for loc, msg in exc.issues]) from None
-    return [(spec.name, spec.training_files) for spec in specs]
+    return [(spec.name, spec.files, spec.datasets) for spec in specs]
 
 
 def written_form(raw: object) -> Literal["phpo", "idds"]:
@@ -122,8 +122,9 @@ def build_task(
             search_space=to_phpo(space),
             space_form=written_form(written),
             files=files,
+            datasets=datasets,
         )
-        for index, ((name, files), space, written) in enumerate(
+        for index, ((name, files, datasets), space, written) in enumerate(
             zip(named, spaces, raws, strict=True)
         )
     ]

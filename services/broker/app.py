@@ -3,7 +3,10 @@
 Sites announce themselves through heartbeats, which the api records in the site
 registry (the database, so none is lost) and announces as ``site.heartbeat``.
 Defined jobs are assigned to a live eligible site with room: one the task allows, of
-the right architecture, that declared in its heartbeat it can run the job's image. A
+the right architecture, that declared in its heartbeat it can run the job's image, and
+to one of its compute classes that satisfies the task's ``resources``; among those, a
+class the task's jobs never finished on first, then the one that finished them fastest
+(the mean run time the api records per task, site and class). A
 task whose jobs no live site can run keeps them defined (no attempt is spent) and
 shows why (``Task.waiting``), until a site that can run them heartbeats. A job whose
 lease expires without a heartbeat is marked lost (the job builder then retries its
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from services.broker.logic import choose_site, waiting_reason
+from services.broker.logic import choose, waiting_reason
 from services.consumer import BusConsumer
 from services.context import Context
 from shared.clock import utcnow
@@ -56,6 +59,7 @@ class BrokerService(BusConsumer):
             return
         sites = await self._alive()
         assigned = {s.id: await store.jobs.count_assigned(s.id) for s in sites}
+        run_times = await store.runtimes.means(sorted({j.task_id for j in defined}))
         configs = {}
         waiting: dict[str, str] = {}
         for job in defined:
@@ -65,13 +69,14 @@ class BrokerService(BusConsumer):
                     continue
                 configs[job.task_id] = task.config
             config = configs[job.task_id]
-            site = choose_site(config, sites, assigned)
-            if site is None:
+            choice = choose(config, sites, assigned, run_times.get(job.task_id))
+            if choice is None:
                 if job.task_id not in waiting:
                     waiting[job.task_id] = waiting_reason(config, sites)
                 continue
             waiting[job.task_id] = ""
-            if await store.jobs.assign(job.id, site.id):
+            site, compute_class = choice
+            if await store.jobs.assign(job.id, site.id, compute_class):
                 assigned[site.id] = assigned.get(site.id, 0) + 1
                 await self.ctx.bus.publish(
                     JobAssigned(task_id=job.task_id, job_id=job.id, site=site.id)

@@ -1,16 +1,48 @@
-"""Matching jobs to sites, as pure functions."""
+"""Matching jobs to sites and their compute classes, as pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from shared.capabilities import cannot_run
 from shared.domain.models import Site
+from shared.domain.resources import class_refusal, describe_needs
 from shared.domain.taskconfig import TaskConfig
 from shared.runtime.images import image_arches, resolve_image
 
+Choice = tuple[Site, str | None]
+"""A site and the compute class of it (None for a site that declares none)."""
+RunTimes = Mapping[tuple[str, str], float]
+"""(site, class) -> mean observed run time of the task's jobs there, in seconds."""
+
 
 def refusal(config: TaskConfig, site: Site) -> str | None:
+    """Why ``site`` cannot run the task's jobs (for the user); None when it can: the
+    site itself (:func:`site_refusal`) and at least one of its compute classes."""
+    return site_refusal(config, site) or resources_refusal(config, site)
+
+
+def resources_refusal(config: TaskConfig, site: Site) -> str | None:
+    """Why none of the site's compute classes satisfies the task's ``resources``."""
+    if not config.resources.asks_anything:
+        return None
+    if not site.compute_classes:
+        return "it declares no compute classes"
+    why = [(c.name, class_refusal(config.resources, c)) for c in site.compute_classes]
+    if any(reason is None for _, reason in why):
+        return None
+    return "; ".join(f"class {name}: {reason}" for name, reason in why)
+
+
+def fitting_classes(config: TaskConfig, site: Site) -> list[str | None]:
+    """The site's classes that can run the task's jobs ([None]: a site without classes,
+    for a task that asks for nothing)."""
+    if not site.compute_classes:
+        return [] if config.resources.asks_anything else [None]
+    return [c.name for c in site.compute_classes if class_refusal(config.resources, c) is None]
+
+
+def site_refusal(config: TaskConfig, site: Site) -> str | None:
     """Why ``site`` cannot run the task's jobs (for the user); None when it can.
 
     It must be a site the task allows (``site``, one or a comma-separated list), of the
@@ -33,13 +65,32 @@ def eligible(config: TaskConfig, site: Site) -> bool:
 
 
 def choose_site(config: TaskConfig, sites: list[Site], assigned: dict[str, int]) -> Site | None:
-    """The eligible site with the most free slots not yet promised to assigned jobs."""
-    best: Site | None = None
-    best_room = 0
+    """The site :func:`choose` picks, before any run time was observed."""
+    choice = choose(config, sites, assigned)
+    return None if choice is None else choice[0]
+
+
+def choose(
+    config: TaskConfig,
+    sites: list[Site],
+    assigned: dict[str, int],
+    run_times: RunTimes | None = None,
+) -> Choice | None:
+    """The site and class for the task's next job, among those with free slots not yet
+    promised to assigned jobs: a class the task's jobs never finished on first (so every
+    class is tried), else the one that finished them fastest; ties go to the most room."""
+    times = run_times or {}
+    best: Choice | None = None
+    best_rank: tuple[int, float, int] | None = None
     for site in sites:
         room = site.free_slots - assigned.get(site.id, 0)
-        if room > best_room and eligible(config, site):
-            best, best_room = site, room
+        if room <= 0 or site_refusal(config, site) is not None:
+            continue
+        for name in fitting_classes(config, site):
+            mean = times.get((site.id, name)) if name is not None else None
+            rank = (0, 0.0, -room) if mean is None else (1, mean, -room)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = (site, name), rank
     return best
 
 
@@ -54,6 +105,8 @@ def waiting_reason(config: TaskConfig, alive: Sequence[Site]) -> str:
     if any(why is None for why in reasons.values()):
         return ""
     per_site = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    if all(site_refusal(config, s) is None for s in alive):  # only the resources differ
+        return f"{describe_needs(config.resources)}; no live site offers them ({per_site})"
     images = {
         resolve_image(config.evaluationContainer, s.arch)
         for s in alive

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import utcnow
+from shared.domain.resources import ComputeClass
 from shared.domain.states import StateMachine
 from shared.domain.taskconfig import TaskConfig
 from shared.edge_api import SiteCapabilities
@@ -89,7 +90,10 @@ class Segment(_Record):
     space_form: Literal["phpo", "idds"] = "phpo"
     """The form the user wrote, handed to steering containers unchanged."""
     files: list[str] = Field(default_factory=list)
-    """A segmented task's training files (or datasets) of this segment (segmentSpecFile)."""
+    """A segmented task's training files of this segment (segmentSpecFile ``files``):
+    files of ``trainingDS``; records written before ``datasets`` existed hold both."""
+    datasets: list[str] = Field(default_factory=list)
+    """Whole datasets of this segment (segmentSpecFile ``datasets``)."""
     exhausted: bool = False
     created: datetime = Field(default_factory=utcnow)
     owner: str | None = None
@@ -213,6 +217,8 @@ class Job(_Record):
     attempt: int
     status: JobStatus = JobStatus.DEFINED
     site: str | None = None
+    compute_class: str | None = None
+    """The site's compute class the broker chose for it (None: the site declares none)."""
     lease: Lease | None = None
     generation: int = 0
     reason: str = ""
@@ -233,6 +239,8 @@ class Site(_Record):
     version: str = ""
     capabilities: SiteCapabilities | None = None
     """What it declared it can run; None: a harvester that declares nothing."""
+    compute_classes: list[ComputeClass] = Field(default_factory=list)
+    """The classes of nodes it runs jobs on; empty: a harvester that declares none."""
     last_heartbeat: datetime = Field(default_factory=utcnow)
 
 

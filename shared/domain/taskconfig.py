@@ -23,6 +23,7 @@ from pydantic import (
 
 from shared.bounds import check_json, name_issue
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
+from shared.domain.resources import Resources
 from shared.pruners import PrunerConfig
 from shared.runtime.images import ImageResolutionError, normalise_arch
 
@@ -150,6 +151,8 @@ class TaskConfig(BaseModel):
     site: str | None = Field(default=None, max_length=MAX_TEXT)
     """One site, or phpo's comma-separated list of sites the jobs may run at."""
     architecture: Arch | None = None
+    resources: Resources = Field(default_factory=Resources)
+    """What each evaluation job needs (GPUs, nodes, memory, walltime, layout...)."""
     outDS: str | None = Field(
         default=None, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/?$"
     )
@@ -188,6 +191,14 @@ class TaskConfig(BaseModel):
             rest["architecture"] = arch
             if dropped:
                 aside["architecture"] = architecture
+            gpu = phpo_gpu(architecture)
+            resources = rest.get("resources")
+            if gpu is not None and (resources is None or isinstance(resources, dict)):
+                asked = dict(resources or {})
+                asked.setdefault("gpus", 1)
+                if gpu:
+                    asked.setdefault("gpu_model", gpu)
+                rest["resources"] = asked
         if not aside:
             return rest
         prior = rest.get("ignoredOptions")
@@ -273,8 +284,8 @@ class TaskConfig(BaseModel):
             if key == "architecture":
                 lines.append(
                     f"--architecture: only the CPU architecture of {value!r} is used here "
-                    f"({self.architecture or 'any'}); GPU and instruction-set requirements "
-                    "have no effect"
+                    f"({self.architecture or 'any'}, and its GPU as resources); vendor and "
+                    "instruction-set requirements have no effect"
                 )
             else:
                 lines.append(server_ignores(key))
@@ -309,13 +320,24 @@ def phpo_architecture(value: str) -> tuple[str | None, bool]:
         return None, False
     if not text.startswith("#") and "&" not in text and "-" not in text:
         return _cpu(text), False
-    cpu, _, gpu = text.removeprefix("#").partition("&")
+    cpu, _, _ = text.removeprefix("#").partition("&")
     parts = cpu.split("-")
     name = parts[0].strip()
-    extra = bool(gpu.strip()) or any(p.strip() not in ("", "*") for p in parts[1:])
+    extra = any(p.strip() not in ("", "*") for p in parts[1:])
     if name in ("", "*"):
         return None, extra
     return _cpu(name), extra
+
+
+def phpo_gpu(value: str) -> str | None:
+    """The GPU model of phpo's ``gpu_spec`` (``vendor[-model]`` after ``&``): ``""``
+    for a vendor alone (any GPU), None when no GPU is asked for. A job asking for a GPU
+    this way needs one (``resources.gpus`` 1 unless given) of that model."""
+    _, amp, gpu = value.strip().partition("&")
+    if not amp or not gpu.strip() or gpu.strip() == "*":
+        return None
+    _, _, model = gpu.strip().partition("-")
+    return "" if model.strip() in ("", "*") else model.strip()
 
 
 def _cpu(name: str) -> str:

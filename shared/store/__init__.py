@@ -22,8 +22,10 @@ from pymongo import AsyncMongoClient, WriteConcern, monitoring
 
 from shared.store.artifacts import ArtifactRepository
 from shared.store.curves import CurveRepository
+from shared.store.datasets import DatasetRepository
 from shared.store.jobs import JobRepository
 from shared.store.points import PointRepository, attempt_job_id
+from shared.store.runtimes import RuntimeRepository
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
 from shared.store.stats import StatsRepository
@@ -62,6 +64,8 @@ class Store:
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
+        self.datasets = DatasetRepository(db["datasets"])
+        self.runtimes = RuntimeRepository(db["class_runtimes"])
         self.studies = StudyRepository(db["studies"], db["points"])
         self.curves = CurveRepository(db["points"])
         self.stats = StatsRepository(db["tasks"], db["jobs"])
@@ -78,6 +82,8 @@ class Store:
             self.sites,
             self.tokens,
             self.artifacts,
+            self.datasets,
+            self.runtimes,
             self.studies,
             self.steering,
         ):

@@ -73,14 +73,20 @@ class JobRepository(Repository[Job]):
         )
         return result.modified_count == 1
 
-    async def assign(self, job_id: str, site: str) -> bool:
+    async def assign(self, job_id: str, site: str, compute_class: str | None = None) -> bool:
         return await self._move(
-            {"_id": job_id, "status": JobStatus.DEFINED.value}, JobStatus.ASSIGNED, site=site
+            {"_id": job_id, "status": JobStatus.DEFINED.value},
+            JobStatus.ASSIGNED,
+            site=site,
+            compute_class=compute_class,
         )
 
     async def unassign(self, job_id: str) -> bool:
         return await self._move(
-            {"_id": job_id, "status": JobStatus.ASSIGNED.value}, JobStatus.DEFINED, site=None
+            {"_id": job_id, "status": JobStatus.ASSIGNED.value},
+            JobStatus.DEFINED,
+            site=None,
+            compute_class=None,
         )
 
     async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:

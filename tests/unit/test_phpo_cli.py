@@ -95,7 +95,8 @@ def test_a_config_with_every_phpo_key_validates_and_warns_per_panda_only_option(
     for line in task.warnings:
         if line.startswith(tuple(FLAGS[d] for d in PANDA_ONLY)):
             assert "no effect here" in line, line
-    assert "GPU and instruction-set requirements have no effect" in " ".join(task.warnings)
+    assert "vendor and instruction-set requirements have no effect" in " ".join(task.warnings)
+    assert (task.resources.gpus, task.resources.gpu_model) == (1, None), "&nvidia: any GPU"
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_a_config_with_every_phpo_key_validates_and_warns_per_panda_only_option(
         ("x86_64", "amd64", False),
         ("#aarch64", "arm64", False),
         ("#ppc64le-*-*", "ppc64le", False),
-        ("#&nvidia", None, True),
+        ("#&nvidia", None, False),
         ("#x86_64-intel-avx2", "amd64", True),
     ],
 )
@@ -116,6 +117,24 @@ def test_phpo_architecture_spec_is_read_for_its_cpu(
     config = TaskConfig.model_validate({"evaluationExec": "true", "architecture": written})
     assert config.architecture == arch
     assert ("architecture" in config.ignoredOptions) is noted
+
+
+@pytest.mark.parametrize(
+    ("written", "resources", "gpus", "model"),
+    [
+        ("#x86_64", None, 0, None),
+        ("#&nvidia", None, 1, None),
+        ("#x86_64&nvidia-A100", None, 1, "A100"),
+        ("&nvidia-a100", {"gpus": 4}, 4, "a100"),
+        ("&nvidia-a100", {"gpu_model": "H100"}, 1, "H100"),
+    ],
+)
+def test_phpo_gpu_spec_becomes_the_jobs_gpu_resources(
+    written: str, resources: dict[str, object] | None, gpus: int, model: str | None
+) -> None:
+    given = {"resources": resources} if resources else {}
+    config = TaskConfig.model_validate({"evaluationExec": "true", "architecture": written, **given})
+    assert (config.resources.gpus, config.resources.gpu_model) == (gpus, model)
 
 
 def test_an_unknown_cpu_architecture_is_still_refused() -> None:

@@ -33,6 +33,8 @@ from shared.edge_api import (
     ArtifactConfirmReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
+    HeartbeatBatch,
+    HeartbeatBatchReply,
     JobEvent,
     JobEventReply,
     LeaseReply,
@@ -79,6 +81,7 @@ async def heartbeat(
         total_slots=body.total_slots,
         version=body.version,
         capabilities=body.capabilities,
+        compute_classes=body.compute_classes,
     )
     await ctx.store.sites.heartbeat(record)
     await ctx.bus.publish(SiteHeartbeat(site=site))
@@ -147,23 +150,55 @@ async def kill_reason(ctx: Ctx, job: Job) -> str:
     return ""
 
 
+STALE = JobEventReply(accepted=False, kill=True, detail="lease lost or superseded")
+
+
+async def _beat(
+    ctx: Ctx, settings: Settings, job: Job, generation: int, host: str
+) -> JobEventReply:
+    """A ``started`` or ``heartbeat``: extend the lease, say whether to stop."""
+    if generation != job.generation:
+        return STALE
+    expires = utcnow() + timedelta(seconds=settings.lease_seconds)
+    if not await ctx.store.jobs.extend_lease(
+        job.id, job.generation, expires, running=True, host=host
+    ):
+        return STALE
+    reason = await kill_reason(ctx, job)
+    return JobEventReply(accepted=True, kill=bool(reason), lease_expires=expires, detail=reason)
+
+
+@router.post("/sites/{site}/heartbeats")
+async def heartbeats(
+    site: str, body: HeartbeatBatch, ctx: Ctx, token: EdgeToken, settings: Settings
+) -> HeartbeatBatchReply:
+    """Every heartbeat of a harvester's scan in one request, answered in order."""
+    _site_of(token, site)
+    replies = []
+    for beat in body.beats:
+        job = await ctx.store.jobs.get(beat.job_id)
+        if job is None or job.site != site:
+            replies.append(
+                JobEventReply(
+                    accepted=False, kill=True, detail=f"no job {beat.job_id} at this site"
+                )
+            )
+            continue
+        replies.append(await _beat(ctx, settings, job, beat.generation, beat.host))
+    return HeartbeatBatchReply(replies=replies)
+
+
 @router.post("/jobs/{job_id}/events")
 async def job_event(
     job_id: str, body: JobEvent, ctx: Ctx, token: EdgeToken, settings: Settings
 ) -> JobEventReply:
     job = await job_of(ctx, token, job_id)
     store = ctx.store
-    stale = JobEventReply(accepted=False, kill=True, detail="lease lost or superseded")
+    stale = STALE
     if body.generation != job.generation:
         return stale
     if body.kind in ("started", "heartbeat"):
-        expires = utcnow() + timedelta(seconds=settings.lease_seconds)
-        if not await store.jobs.extend_lease(
-            job.id, job.generation, expires, running=True, host=body.host
-        ):
-            return stale
-        reason = await kill_reason(ctx, job)
-        return JobEventReply(accepted=True, kill=bool(reason), lease_expires=expires, detail=reason)
+        return await _beat(ctx, settings, job, body.generation, body.host)
     if job.status not in _LIVE:
         # A repeated terminal report (harvester restarted after reporting) is fine.
         same = {
@@ -179,6 +214,10 @@ async def job_event(
         objectives = objective_count(task.config) if task is not None else 1
         results = [outcome_of(r, objectives) for r in body.results]
         if await store.jobs.finish(job.id, job.generation, results):
+            started = job.stamps.get("running")
+            if started is not None and job.site and job.compute_class:
+                seconds = (utcnow() - started).total_seconds()
+                await store.runtimes.observe(job.task_id, job.site, job.compute_class, seconds)
             await ctx.bus.publish(
                 JobFinished(task_id=job.task_id, job_id=job.id, generation=job.generation)
             )

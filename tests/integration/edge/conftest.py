@@ -30,6 +30,8 @@ from shared.edge_api import (
     ArtifactConfirmReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
+    HeartbeatBatch,
+    HeartbeatBatchReply,
     JobEvent,
     JobEventReply,
     JobSpec,
@@ -59,6 +61,10 @@ class FakeEdgeApi:
     confirms: list[ArtifactConfirm] = field(default_factory=list)
     held: dict[str, JobSpec] = field(default_factory=dict)
     """Leased jobs whose terminal event was not accepted yet (what a site holds)."""
+    batch_heartbeats: bool = True
+    """Answer ``/heartbeats`` (False: 404, as an api without it does)."""
+    batches: list[int] = field(default_factory=list)
+    """The number of heartbeats in each batched request."""
 
     def offer(self, spec: JobSpec) -> None:
         self.generations[spec.job_id] = spec.generation
@@ -116,6 +122,31 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             kill=job_id in state.kill or not accepted,
             lease_expires=datetime.now(UTC) + timedelta(minutes=5),
         )
+
+    @app.post("/edge/v1/sites/{site}/heartbeats")
+    async def heartbeats(
+        site: str, body: HeartbeatBatch, authorization: Auth = None
+    ) -> HeartbeatBatchReply:
+        check(authorization)
+        if not state.batch_heartbeats:
+            raise HTTPException(404, "Not Found")
+        state.batches.append(len(body.beats))
+        replies = []
+        for beat in body.beats:
+            if beat.job_id not in state.generations:
+                replies.append(JobEventReply(accepted=False, kill=True, detail="no job"))
+                continue
+            accepted = current(beat.job_id, beat.generation)
+            event = JobEvent(kind=beat.kind, generation=beat.generation, host=beat.host)
+            state.events.append((beat.job_id, event))
+            replies.append(
+                JobEventReply(
+                    accepted=accepted,
+                    kill=beat.job_id in state.kill or not accepted,
+                    lease_expires=datetime.now(UTC) + timedelta(minutes=5),
+                )
+            )
+        return HeartbeatBatchReply(replies=replies)
 
     @app.post("/edge/v1/jobs/{job_id}/artifacts")
     async def artifacts(
