@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.api.schemas import TaskSubmission
+from services.api.submission import SubmissionError, build_task
 from services.steering.sampler import Draw, SegmentOptimizer
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
@@ -142,3 +144,27 @@ def test_bad_arguments_are_refused_at_submission(args: dict[str, Any], message: 
     with pytest.raises(ValidationError) as caught:
         SteeringConfig(algorithm="pbt", args=args)
     assert message in str(caught.value)
+
+
+def test_a_conditional_space_is_refused_at_submission_naming_the_algorithm() -> None:
+    submission = TaskSubmission.model_validate(
+        {
+            "config": {
+                "evaluationExec": "train",
+                "steering": {"algorithm": "pbt", "args": {"population": 2}},
+            },
+            "searchSpace": {
+                "opt": {"method": "categorical", "dimension": {"categories": ["sgd", "adam"]}},
+                "momentum": {
+                    "method": "uniform",
+                    "dimension": {"low": 0, "high": 1},
+                    "when": {"opt": ["sgd"]},
+                },
+            },
+        }
+    )
+    with pytest.raises(SubmissionError) as caught:
+        build_task(submission, "alice", max_files_bytes=1000)
+    (error,) = caught.value.errors
+    assert error["loc"] == ["body", "config", "steering", "algorithm"]
+    assert "pbt needs a search space without conditions" in error["msg"]

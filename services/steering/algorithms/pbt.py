@@ -43,6 +43,10 @@ from services.steering.algorithms.base import (
 )
 from shared.searchspace import Dimension, snap_point
 
+CONDITIONAL_PBT = (
+    "pbt needs a search space without conditions (when, oneOf, repeat): a member's "
+    "hyperparameters are perturbed one by one and its checkpoint fits one set of them"
+)
 WORST = math.inf
 """The rank value of a failed or dropped point."""
 
@@ -93,7 +97,7 @@ class PbtProposer:
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
         if request.space.conditional:
-            raise SteeringUnavailable("pbt needs a search space without conditions")
+            raise SteeringUnavailable(CONDITIONAL_PBT)
         self.space = request.space
         self.seed = request.seed
         self.direction = request.directions[0]
