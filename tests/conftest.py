@@ -21,6 +21,9 @@ import pytest
 # cores those threads contend with each other and with the other tests, and one GP test
 # went from 16 s to over 120 s. Read by torch when it is first imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Services a test starts as processes would listen for /metrics on their fixed default
+# port, which another test run on the machine may hold: any free port instead.
+os.environ.setdefault("HPO_OPS_PORT", "0")
 
 pytest_plugins = ["tests.watchdog"]
 

@@ -60,18 +60,19 @@ def prepare(
     distributions = _distributions(snap, space, rows)
     trials = []
     for row, loss in zip(rows.tolist(), sel.y[picked].tolist(), strict=True):
+        # A point of a conditional space holds only its active parameters: it is a
+        # trial of those, and Optuna ranks the parameters every trial has.
         params: dict[str, object] = {}
         for name, dist in distributions.items():
             value = snap.params[name].decode(float(snap.values(name)[row]))
+            if value is None:
+                continue
             if isinstance(dist, CategoricalDistribution) and value not in dist.choices:
                 value = str(value)
-            if value is None:
-                break
             params[name] = value
-        else:
-            trials.append(
-                optuna.trial.create_trial(params=params, distributions=distributions, value=loss)
-            )
+        if params:
+            own = {name: distributions[name] for name in params}
+            trials.append(optuna.trial.create_trial(params=params, distributions=own, value=loss))
     return trials
 
 

@@ -49,6 +49,9 @@ async def test_bus_down_mid_task_is_a_503_and_loses_no_event(
         ) as system,
         httpx.AsyncClient(base_url=system.api_url, timeout=60) as http,
     ):
+        # The services have just declared their queues: settled by a clean restart, or
+        # the kill below may leave one of them without a leader (deploy/dev/rabbitnode.py).
+        await asyncio.to_thread(rabbit.settle)
         user = await system.token("alice", ["user"])
         edge_token = await system.token("ops", ["edge:siteA"])
         headers = {"Authorization": f"Bearer {user}"}

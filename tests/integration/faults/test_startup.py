@@ -166,7 +166,11 @@ async def test_a_service_started_before_its_servers_waits_then_survives_their_cr
     job_id = await define_job(mongo_url, "t1")
     await wait_assigned(mongo_url, job_id, rabbit.url, unique)
 
-    # Running: both servers crash and come back; the service recovers by itself.
+    # Running: both servers crash and come back; the service recovers by itself. (Its
+    # queue, declared moments ago, settled first: deploy/dev/rabbitnode.py says why.)
+    await asyncio.to_thread(rabbit.settle)
+    job_id = await define_job(mongo_url, "t1b")
+    await wait_assigned(mongo_url, job_id, rabbit.url, unique)
     await asyncio.to_thread(private_mongo.kill)
     await asyncio.to_thread(rabbit.kill)
     await asyncio.to_thread(private_mongo.start)
