@@ -102,6 +102,9 @@ class CheckpointConfig(BaseModel):
     """Place a restored tarball under this name instead of extracting it."""
     interval: int = Field(default=5, ge=1)
     """Between snapshots, in the site's unit (minutes unless a test says otherwise)."""
+    final: bool = False
+    """Snapshot once more when the payload has finished, and upload that snapshot: later
+    points start from it (population-based training)."""
 
 
 class CheckpointDownload(BaseModel):

@@ -54,7 +54,8 @@ async def report_terminal(
     reached or answered something that may change); ApiUnavailableError propagates.
     """
     spec = job.doc.spec
-    if outcome.kind != "finished":  # what a retry resumes from
+    final = spec.checkpoint_config is not None and spec.checkpoint_config.final
+    if outcome.kind != "finished" or final:  # what a retry, or a later point, resumes from
         await upload_new_snapshot(api, job)
     pending = [f for f in artifact_files(job.paths, spec) if f.kind not in job.record.uploaded]
     if pending:

@@ -208,6 +208,9 @@ class NodeAgent:
             if result.exit_code != 0 and first_failure is None:
                 first_failure = result.exit_code
         if first_failure is None:
+            config = spec.checkpoint_config
+            if self._preemption is not None and config is not None and config.final:
+                self._preemption.finished()
             return self._finish("finished", 0)
         return self._finish("failed", first_failure, f"payload exited with {first_failure}")
 

@@ -47,6 +47,12 @@ class Preemption:
             self._final_taken = True
             self._handle(self._snapshots.snapshot())
 
+    def finished(self) -> None:
+        """After the payload ended by itself: snapshot its final state (for a job whose
+        checkpoint later points start from)."""
+        self._final_taken = True
+        self._handle(self._snapshots.snapshot())
+
     def finish(self) -> bool:
         """After the payload stopped: snapshot what it saved on the way out; True if
         the job can be resumed from a checkpoint."""

@@ -22,6 +22,9 @@ from shared.edge_api import (
 from shared.runtime.images import resolve_image
 from shared.store import Store
 
+LINEAGE_ALGORITHMS = frozenset({"pbt"})
+"""Steering algorithms whose new points start from other points' final checkpoints."""
+
 
 def _checkpoint_config(config: TaskConfig) -> CheckpointConfig | None:
     if not config.checkpoint_files:
@@ -30,6 +33,7 @@ def _checkpoint_config(config: TaskConfig) -> CheckpointConfig | None:
         save=config.checkpoint_files,
         load=config.checkPointToLoad,
         interval=config.checkPointInterval,
+        final=config.steering.algorithm in LINEAGE_ALGORITHMS,
     )
 
 

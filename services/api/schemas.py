@@ -127,6 +127,8 @@ class PointView(BaseModel):
     """Jobs preempted with a checkpoint and resumed; they used no attempt."""
     last_error: str
     pruned_step: int | None = None
+    parent: str | None = None
+    """The point whose checkpoint this one started from (``algorithm: pbt``)."""
 
 
 class JobView(BaseModel):

@@ -9,6 +9,7 @@ from bson.errors import InvalidDocument
 
 from services.api.schemas import TaskSubmission
 from services.steering.algorithms.grid import CONDITIONAL_GRID
+from services.steering.algorithms.pbt import CONDITIONAL_PBT
 from shared.bounds import name_issue
 from shared.clock import new_id
 from shared.domain.models import Segment, Task
@@ -110,6 +111,8 @@ def build_task(
         raise SubmissionError([_error((*where, *e.loc), e.msg) for e in exc.issues]) from None
     if sub.config.steering.algorithm == "grid" and any(s.conditional for s in spaces):
         raise SubmissionError([_error(("config", "steering", "algorithm"), CONDITIONAL_GRID)])
+    if sub.config.steering.algorithm == "pbt" and any(s.conditional for s in spaces):
+        raise SubmissionError([_error(("config", "steering", "algorithm"), CONDITIONAL_PBT)])
     raws = raw if isinstance(raw, list) else [raw] * len(named)
     name = sub.name or (sub.config.outDS or "").rstrip("/")
     task = Task(id=new_id("task_"), owner=owner, name=name, config=sub.config, files=sub.files)

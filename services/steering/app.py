@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -149,6 +150,7 @@ class SteeringService(BusConsumer):
         except ValueError as exc:
             await self._fail(task, f"search space of segment {segment.name}: {exc}")
             return
+        parents: list[int | None] = []
         if task.config.steeringExec:
             if not (await self.engine.leases.hold(segment.id)).held:
                 return
@@ -181,7 +183,8 @@ class SteeringService(BusConsumer):
                 await self._fail(task, f"steering: {exc}")
                 return
             params_list, search_over = result.points, result.exhausted
-        await self._store_points(task, segment, stored, params_list, search_over)
+            parents = result.parents
+        await self._store_points(task, segment, stored, params_list, search_over, parents)
 
     async def _store_points(
         self,
@@ -190,11 +193,17 @@ class SteeringService(BusConsumer):
         first_index: int,
         params_list: list[dict[str, Any]],
         search_over: bool,
+        parents: Sequence[int | None] = (),
     ) -> None:
+        """``parents`` (pbt) name, per point, the index of the point whose latest
+        checkpoint it starts from."""
         store = self.ctx.store
         created: list[str] = []
         for offset, params in enumerate(params_list):
             index = first_index + offset
+            parent = parents[offset] if offset < len(parents) else None
+            parent_id = None if parent is None else point_id(task.id, segment.name, parent)
+            source = None if parent_id is None else await store.points.get(parent_id)
             point = Point(
                 id=point_id(task.id, segment.name, index),
                 task_id=task.id,
@@ -202,6 +211,8 @@ class SteeringService(BusConsumer):
                 index=index,
                 params=params,
                 key=canonical_key(params),
+                parent=parent_id,
+                checkpoint=None if source is None else source.checkpoint,
             )
             if not await store.points.insert(point):
                 log.info("point %s exists already (another steering won the race)", point.id)

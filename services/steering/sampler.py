@@ -32,6 +32,7 @@ from services.steering.algorithms import (
     resolve_directions,
 )
 from services.steering.algorithms.observations import OPEN_STATES
+from services.steering.algorithms.pbt import PbtProposer
 from services.steering.logic import segment_seed
 from shared.domain.models import Point, PointStatus
 from shared.domain.taskconfig import SteeringConfig
@@ -56,6 +57,9 @@ class Draw:
 
     points: list[dict[str, Any]] = field(default_factory=list)
     exhausted: bool = False
+    parents: list[int | None] = field(default_factory=list)
+    """Per point of ``points`` (when the algorithm has lineage, as ``pbt``): the index
+    of the stored point whose latest checkpoint it starts from, or None."""
 
 
 class StaleOptimizerError(Exception):
@@ -167,6 +171,8 @@ class SegmentOptimizer:
         attempts the draw returns fewer points.
         """
         self._proposer.prepare(segment_seed(self.seed, self.count))
+        if isinstance(self._proposer, PbtProposer):
+            return self._draw_lineage(self._proposer, count)
         new: list[dict[str, Any]] = []
         for _ in range(count):
             for attempt in range(MAX_DRAWS_PER_POINT):
@@ -182,16 +188,39 @@ class SegmentOptimizer:
                     self._proposer.discard(None, self._open_keys[key])
                     continue
                 elif key not in self._settled or attempt == MAX_DRAWS_PER_POINT - 1:
-                    self._proposer.accept(self.count)
-                    self._open[self.count] = key
-                    self._open_keys[key] = self.count
-                    self.count += 1
+                    self._accept(key)
                     new.append(params)
                     break
                 self._proposer.discard(self._settled.get(key))
             else:
                 break
         return Draw(new)
+
+    def _accept(self, key: str) -> None:
+        self._proposer.accept(self.count)
+        self._open[self.count] = key
+        self._open_keys[key] = self.count
+        self.count += 1
+
+    def _draw_lineage(self, proposer: PbtProposer, count: int) -> Draw:
+        """A population's members: equal parameters are no duplicates (a member that
+        continues keeps its own), and a proposer waiting for its generation to settle
+        is not exhausted."""
+        new: list[dict[str, Any]] = []
+        parents: list[int | None] = []
+        for _ in range(count):
+            raw = proposer.ask()
+            if raw is None:
+                return Draw(new, exhausted=not proposer.waiting, parents=parents)
+            params = snap_point(self.space, raw)
+            problems = validate_point(self.space, params)
+            if problems:
+                log.error("%s proposed an invalid point: %s", self.steering.algorithm, problems)
+                break
+            parents.append(proposer.parent())
+            self._accept(canonical_key(params))
+            new.append(params)
+        return Draw(new, parents=parents)
 
 
 def draw(

@@ -156,6 +156,9 @@ class Point(_Record):
     """The next job continues the current attempt from ``checkpoint`` (set by a
     preemption, cleared when that job is defined)."""
     checkpoint: CheckpointRef | None = None
+    parent: str | None = None
+    """The point whose checkpoint this one started from (population-based training):
+    its ``checkpoint`` was that point's latest when this one was created."""
     created: datetime = Field(default_factory=utcnow)
     evaluated: datetime | None = None
 

@@ -13,10 +13,12 @@ parallelism-8 column's ratio to sequential TPE (the issue's target: within 10 %)
 ``--columns`` and ``--functions`` pick a subset. ``--conditional`` runs the conditional
 benchmark instead: a choice between two model families, each with its own parameters
 (Branin's two, Hartmann-6's six), for define-by-run TPE, random search and TPE on the
-flattened space.
+flattened space. ``--pbt`` runs population-based training against random search with
+the same GPU-hours (total training epochs) on a toy schedule-sensitive problem
+(:func:`pbt_benchmark`).
 
 Run: python tests/bench/steering_quality.py [--seeds 10] [--evals 100]
-    [--functions branin,...] [--columns service_gp_p8_sync,...] [--conditional]
+    [--functions branin,...] [--columns service_gp_p8_sync,...] [--conditional] [--pbt]
 """
 
 from __future__ import annotations
@@ -244,6 +246,127 @@ def conditional(seeds: int, evals: int) -> None:
     print(json.dumps(result), flush=True)
 
 
+TOY_DIMS = 10
+TOY_CURVATURES = np.logspace(0, -2, TOY_DIMS)
+TOY_START = 1 / np.sqrt(TOY_CURVATURES)
+TOY_NOISE = 0.3
+TOY_STEPS_PER_EPOCH = 20
+LEARNING_RATE = parse_search_space(
+    {"lr": {"method": "loguniform", "dimension": {"low": 1e-3, "high": 1.9}}}
+)
+
+
+def toy_loss(w: np.ndarray[Any, Any]) -> float:
+    return float(0.5 * np.sum(TOY_CURVATURES * w * w))
+
+
+def toy_train(
+    w: np.ndarray[Any, Any], lr: float, epochs: int, rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
+    """SGD with noisy gradients on an ill-conditioned quadratic (loss 5 at the start):
+    a large learning rate is needed early for the flat directions, a small one late to
+    get under the noise floor (about ``lr * dims * noise**2 / 4``), so a decaying
+    schedule beats every constant one."""
+    w = w.copy()
+    for _ in range(epochs * TOY_STEPS_PER_EPOCH):
+        w -= lr * (TOY_CURVATURES * w + TOY_NOISE * rng.standard_normal(TOY_DIMS))
+    return w
+
+
+def pbt_run(seed: int, population: int, generations: int, epochs: int, **args: object) -> float:
+    """The final loss of the best member after ``generations`` generations of
+    ``epochs`` epochs each, every member starting from its parent's checkpoint."""
+    steering = SteeringConfig(
+        algorithm="pbt",
+        args={"population": population, "generations": generations, **args},
+    )
+    optimizer = SegmentOptimizer(
+        LEARNING_RATE,
+        [],
+        steering=steering,
+        seed=seed,
+        parallelism=population,
+        budget=population * generations,
+    )
+    checkpoints: dict[int, np.ndarray[Any, Any]] = {}
+    stored, last = 0, math.inf
+    while True:
+        drawn = optimizer.draw(population)
+        if not drawn.points:
+            assert drawn.exhausted, "a generation settles before the next draw"
+            return last
+        results = []
+        for params, parent in zip(drawn.points, drawn.parents, strict=True):
+            start = TOY_START if parent is None else checkpoints[parent]
+            rng = np.random.default_rng([seed, stored])
+            checkpoints[stored] = toy_train(start, float(params["lr"]), epochs, rng)
+            loss = toy_loss(checkpoints[stored])
+            point = Point(
+                id=str(stored),
+                task_id="b",
+                segment="main",
+                index=stored,
+                params=params,
+                key=canonical_key(params),
+            )
+            results.append(point.model_copy(update={"status": PointStatus.EVALUATED, "loss": loss}))
+            stored += 1
+        last = min(float(p.loss) for p in results if isinstance(p.loss, float))
+        optimizer.settle(results)
+
+
+def random_run(seed: int, trials: int, epochs: int) -> float:
+    """The best final loss of ``trials`` random learning rates, each trained for
+    ``epochs`` epochs from the start (through the steering's own random sampler)."""
+    steering = SteeringConfig(algorithm="random")
+    optimizer = SegmentOptimizer(
+        LEARNING_RATE, [], steering=steering, seed=seed, parallelism=trials, budget=trials
+    )
+    best = math.inf
+    for index, params in enumerate(optimizer.draw(trials).points):
+        rng = np.random.default_rng([seed, index])
+        best = min(best, toy_loss(toy_train(TOY_START, float(params["lr"]), epochs, rng)))
+    return best
+
+
+def constant_reference(seed: int, epochs: int, count: int = 25) -> float:
+    """The best of ``count`` constant learning rates spread log-evenly over the range:
+    what a thorough search for a constant rate reaches (with ``count`` times the
+    epochs of one run; a reference, not a contender)."""
+    rates = np.geomspace(1e-3, 1.9, count)
+    return min(
+        toy_loss(toy_train(TOY_START, float(lr), epochs, np.random.default_rng([seed, i])))
+        for i, lr in enumerate(rates)
+    )
+
+
+def pbt_benchmark(seeds: int, population: int, generations: int, epochs: int) -> None:
+    """PBT against random search with the same GPU-hours: ``population`` members
+    trained ``generations * epochs`` epochs each, so as many epochs in all."""
+    total = population * generations * epochs
+    result: dict[str, Any] = {
+        "bench": "steering_quality",
+        "function": "noisy_quadratic_schedule",
+        "population": population,
+        "generations": generations,
+        "epochs_per_generation": epochs,
+        "total_epochs": total,
+        "seeds": seeds,
+    }
+    columns: dict[str, Callable[[int], float]] = {
+        "random": lambda s: random_run(s, population, generations * epochs),
+        "pbt": lambda s: pbt_run(s, population, generations, epochs),
+        "pbt_perturb_1.5": lambda s: pbt_run(s, population, generations, epochs, perturbation=1.5),
+        "best_constant_lr_reference": lambda s: constant_reference(s, generations * epochs),
+    }
+    for label, column in columns.items():
+        runs = [column(s) for s in range(seeds)]
+        result[label] = round(statistics.median(runs), 5)
+        result[f"{label}_mean"] = round(statistics.mean(runs), 5)
+    result["pbt_vs_random"] = round(result["pbt"] / result["random"], 2)
+    print(json.dumps(result), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)
@@ -259,7 +382,19 @@ def main() -> None:
         action="store_true",
         help="run the conditional benchmark (two model families) instead",
     )
+    parser.add_argument(
+        "--pbt",
+        action="store_true",
+        help="run PBT against random search with the same epochs instead",
+    )
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--generations", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=2, help="per generation (--pbt)")
     args = parser.parse_args()
+    if args.pbt:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        pbt_benchmark(args.seeds, args.population, args.generations, args.epochs)
+        return
     if args.conditional:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -106,7 +106,12 @@ async def test_a_preempted_job_resumes_from_its_verified_checkpoint_in_the_same_
         headers = {"Authorization": f"Bearer {await system.token('alice', ['user'])}"}
         task_id = await _task(http, headers, checkPointInterval=2)
         first = await _lease(site)
-        assert first["checkpoint_config"] == {"save": ["epoch.txt"], "load": None, "interval": 2}
+        assert first["checkpoint_config"] == {
+            "save": ["epoch.txt"],
+            "load": None,
+            "interval": 2,
+            "final": False,
+        }
         assert first["checkpoint"] is None
         await site.event(first, "started")
 

@@ -30,10 +30,11 @@ from services.steering.algorithms.base import (
 from services.steering.algorithms.grid import GridArgs, GridProposer
 from services.steering.algorithms.nevergrad_optimizers import NevergradProposer
 from services.steering.algorithms.optuna_samplers import OptunaProposer
+from services.steering.algorithms.pbt import PbtArgs, PbtProposer
 from shared.searchspace import parse_search_space
 
 LIBRARIES = ("optuna", "nevergrad")
-OPTUNA_NAMES = (*optuna_samplers.ALGORITHMS, "grid")
+OPTUNA_NAMES = (*optuna_samplers.ALGORITHMS, "grid", "pbt")
 NEVERGRAD_EXAMPLES = ("NGOpt", "CMA", "TwoPointsDE", "PSO", "OnePlusOne", "DE", "RandomSearch")
 JSON_TYPES = frozenset({"bool", "int", "float", "str", "None", "Any", "object"})
 JSON_CONTAINERS = ("dict[str, Any]", "Mapping[str, Any]", "list[float]", "list[int]")
@@ -71,7 +72,8 @@ def accepted_args(library: str, algorithm: str) -> tuple[str, ...]:
     and those that take Python objects (callables, samplers, trials)."""
     if library == "nevergrad":
         return nevergrad_optimizers.accepted_args(algorithm)
-    target: Any = GridArgs if algorithm == "grid" else optuna_samplers.ALGORITHMS[algorithm].sampler
+    hand_written: dict[str, Any] = {"grid": GridArgs, "pbt": PbtArgs}
+    target: Any = hand_written.get(algorithm) or optuna_samplers.ALGORITHMS[algorithm].sampler
     return tuple(
         name
         for name, param in inspect.signature(target).parameters.items()
@@ -137,6 +139,8 @@ def build_proposer(library: str, request: DrawRequest) -> Proposer:
         return NevergradProposer(request)
     if request.algorithm == "grid":
         return GridProposer(request)
+    if request.algorithm == "pbt":
+        return PbtProposer(request)
     return OptunaProposer(request)
 
 

@@ -135,3 +135,40 @@ def test_a_snapshot_over_the_cap_is_noted_for_the_user(
     assert "over 10000 bytes" in status.checkpoint_note
     assert "checkpoint not saved" in paths.payload_log.read_text()
     assert list_snapshots(paths.checkpoints) == []
+
+
+FINISH = """\
+import json, os
+open("epoch.txt", "w").write("7")
+json.dump({"loss": 0.5}, open("output.json", "w"))
+"""
+
+
+def test_a_finished_job_snapshots_its_final_state_only_when_asked(
+    tmp_path: Path, make_spec: SpecFactory
+) -> None:
+    """Population-based training starts later points from a finished point's final
+    checkpoint; other tasks keep what they had (no snapshot at a normal end)."""
+    for final in (True, False):
+        spec = make_spec(
+            f"{sys.executable} train.py",
+            task_files={"train.py": FINISH},
+            checkpoint_config=CheckpointConfig(save=["epoch.txt"], interval=1, final=final),
+        )
+        # No periodic snapshot can fall due during the run: an hour per interval.
+        node = NodeSettings(heartbeat_interval=0.1, checkpoint_unit_seconds=3600)
+        paths, _ = stage_job(tmp_path / f"root-{final}", spec, node)
+        agent = _start_agent(paths)
+        try:
+            assert agent.wait(timeout=60) == 0
+        finally:
+            agent.kill()
+        assert NodeStatus.model_validate_json(paths.status.read_text()).state == "finished"
+        newest = newest_snapshot(paths.checkpoints)
+        if not final:
+            assert newest is None
+            continue
+        assert newest is not None
+        with tarfile.open(newest.path) as tar:
+            handle = tar.extractfile("epoch.txt")
+            assert handle is not None and handle.read() == b"7"
