@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import hashlib
 import logging
 import os
@@ -40,6 +38,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
+from edge.harvester.filelock import evict_over_cap, file_lock, unless_locked
 from shared.edge_api import StagedFile
 
 log = logging.getLogger(__name__)
@@ -79,16 +78,6 @@ class CachedObject:
     size: int
     last_used: float
     links: int
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
 
 
 def sha256_of(path: Path) -> str:
@@ -143,18 +132,8 @@ class DatasetCache:
     @contextlib.asynccontextmanager
     async def _locked(self, sha256: str) -> AsyncIterator[None]:
         local = self._local.setdefault(sha256, asyncio.Lock())
-        async with local:
-            fd = await asyncio.to_thread(
-                os.open, self._lock_path(sha256), os.O_RDWR | os.O_CREAT, 0o644
-            )
-            try:
-                while True:  # another process may hold it: poll, never block the loop
-                    if _try_flock(fd):
-                        break
-                    await asyncio.sleep(LOCK_POLL_SECONDS)
-                yield
-            finally:
-                os.close(fd)  # releases the lock
+        async with local, file_lock(self._lock_path(sha256), LOCK_POLL_SECONDS):
+            yield
 
     async def _ensure_locked(self, file: StagedFile) -> Path:
         target = self.path_for(file.sha256)
@@ -252,32 +231,19 @@ class DatasetCache:
         """Remove least recently used objects until the cache fits ``max_size``; never
         one linked from a job directory or locked. Blocking: run it in a thread.
         Returns the removed files."""
-        cached = self.cached()
-        total = sum(c.size for c in cached)
-        removed: list[Path] = []
-        for candidate in cached:
-            if total <= self.max_size:
-                break
-            if candidate.links > 1:
-                continue
-            if self._remove_unused(candidate.path):
-                total -= candidate.size
-                removed.append(candidate.path)
-                log.info("dataset cache over its cap: removed %s", candidate.path.name)
-        if total > self.max_size:
-            log.warning(
-                "dataset cache %s holds %d bytes, over its cap of %d, in files in use",
-                self.directory,
-                total,
-                self.max_size,
-            )
-        return removed
+        return evict_over_cap(
+            self.cached(),
+            self.max_size,
+            in_use=lambda c: c.links > 1,
+            remove=self._remove_unused,
+            what="dataset",
+            directory=self.directory,
+        )
 
     def _remove_unused(self, target: Path) -> bool:
         sha256 = target.name
-        fd = os.open(self._lock_path(sha256), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if not _try_flock(fd):
+        with unless_locked(self._lock_path(sha256)) as free:
+            if not free:
                 return False
             try:
                 if target.stat().st_nlink > 1:  # linked since we listed it
@@ -288,8 +254,6 @@ class DatasetCache:
             self._used_path(sha256).unlink(missing_ok=True)
             self._trusted.pop(sha256, None)
             return True
-        finally:
-            os.close(fd)
 
 
 __all__ = ["CachedObject", "DatasetCache", "DatasetCacheConfig", "DatasetError", "sha256_of"]

@@ -31,19 +31,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import hashlib
 import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
+from edge.harvester.filelock import evict_over_cap, file_lock, unless_locked
 from shared.runtime.images import normalise_arch, pinned_digest, sif_cache_name
 
 log = logging.getLogger(__name__)
@@ -92,29 +91,6 @@ def _tail(output: bytes) -> str:
     return text[-OUTPUT_TAIL_CHARS:] if text else "(no output)"
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path) -> AsyncIterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        while True:  # another process may hold it: poll, so the loop never blocks
-            if _try_flock(fd):
-                break
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 async def _stop(process: asyncio.subprocess.Process) -> None:
     """Kill the tool and everything it started (it runs in its own session)."""
     with contextlib.suppress(ProcessLookupError):
@@ -158,7 +134,7 @@ class SifCache:
         image = self.path_for(reference, arch)
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         local = self._local.setdefault(image.name, asyncio.Lock())
-        async with local, _file_lock(self._lock_path(image)):
+        async with local, file_lock(self._lock_path(image), LOCK_POLL_SECONDS):
             if not await asyncio.to_thread(image.is_file):
                 await self._pull(reference, normalise_arch(arch), image)
             await asyncio.to_thread(os.utime, image)
@@ -223,37 +199,20 @@ class SifCache:
         one in ``in_use`` or one whose lock is held. Blocking: run it in a thread.
         Returns the removed files."""
         keep = {Path(p) for p in in_use}
-        cached = self.images()
-        total = sum(c.size for c in cached)
-        removed: list[Path] = []
-        for candidate in cached:
-            if total <= self.max_size:
-                break
-            if candidate.path in keep:
-                continue
-            if self._remove_unlocked(candidate.path):
-                total -= candidate.size
-                removed.append(candidate.path)
-                log.info("image cache over its cap: removed %s", candidate.path.name)
-        if total > self.max_size:
-            log.warning(
-                "image cache %s holds %d bytes, over its cap of %d, in images in use",
-                self.directory,
-                total,
-                self.max_size,
-            )
-        return removed
+        return evict_over_cap(
+            self.images(),
+            self.max_size,
+            in_use=lambda c: c.path in keep,
+            remove=self._remove_unlocked,
+            what="image",
+            directory=self.directory,
+        )
 
     def _remove_unlocked(self, image: Path) -> bool:
-        fd = os.open(self._lock_path(image), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if not _try_flock(fd):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                image.unlink()
-            return True
-        finally:
-            os.close(fd)
+        with unless_locked(self._lock_path(image)) as free:
+            if free:
+                image.unlink(missing_ok=True)
+            return free
 
 
 __all__ = [
