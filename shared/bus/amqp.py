@@ -27,6 +27,14 @@ bindings are only ever added, never removed; changing ``delivery_limit`` of an e
 queue fails with PRECONDITION_FAILED until the queue is deleted; the dead-letter queue
 has no delivery limit of its own on RabbitMQ 3.x (RabbitMQ 4 applies its default of 20).
 
+Watches (``watch``): a classic, non-durable, exclusive, auto-delete queue
+``hpo.watch.<random>`` per watcher, bound to its routing keys, each delivery
+acknowledged once its handler ran (an error is logged, never redelivered); it costs the
+broker no replication and vanishes with the connection; after a reconnect the robust
+channel declares it afresh (messages published meanwhile were never kept for it, as the
+port allows). Its length is capped (``x-max-length``), dropping the oldest, so a
+stalled watcher cannot grow the broker.
+
 Requests (``request``/``serve``, semantics in port.py):
 
 * Each target has a classic, non-durable, auto-delete queue ``hpo.rpc.<target>`` that
@@ -83,6 +91,7 @@ from shared.bus.port import (
     check_target,
     encode_rpc,
     read_reply,
+    watching,
 )
 from shared.messages import Message, UnknownMessageError, decode, encode
 
@@ -91,6 +100,7 @@ log = logging.getLogger(__name__)
 _Work = Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
 _CANCEL_TIMEOUT = 5.0
 _REPLY_TO = "amq.rabbitmq.reply-to"
+_WATCH_MAX_LENGTH = 10_000
 _Reply = tuple[str, bytes]
 _LOST_CONNECTION = (
     aio_pika.exceptions.AMQPConnectionError,
@@ -251,6 +261,34 @@ class AmqpBus:
         queue = await channel.declare_queue(
             self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
+        return await self._consume(channel, queue, work)
+
+    async def watch(self, routing_keys: Sequence[str], handler: Handler) -> _AmqpSubscription:
+        run = watching(handler)
+        name = f"{self._prefix}hpo.watch.{uuid.uuid4().hex}"
+
+        async def work(message: AbstractIncomingMessage) -> None:
+            try:
+                decoded = decode(message.routing_key or "", message.body)
+            except (UnknownMessageError, ValidationError) as exc:
+                log.error("dropped undecodable %r on %s: %s", message.routing_key, name, exc)
+                return
+            await run(decoded)
+
+        channel = await self._open_consumer_channel(64)
+        try:
+            queue = await channel.declare_queue(
+                name,
+                durable=False,
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-queue-type": "classic", "x-max-length": _WATCH_MAX_LENGTH},
+            )
+            for key in routing_keys:
+                await queue.bind(self.exchange_name, key)
+        except BaseException:
+            await channel.close()
+            raise
         return await self._consume(channel, queue, work)
 
     async def request(

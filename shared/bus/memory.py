@@ -10,7 +10,8 @@ raises; a per-message delivery count, dead-lettering once a message has been del
 ``delivery_limit`` times (a consumer cancelled while holding a message counts as a
 delivery, as on a quorum queue); poison messages (unknown routing key, body that does
 not validate) straight to the dead-letter queue; at most ``prefetch`` handlers running
-per subscription.
+per subscription; watches (``watch``), each with a queue of its own that receives a copy
+of every matching message, forgotten when the watch is cancelled.
 
 All ``MemoryBus`` objects with the same prefix in one process share one broker, as
 clients of one RabbitMQ server do; ``delete_all`` forgets it.
@@ -52,6 +53,7 @@ from shared.bus.port import (
     check_target,
     encode_rpc,
     read_reply,
+    watching,
 )
 from shared.messages import Message, UnknownMessageError, decode, encode
 
@@ -215,6 +217,7 @@ class MemoryBus:
         self._broker: _Broker | None = None
         self._subscriptions: list[_MemorySubscription | _MemoryServer] = []
         self._pending: set[asyncio.Future[_Reply]] = set()
+        self._watches = 0
 
     def queue_name(self, service: str) -> str:
         return f"{self._prefix}hpo.{service}"
@@ -274,6 +277,26 @@ class MemoryBus:
             await handler(dead)
 
         return self._consume(self._require_broker().dead_letters, work, 16)
+
+    async def watch(self, routing_keys: Sequence[str], handler: Handler) -> _MemorySubscription:
+        broker = self._require_broker()
+        self._watches += 1
+        name = f"{self._prefix}hpo.watch.{id(self):x}.{self._watches}"
+        queue = broker.queues[name] = _Queue(name, None, None)
+        queue.patterns.update(routing_keys)
+        run = watching(handler)
+
+        async def work(envelope: _Envelope) -> None:
+            try:
+                decoded = decode(envelope.routing_key, envelope.body)
+            except (UnknownMessageError, ValidationError) as exc:
+                log.error("dropped undecodable %r on %s: %s", envelope.routing_key, name, exc)
+                return
+            await run(decoded)
+
+        subscription = self._consume(queue, work, 16)
+        subscription.on_cancel(lambda: broker.queues.pop(name, None))
+        return subscription
 
     async def request(
         self,
@@ -374,9 +397,13 @@ class _MemorySubscription:
         self._cancelled = False
         self._unacked: list[_Envelope] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_cancel: list[Callable[[], object]] = []
 
     def has_capacity(self) -> bool:
         return not self._cancelled and len(self._unacked) < self._prefetch
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        self._on_cancel.append(callback)
 
     def start(self, envelope: _Envelope) -> None:
         envelope.deliveries += 1
@@ -393,6 +420,8 @@ class _MemorySubscription:
         self._cancelled = True
         self._forget(self)
         self._queue.consumers.remove(self)
+        for callback in self._on_cancel:
+            callback()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

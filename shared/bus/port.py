@@ -17,6 +17,17 @@ tests/contract/test_bus.py checks:
   the message is delivered again to another consumer or after restart.
 * At most ``prefetch`` unacknowledged messages per subscription.
 
+Watches (``watch``), for hints every process of a service must see (wake a waiting lease
+poll, drop a cached token), checked by tests/contract/test_bus.py too:
+
+* ``watch(routing_keys, handler)`` gives every watcher its own copy of each matching
+  message, unlike ``subscribe``'s competing consumers; the queue behind it is the
+  process's own, transient, and gone with the watcher.
+* At most once: messages published while a watcher is disconnected are not kept for
+  it, and a handler that raises is logged, not retried. A watch is therefore only ever
+  a shortcut beside a level-triggered path that reads the database (a fallback poll, a
+  cache entry's expiry), never the only way a change arrives.
+
 Requests (``request``, ``serve``), for a caller that needs an answer now, such as the
 api asking the steering process that owns a study for a point (docs/architecture.md §4);
 tests/contract/test_bus_rpc.py checks:
@@ -141,6 +152,10 @@ class Bus(Protocol):
     async def subscribe_dead_letters(self, handler: DeadLetterHandler) -> Subscription:
         """Consume the dead-letter queue (for operators and tests)."""
 
+    async def watch(self, routing_keys: Sequence[str], handler: Handler) -> Subscription:
+        """Give ``handler`` a copy of every message matching ``routing_keys`` from now on
+        (at most once, see the module docstring)."""
+
     async def request(
         self,
         target: str,
@@ -161,6 +176,18 @@ class Bus(Protocol):
 # The wire format of requests and replies, shared by the adapters.
 
 RPC_TYPES: dict[str, type[Message]] = {}
+
+
+def watching(handler: Handler) -> Handler:
+    """``handler`` as a watch runs it: an error is logged and the message dropped."""
+
+    async def run(message: Message) -> None:
+        try:
+            await handler(message)
+        except Exception:
+            log.warning("watch handler failed for %r; dropped", message.routing_key, exc_info=True)
+
+    return run
 
 
 def register_rpc(*classes: type[Message]) -> None:

@@ -57,6 +57,16 @@ class MeteredBus:
     async def subscribe_dead_letters(self, handler: DeadLetterHandler) -> Subscription:
         return await self.inner.subscribe_dead_letters(handler)
 
+    async def watch(self, routing_keys: Sequence[str], handler: Handler) -> Subscription:
+        async def counted(message: Message) -> None:
+            try:
+                await handler(message)
+            except Exception:
+                self._errors.labels("watch").inc()
+                raise
+
+        return await self.inner.watch(routing_keys, counted)
+
     async def request(
         self,
         target: str,

@@ -350,3 +350,93 @@ async def test_prefetch_bounds_concurrent_handlers(make_bus: BusMaker) -> None:
     received = await done.wait_for(len(sent))
     assert sorted(m.event_id for m in received) == sorted(m.event_id for m in sent)
     assert peak == prefetch
+
+
+async def test_every_watcher_gets_its_own_copy(make_bus: BusMaker) -> None:
+    first, second = await make_bus(), await make_bus()
+    seen_first: Inbox[Message] = Inbox()
+    seen_second: Inbox[Message] = Inbox()
+    await first.watch(["task.*"], seen_first)
+    await second.watch(["task.*"], seen_second)
+    service: Inbox[Message] = Inbox()
+    await first.subscribe("alpha", ["task.submitted"], service, prefetch=1)
+
+    submitted = TaskSubmitted(task_id="t1")
+    await first.publish(submitted)
+    await first.publish(PointEvaluated(task_id="t1", segment="s0", point_id="p1", loss=0.5))
+    sentinel = TaskFinished(task_id="t1", status="done")
+    await second.publish(sentinel)
+
+    # The point event matched no watch: it would have arrived before the sentinel.
+    assert await seen_first.wait_for(2) == [submitted, sentinel]
+    assert await seen_second.wait_for(2) == [submitted, sentinel]
+    # A watch takes nothing from the service's queue.
+    assert await service.wait_for(1) == [submitted]
+
+
+async def test_a_failing_watch_handler_drops_the_message_and_goes_on(make_bus: BusMaker) -> None:
+    bus = await make_bus()
+    seen: list[str] = []
+    delivered = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        assert isinstance(message, TaskSubmitted)
+        seen.append(message.task_id)
+        if message.task_id == "after":
+            delivered.set()
+        if message.task_id == "boom":
+            raise RuntimeError("handler bug")
+
+    await bus.watch(["task.submitted"], handler)
+    await bus.publish(TaskSubmitted(task_id="boom"))
+    await bus.publish(TaskSubmitted(task_id="after"))
+    await wait(delivered)
+    assert seen == ["boom", "after"]  # not redelivered
+
+
+async def test_a_cancelled_watch_gets_nothing_more(make_bus: BusMaker) -> None:
+    bus = await make_bus()
+    gone: Inbox[Message] = Inbox()
+    kept: Inbox[Message] = Inbox()
+    watch = await bus.watch(["task.submitted"], gone)
+    await bus.watch(["task.submitted"], kept)
+    before = TaskSubmitted(task_id="before")
+    await bus.publish(before)
+    await gone.wait_for(1)
+    await watch.cancel()
+
+    after = TaskSubmitted(task_id="after")
+    await bus.publish(after)
+    assert await kept.wait_for(2) == [before, after]
+    assert gone.items == [before]
+
+
+@pytest.mark.rabbitmq
+async def test_a_watch_comes_back_after_a_connection_loss(amqp_url: str, bus_prefix: str) -> None:
+    url = f"{amqp_url}{'&' if '?' in amqp_url else '?'}reconnect_interval=0.2"
+    watcher, publisher = AmqpBus(url, prefix=bus_prefix), AmqpBus(url, prefix=bus_prefix)
+    try:
+        for bus in (watcher, publisher):
+            await bus.connect()
+        seen: Inbox[Message] = Inbox()
+        await watcher.watch(["task.submitted"], seen)
+        await publisher.publish(TaskSubmitted(task_id="before"))
+        await seen.wait_for(1)
+
+        connection = watcher._connection
+        assert connection is not None and connection.transport is not None
+        await connection.transport.connection.close(ConnectionError("simulated network failure"))
+        # Published while the watcher reconnects, a message may be lost (at most once);
+        # once its queue is declared again, the watch delivers.
+        async with asyncio.timeout(TIMEOUT):
+            while not any(
+                isinstance(m, TaskSubmitted) and m.task_id == "after" for m in seen.items
+            ):
+                await publisher.publish(TaskSubmitted(task_id="after"))
+                await asyncio.sleep(0.1)
+    finally:
+        for bus in (watcher, publisher):
+            await bus.close()
+        await publisher.connect()
+        await publisher.delete_all(SERVICES)
+        await publisher.close()
