@@ -9,16 +9,16 @@ nothing.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, status
 
-from services.api.deps import Ctx, EdgeToken, Settings
+from services.api.deps import Ctx, EdgeToken, Settings, Wakeups
 from services.api.jobspec import build_spec
 from services.api.results import objective_count, outcome_of
 from services.api.unavailable import publish_hint
+from services.api.wakeups import wait_for_wakeup
 from services.storage.policy import UPLOAD_EXPIRY, artifact_key
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -90,21 +90,30 @@ async def heartbeat(
 
 @router.post("/sites/{site}/leases")
 async def lease(
-    site: str, body: LeaseRequest, ctx: Ctx, token: EdgeToken, settings: Settings
+    site: str,
+    body: LeaseRequest,
+    ctx: Ctx,
+    token: EdgeToken,
+    settings: Settings,
+    wakeups: Wakeups,
 ) -> LeaseReply:
     _site_of(token, site)
     deadline = time.monotonic() + body.wait_seconds
+    woken = body.wait_seconds > 0 and await wakeups.start()
+    pause = settings.lease_recheck_seconds if woken else settings.lease_poll_interval
     jobs: list[Job] = []
     while True:
+        wakeup = wakeups.current(site)  # before the read: a job assigned after it wakes us
         while len(jobs) < body.max_jobs:
             expires = utcnow() + timedelta(seconds=settings.lease_seconds)
             job = await ctx.store.jobs.lease_next(site, holder=site, expires=expires)
             if job is None:
                 break
             jobs.append(job)
-        if jobs or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if jobs or remaining <= 0:
             break
-        await asyncio.sleep(settings.lease_poll_interval)
+        await wait_for_wakeup(wakeup, min(pause, remaining))
     specs = []
     arch = await ctx.store.sites.get(site) or None
     for job in jobs:
