@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 from collections.abc import Callable
@@ -13,10 +14,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from services.api import auth
 from services.api.auth import issue_token
 from services.assembly import SERVICE_NAMES, assemble, bind_listeners, run_assembly
 from services.context import open_context
 from services.outage import OneLineOutages
+from shared.bus import open_bus
 from shared.config import (
     ApiSettings,
     BrokerSettings,
@@ -144,12 +147,28 @@ def create_token(
 
 
 async def _revoke(token_id: str) -> bool:
-    store = Store(load(ApiSettings).mongo_url)
+    settings = load(ApiSettings)
+    store = Store(settings.mongo_url)
+    bus = open_bus(settings.bus_url, prefix=settings.bus_prefix)
     try:
         await store.start()
-        return await store.tokens.revoke(token_id)
+        try:
+            async with asyncio.timeout(10):
+                await bus.connect()
+        except Exception as exc:
+            console.print(f"[yellow]the bus is away ({exc or type(exc).__name__})[/]")
+            if not await store.tokens.revoke(token_id):
+                return False
+            console.print(
+                "[yellow]revoked; the api processes were not told and refuse the token "
+                f"within {settings.token_cache_seconds:g} s[/]"
+            )
+            return True
+        return await auth.revoke_token(store, bus, token_id)
     finally:
         await store.close()
+        with contextlib.suppress(Exception):
+            await bus.close()
 
 
 @admin.command("revoke-token")

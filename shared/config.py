@@ -144,6 +144,14 @@ class ApiSettings(ServiceSettings):
     api_port: Port = 8000
     lease_seconds: float = Field(default=120.0, gt=0)
     lease_poll_interval: float = Field(default=0.05, gt=0)
+    """How often a waiting lease re-reads the database while the bus's wake-ups are
+    unavailable (the api could not watch ``job.assigned``)."""
+    token_cache_seconds: float = Field(default=30.0, ge=0)
+    """How long an api process keeps a token it looked up (0: never); revocations
+    reach it on the bus at once, and this bounds how long one missed there still works."""
+    lease_recheck_seconds: float = Field(default=2.0, gt=0)
+    """How often a waiting lease re-reads the database without a wake-up when the bus
+    wakes it: the bound on the delay a lost ``job.assigned`` hint can cause."""
     max_task_files_bytes: int = 1_000_000
     retry_after_seconds: int = Field(default=5, ge=1)
     """The Retry-After of a 503 answered while the bus or the database is away."""
@@ -202,6 +210,8 @@ class MonitorSettings(ServiceSettings):
     monitor_port: Port = 8001
     monitor_refresh_seconds: float = Field(default=1.0, gt=0)
     """How often what an open dashboard shows is refreshed (and pushed)."""
+    token_cache_seconds: float = Field(default=30.0, ge=0)
+    """As the api's: how long the monitor keeps a token it looked up (0: never)."""
     monitor_occupancy_seconds: float = Field(default=10.0, gt=0)
     """How often the sites' slots are sampled for the occupancy charts."""
     monitor_cached_tasks: int = Field(default=32, ge=1)

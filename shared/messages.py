@@ -153,6 +153,13 @@ class ArtifactUploaded(Message):
     artifact_id: str
 
 
+class TokenRevoked(Message):
+    """Published after the revocation is written: api processes drop cached copies."""
+
+    routing_key: ClassVar[str] = "token.revoked"
+    token_id: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.routing_key: cls
     for cls in (
@@ -174,6 +181,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         CheckpointSaved,
         SiteHeartbeat,
         ArtifactUploaded,
+        TokenRevoked,
     )
 }
 

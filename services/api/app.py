@@ -24,8 +24,10 @@ from services.api.routers import (
     studies,
     tasks,
 )
+from services.api.tokencache import TokenCache
 from services.api.unavailable import OUTAGE_TYPES, unavailable_response
 from services.api.validation import validation_error
+from services.api.wakeups import SiteWakeups
 from services.consumer import WebService
 from services.context import Context
 from shared.artifacts.file import FileArtifactStore
@@ -42,6 +44,8 @@ def create_app(ctx: Context, settings: ApiSettings) -> FastAPI:
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.offloader = Offloader()
+    app.state.wakeups = SiteWakeups(ctx.bus)
+    app.state.tokens = TokenCache(ctx.store, ctx.bus, ttl=settings.token_cache_seconds)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(tasks.router)
     app.include_router(edge.router)
@@ -80,3 +84,11 @@ class ApiService(WebService):
 
     def __init__(self, ctx: Context, settings: ApiSettings) -> None:
         super().__init__(create_app(ctx, settings))
+
+    async def start(self) -> None:
+        await self.app.state.wakeups.start()
+        await self.app.state.tokens.start()
+
+    async def stop(self) -> None:
+        await self.app.state.wakeups.stop()
+        await self.app.state.tokens.stop()

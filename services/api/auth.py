@@ -11,8 +11,10 @@ import re
 import secrets
 from datetime import timedelta
 
+from shared.bus import Bus
 from shared.clock import new_id, utcnow
 from shared.domain.models import Token
+from shared.messages import TokenRevoked
 from shared.store import Store
 
 PREFIX = "hpo_"
@@ -50,13 +52,25 @@ async def issue_token(
     return token, secret
 
 
+async def revoke_token(store: Store, bus: Bus, token_id: str) -> bool:
+    """Revoke in the database, then tell the api processes on the bus to drop their
+    cached copies (services/api/tokencache.py). False for an unknown token. The
+    revocation holds once written; a failed publish raises after it, and the processes
+    then refuse the token when their cached copy expires."""
+    if not await store.tokens.revoke(token_id):
+        return False
+    await bus.publish(TokenRevoked(token_id=token_id))
+    return True
+
+
 async def authenticate(store: Store, secret: str) -> Token | None:
     """The live token for ``secret``, or None (unknown, expired or revoked)."""
     if not secret.startswith(PREFIX):
         return None
     token = await store.tokens.find_by_hash(hash_secret(secret))
-    if token is None or token.revoked:
-        return None
-    if token.expires is not None and token.expires <= utcnow():
-        return None
-    return token
+    return token if token is not None and usable(token) else None
+
+
+def usable(token: Token) -> bool:
+    """Neither revoked nor expired."""
+    return not token.revoked and (token.expires is None or token.expires > utcnow())

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.api.auth import authenticate
 from services.api.offload import Offloader
+from services.api.tokencache import TokenCache
+from services.api.wakeups import SiteWakeups
 from services.context import Context
 from shared.config import ApiSettings
 from shared.domain.models import Token
@@ -31,13 +32,25 @@ def get_offloader(request: Request) -> Offloader:
     return offloader
 
 
+def get_wakeups(request: Request) -> SiteWakeups:
+    wakeups: SiteWakeups = request.app.state.wakeups
+    return wakeups
+
+
+def get_tokens(request: Request) -> TokenCache:
+    tokens: TokenCache = request.app.state.tokens
+    return tokens
+
+
 Ctx = Annotated[Context, Depends(get_context)]
 Settings = Annotated[ApiSettings, Depends(get_settings)]
 Offload = Annotated[Offloader, Depends(get_offloader)]
+Wakeups = Annotated[SiteWakeups, Depends(get_wakeups)]
+Tokens = Annotated[TokenCache, Depends(get_tokens)]
 
 
 async def get_token(
-    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    tokens: Tokens, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Token:
     if credentials is None:
         raise HTTPException(
@@ -45,7 +58,7 @@ async def get_token(
             "missing bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = await authenticate(ctx.store, credentials.credentials)
+    token = await tokens.authenticate(credentials.credentials)
     if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -15,6 +15,7 @@ import contextlib
 
 from fastapi import FastAPI
 
+from services.api.tokencache import TokenCache
 from services.consumer import WebService
 from services.context import Context
 from services.monitor import assets
@@ -46,6 +47,7 @@ def create_app(ctx: Context, settings: MonitorSettings) -> FastAPI:
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.monitor = build_state(ctx, settings)
+    app.state.tokens = TokenCache(ctx.store, ctx.bus, ttl=settings.token_cache_seconds)
     app.include_router(assets.build_router())
     for module in (tasks, points, jobs, artifacts, sites, events):
         app.include_router(module.router)
@@ -68,6 +70,7 @@ class MonitorService(WebService):
 
     async def start(self) -> None:
         self._stop.clear()
+        await self.app.state.tokens.start()
         self._live = asyncio.create_task(self.state.hub.run(self._stop))
 
     async def reconcile(self) -> None:
@@ -79,3 +82,4 @@ class MonitorService(WebService):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live
             self._live = None
+        await self.app.state.tokens.stop()

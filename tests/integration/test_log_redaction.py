@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.api.routers import hopaas
 from shared.config import LogSettings
 from shared.logs import setup_logging
 from tests.integration.central import Central, central, file_artifacts
@@ -61,10 +60,10 @@ async def test_a_500_on_a_hopaas_path_is_logged_without_the_token(
 ) -> None:
     token = await system.token("alice", ["user"])
 
-    async def broken(store: object, secret: str) -> None:
-        raise RuntimeError(f"token store unreachable while checking {secret}")
+    async def broken(digest: str) -> None:
+        raise RuntimeError(f"token store unreachable while checking {token}")
 
-    monkeypatch.setattr(hopaas, "authenticate", broken)
+    monkeypatch.setattr(system.ctx.store.tokens, "find_by_hash", broken)
     async with httpx.AsyncClient(base_url=system.api_url) as http:
         reply = await http.post(f"/api/ask/{token}", json={"x": "optuna#uniform(0, 1)"})
     assert reply.status_code == 500

@@ -20,8 +20,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, status
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.auth import authenticate
-from services.api.deps import Ctx, Offload
+from services.api.deps import Ctx, Offload, Tokens
 from services.api.hopaas_properties import (
     CONFIG_KEY,
     TRIAL_KEY,
@@ -82,8 +81,8 @@ def unprocessable(name: str, msg: str) -> HTTPException:
     )
 
 
-async def _owner(ctx: Ctx, token: str) -> str:
-    found = await authenticate(ctx.store, token)
+async def _owner(tokens: Tokens, token: str) -> str:
+    found = await tokens.authenticate(token)
     if found is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid, expired or revoked token")
     if "user" not in found.scopes and "admin" not in found.scopes:
@@ -114,9 +113,13 @@ def check_study(body: dict[str, Any]) -> StudySpec:
 
 @router.post("/ask/{token}")
 async def ask(
-    token: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx, offload: Offload
+    token: str,
+    body: Annotated[dict[str, Any], Body()],
+    ctx: Ctx,
+    offload: Offload,
+    tokens: Tokens,
 ) -> dict[str, Any]:
-    owner = await _owner(ctx, token)
+    owner = await _owner(tokens, token)
     try:
         spec = await offload.run(check_study, body)
     except PropertyError as exc:
@@ -130,25 +133,25 @@ async def ask(
 
 
 @router.post("/tell/{token}")
-async def tell(token: str, body: TellBody, ctx: Ctx) -> TrialOutcome:
+async def tell(token: str, body: TellBody, ctx: Ctx, tokens: Tokens) -> TrialOutcome:
     study_id, index = _split_trial(body.hopaas_trial)
-    task, study = await own_study(ctx, await _owner(ctx, token), study_id)
+    task, study = await own_study(ctx, await _owner(tokens, token), study_id)
     closed = await tell_trial(ctx, task, study, index, body.loss)
     return TrialOutcome(hopaas_trial=body.hopaas_trial, **vars(closed))
 
 
 @router.post("/mark_as_failed/{token}")
-async def mark_as_failed(token: str, body: FailBody, ctx: Ctx) -> TrialOutcome:
+async def mark_as_failed(token: str, body: FailBody, ctx: Ctx, tokens: Tokens) -> TrialOutcome:
     study_id, index = _split_trial(body.hopaas_trial)
-    task, _ = await own_study(ctx, await _owner(ctx, token), study_id)
+    task, _ = await own_study(ctx, await _owner(tokens, token), study_id)
     closed = await fail_trial(ctx, task, index, body.error)
     return TrialOutcome(hopaas_trial=body.hopaas_trial, **vars(closed))
 
 
 @router.post("/should_prune/{token}")
-async def should_prune(token: str, body: ReportBody, ctx: Ctx) -> bool:
+async def should_prune(token: str, body: ReportBody, ctx: Ctx, tokens: Tokens) -> bool:
     study_id, index = _split_trial(body.hopaas_trial)
-    task, study = await own_study(ctx, await _owner(ctx, token), study_id)
+    task, study = await own_study(ctx, await _owner(tokens, token), study_id)
     return await report_trial(ctx, task, study, index, body.step, body.loss)
 
 
@@ -161,10 +164,11 @@ async def get_best_trial(
     token: str,
     hopaas_trial: Annotated[str, Query(max_length=300)],
     ctx: Ctx,
+    tokens: Tokens,
     accept: Annotated[str, Header(max_length=1000)] = "*/*",
 ) -> Response:
     study_id, _ = _split_trial(hopaas_trial)
-    task, study = await own_study(ctx, await _owner(ctx, token), study_id)
+    task, study = await own_study(ctx, await _owner(tokens, token), study_id)
     index, _loss = await best_trial(ctx, task, study)
     answer = f"{task.id}:{index}"
     if "application/json" in accept and "text/plain" not in accept and "*/*" not in accept:
