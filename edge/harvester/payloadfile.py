@@ -70,6 +70,15 @@ class PayloadFileError(Exception):
     """A file the payload wrote that the harvester refuses; ``str()`` is the reason."""
 
 
+class PayloadJsonSyntaxError(PayloadFileError):
+    """Not JSON at all (which a file still being written by a non-atomic writer is too)."""
+
+
+class PayloadReadTimeoutError(Exception):
+    """Reading a job's files took longer than ``read_timeout``: the filesystem, not
+    necessarily the payload, is at fault, so the job is read again on the next scan."""
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -82,7 +91,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_confined(base: Path, relative: str) -> int | None:
+def _open_confined(base: Path, relative: str, name: str) -> int | None:
     """A descriptor of ``base/relative`` opened without following any link below
     ``base``; None if it does not exist."""
     parts = PurePosixPath(relative).parts
@@ -102,11 +111,11 @@ def _open_confined(base: Path, relative: str) -> int | None:
             except OSError as exc:
                 if exc.errno in _MISSING:
                     if not leaf and _is_link(part, current):
-                        raise _link_error(relative, parts[: depth + 1]) from exc
+                        raise _link_error(name, relative, parts[: depth + 1]) from exc
                     return None
                 if exc.errno == errno.ELOOP or (not leaf and _is_link(part, current)):
-                    raise _link_error(relative, parts[: depth + 1]) from exc
-                raise PayloadFileError(f"{relative} cannot be opened ({exc.strerror})") from exc
+                    raise _link_error(name, relative, parts[: depth + 1]) from exc
+                raise PayloadFileError(f"{name} cannot be opened ({exc.strerror})") from exc
             os.close(current)
             current = fd
         fd, current = current, -1
@@ -123,30 +132,30 @@ def _is_link(name: str, dir_fd: int) -> bool:
         return False
 
 
-def _link_error(relative: str, parts: tuple[str, ...]) -> PayloadFileError:
+def _link_error(name: str, relative: str, parts: tuple[str, ...]) -> PayloadFileError:
     where = "/".join(parts)
-    what = relative if where == relative else f"{relative} (through {where})"
+    what = name if where == relative else f"{name} (through {where})"
     return PayloadFileError(
         f"{what} is a symbolic link; the harvester reads only regular files inside the "
         "job directory"
     )
 
 
-def read_bytes(base: Path, relative: str, max_bytes: int) -> bytes | None:
+def read_bytes(base: Path, relative: str, max_bytes: int, name: str = "") -> bytes | None:
     """The bytes of a regular file ``base/relative`` of at most ``max_bytes``; None if
-    it does not exist. Raises PayloadFileError for anything else."""
-    fd = _open_confined(base, relative)
+    it does not exist. Raises PayloadFileError for anything else, naming the file
+    ``name`` (default: ``relative``)."""
+    name = name or relative
+    fd = _open_confined(base, relative, name)
     if fd is None:
         return None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise PayloadFileError(
-                f"{relative} is {_kind(info.st_mode)}; it must be a regular file"
-            )
+            raise PayloadFileError(f"{name} is {_kind(info.st_mode)}; it must be a regular file")
         if info.st_size > max_bytes:
             raise PayloadFileError(
-                f"{relative} is {info.st_size} bytes, over the site's limit of {max_bytes}"
+                f"{name} is {info.st_size} bytes, over the site's limit of {max_bytes}"
             )
         chunks: list[bytes] = []
         size = 0
@@ -158,17 +167,17 @@ def read_bytes(base: Path, relative: str, max_bytes: int) -> bytes | None:
             size += len(chunk)
         if size > max_bytes:
             raise PayloadFileError(
-                f"{relative} grew over the site's limit of {max_bytes} bytes while read"
+                f"{name} grew over the site's limit of {max_bytes} bytes while read"
             )
         return b"".join(chunks)
     finally:
         os.close(fd)
 
 
-def read_text(base: Path, relative: str, max_bytes: int) -> str | None:
+def read_text(base: Path, relative: str, max_bytes: int, name: str = "") -> str | None:
     """:func:`read_bytes` decoded as strict UTF-8."""
-    data = read_bytes(base, relative, max_bytes)
-    return None if data is None else decode(relative, data)
+    data = read_bytes(base, relative, max_bytes, name)
+    return None if data is None else decode(name or relative, data)
 
 
 def decode(name: str, data: bytes) -> str:
@@ -239,13 +248,27 @@ def parse_json(name: str, text: str, max_depth: int) -> Any:
     except RecursionError as exc:  # the depth check makes this unreachable; kept safe
         raise PayloadFileError(f"{name} nests too deeply") from exc
     except ValueError as exc:
-        raise PayloadFileError(f"{name} is not valid JSON ({exc})") from exc
+        raise PayloadJsonSyntaxError(f"{name} is not valid JSON ({exc})") from exc
 
 
-def read_json(base: Path, relative: str, limits: PayloadFileLimits) -> Any | None:
+def read_json(base: Path, relative: str, limits: PayloadFileLimits, name: str = "") -> Any | None:
     """The parsed JSON file ``base/relative`` (None if missing), every bound checked."""
-    text = read_text(base, relative, limits.max_json_bytes)
-    return None if text is None else parse_json(relative, text, limits.max_json_depth)
+    text = read_text(base, relative, limits.max_json_bytes, name)
+    return None if text is None else parse_json(name or relative, text, limits.max_json_depth)
+
+
+def open_regular(base: Path, relative: str, name: str = "") -> int | None:
+    """A descriptor of the regular file ``base/relative`` (None if missing), for reads
+    at offsets; the caller closes it. Raises PayloadFileError like :func:`read_bytes`."""
+    name = name or relative
+    fd = _open_confined(base, relative, name)
+    if fd is None:
+        return None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise PayloadFileError(f"{name} is {_kind(mode)}; it must be a regular file")
+    return fd
 
 
 class PayloadReader:
@@ -259,13 +282,13 @@ class PayloadReader:
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` off the event loop; PayloadFileError if it takes longer than
-        ``read_timeout`` (the thread is left to finish on its own)."""
+        ``read_timeout`` (PayloadReadTimeoutError; the thread is left to finish)."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, fn, *args)
         try:
             return await asyncio.wait_for(future, self.limits.read_timeout)
         except TimeoutError as exc:
-            raise PayloadFileError(
+            raise PayloadReadTimeoutError(
                 f"reading {what} took longer than {self.limits.read_timeout:g} s"
             ) from exc
 

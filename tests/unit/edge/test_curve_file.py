@@ -8,7 +8,7 @@ from edge.harvester.curves import MAX_VALUES, read_new_lines
 
 
 def steps(path: Path, offset: int) -> tuple[list[tuple[int, float]], int, int]:
-    new = read_new_lines(path, offset)
+    new = read_new_lines(path.parent, path.name, offset)
     return [(v.step, v.value) for v in new.values], new.offset, new.bad
 
 
