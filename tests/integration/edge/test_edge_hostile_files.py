@@ -64,6 +64,7 @@ async def failure_of(
         await until(lambda: fake_api.events_of(spec.job_id, "failed"))
         await until(lambda: spec.job_id not in harvester.jobs)
     assert not fake_api.events_of(spec.job_id, "finished")
+    failed: JobEvent
     [failed] = fake_api.events_of(spec.job_id, "failed")
     paths = JobPaths.under(site_config.root, spec.job_id)
     assert ReportRecord.model_validate_json(paths.reported.read_text()).kind == "failed"
