@@ -109,7 +109,7 @@ async def test_output_json_as_a_fifo_fails_its_job_and_another_job_is_still_repo
         ("mkdir output.json", "output.json is a directory; it must be a regular file"),
         (
             r"printf '{\"status\": 0, \"loss\": 0.5, \"message\": \"\377\"}' > output.json",
-            "output.json is not UTF-8 text (byte 0xff at offset 40)",
+            "output.json is not UTF-8 text (byte 0xff at offset 46)",
         ),
         (
             "head -c 2000000 /dev/zero | tr '\\0' ' ' > output.json",
@@ -134,8 +134,11 @@ async def test_a_malformed_output_json_fails_its_job_with_the_reason(
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        ('{"status": 0, "loss": 1' + "0" * 400 + "}", "an integer of 401 digits, out of range"),
-        ('{"status": 0, "loss": 1e400}', "the number 1e400, out of range"),
+        (
+            '{"status": 0, "loss": 1' + "0" * 400 + "}",
+            "holds an integer of 401 digits, out of range",
+        ),
+        ('{"status": 0, "loss": 1e400}', "holds the number 1e400, out of range"),
         ('{"status": 0, "loss": NaN}', "holds NaN; numbers must be finite"),
         ('{"status": 0, "loss": -Infinity}', "holds -Infinity; numbers must be finite"),
         ("[" * 10_000 + "]" * 10_000, "nests arrays or objects 10000 levels deep; the limit is 64"),
@@ -194,7 +197,11 @@ async def test_a_malformed_output_json_is_failed_again_after_a_restart_not_retri
 
 # -- status.json (the payload may replace the agent's file) --------------------------------
 
-PLANT_STATUS = "cd .. && {make} && mv -f .status.new status.json && sleep 30"
+PLANT_STATUS = (
+    "cd .. && until grep -q '\"pid\": [0-9]' status.json; do sleep 0.05; done && {make}"
+    " && rm -f status.json && mv .status.new status.json; sleep 30"
+)
+"""Once the agent wrote its status for the running point (it writes again at the end)."""
 
 
 @pytest.mark.parametrize(
