@@ -60,6 +60,8 @@ def read_new_lines(
         data = os.pread(fd, MAX_READ, offset)
     finally:
         os.close(fd)
+    if len(data) == MAX_READ and b"\n" not in data:
+        raise PayloadFileError(f"{name} has a line longer than {MAX_READ} bytes")
     values: list[IntermediateValue] = []
     bad = 0
     consumed = 0
