@@ -157,9 +157,12 @@ class JobBuilderService(BusConsumer):
                 return
             if task.config.online:
                 return
-            if repair:
+            counted = task.jobs_counted
+            if repair or counted is None:
                 await self._recover_pending(task)
-            total_jobs = await self._define_jobs(task)
+                counted = await self.ctx.store.jobs.count(task.id, active_only=False)
+                await self.ctx.store.tasks.set_jobs(task.id, counted)
+            total_jobs = await self._define_jobs(task, counted)
             await self._maybe_finish(task, total_jobs)
 
     async def close_idle_studies(self) -> None:
@@ -185,11 +188,16 @@ class JobBuilderService(BusConsumer):
             if point.job_id and await store.jobs.get(point.job_id) is None:
                 await self._insert_job(task, point, point.job_id, point.attempts)
 
-    async def _define_jobs(self, task: Task) -> int:
-        """Define what the budget and parallelism allow; the task's job count after."""
+    async def _define_jobs(self, task: Task, total: int) -> int:
+        """Define what the budget and parallelism allow, given the ``total`` jobs the
+        task counts; the count after.
+
+        The count is the task's field, not a count of its jobs (which grows with the
+        task). A crash between a job's insert and its count leaves the field one short
+        until the periodic pass recounts it, which a restarted job builder runs first.
+        """
         store = self.ctx.store
         active = await store.jobs.count(task.id, active_only=True)
-        total = await store.jobs.count(task.id, active_only=False)
         segments = len(await self.ctx.constants.segments(task.id))
         slots = job_slots(task.config, active, total, segments=segments)
         if slots == 0:
@@ -202,6 +210,7 @@ class JobBuilderService(BusConsumer):
             if job_id is not None and await self._insert_job(
                 task, point, job_id, next_attempt(point)[0]
             ):
+                await store.tasks.add_jobs(task.id, 1)
                 total += 1
         return total
 

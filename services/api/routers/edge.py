@@ -237,6 +237,7 @@ async def job_event(
     if body.kind == "preempted":
         reason = body.reason or "the batch system stopped the job"
         if await store.jobs.preempt(job.id, job.generation, reason):
+            await store.tasks.add_jobs(job.task_id, -1)  # continued by the next job
             await ctx.bus.publish(JobPreempted(task_id=job.task_id, job_id=job.id))
             return JobEventReply(accepted=True)
         return stale
