@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.scheduled import ScheduledBatch
 from edge.batch.script import DirectiveName, ScheduledBatchConfig, Worker, directive_value
@@ -108,17 +109,19 @@ class LsfBatch(ScheduledBatch):
         self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
 
-    def directives(self, worker: Worker) -> list[str]:
-        c = self.config
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        c, o = self.config, options or ClassBatchOptions()
         lines = [
             f"-J {directive_value(worker.name, 'job name')}",
             f"-o {directive_value(worker.log, 'batch log path')}",  # stderr joins it
             f"-cwd {directive_value(worker.dir, 'worker directory')}",
         ]
-        if c.queue:
-            lines.append(f"-q {c.queue}")
-        if c.account:
-            lines.append(f"-P {c.account}")
+        if o.queue or c.queue:
+            lines.append(f"-q {o.queue or c.queue}")
+        if o.account or c.account:
+            lines.append(f"-P {o.account or c.account}")
+        if o.constraint:
+            lines.append(f'-R "select[{o.constraint}]"')
         if c.walltime is not None:
             lines.append(f"-W {lsf_walltime(c.walltime)}")
         if c.whole_nodes:
@@ -132,7 +135,7 @@ class LsfBatch(ScheduledBatch):
             if c.layout == "whole_node":
                 lines.append("-x")
         lines.append("-r" if c.requeue else "-rn")
-        return lines + c.directives
+        return lines + c.directives + o.directives
 
     def submit_script(self, worker: Worker, script: str) -> str:
         result = self.run(["bsub"], stdin=script)
