@@ -486,7 +486,8 @@ class Harvester:
         killed = await asyncio.to_thread(
             lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
         )
-        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed)
+        expected = {j.job_id: j.doc.spec.expected_seconds for j in jobs}
+        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed, expected)
         for job_id in result.taken_back:
             job = self.jobs.get(job_id)
             if job is None:

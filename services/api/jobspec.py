@@ -67,6 +67,16 @@ async def dataset_input(
     return DatasetInput(name=name, files=files, select=select)
 
 
+async def expected_seconds(store: Store, job: Job) -> float | None:
+    """The mean run time of the task's finished jobs on the job's site and class, if
+    any finished there (a late-binding worker orders and fits its jobs by it)."""
+    if not job.site or not job.compute_class:
+        return None
+    means = (await store.runtimes.means([job.task_id])).get(job.task_id, {})
+    mean = means.get((job.site, job.compute_class))
+    return mean if mean is not None and mean > 0 else None
+
+
 async def build_spec(
     store: Store, job: Job, arch: str, artifacts: ArtifactStore | None = None
 ) -> JobSpec:
@@ -99,6 +109,7 @@ async def build_spec(
     datasets = [await dataset_input(store, artifacts, job.owner, n, s) for n, s in wanted]
     expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
     return JobSpec(
+        expected_seconds=await expected_seconds(store, job),
         job_id=job.id,
         task_id=job.task_id,
         owner=job.owner,
