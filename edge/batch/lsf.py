@@ -16,7 +16,8 @@ agent stops the payload on the first of them).
 Supports: queue, project (``account`` → ``-P``), walltime (``-W``, whole minutes, rounded
 up), GPUs per host (``-gpu "num=N"``), nodes (``-n N -R "span[ptile=1]"``), extra
 ``#BSUB`` lines, set-up lines, the nodes' python, a launcher, ``unshare -n`` isolation,
-and not rerunnable (``-rn``) unless ``requeue`` is set.
+and not rerunnable (``-rn``) unless ``requeue`` is set; per compute class, a queue,
+project, ``select[...]`` constraint and extra lines (:mod:`edge.batch.options`).
 
 Power9 machines with IBM CSM (Summit, Sierra) allocate whole nodes (set
 ``whole_nodes = true`` for ``-nnodes N``; ``-gpu`` is then left out, every GPU of the

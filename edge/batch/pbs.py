@@ -19,7 +19,8 @@ Supports: queue, account (``-A``), walltime (``-l walltime=H:MM:SS``), nodes and
 ``-l nodes=N:gpus=G``), the shell (``-S``: Torque ignores the ``#!`` line), extra ``#PBS``
 lines, set-up lines (the script changes to the worker directory itself: PBS starts jobs
 in ``$HOME``), the nodes' python, a launcher, ``unshare -n`` isolation, and not
-rerunnable (``-r n``) unless ``requeue`` is set. The scheduler's own output is joined
+rerunnable (``-r n``) unless ``requeue`` is set; per compute class, a queue, account and
+extra lines (:mod:`edge.batch.options`). The scheduler's own output is joined
 into ``batch.log`` (``-j oe``); PBS copies it there when the job ends, while
 ``agent.log`` is written live.
 

@@ -16,7 +16,8 @@ Supports: queue (``-q``), account (``-A``), walltime (``-l h_rt=H:MM:SS``), GPUs
 (``-l gpu=N``, a consumable the site defines: ``gpu INT <= YES YES 0 0`` in ``qconf
 -mc`` and ``complex_values gpu=N`` on each execution host), the shell (``-S``), extra
 ``#$`` lines, set-up lines, the nodes' python, a launcher, ``unshare -n`` isolation, and
-not rerunnable (``-r n``) unless ``requeue`` is set. The scheduler's output is joined
+not rerunnable (``-r n``) unless ``requeue`` is set; per compute class, a queue, account
+and extra lines (:mod:`edge.batch.options`). The scheduler's output is joined
 into ``batch.log`` (``-j y``).
 
 Layouts: ``single``, ``per_gpu`` (one job holding ``gpus_per_node`` GPUs) and

@@ -4,7 +4,8 @@
 Supports: partition, account, walltime, node count, GPUs per node (``--gres=gpu:N``, on
 which Slurm sets ``CUDA_VISIBLE_DEVICES`` for the job), extra ``#SBATCH`` lines, set-up
 lines, the compute nodes' python, a launcher prefix, and network isolation (the agent
-runs under ``unshare -n``). Submits with ``sbatch --parsable``. Polls every id with one
+runs under ``unshare -n``); per compute class, a partition, account, QOS, constraint and
+extra lines (:mod:`edge.batch.options`). Submits with ``sbatch --parsable``. Polls every id with one
 ``squeue``; ids it no longer lists (ended longer ago than the controller's MinJobAge,
 5 minutes by default) are looked up with one ``sacct``, and count as done when
 accounting is off or does not know them either, since the controller has no such job

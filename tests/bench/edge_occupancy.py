@@ -78,7 +78,7 @@ def specs(n: int, seed: int, known: bool = False) -> list[JobSpec]:
     ]
 
 
-def site(api_url: str, root: Path, layout: str) -> SiteConfig:
+def site(api_url: str, root: Path, layout: str, queue_per_slot: int = 1) -> SiteConfig:
     batch: dict[str, Any] = {"kind": "slurm", "walltime": "00:30:00", "layout": layout}
     batch["gpus_per_node"] = GPUS if layout == "per_gpu" else 1
     return SiteConfig.model_validate(
@@ -89,7 +89,11 @@ def site(api_url: str, root: Path, layout: str) -> SiteConfig:
             "root": root,
             "slots": GPUS,
             "batch": batch,
-            "late_binding": {"expected_job_seconds": 60, "idle_seconds": 10},
+            "late_binding": {
+                "expected_job_seconds": 60,
+                "idle_seconds": 10,
+                "queue_per_slot": queue_per_slot,
+            },
         }
     )
 
@@ -124,10 +128,15 @@ def measure(root: Path, jobs: list[JobSpec], t0: float) -> dict[str, Any]:
 
 
 async def run_mode(
-    api_url: str, state: FakeEdgeApi, layout: str, jobs: list[JobSpec], keep: bool = False
+    api_url: str,
+    state: FakeEdgeApi,
+    layout: str,
+    jobs: list[JobSpec],
+    keep: bool = False,
+    queue_per_slot: int = 1,
 ) -> None:
     root = Path(tempfile.mkdtemp(prefix=f"hpo-occupancy-{layout}-"))
-    config = site(api_url, root, layout)
+    config = site(api_url, root, layout, queue_per_slot)
     harvester = Harvester(config)
     batch = open_batch(config.batch)
     stop = asyncio.Event()
@@ -152,6 +161,7 @@ async def run_mode(
         "mode": layout,
         "jobs": len(jobs),
         "known_durations": jobs[0].expected_seconds is not None,
+        "queue_per_slot": queue_per_slot,
         **measure(root, jobs, t0),
     }
     if keep:
@@ -168,6 +178,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--modes", default="per_gpu,single")
     parser.add_argument("--keep", action="store_true", help="keep the edge roots (timelines)")
+    parser.add_argument("--queue-per-slot", type=int, default=1, help="[late_binding]")
     parser.add_argument(
         "--known-durations",
         action="store_true",
@@ -193,7 +204,7 @@ async def main() -> None:
             jobs = specs(args.jobs, args.seed, args.known_durations)
             for spec in jobs:  # same durations, distinct ids per mode
                 spec.job_id = f"{layout}-{n}-{spec.job_id}"
-            await run_mode(state.base_url, state, layout, jobs, args.keep)
+            await run_mode(state.base_url, state, layout, jobs, args.keep, args.queue_per_slot)
     finally:
         server.should_exit = True
         await serving
