@@ -116,7 +116,6 @@ async def build_spec(
     datasets = [await dataset_input(store, artifacts, job.owner, n, s) for n, s in wanted]
     expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
     return JobSpec(
-        expected_seconds=await expected_seconds(store, job),
         job_id=job.id,
         task_id=job.task_id,
         owner=job.owner,
@@ -128,6 +127,7 @@ async def build_spec(
         points=points,
         exec=config.evaluationExec,
         compute_class=job.compute_class,
+        expected_seconds=await expected_seconds(store, job),
         container=resolve_image(config.evaluationContainer, arch),
         files=OutputFiles(
             input=config.evaluationInput,

@@ -124,7 +124,7 @@ async def test_jobs_run_only_on_the_class_that_satisfies_them_and_say_why_they_w
     # What is learnt travels with the task's next leases: a late-binding worker orders
     # and fits its jobs by it.
     learnt = means[view["id"]][("big", "a100x4")]
-    spec = await build_spec(system.ctx.store, records[0], "amd64")
+    spec = await build_spec(system.ctx.store, system.ctx.constants, records[0], "amd64")
     assert spec.expected_seconds == pytest.approx(learnt) and learnt > 0
     staged = [
         JobDocument.model_validate_json(p.read_text()).spec
