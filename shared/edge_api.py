@@ -152,6 +152,10 @@ class JobSpec(BaseModel):
     exec: str
     compute_class: str | None = None
     """The class of the site's nodes the broker chose for the job."""
+    expected_seconds: float | None = Field(default=None, gt=0)
+    """How long the job is expected to run, when known: the mean run time of the
+    task's finished jobs on this site and class. A late-binding worker starts the
+    longest expected job first and none that cannot end within its walltime."""
     container: str | dict[str, str] | None = None
     """``evaluationContainer``: one image reference, or a map arch -> reference that the
     harvester resolves for its site's arch (the api sends the reference it resolved)."""

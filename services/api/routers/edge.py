@@ -116,9 +116,10 @@ async def lease(
         await wait_for_wakeup(wakeup, min(pause, remaining))
     specs = []
     arch = await ctx.store.sites.get(site) or None
+    means = await ctx.store.runtimes.means(list({j.task_id for j in jobs})) if jobs else {}
     for job in jobs:
         spec = await build_spec(
-            ctx.store, ctx.constants, job, arch.arch if arch else "amd64", ctx.artifacts
+            ctx.store, ctx.constants, job, arch.arch if arch else "amd64", ctx.artifacts, means
         )
         specs.append(spec)
         await publish_hint(
