@@ -16,7 +16,7 @@ from shared.domain.models import Segment, Task
 from shared.domain.segmentspec import SegmentSpecError, parse_segment_specs
 from shared.jsonfile import JsonFileError, parse_json
 from shared.searchspace import SearchSpaceError, parse_search_space, parse_segmented, to_phpo
-from shared.store.base import to_doc
+from shared.store.documents import to_doc
 
 MAIN_SEGMENT = "main"
 
