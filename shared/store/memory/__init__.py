@@ -48,10 +48,15 @@ class MemoryStore:
     @classmethod
     def named(cls, url: str) -> MemoryStore:
         """The store ``url`` names in this process (a fresh one for ``memory://``)."""
-        name = url.split("://", 1)[1].strip("/") if "://" in url else ""
+        name = _name(url)
         if not name:
             return cls()
         return cls._named.setdefault(name, cls())
+
+    @classmethod
+    def forget(cls, url: str) -> None:
+        """Drop the store ``url`` names (a test's, at its end)."""
+        cls._named.pop(_name(url), None)
 
     async def start(self) -> None:
         """Nothing to connect to or prepare."""
@@ -61,6 +66,10 @@ class MemoryStore:
 
     async def close(self) -> None:
         """The data stays (a named store is shared by the process's contexts)."""
+
+
+def _name(url: str) -> str:
+    return url.split("://", 1)[1].strip("/") if "://" in url else ""
 
 
 __all__ = ["MemoryStore"]
