@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic
 
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from shared.domain.paging import PageRequest
 from shared.store.documents import Doc, M, from_doc, to_doc
 
 
@@ -34,6 +36,28 @@ class Repository(Generic[M]):
     ) -> list[M]:
         cursor = self.col.find(dict(query), sort=sort, limit=limit)
         return [from_doc(self.model, doc) async for doc in cursor]
+
+    async def _page(self, query: Mapping[str, Any], field: str, page: PageRequest) -> list[M]:
+        """One keyset page of ``query`` in the order of ``field`` then ``_id``."""
+        direction = DESCENDING if page.descending else ASCENDING
+        filters = dict(query)
+        if page.after is not None:
+            beyond = "$lt" if page.descending else "$gt"
+            key = page.after
+            filters = {
+                "$and": [
+                    filters,
+                    {
+                        "$or": [
+                            {field: {beyond: key.value}},
+                            {field: key.value, "_id": {beyond: key.id}},
+                        ]
+                    },
+                ]
+            }
+        return await self._find(
+            filters, sort=[(field, direction), ("_id", direction)], limit=page.limit
+        )
 
 
 __all__ = ["Doc", "Repository", "from_doc", "to_doc"]

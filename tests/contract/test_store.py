@@ -33,6 +33,7 @@ from shared.domain.models import (
     Token,
     WarmStartSummary,
 )
+from shared.domain.paging import PageKey, PageRequest, PointOrder
 from shared.domain.taskconfig import TaskConfig
 from shared.store import DuplicateKeyError, Store, attempt_job_id, open_store
 from shared.store.records import SteeringCapability, Study
@@ -720,3 +721,90 @@ async def test_a_named_memory_store_is_shared_in_the_process() -> None:
     assert await open_store("memory://").tasks.get("named") is None
     with pytest.raises(ValueError, match="unsupported store URL scheme"):
         open_store("postgres://x")
+
+
+# --- pages and the job counter (merged from main's paging and job-count work) ------
+
+
+def _keys(points: list[Point]) -> list[str]:
+    return [p.id for p in points]
+
+
+async def page_all(store: Store, task_id: str, **kwargs: object) -> list[list[str]]:
+    """Every page of the task's points, three at a time, following the cursors."""
+    order = kwargs.pop("order", PointOrder.INDEX)
+    descending = bool(kwargs.pop("descending", False))
+    pages: list[list[str]] = []
+    after: PageKey | None = None
+    while True:
+        request = PageRequest(limit=3, after=after, descending=descending)
+        found = await store.points.page_for_task(task_id, request, order=order, **kwargs)  # type: ignore[arg-type]
+        if not found:
+            return pages
+        pages.append(_keys(found))
+        last = found[-1]
+        value = last.index if order is PointOrder.INDEX else last.loss
+        assert isinstance(value, int | float)
+        after = PageKey(value=value, id=last.id)
+
+
+async def test_point_pages_follow_their_cursors_in_every_order(store: Store) -> None:
+    for i in range(7):
+        loss: object = [1.0, 2.0] if i == 6 else (None if i == 5 else float(10 - i) % 4)
+        status = PointStatus.EVALUATED if loss is not None else PointStatus.UNEVALUATED
+        assert await store.points.insert(point(i, status=status, loss=loss))
+    assert await store.points.insert(point(0, segment="b"))
+    assert await store.points.insert(point(0, task_id="t2"))
+    ids = [f"t1.main.{i}" for i in range(7)]
+    by_index = await page_all(store, "t1", segment="main")
+    assert by_index == [ids[0:3], ids[3:6], ids[6:7]]
+    # index ties across segments are broken by id
+    assert [p for page in await page_all(store, "t1") for p in page][:2] == [
+        "t1.b.0",
+        "t1.main.0",
+    ]
+    backwards = await page_all(store, "t1", segment="main", descending=True)
+    assert [p for page in backwards for p in page] == ids[::-1]
+    by_loss = [p for page in await page_all(store, "t1", order=PointOrder.LOSS) for p in page]
+    losses = {i: float(10 - i) % 4 for i in range(5)}  # 5: no loss, 6: a list
+    assert by_loss == [
+        f"t1.main.{i}" for i in sorted(losses, key=lambda i: (losses[i], f"t1.main.{i}"))
+    ]
+    unevaluated = await page_all(store, "t1", status=PointStatus.UNEVALUATED, segment="main")
+    assert unevaluated == [["t1.main.5"]]
+
+
+async def test_job_pages_are_oldest_first_with_filters(store: Store) -> None:
+    past = utcnow() - timedelta(minutes=1)
+    for i in range(5):
+        await store.jobs.insert(job(f"j{i}", created=past + timedelta(seconds=i)))
+    await store.jobs.insert(job("x", task_id="t2", created=past))
+    assert await store.jobs.assign("j1", "s1")
+    assert await store.jobs.assign("j3", "s1")
+    first = await store.jobs.page_for_task("t1", PageRequest(limit=2))
+    assert [j.id for j in first] == ["j0", "j1"]
+    after = PageKey(value=first[-1].created, id=first[-1].id)
+    rest = await store.jobs.page_for_task("t1", PageRequest(limit=10, after=after))
+    assert [j.id for j in rest] == ["j2", "j3", "j4"]
+    at_s1 = await store.jobs.page_for_task("t1", PageRequest(), site="s1")
+    assert [j.id for j in at_s1] == ["j1", "j3"]
+    defined = await store.jobs.page_for_task(
+        "t1", PageRequest(descending=True), status=JobStatus.DEFINED
+    )
+    assert [j.id for j in defined] == ["j4", "j2", "j0"]
+
+
+async def test_a_task_counts_its_jobs_in_a_field(store: Store) -> None:
+    await store.tasks.insert(task())
+    stored = await store.tasks.get("t1")
+    assert stored is not None and stored.jobs_counted is None
+    await store.tasks.set_jobs("t1", 0)  # the job builder counts first (None: never counted)
+    await store.tasks.add_jobs("t1", 1)
+    await store.tasks.add_jobs("t1", 1)
+    await store.tasks.add_jobs("t1", -1)
+    stored = await store.tasks.get("t1")
+    assert stored is not None and stored.jobs_counted == 1
+    await store.tasks.set_jobs("t1", 5)
+    await store.tasks.set_jobs("t1", 5)
+    stored = await store.tasks.get("t1")
+    assert stored is not None and stored.jobs_counted == 5

@@ -17,6 +17,7 @@ from shared.domain.models import (
     JobStatus,
     PointOutcome,
 )
+from shared.domain.paging import PageRequest
 from shared.store.documents import Doc, from_doc, to_doc
 from shared.store.errors import DuplicateKeyError
 from shared.store.memory.base import MemoryRepository
@@ -52,6 +53,23 @@ class MemoryJobRepository(MemoryRepository[Job]):
         return self._find(
             lambda d: d["task_id"] == task_id, sort=lambda d: d["created"], limit=limit
         )
+
+    async def page_for_task(
+        self,
+        task_id: str,
+        page: PageRequest,
+        *,
+        status: JobStatus | None = None,
+        site: str | None = None,
+    ) -> list[Job]:
+        def match(d: Doc) -> bool:
+            if d["task_id"] != task_id:
+                return False
+            if status is not None and d["status"] != status.value:
+                return False
+            return site is None or d.get("site") == site
+
+        return self._page(match, "created", page)
 
     async def list_by_status(self, status: JobStatus, *, limit: int = 100) -> list[Job]:
         return self._find(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
+from shared.domain.paging import PageRequest, PointOrder
 from shared.store.documents import Doc, to_doc
 from shared.store.errors import DuplicateKeyError
 from shared.store.memory.base import MemoryRepository
@@ -29,6 +30,11 @@ from shared.store.transitions import (
 )
 
 _OPEN = {s.value for s in OPEN_STATUSES}
+
+
+def _number(value: object) -> bool:
+    """A scalar loss (MongoDB's ``$type: "number"``: no bool, no list)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def points_table() -> Table:
@@ -105,6 +111,26 @@ class MemoryPointRepository(MemoryRepository[Point]):
             return d["task_id"] == task_id and (status is None or d["status"] == status.value)
 
         return self._find(match, sort=lambda d: d["index"], limit=limit)
+
+    async def page_for_task(
+        self,
+        task_id: str,
+        page: PageRequest,
+        *,
+        order: PointOrder = PointOrder.INDEX,
+        status: PointStatus | None = None,
+        segment: str | None = None,
+    ) -> list[Point]:
+        def match(d: Doc) -> bool:
+            if d["task_id"] != task_id:
+                return False
+            if status is not None and d["status"] != status.value:
+                return False
+            if segment is not None and d["segment"] != segment:
+                return False
+            return order is not PointOrder.LOSS or _number(d.get("loss"))
+
+        return self._page(match, order.value, page)
 
     async def rows(
         self, task_id: str, segment: str, *, start: int, stop: int | None = None

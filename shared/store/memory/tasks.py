@@ -75,6 +75,19 @@ class MemoryTaskRepository(MemoryRepository[Task]):
         if self.table.get(task_id) is not None:
             self.table.update(task_id, lambda d: set_field(d, f"links.{name}", url))
 
+    async def add_jobs(self, task_id: str, delta: int) -> None:
+        if self.table.get(task_id) is not None:
+
+            def add(d: Doc) -> None:
+                d["jobs_counted"] = int(d.get("jobs_counted") or 0) + delta
+
+            self.table.update(task_id, add)
+
+    async def set_jobs(self, task_id: str, counted: int) -> None:
+        doc = self.table.get(task_id)
+        if doc is not None and doc.get("jobs_counted") != counted:
+            self.table.update(task_id, lambda d: d.update(jobs_counted=counted))
+
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         doc = self.table.get(task_id)
         if doc is None:
