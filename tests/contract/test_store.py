@@ -808,3 +808,20 @@ async def test_a_task_counts_its_jobs_in_a_field(store: Store) -> None:
     await store.tasks.set_jobs("t1", 5)
     stored = await store.tasks.get("t1")
     assert stored is not None and stored.jobs_counted == 5
+
+
+async def test_a_task_build_lock_has_one_holder_until_it_runs_out(store: Store) -> None:
+    await store.tasks.insert(task())
+    now = utcnow()
+    soon = now + timedelta(seconds=30)
+    held = await store.tasks.claim_build("t1", "a", now, soon)
+    assert held is not None and held.id == "t1"
+    assert await store.tasks.claim_build("t1", "b", now, soon) is None
+    assert await store.tasks.claim_build("t1", "a", now, soon) is not None  # renewal
+    later = soon + timedelta(seconds=1)
+    assert await store.tasks.claim_build("t1", "b", later, later + timedelta(seconds=30))
+    await store.tasks.release_build("t1", "a")  # not a's: unchanged
+    assert await store.tasks.claim_build("t1", "c", later, later) is None
+    await store.tasks.release_build("t1", "b")
+    assert await store.tasks.claim_build("t1", "c", later, later) is not None
+    assert await store.tasks.claim_build("missing", "c", later, later) is None

@@ -88,10 +88,11 @@ class Table:
         self._store(stored(doc))
 
     def update(self, id_: str, change: Callable[[Doc], None]) -> None:
-        """Apply ``change`` to a copy of the stored document and keep the copy."""
+        """Apply ``change`` to a copy of the stored document and keep the copy (as a
+        server would hand it back: what ``change`` set is normalised too)."""
         doc = stored(self._docs[id_])
         change(doc)
-        self._store(doc)
+        self._store(stored(doc))
 
     def delete(self, id_: str) -> bool:
         old = self._docs.pop(id_, None)

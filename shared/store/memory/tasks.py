@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from shared.clock import utcnow
@@ -74,6 +75,24 @@ class MemoryTaskRepository(MemoryRepository[Task]):
     async def set_link(self, task_id: str, name: str, url: str) -> None:
         if self.table.get(task_id) is not None:
             self.table.update(task_id, lambda d: set_field(d, f"links.{name}", url))
+
+    async def claim_build(
+        self, task_id: str, holder: str, now: datetime, until: datetime
+    ) -> Task | None:
+        doc = self.table.get(task_id)
+        if doc is None:
+            return None
+        held_by, held_until = doc.get("builder"), doc.get("builder_until")
+        expired = isinstance(held_until, datetime) and held_until < now
+        if held_by is not None and held_by != holder and not expired:
+            return None
+        self.table.update(task_id, lambda d: d.update(builder=holder, builder_until=until))
+        return await self.get(task_id)
+
+    async def release_build(self, task_id: str, holder: str) -> None:
+        doc = self.table.get(task_id)
+        if doc is not None and doc.get("builder") == holder:
+            self.table.update(task_id, lambda d: d.update(builder=None))
 
     async def add_jobs(self, task_id: str, delta: int) -> None:
         if self.table.get(task_id) is not None:
