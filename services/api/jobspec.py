@@ -23,7 +23,7 @@ from shared.edge_api import (
 from shared.runtime.images import resolve_image
 from shared.store import Store
 from shared.store.constants import Constants
-from shared.store.runtimes import ClassKey
+from shared.store.records import ClassKey
 
 LINEAGE_ALGORITHMS = frozenset({"pbt"})
 """Steering algorithms whose new points start from other points' final checkpoints."""

@@ -16,7 +16,7 @@ from shared.domain.models import Segment, Task
 from shared.domain.segmentspec import SegmentSpecError, parse_segment_specs
 from shared.jsonfile import JsonFileError, parse_json
 from shared.searchspace import SearchSpaceError, parse_search_space, parse_segmented, to_phpo
-from shared.store.base import to_doc
+from shared.store.documents import to_doc
 
 MAIN_SEGMENT = "main"
 
@@ -115,7 +115,14 @@ def build_task(
         raise SubmissionError([_error(("config", "steering", "algorithm"), CONDITIONAL_PBT)])
     raws = raw if isinstance(raw, list) else [raw] * len(named)
     name = sub.name or (sub.config.outDS or "").rstrip("/")
-    task = Task(id=new_id("task_"), owner=owner, name=name, config=sub.config, files=sub.files)
+    task = Task(
+        id=new_id("task_"),
+        owner=owner,
+        name=name,
+        config=sub.config,
+        files=sub.files,
+        jobs_counted=0,
+    )
     segments = [
         Segment(
             id=f"{task.id}.{name}",

@@ -42,7 +42,7 @@ from shared.domain.models import Point, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
 from shared.runtime import Runtime
 from shared.searchspace import SearchSpace, canonical_key, parse_search_space
-from shared.store.steering import SteeringCapability
+from shared.store.records import SteeringCapability
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from shared.store.points import OPEN_STATUSES, PointRepository
+from shared.store.points import PointRepository
+from shared.store.transitions import OPEN_STATUSES
 
 OPEN = {s.value for s in OPEN_STATUSES}
 

@@ -1,6 +1,6 @@
 """Tasks say what their jobs need and sites advertise compute classes: the broker sends
 jobs only to a class that satisfies them and says why they wait. Central services
-(SecantusDB, memory bus) and two real harvesters running payloads through the local
+(memory store and bus) and two real harvesters running payloads through the local
 batch system."""
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from services.api.jobspec import build_spec
 from tests.integration.central import Central, central, file_artifacts
 from tests.waiting import until
 
-pytestmark = [pytest.mark.mongo, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.timeout(180)]
 
 EVAL = "import json; json.dump({'loss': 0.25}, open('output.json', 'w'))\n"
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

@@ -11,21 +11,21 @@ import pytest
 
 from shared.domain.models import Point
 from shared.searchspace import canonical_key
-from shared.store import Store
+from shared.store.mongo import MongoStore
 
 pytestmark = [pytest.mark.mongo]
 
 
 @pytest.fixture
-async def store(mongo_db_url: str) -> AsyncIterator[Store]:
-    s = Store(mongo_db_url)
+async def store(mongo_db_url: str) -> AsyncIterator[MongoStore]:
+    s = MongoStore(mongo_db_url)
     await s.start()
     yield s
     await s.client.drop_database(mongo_db_url.rsplit("/", 1)[1])
     await s.close()
 
 
-async def add(store: Store, index: int, segment: str = "main") -> Point:
+async def add(store: MongoStore, index: int, segment: str = "main") -> Point:
     params = {"x": index}
     point = Point(
         id=f"t1.{segment}.{index}",
@@ -40,7 +40,7 @@ async def add(store: Store, index: int, segment: str = "main") -> Point:
 
 
 async def test_counts_follow_each_transition_and_read_only_new_and_open_points(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     points = [await add(store, i) for i in range(6)]
     assert await store.summaries.counts("t1", "main") == {"unevaluated": 6}
@@ -67,7 +67,7 @@ async def test_counts_follow_each_transition_and_read_only_new_and_open_points(
     assert read == [(6, [2, 3, 4, 5])]  # from the first unseen index, and the open ones
 
 
-async def test_two_readers_of_a_stale_summary_count_each_point_once(store: Store) -> None:
+async def test_two_readers_of_a_stale_summary_count_each_point_once(store: MongoStore) -> None:
     points = [await add(store, i) for i in range(4)]
     await store.summaries.counts("t1", "main")
     for p in points:

@@ -29,7 +29,7 @@ from services.api.routers.hopaas import check_study, unprocessable
 from shared.bounds import INT64_MAX
 from shared.domain.models import Task
 from shared.edge_api import MAX_STEP, MAX_TEXT
-from shared.store.studies import Study
+from shared.store.records import Study
 
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
 MAX_IDLE_SECONDS = 366 * 24 * 3600.0
