@@ -27,8 +27,10 @@ from services.jobbuilder.logic import (
     scalar_loss,
     task_end,
 )
+from services.jobbuilder.stopping import Evaluated, has_rules, stop_reason
 from shared.clock import utcnow
 from shared.domain.models import (
+    ACTIVE_TASK_STATES,
     TERMINAL_JOB_STATES,
     Job,
     JobStatus,
@@ -153,14 +155,39 @@ class JobBuilderService(BusConsumer):
         to a crash (only the periodic pass needs that)."""
         async with self._locks[task_id]:
             task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in BUILDING:
+            if task is None or task.status not in ACTIVE_TASK_STATES or task.config.online:
                 return
-            if task.config.online:
+            if await self._stop_early(task) or task.status not in BUILDING:
                 return
             if repair:
                 await self._recover_pending(task)
             await self._define_jobs(task)
             await self._maybe_finish(task)
+
+    async def _stop_early(self, task: Task) -> bool:
+        """End the task if one of its stopping rules (:mod:`.stopping`) is met, from
+        the stored state: done with the rule as the reason (failed when no point was
+        evaluated), its open jobs cancelled as for a user's cancel. True if it ended."""
+        if not has_rules(task.config):
+            return False
+        store = self.ctx.store
+        evaluated = [
+            Evaluated(pid, loss) for pid, loss in await store.points.evaluated_losses(task.id)
+        ]
+        stop = stop_reason(task.config, started=task.created, now=utcnow(), evaluated=evaluated)
+        if stop is None:
+            return False
+        end = TaskStatus.DONE if stop.evaluated else TaskStatus.FAILED
+        if task.status is TaskStatus.SUBMITTED and end is TaskStatus.DONE:
+            await store.tasks.transition(task.id, TaskStatus.RUNNING)
+        if end is TaskStatus.DONE:
+            await store.tasks.transition(task.id, TaskStatus.FINISHING)
+        if not await store.tasks.transition(task.id, end, reason=stop.reason):
+            return True  # ended meanwhile (cancelled, or another pass)
+        cancelled = await store.jobs.cancel_task_jobs(task.id, f"task ended: {stop.reason}")
+        log.info("task %s %s: %s (%d jobs cancelled)", task.id, end.value, stop.reason, cancelled)
+        await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.value))
+        return True
 
     async def close_idle_studies(self) -> None:
         """Close the online studies whose owner set an idle timeout that has run out.

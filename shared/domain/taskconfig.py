@@ -172,6 +172,13 @@ class TaskConfig(BaseModel):
     maxPreemptions: int = Field(default=10, ge=0, le=1000)
     """Jobs of one point that may be preempted with a checkpoint (walltime, scancel)
     and resumed without using an attempt; the next preemption counts as a failure."""
+    maxWallTime: float | None = Field(default=None, gt=0, le=10 * 365 * 86_400, allow_inf_nan=False)
+    """Seconds from the task's submission after which it ends (open jobs cancelled)."""
+    targetLoss: float | None = Field(default=None, allow_inf_nan=False)
+    """The task ends once its best loss reaches this (at most it when minimised, at
+    least it when maximised)."""
+    stopAfterNoImprovement: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The task ends after this many evaluated points in a row without a better best."""
     online: bool = False
     """An online study: points are created by asks and told by workers; steering never
     tops it up and no evaluation job is ever built for it."""
@@ -261,6 +268,10 @@ class TaskConfig(BaseModel):
             )
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
+        several = bool(self.steering.directions and len(self.steering.directions) > 1)
+        for rule in ("targetLoss", "stopAfterNoImprovement"):
+            if several and getattr(self, rule) is not None:
+                raise ValueError(f"{rule}: applies to single-objective tasks only")
         if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:
             raise ValueError("pruner: Optuna's pruners judge single-objective tasks only")
         for path in self.checkpoint_files:

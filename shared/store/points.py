@@ -102,6 +102,20 @@ class PointRepository(Repository[Point]):
             query["status"] = status.value
         return await self._find(query, sort=[("index", ASCENDING)], limit=limit)
 
+    async def evaluated_losses(self, task_id: str) -> list[tuple[str, float]]:
+        """(point id, loss) of the task's evaluated single-objective points, in the
+        order they were evaluated; only those two fields are read."""
+        cursor = self.col.find(
+            {"task_id": task_id, "status": PointStatus.EVALUATED.value},
+            {"loss": 1, "evaluated": 1},
+            sort=[("evaluated", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [
+            (str(doc["_id"]), float(doc["loss"]))
+            async for doc in cursor
+            if isinstance(doc.get("loss"), int | float) and not isinstance(doc["loss"], bool)
+        ]
+
     async def count_by_status(self, task_id: str, segment: str | None = None) -> Counter[str]:
         match: dict[str, Any] = {"task_id": task_id}
         if segment is not None:
