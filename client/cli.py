@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from client.http import ApiClient, ApiError
-from client.render import status_lines
+from client.render import metrics_text, point_line, status_lines
 from client.settings import ClientConfig, load_config, save_config
 from client.submission import SubmissionInputError
 from client.submit import print_version, submit
@@ -87,13 +87,37 @@ def status(
     for line in status_lines(task):
         console.print(escape(line))
     if task.get("best"):
-        console.print(f"best loss {task['best']['loss']:.6g} at {task['best']['params']}")
+        best = task["best"]
+        line = f"best loss {best['loss']:.6g} at {best['params']}"
+        if best.get("metrics"):
+            line += f"  metrics: {metrics_text(best['metrics'])}"
+        console.print(escape(line))
     front = task.get("pareto_front")
     if front:
         console.print(f"Pareto front ({len(front)} points):")
         for point in front:
             losses = ", ".join(f"{v:.6g}" for v in point["loss"])
             console.print(escape(f"  [{losses}] at {point['params']}  ({point['point_id']})"))
+
+
+@app.command()
+def points(
+    task_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List a task's points: status, loss, parameters and every metric reported."""
+    try:
+        with _client(url, token) as client:
+            found = client.points(task_id)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for point in found:
+        console.print(escape(point_line(point)))
 
 
 @app.command("list")

@@ -110,7 +110,9 @@ class JobBuilderService(BusConsumer):
                     and point.counted_job_id == job.id
                     and point.pruned_step is None
                 )
-                recorded_now = await store.points.record_result(point.id, job.id, verdict.loss)
+                recorded_now = await store.points.record_result(
+                    point.id, job.id, verdict.loss, verdict.metrics
+                )
                 if recorded_now:
                     self.ctx.metrics.points_evaluated.inc()
                 if recorded_now or recorded_before:

@@ -156,6 +156,8 @@ class Point(_Record):
     """The next job continues the current attempt from ``checkpoint`` (set by a
     preemption, cleared when that job is defined)."""
     checkpoint: CheckpointRef | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric its evaluation reported (``output.json``'s ``metrics``)."""
     parent: str | None = None
     """The point whose checkpoint this one started from (population-based training):
     its ``checkpoint`` was that point's latest when this one was created."""
@@ -209,6 +211,8 @@ class PointOutcome(BaseModel):
     loss: Loss | None = None
     status: int = 0
     message: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric the evaluation reported, checked (finite, bounded)."""
 
 
 class Job(_Record):

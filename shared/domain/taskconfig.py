@@ -10,6 +10,7 @@ that mean nothing here (:mod:`shared.domain.phpo`) are accepted and kept aside i
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from shared.bounds import check_json, name_issue
+from shared.domain.metrics import MAX_METRICS, metric_name_issue
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
 from shared.domain.resources import Resources
 from shared.pruners import PrunerConfig
@@ -172,6 +174,14 @@ class TaskConfig(BaseModel):
     maxPreemptions: int = Field(default=10, ge=0, le=1000)
     """Jobs of one point that may be preempted with a checkpoint (walltime, scancel)
     and resumed without using an attempt; the next preemption counts as a failure."""
+    figureOfMerit: dict[str, float] | None = Field(
+        default=None, min_length=1, max_length=MAX_METRICS
+    )
+    """The loss is this weighted sum of the metrics an evaluation reports
+    (``output.json``'s ``metrics``); the payload's own ``loss`` is then not used."""
+    objectives: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    """The loss is the list of these metrics, one objective each (directions from
+    ``steering.directions``, all ``minimize`` by default)."""
     maxWallTime: float | None = Field(default=None, gt=0, le=10 * 365 * 86_400, allow_inf_nan=False)
     """Seconds from the task's submission after which it ends (open jobs cancelled)."""
     targetLoss: float | None = Field(default=None, allow_inf_nan=False)
@@ -190,6 +200,7 @@ class TaskConfig(BaseModel):
         ``#cpu_spec&gpu_spec`` architecture for its CPU architecture."""
         if not isinstance(data, dict):
             return data
+        data = _objective_directions(data)
         aside = {k: data[k] for k in data if k in CLIENT_KEYS or k in IGNORED_KEYS}
         rest = {k: v for k, v in data.items() if k not in aside}
         architecture = rest.get("architecture")
@@ -237,6 +248,28 @@ class TaskConfig(BaseModel):
             raise ValueError(f"{value!r} {problem}")
         return value
 
+    @field_validator("figureOfMerit")
+    @classmethod
+    def _weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, weight in (value or {}).items():
+            problem = metric_name_issue(name)
+            if problem:
+                raise ValueError(problem)
+            if not math.isfinite(weight):
+                raise ValueError(f"{name}: the weight must be a finite number, got {weight}")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            problem = metric_name_issue(name)
+            if problem:
+                raise ValueError(problem)
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each metric may be one objective only")
+        return value
+
     @field_validator("evaluationContainer")
     @classmethod
     def _image(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
@@ -269,6 +302,21 @@ class TaskConfig(BaseModel):
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
         several = bool(self.steering.directions and len(self.steering.directions) > 1)
+        if self.figureOfMerit is not None and self.objectives is not None:
+            raise ValueError(
+                "figureOfMerit: give either figureOfMerit (one loss) or objectives, not both"
+            )
+        if self.figureOfMerit is not None and several:
+            raise ValueError(
+                "figureOfMerit: makes one loss, but steering.directions has several objectives"
+            )
+        if self.objectives is not None and len(self.steering.directions or ()) != len(
+            self.objectives
+        ):
+            raise ValueError(
+                f"objectives: {len(self.objectives)} metrics, but steering.directions has "
+                f"{len(self.steering.directions or ())} entries; give one direction per objective"
+            )
         for rule in ("targetLoss", "stopAfterNoImprovement"):
             if several and getattr(self, rule) is not None:
                 raise ValueError(f"{rule}: applies to single-objective tasks only")
@@ -318,6 +366,20 @@ class TaskConfig(BaseModel):
         directory's trailing ``/``."""
         names = [p.strip() for p in (self.checkPointToSave or "").split(",")]
         return [n.rstrip("/") or n for n in names if n]
+
+
+def _objective_directions(data: dict[str, object]) -> dict[str, object]:
+    """``objectives`` without ``steering.directions``: every objective minimised, set
+    before the steering block is checked, so that its algorithm is checked for
+    several objectives."""
+    objectives = data.get("objectives")
+    steering = data.get("steering", {})
+    if not isinstance(objectives, list) or not objectives or not isinstance(steering, dict):
+        return data
+    args = steering.get("args")
+    if steering.get("directions") is not None or (isinstance(args, dict) and "directions" in args):
+        return data
+    return {**data, "steering": {**steering, "directions": ["minimize"] * len(objectives)}}
 
 
 def phpo_architecture(value: str) -> tuple[str | None, bool]:

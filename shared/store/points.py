@@ -163,14 +163,18 @@ class PointRepository(Repository[Point]):
         )
         return job_id if result.modified_count == 1 else None
 
-    async def record_result(self, point_id: str, job_id: str, loss: Loss) -> bool:
-        """pending -> evaluated, counted once: only the owning attempt's first result."""
+    async def record_result(
+        self, point_id: str, job_id: str, loss: Loss, metrics: dict[str, float] | None = None
+    ) -> bool:
+        """pending -> evaluated, counted once: only the owning attempt's first result,
+        with every metric it reported."""
         result = await self.col.update_one(
             {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
             {
                 "$set": {
                     "status": PointStatus.EVALUATED.value,
                     "loss": loss,
+                    "metrics": metrics or {},
                     "counted_job_id": job_id,
                     "evaluated": utcnow(),
                 }
