@@ -101,6 +101,9 @@ class Segment(_Record):
     owner_until: datetime | None = None
     warm_start: WarmStartSummary | None = None
     """Set when the segment's optimiser is built with a warm start."""
+    initial_points: list[dict[str, Any]] = Field(default_factory=list)
+    """Points evaluated first, as the segment's first indices: the task's
+    ``initialPoints`` completed by the space's defaults (and the defaults' own point)."""
 
 
 class PointStatus(StrEnum):

@@ -167,6 +167,13 @@ class TaskConfig(BaseModel):
     )
     """Earlier tasks of the same owner whose fitting points are told to this task's
     optimiser before its first draw (services/steering/warmstart.py)."""
+    initialPoints: list[dict[str, bool | int | float | str | None]] = Field(
+        default_factory=list, max_length=1_000
+    )
+    """Points evaluated first, before the optimiser draws (Optuna's ``enqueue_trial``);
+    they count against ``maxPoints``. Checked against each segment's space at submission
+    (:mod:`shared.searchspace.initial`); a parameter left out takes its dimension's
+    ``default``."""
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     failedPointLoss: float = Field(default=1e10, allow_inf_nan=False)
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
@@ -246,6 +253,17 @@ class TaskConfig(BaseModel):
         problem = None if value is None else name_issue(value)
         if problem:
             raise ValueError(f"{value!r} {problem}")
+        return value
+
+    @field_validator("initialPoints")
+    @classmethod
+    def _storable_points(
+        cls, value: list[dict[str, bool | int | float | str | None]]
+    ) -> list[dict[str, bool | int | float | str | None]]:
+        check_json(value, "initialPoints")
+        for index, point in enumerate(value):
+            if any(isinstance(v, str) and "\0" in v for v in point.values()):
+                raise ValueError(f"initialPoints.{index}: values must not contain a NUL byte")
         return value
 
     @field_validator("figureOfMerit")
