@@ -5,6 +5,7 @@ order, before its sampler draws; points outside the sampled properties are a 422
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from client.study import Study
 from tests.integration.central import Central, central, file_artifacts
 from tests.integration.test_online import ask, properties, quadratic, steering_serves
 
@@ -123,3 +125,20 @@ async def test_native_initial_points_outside_the_space_are_a_422(
     [error] = reply.json()["detail"]
     assert error["loc"] == ["body", "initial_points", "0", "lr"], error
     assert "outside" in error["msg"]
+
+
+async def test_the_sdk_passes_initial_points(system: Central) -> None:
+    token = await system.token("carol", ["user"])
+
+    def work() -> list[dict[str, Any]]:
+        study = Study(
+            system.api_url,
+            token,
+            "sdk-warm",
+            {"lr": "optuna#loguniform(1e-4, 1)"},
+            initial_points=[{"lr": 0.5}, {"lr": 0.001}],
+        )
+        trials = [study.ask() for _ in range(2)]
+        return [t.params for t in trials]
+
+    assert await asyncio.to_thread(work) == [{"lr": 0.5}, {"lr": 0.001}]
