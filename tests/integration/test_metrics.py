@@ -97,6 +97,12 @@ async def test_a_figure_of_merit_is_computed_and_every_metric_kept(
     assert view["best"]["loss"] == pytest.approx(0.2)
     assert view["best"]["metrics"] == {"err": 0.1, "seconds": 10.0}
 
+    detail = await http.get(
+        f"{system.monitor_url}/monitor/api/tasks/{task['id']}/points/{points[0]['id']}",
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert detail.raise_for_status().json()["metrics"] == points[0]["metrics"]
+
     result = await asyncio.to_thread(
         CliRunner().invoke,
         app,
