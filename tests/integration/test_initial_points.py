@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.central import Central, FakeSite, central, file_artifacts
-from tests.integration.test_pipeline import task_view
+from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
+from tests.integration.test_pipeline import IDDS_PROGRAMS, task_view
 
 pytestmark = [pytest.mark.mongo]
 
@@ -206,3 +206,39 @@ async def test_a_default_outside_its_dimension_is_a_422(
     [error] = reply.json()["detail"]
     assert error["loc"] == ["body", "searchSpace", "x", "default"], error
     assert "3 is outside [0, 1]" in error["msg"]
+
+
+async def test_a_steering_program_finds_the_initial_points_in_its_input(
+    system: Central, http: httpx.AsyncClient
+) -> None:
+    user = await system.token("alice", ["user"])
+    site = FakeSite(http, "siteA", await system.token("ops", ["edge:siteA"]))
+    program = (IDDS_PROGRAMS / "random_search.py").read_text()
+    exec_line = (
+        f"{SANDBOX_PYTHON} random_search.py --n=%NUM_POINTS --max=%MAX_POINTS "
+        "--in=$PWD/%IN --out=$PWD/%OUT"
+    )
+    space = {
+        "A": {"type": "Choice", "params": {"choices": [1, 4]}},
+        "B": {"type": "Scalar", "bounds": [0, 5]},
+    }
+    reply = await http.post(
+        "/api/v1/tasks",
+        json={
+            "config": {
+                "evaluationExec": "python eval.py",
+                "steeringExec": exec_line,
+                "maxPoints": 4,
+                "nParallelEvaluation": 1,
+                "nPointsPerIteration": 2,
+                "initialPoints": [{"A": 4, "B": 2.5}],
+            },
+            "searchSpace": space,
+            "files": {"random_search.py": program},
+        },
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert reply.status_code == 201, reply.text
+    evaluated = await _evaluate_all(site, http, user, reply.json()["id"])
+    assert evaluated[0] == {"A": 4, "B": 2.5}
+    assert len(evaluated) == 4
