@@ -49,26 +49,6 @@ def status_lines(task: dict[str, Any]) -> list[str]:
     return lines + progress_lines(task)
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_number(v) for v in value) + "]"
-    return "-" if value is None else f"{value:.6g}"
-
-
 def metrics_text(metrics: dict[str, Any] | None) -> str:
     """``acc=0.91 time=12.3``, or "" without metrics."""
     return " ".join(f"{name}={value:.6g}" for name, value in (metrics or {}).items())
-
-
-def point_line(point: dict[str, Any]) -> str:
-    """One line of ``hpo points``: index, status, loss, parameters, metrics, error."""
-    line = (
-        f"{point['segment']}.{point['index']:<4} {point['status']:<11} "
-        f"loss {_number(point.get('loss')):<12} {point['params']}"
-    )
-    metrics = metrics_text(point.get("metrics"))
-    if metrics:
-        line += f"  metrics: {metrics}"
-    if point["status"] == "failed" and point.get("last_error"):
-        line += f"  ({point['last_error'].splitlines()[0]})"
-    return line
