@@ -94,6 +94,7 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
         name=SEGMENT,
         index=0,
         search_space=to_phpo(parse_search_space(spec.space, allow_empty=True)),
+        initial_points=spec.initial_points,
     )
     task = Task(
         id=study_id,

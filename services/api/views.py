@@ -102,7 +102,9 @@ async def _task_view(store: Store, task: Task) -> TaskView:
     if task.best_point_id is not None and task.best_loss is not None:
         point = await store.points.get(task.best_point_id)
         if point is not None:
-            best = BestPoint(point_id=point.id, loss=task.best_loss, params=point.params)
+            best = BestPoint(
+                point_id=point.id, loss=task.best_loss, params=point.params, metrics=point.metrics
+            )
     return _view(task, await progress(store, task), best, None)
 
 

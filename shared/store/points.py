@@ -130,6 +130,20 @@ class PointRepository(Repository[Point]):
             query["status"] = status.value
         return await self._find(query, sort=[("index", ASCENDING)], limit=limit)
 
+    async def evaluated_losses(self, task_id: str) -> list[tuple[str, float]]:
+        """(point id, loss) of the task's evaluated single-objective points, in the
+        order they were evaluated; only those two fields are read."""
+        cursor = self.col.find(
+            {"task_id": task_id, "status": PointStatus.EVALUATED.value},
+            {"loss": 1, "evaluated": 1},
+            sort=[("evaluated", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [
+            (str(doc["_id"]), float(doc["loss"]))
+            async for doc in cursor
+            if isinstance(doc.get("loss"), int | float) and not isinstance(doc["loss"], bool)
+        ]
+
     async def page_for_task(
         self,
         task_id: str,
@@ -225,14 +239,18 @@ class PointRepository(Repository[Point]):
         )
         return job_id if result.modified_count == 1 else None
 
-    async def record_result(self, point_id: str, job_id: str, loss: Loss) -> bool:
-        """pending -> evaluated, counted once: only the owning attempt's first result."""
+    async def record_result(
+        self, point_id: str, job_id: str, loss: Loss, metrics: dict[str, float] | None = None
+    ) -> bool:
+        """pending -> evaluated, counted once: only the owning attempt's first result,
+        with every metric it reported."""
         result = await self.col.update_one(
             {"_id": point_id, "status": status_filter(RESULT), "job_id": job_id},
             {
                 "$set": {
                     "status": RESULT.target.value,
                     "loss": loss,
+                    "metrics": metrics or {},
                     "counted_job_id": job_id,
                     "evaluated": utcnow(),
                 }

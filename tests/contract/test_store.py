@@ -825,3 +825,26 @@ async def test_a_task_build_lock_has_one_holder_until_it_runs_out(store: Store) 
     await store.tasks.release_build("t1", "b")
     assert await store.tasks.claim_build("t1", "c", later, later) is not None
     assert await store.tasks.claim_build("missing", "c", later, later) is None
+
+
+async def test_results_keep_their_metrics_and_evaluated_losses_come_in_order(
+    store: Store,
+) -> None:
+    for index, loss in ((0, 0.5), (1, 0.2), (2, 0.9)):
+        assert await store.points.insert(point(index))
+        p = await store.points.get(f"t1.main.{index}")
+        assert p is not None
+        job = await store.points.start_attempt(p)
+        assert job is not None
+        assert await store.points.record_result(p.id, job, loss, {"acc": 1 - loss, "s": 3.0})
+    assert await store.points.insert(point(3))  # not evaluated: not listed
+    first = await store.points.get("t1.main.0")
+    assert first is not None and first.metrics == {"acc": 0.5, "s": 3.0}
+    assert await store.points.evaluated_losses("t1") == [
+        ("t1.main.0", 0.5),
+        ("t1.main.1", 0.2),
+        ("t1.main.2", 0.9),
+    ]
+    assert await store.summaries.by_segment("t1", ["main"]) == {
+        "main": {"evaluated": 3, "unevaluated": 1}
+    }

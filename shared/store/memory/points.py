@@ -143,6 +143,21 @@ class MemoryPointRepository(MemoryRepository[Point]):
         fields = ("_id", *ROW_FIELDS)
         return [{k: d[k] for k in fields if k in d} for d in self.table.find(match)]
 
+    async def evaluated_losses(self, task_id: str) -> list[tuple[str, float]]:
+        rows = sorted(
+            (
+                d
+                for d in self.table.scan()
+                if d["task_id"] == task_id and d["status"] == PointStatus.EVALUATED.value
+            ),
+            key=lambda d: (d.get("evaluated"), d["_id"]),
+        )
+        return [
+            (str(d["_id"]), float(d["loss"]))
+            for d in rows
+            if isinstance(d.get("loss"), int | float) and not isinstance(d["loss"], bool)
+        ]
+
     async def count_by_status(self, task_id: str, segment: str | None = None) -> Counter[str]:
         return Counter(
             d["status"]
@@ -171,10 +186,12 @@ class MemoryPointRepository(MemoryRepository[Point]):
 
         return job_id if move(self.table, point.id, START, change) else None
 
-    async def record_result(self, point_id: str, job_id: str, loss: Loss) -> bool:
+    async def record_result(
+        self, point_id: str, job_id: str, loss: Loss, metrics: dict[str, float] | None = None
+    ) -> bool:
         def change(d: Doc) -> None:
             set_field(d, "loss", loss)
-            d.update(counted_job_id=job_id, evaluated=utcnow())
+            d.update(counted_job_id=job_id, evaluated=utcnow(), metrics=dict(metrics or {}))
 
         return move(self.table, point_id, RESULT, change, job_id=job_id)
 
