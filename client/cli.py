@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from client.http import ApiClient, ApiError
 from client.listings import jobs, points
-from client.render import status_lines
+from client.render import metrics_text, status_lines
 from client.session import TokenOpt, UrlOpt, console, err, fail, make_client
 from client.settings import ClientConfig, save_config
 from client.submit import print_version, submit
@@ -72,7 +72,11 @@ def status(
     for line in status_lines(task):
         console.print(escape(line))
     if task.get("best"):
-        console.print(f"best loss {task['best']['loss']:.6g} at {task['best']['params']}")
+        best = task["best"]
+        line = f"best loss {best['loss']:.6g} at {best['params']}"
+        if best.get("metrics"):
+            line += f"  metrics: {metrics_text(best['metrics'])}"
+        console.print(escape(line))
     front = task.get("pareto_front")
     if front:
         console.print(f"Pareto front ({len(front)} points):")

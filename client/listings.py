@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from client.http import ApiError
+from client.render import metrics_text
 from client.session import TokenOpt, UrlOpt, console, fail, make_client
 
 LimitOpt = Annotated[
@@ -54,7 +55,8 @@ def points(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """List a task's points: index, status, loss, attempts and parameters."""
+    """List a task's points: index, status, loss, attempts, parameters, every metric
+    reported and, for a failed point, its last error."""
     filters: dict[str, str | int | bool] = {"order": order, "descending": desc}
     filters["limit"] = min(PAGE, limit or PAGE)
     if status:
@@ -66,7 +68,13 @@ def points(
         params = " ".join(f"{k}={v}" for k, v in p["params"].items())
         loss = _loss(p["loss"])
         where = f"{p['segment']}/{p['index']}"
-        return f"{where:<12} {p['status']:<11} {loss:<12} {p['attempts']}  {params}"
+        text = f"{where:<12} {p['status']:<11} {loss:<12} {p['attempts']}  {params}"
+        metrics = metrics_text(p.get("metrics"))
+        if metrics:
+            text += f"  metrics: {metrics}"
+        if p["status"] == "failed" and p.get("last_error"):
+            text += f"  ({p['last_error'].splitlines()[0]})"
+        return text
 
     try:
         with make_client(url, token) as client:

@@ -47,3 +47,8 @@ def status_lines(task: dict[str, Any]) -> list[str]:
     if task.get("waiting"):
         lines.append(f"waiting: {task['waiting']}")
     return lines + progress_lines(task)
+
+
+def metrics_text(metrics: dict[str, Any] | None) -> str:
+    """``acc=0.91 time=12.3``, or "" without metrics."""
+    return " ".join(f"{name}={value:.6g}" for name, value in (metrics or {}).items())

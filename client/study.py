@@ -58,8 +58,11 @@ class Study:
         sampler: dict[str, Any] | None = None,
         pruner: dict[str, Any] | None = None,
         idle_timeout: float | None = None,
+        initial_points: list[dict[str, Any]] | None = None,
         timeout: float = 60.0,
     ) -> None:
+        """``initial_points``: values of the sampled properties asked first, in order,
+        when the study is opened (a study found again keeps its own)."""
         self._api = ApiClient(url, token, timeout=timeout)
         self._definition: dict[str, Any] = {
             "title": title,
@@ -70,6 +73,8 @@ class Study:
         }
         if idle_timeout is not None:
             self._definition["idle_timeout"] = idle_timeout
+        if initial_points:
+            self._definition["initial_points"] = initial_points
         self._id: str | None = None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -37,10 +37,11 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge.batch import BatchConfig, LocalBatchConfig
+from edge.batch.options import unsupported
+from edge.classes import SiteComputeClass
 from edge.harvester.datacache import DatasetCacheConfig
 from edge.harvester.payloadfile import PayloadFileLimits
 from edge.harvester.sifcache import SifCacheConfig
-from shared.domain.resources import ComputeClass
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
 from shared.startup import describe
@@ -85,9 +86,10 @@ class SiteConfig(BaseModel):
     runtime: RuntimeConfig = Field(default_factory=ProcessRuntimeConfig)
     images: SifCacheConfig = Field(default_factory=SifCacheConfig)
     """The SIF cache on the login node (apptainer and singularity runtimes only)."""
-    compute_classes: list[ComputeClass] = Field(default_factory=list, max_length=32)
-    """The classes of nodes jobs run on, declared in every heartbeat; none: one
-    ``default`` class read from ``[batch]`` (edge/classes.py)."""
+    compute_classes: list[SiteComputeClass] = Field(default_factory=list, max_length=32)
+    """The classes of nodes jobs run on, declared in every heartbeat (without their
+    ``batch`` options, which the harvester uses when it submits a job of the class);
+    none: one ``default`` class read from ``[batch]`` (edge/classes.py)."""
     datasets: DatasetCacheConfig = Field(default_factory=DatasetCacheConfig)
     """The dataset cache and the datasets already present on the site."""
     poll_interval: float = Field(default=2.0, gt=0)
@@ -133,6 +135,22 @@ class SiteConfig(BaseModel):
                 f"slots ({self.slots}) must be at least batch.gpus_per_node "
                 f"({self.batch.gpus_per_node}) with layout 'per_gpu': a worker holds a node"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _class_options_fit_the_batch_system(self) -> SiteConfig:
+        for index, declared in enumerate(self.compute_classes):
+            if declared.batch is None:
+                continue
+            where = f"compute_classes[{index}] ({declared.name}).batch"
+            why = unsupported(self.batch.kind, declared.batch)
+            if why is not None:
+                raise ValueError(f"{where}: {why}")
+            if self.batch.layout == "per_gpu" and declared.batch.set_fields():
+                raise ValueError(
+                    f"{where}: layout 'per_gpu' workers take jobs of every class, so batch "
+                    "options per class are not supported with it yet: set them in [batch]"
+                )
         return self
 
     @property

@@ -7,6 +7,7 @@ A *worker* is one batch job holding one node's GPUs; its directory
     status.json       written by the worker agent: slots, GPU per slot, jobs, walltime end
     heartbeat         touched by the worker agent every interval
     inbox/<job_id>    a job dispatched to this worker, written atomically by the harvester
+                      (JSON: the job id and, when known, its expected run time)
     claimed/<job_id>  the same entry, renamed there by the slot that runs the job
 
 Who runs a job is decided by one ``rename`` out of ``inbox/``: the worker claims an
@@ -181,9 +182,23 @@ def entries(directory: Path) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
-def dispatch(worker: WorkerPaths, job_id: str) -> None:
-    """Put ``job_id`` into the worker's inbox (the harvester's side)."""
-    write_json_atomic(worker.inbox / check_file_name(job_id), {"job_id": job_id})
+def dispatch(worker: WorkerPaths, job_id: str, expected_seconds: float | None = None) -> None:
+    """Put ``job_id`` into the worker's inbox (the harvester's side), with how long the
+    job is expected to run when that is known."""
+    entry: dict[str, object] = {"job_id": job_id}
+    if expected_seconds is not None:
+        entry["expected_seconds"] = expected_seconds
+    write_json_atomic(worker.inbox / check_file_name(job_id), entry)
+
+
+def expected_seconds(worker: WorkerPaths, job_id: str) -> float | None:
+    """The expected run time an inbox entry carries; None if it has none (or is gone:
+    the entry was claimed or withdrawn meanwhile, which the claim will find out)."""
+    raw = read_json(worker.inbox / job_id)
+    value = raw.get("expected_seconds") if isinstance(raw, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def _moved(source: Path, target: Path) -> bool:

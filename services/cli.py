@@ -31,7 +31,7 @@ from shared.config import (
 )
 from shared.logs import setup_logging
 from shared.startup import StartupError, describe
-from shared.store import Store
+from shared.store import open_store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 admin = typer.Typer(no_args_is_help=True, help="Token administration.")
@@ -118,7 +118,7 @@ def run(
 
 async def _create_token(owner: str, scopes: list[str], days: float | None) -> str:
     settings = load(ApiSettings)
-    store = Store(settings.mongo_url)
+    store = open_store(settings.mongo_url)
     try:
         await store.start()
         ttl = None if days is None else timedelta(days=days)
@@ -148,7 +148,7 @@ def create_token(
 
 async def _revoke(token_id: str) -> bool:
     settings = load(ApiSettings)
-    store = Store(settings.mongo_url)
+    store = open_store(settings.mongo_url)
     bus = open_bus(settings.bus_url, prefix=settings.bus_prefix)
     try:
         await store.start()

@@ -18,7 +18,7 @@ from shared.bus import Bus, open_bus
 from shared.config import ServiceSettings
 from shared.ops.metered_bus import MeteredBus
 from shared.ops.metrics import CentralMetrics
-from shared.store import Store
+from shared.store import Store, open_store
 from shared.store.constants import Constants
 
 
@@ -56,7 +56,7 @@ async def open_context(
             publish_timeout=settings.bus_publish_timeout,
         )
         await wait_for(f"the bus at {location(settings.bus_url)}", bus.connect, backoff)
-    store = Store(settings.mongo_url, listeners=metrics.database_listeners())
+    store = open_store(settings.mongo_url, listeners=metrics.database_listeners())
     await wait_for(f"the database at {location(settings.mongo_url)}", store.start, backoff)
     artifacts = open_artifacts(
         settings.artifacts_url,

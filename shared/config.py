@@ -12,12 +12,9 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, PlainValidator, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import artifacts, bus
+from shared import artifacts, bus, store
 
 DEV_SIGNING_KEY = "dev-only-signing-key"
-
-
-MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
 
 def default_home() -> Path:
@@ -84,6 +81,8 @@ class ServiceSettings(BaseSettings):
     bus_prefix: str = ""
     bus_delivery_limit: int = Field(default=5, ge=1)
     mongo_url: str = "mongodb://127.0.0.1:27017/hpo"
+    """The store: ``mongodb://`` (or ``mongodb+srv://``) for a MongoDB-protocol server,
+    ``memory://`` for one process's memory (tests, ephemeral runs; nothing persists)."""
     artifacts_url: str = "file:///var/lib/hpo-relay/artifacts"
     public_url: str = "http://127.0.0.1:8000"
     signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)
@@ -120,7 +119,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("mongo_url")
     @classmethod
     def _mongo_scheme(cls, url: str) -> str:
-        return check_scheme(url, MONGO_SCHEMES)
+        return check_scheme(url, store.SCHEMES)
 
     @field_validator("artifacts_url")
     @classmethod

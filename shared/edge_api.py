@@ -25,6 +25,9 @@ MAX_SLOTS = 1_000_000
 MAX_TEXT = 65_536
 """Longest reason or message a site may send (the harvester keeps 4,000 characters)."""
 MAX_OBJECTIVES = 16
+MAX_WIRE_METRICS = 1_000
+"""Metrics one result may carry on the wire; the api keeps at most
+:data:`shared.domain.metrics.MAX_METRICS` and fails a point that reports more."""
 MAX_STEP = 10**12
 """Steps of a learning curve (Optuna requires them >= 0)."""
 MAX_SEQ = 10**9
@@ -152,6 +155,10 @@ class JobSpec(BaseModel):
     exec: str
     compute_class: str | None = None
     """The class of the site's nodes the broker chose for the job."""
+    expected_seconds: float | None = Field(default=None, gt=0)
+    """How long the job is expected to run, when known: the mean run time of the
+    task's finished jobs on this site and class. A late-binding worker starts the
+    longest expected job first and none that cannot end within its walltime."""
     container: str | dict[str, str] | None = None
     """``evaluationContainer``: one image reference, or a map arch -> reference that the
     harvester resolves for its site's arch (the api sends the reference it resolved)."""
@@ -175,6 +182,9 @@ class PointResult(_Body):
     loss: float | list[float] | None = Field(default=None)
     status: Int64 = 0
     message: str = Field(default="", max_length=MAX_TEXT)
+    metrics: dict[str, object] | None = Field(default=None, max_length=MAX_WIRE_METRICS)
+    """``output.json``'s ``metrics`` as the payload wrote them; the api checks them
+    (:mod:`shared.domain.metrics`) and fails the point with the reason if they are unusable."""
 
     @field_validator("loss")
     @classmethod

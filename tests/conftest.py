@@ -99,6 +99,19 @@ def mongo_db_url(mongo_url: str, unique: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def store_url(unique: str) -> Iterator[str]:
+    """A ``memory://`` store of this test's own, shared by every context the test opens
+    in this process (and forgotten afterwards): for tests that need a store but are not
+    about the database. Every repository runs against the real server in
+    ``tests/contract/test_store.py``."""
+    from shared.store.memory import MemoryStore
+
+    url = f"memory://{unique}"
+    yield url
+    MemoryStore.forget(url)
+
+
+@pytest.fixture
 def s3_bucket_url(s3_url: str, unique: str) -> str:
     return f"{s3_url.rstrip('/')}/{unique}?secure=false&region=us-east-1"
 

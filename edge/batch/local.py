@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import edge
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.fsproto import JobPaths
 from edge.workerproto import WorkerPaths
@@ -92,7 +93,8 @@ class LocalBatch:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (code_root, env.get("PYTHONPATH", "")) if p)
         return env
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        """``options`` are always None here: the site config refuses them for local."""
         paths = JobPaths(job_dir)
         batch_id = self._spawn(["run-job", str(job_dir)], paths.agent_log, {})
         log.info("started node agent for %s as %s", paths.job_id, batch_id)

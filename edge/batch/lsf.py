@@ -16,7 +16,8 @@ agent stops the payload on the first of them).
 Supports: queue, project (``account`` → ``-P``), walltime (``-W``, whole minutes, rounded
 up), GPUs per host (``-gpu "num=N"``), nodes (``-n N -R "span[ptile=1]"``), extra
 ``#BSUB`` lines, set-up lines, the nodes' python, a launcher, ``unshare -n`` isolation,
-and not rerunnable (``-rn``) unless ``requeue`` is set.
+and not rerunnable (``-rn``) unless ``requeue`` is set; per compute class, a queue,
+project, ``select[...]`` constraint and extra lines (:mod:`edge.batch.options`).
 
 Power9 machines with IBM CSM (Summit, Sierra) allocate whole nodes (set
 ``whole_nodes = true`` for ``-nnodes N``; ``-gpu`` is then left out, every GPU of the
@@ -45,6 +46,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.scheduled import ScheduledBatch
 from edge.batch.script import DirectiveName, ScheduledBatchConfig, Worker, directive_value
@@ -108,17 +110,19 @@ class LsfBatch(ScheduledBatch):
         self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
 
-    def directives(self, worker: Worker) -> list[str]:
-        c = self.config
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        c, o = self.config, options or ClassBatchOptions()
         lines = [
             f"-J {directive_value(worker.name, 'job name')}",
             f"-o {directive_value(worker.log, 'batch log path')}",  # stderr joins it
             f"-cwd {directive_value(worker.dir, 'worker directory')}",
         ]
-        if c.queue:
-            lines.append(f"-q {c.queue}")
-        if c.account:
-            lines.append(f"-P {c.account}")
+        if o.queue or c.queue:
+            lines.append(f"-q {o.queue or c.queue}")
+        if o.account or c.account:
+            lines.append(f"-P {o.account or c.account}")
+        if o.constraint:
+            lines.append(f'-R "select[{o.constraint}]"')
         if c.walltime is not None:
             lines.append(f"-W {lsf_walltime(c.walltime)}")
         if c.whole_nodes:
@@ -132,7 +136,7 @@ class LsfBatch(ScheduledBatch):
             if c.layout == "whole_node":
                 lines.append("-x")
         lines.append("-r" if c.requeue else "-rn")
-        return lines + c.directives
+        return lines + c.directives + o.directives
 
     def submit_script(self, worker: Worker, script: str) -> str:
         result = self.run(["bsub"], stdin=script)

@@ -19,7 +19,8 @@ Supports: queue, account (``-A``), walltime (``-l walltime=H:MM:SS``), nodes and
 ``-l nodes=N:gpus=G``), the shell (``-S``: Torque ignores the ``#!`` line), extra ``#PBS``
 lines, set-up lines (the script changes to the worker directory itself: PBS starts jobs
 in ``$HOME``), the nodes' python, a launcher, ``unshare -n`` isolation, and not
-rerunnable (``-r n``) unless ``requeue`` is set. The scheduler's own output is joined
+rerunnable (``-r n``) unless ``requeue`` is set; per compute class, a queue, account and
+extra lines (:mod:`edge.batch.options`). The scheduler's own output is joined
 into ``batch.log`` (``-j oe``); PBS copies it there when the job ends, while
 ``agent.log`` is written live.
 
@@ -41,6 +42,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.scheduled import ScheduledBatch
 from edge.batch.script import (
@@ -140,18 +142,18 @@ class PbsBatch(ScheduledBatch):
         self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
 
-    def directives(self, worker: Worker) -> list[str]:
-        c = self.config
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        c, o = self.config, options or ClassBatchOptions()
         lines = [
             f"-N {directive_value(worker.name, 'job name')}",
             f"-o {directive_value(worker.log, 'batch log path')}",
             "-j oe",
             f"-S {directive_value(c.shell, 'shell')}",  # Torque ignores the #! line
         ]
-        if c.queue:
-            lines.append(f"-q {c.queue}")
-        if c.account:
-            lines.append(f"-A {c.account}")
+        if o.queue or c.queue:
+            lines.append(f"-q {o.queue or c.queue}")
+        if o.account or c.account:
+            lines.append(f"-A {o.account or c.account}")
         if c.walltime is not None:
             lines.append(f"-l walltime={format_hms(c.walltime)}")
         ranks = c.layout in ("multi_node", "elastic")
@@ -171,7 +173,7 @@ class PbsBatch(ScheduledBatch):
             if c.layout == "whole_node":
                 lines.append("-n")
         lines.append("-r y" if c.requeue else "-r n")
-        return lines + c.directives
+        return lines + c.directives + o.directives
 
     def submit_script(self, worker: Worker, script: str) -> str:
         result = self.run(["qsub", str(worker.script)])

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from edge.batch.options import ClassBatchOptions
 
 BatchState = Literal["running", "done", "unknown"]
 """``running`` covers queued; ``unknown`` means "cannot tell now, ask again later"."""
@@ -24,10 +27,12 @@ class BatchSubmitError(RuntimeError):
 class BatchSystem(Protocol):
     kind: str
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
         """Start (or queue) the node agent for ``job_dir``; return the batch id.
 
-        Called once per staged job, right after staging. Raises BatchSubmitError.
+        Called once per staged job, right after staging, with the batch options of the
+        compute class the job was assigned to (None: the config's alone). Raises
+        BatchSubmitError.
         """
         ...
 

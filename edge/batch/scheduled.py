@@ -18,6 +18,7 @@ from pathlib import Path
 from re import Pattern
 
 from edge.batch.commands import CommandError, CommandResult, run_command
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.script import (
     ScheduledBatchConfig,
@@ -68,8 +69,9 @@ class ScheduledBatch(ABC):
     # -- what each adapter supplies ---------------------------------------------------
 
     @abstractmethod
-    def directives(self, worker: Worker) -> list[str]:
-        """The directive lines (option texts) of ``worker``'s script, extra ones last.
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        """The directive lines (option texts) of ``worker``'s script, extra ones last;
+        ``options`` (of the job's compute class) replace or add to the config's.
 
         Raises UnsafeDirectiveError for a value that cannot be written there."""
 
@@ -120,10 +122,10 @@ class ScheduledBatch(ABC):
     def run(self, argv: Sequence[str], stdin: str | None = None) -> CommandResult:
         return run_command(argv, timeout=self._config.command_timeout, stdin=stdin)
 
-    def render(self, worker: Worker) -> str:
-        return render_script(self._settings, worker, self.directives(worker))
+    def render(self, worker: Worker, options: ClassBatchOptions | None = None) -> str:
+        return render_script(self._settings, worker, self.directives(worker, options))
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
         try:
             worker = new_worker(job_dir)
         except (ValueError, OSError) as exc:
@@ -131,7 +133,7 @@ class ScheduledBatch(ABC):
         record = WorkerRecord(
             worker_id=worker.worker_id, kind=self.kind, jobs=[d.name for d in worker.job_dirs]
         )
-        return self._submit(worker, record)
+        return self._submit(worker, record, options)
 
     def submit_worker(self, worker_dir: Path) -> str:
         """Submit the late-binding worker whose directory and record the harvester made;
@@ -139,9 +141,11 @@ class ScheduledBatch(ABC):
         worker = Worker(worker_dir.name, worker_dir, ())
         return self._submit(worker, None)
 
-    def _submit(self, worker: Worker, record: WorkerRecord | None) -> str:
+    def _submit(
+        self, worker: Worker, record: WorkerRecord | None, options: ClassBatchOptions | None = None
+    ) -> str:
         try:
-            script = self.render(worker)
+            script = self.render(worker, options)
             write_text_atomic(worker.script, script)
         except (ValueError, OSError) as exc:  # UnsafeDirectiveError is a ValueError
             raise BatchSubmitError(f"cannot write the {self.kind} batch script: {exc}") from exc

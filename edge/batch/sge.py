@@ -16,7 +16,8 @@ Supports: queue (``-q``), account (``-A``), walltime (``-l h_rt=H:MM:SS``), GPUs
 (``-l gpu=N``, a consumable the site defines: ``gpu INT <= YES YES 0 0`` in ``qconf
 -mc`` and ``complex_values gpu=N`` on each execution host), the shell (``-S``), extra
 ``#$`` lines, set-up lines, the nodes' python, a launcher, ``unshare -n`` isolation, and
-not rerunnable (``-r n``) unless ``requeue`` is set. The scheduler's output is joined
+not rerunnable (``-r n``) unless ``requeue`` is set; per compute class, a queue, account
+and extra lines (:mod:`edge.batch.options`). The scheduler's output is joined
 into ``batch.log`` (``-j y``).
 
 Layouts: ``single``, ``per_gpu`` (one job holding ``gpus_per_node`` GPUs) and
@@ -41,6 +42,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.scheduled import ScheduledBatch
 from edge.batch.script import (
@@ -119,18 +121,18 @@ class SgeBatch(ScheduledBatch):
         self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
 
-    def directives(self, worker: Worker) -> list[str]:
-        c = self.config
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        c, o = self.config, options or ClassBatchOptions()
         lines = [
             f"-N {directive_value(worker.name, 'job name')}",
             f"-o {directive_value(worker.log, 'batch log path')}",
             "-j y",
             f"-S {directive_value(c.shell, 'shell')}",
         ]
-        if c.queue:
-            lines.append(f"-q {c.queue}")
-        if c.account:
-            lines.append(f"-A {c.account}")
+        if o.queue or c.queue:
+            lines.append(f"-q {o.queue or c.queue}")
+        if o.account or c.account:
+            lines.append(f"-A {o.account or c.account}")
         if c.walltime is not None:
             lines.append(f"-l h_rt={format_hms(c.walltime)}")
         if c.gpus_per_node:
@@ -138,7 +140,7 @@ class SgeBatch(ScheduledBatch):
         if c.layout == "whole_node":
             lines.append("-l exclusive=true")
         lines.append("-r y" if c.requeue else "-r n")
-        return lines + c.directives
+        return lines + c.directives + o.directives
 
     def submit_script(self, worker: Worker, script: str) -> str:
         result = self.run(["qsub", "-terse", str(worker.script)])

@@ -4,7 +4,8 @@
 Supports: partition, account, walltime, node count, GPUs per node (``--gres=gpu:N``, on
 which Slurm sets ``CUDA_VISIBLE_DEVICES`` for the job), extra ``#SBATCH`` lines, set-up
 lines, the compute nodes' python, a launcher prefix, and network isolation (the agent
-runs under ``unshare -n``). Submits with ``sbatch --parsable``. Polls every id with one
+runs under ``unshare -n``); per compute class, a partition, account, QOS, constraint and
+extra lines (:mod:`edge.batch.options`). Submits with ``sbatch --parsable``. Polls every id with one
 ``squeue``; ids it no longer lists (ended longer ago than the controller's MinJobAge,
 5 minutes by default) are looked up with one ``sacct``, and count as done when
 accounting is off or does not know them either, since the controller has no such job
@@ -36,6 +37,7 @@ from datetime import timedelta
 from typing import Literal
 
 from edge.batch.commands import CommandError
+from edge.batch.options import ClassBatchOptions
 from edge.batch.port import BatchState, BatchSubmitError
 from edge.batch.scheduled import ScheduledBatch
 from edge.batch.script import DirectiveName, ScheduledBatchConfig, Worker, directive_value
@@ -144,18 +146,22 @@ class SlurmBatch(ScheduledBatch):
         self.config = config  # before the base, which asks for the launcher
         super().__init__(config, isolate_network=isolate_network)
 
-    def directives(self, worker: Worker) -> list[str]:
-        c = self.config
+    def directives(self, worker: Worker, options: ClassBatchOptions | None = None) -> list[str]:
+        c, o = self.config, options or ClassBatchOptions()
         lines = [
             f"--job-name={directive_value(worker.name, 'job name')}",
             f"--output={directive_value(worker.log, 'batch log path')}",
             f"--chdir={directive_value(worker.dir, 'worker directory')}",
             f"--nodes={slurm_nodes(c)}",
         ]
-        if c.partition:
-            lines.append(f"--partition={c.partition}")
-        if c.account:
-            lines.append(f"--account={c.account}")
+        if o.partition or c.partition:
+            lines.append(f"--partition={o.partition or c.partition}")
+        if o.account or c.account:
+            lines.append(f"--account={o.account or c.account}")
+        if o.qos:
+            lines.append(f"--qos={o.qos}")
+        if o.constraint:
+            lines.append(f"--constraint={o.constraint}")
         if c.walltime is not None:
             lines.append(f"--time={slurm_time(c.walltime)}")
         if c.gpus_per_node:
@@ -166,7 +172,7 @@ class SlurmBatch(ScheduledBatch):
             per_node = c.tasks_per_node if c.layout == "multi_node" else 1
             lines.append(f"--ntasks-per-node={per_node}")
         lines.append("--requeue" if c.requeue else "--no-requeue")
-        return lines + c.directives
+        return lines + c.directives + o.directives
 
     def submit_script(self, worker: Worker, script: str) -> str:
         result = self.run(["sbatch", "--parsable", str(worker.script)])

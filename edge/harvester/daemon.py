@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
-from edge.classes import declared_classes
+from edge.classes import class_batch_options, declared_classes
 from edge.config import SiteConfig, tls_verify
 from edge.documents import HarvesterRecord, NodeSettings, NodeStatus
 from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
@@ -279,7 +279,8 @@ class Harvester:
             await asyncio.to_thread(job.save_record)
         elif new:
             try:
-                batch_id = await asyncio.to_thread(self.batch.submit, paths.dir)
+                options = class_batch_options(self.config, spec.compute_class)
+                batch_id = await asyncio.to_thread(self.batch.submit, paths.dir, options)
             except BatchSubmitError as exc:
                 self.jobs[job.job_id] = job
                 await self._report(job, lost(f"the site could not submit the job: {exc}", ""))
@@ -536,7 +537,8 @@ class Harvester:
         killed = await asyncio.to_thread(
             lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
         )
-        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed)
+        expected = {j.job_id: j.doc.spec.expected_seconds for j in jobs}
+        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed, expected)
         for job_id in result.taken_back:
             job = self.jobs.get(job_id)
             if job is None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from edge.documents import NodeStatus, PointRun
 from edge.harvester.payloadfile import PayloadFileError, parse_json
-from shared.edge_api import JobSpec, PointResult
+from shared.edge_api import MAX_WIRE_METRICS, JobSpec, PointResult
 
 MAX_MESSAGE = 4000
 DEFAULT_MAX_DEPTH = 64
@@ -54,6 +54,20 @@ def _valid_loss(value: Any) -> float | list[float] | None:
         items = [number(v) for v in value]
         return None if any(v is None for v in items) else [v for v in items if v is not None]
     return number(value)
+
+
+def _passed_metrics(value: Any) -> dict[str, object] | None:
+    """``metrics`` passed on for the api to check (:mod:`shared.domain.metrics`). NaN
+    and infinities never get here: the harvester's parse of the output file refuses
+    them with the file's name (edge/harvester/payloadfile.py). Anything but an object,
+    or more than the wire carries, goes as an empty object with one entry naming the
+    problem, which the api refuses."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_WIRE_METRICS:
+        what = type(value).__name__ if not isinstance(value, dict) else f"{len(value)} entries"
+        return {"(metrics)": f"not a JSON object of at most {MAX_WIRE_METRICS} numbers: {what}"}
+    return {str(k): v for k, v in value.items()}
 
 
 def point_result(
@@ -106,6 +120,12 @@ def point_result(
             f"the payload reported status {status}"
             + (f": {message}" if message else " in " + output_name),
         )
+    metrics = _passed_metrics(doc.get("metrics"))
+    if metrics is not None and doc.get("loss") is None:
+        # The task may compute its loss from the metrics: the api decides.
+        return PointResult(
+            point_id=point_id, status=0, message=message[:MAX_MESSAGE], metrics=metrics
+        )
     loss = _valid_loss(doc.get("loss"))
     if loss is None:
         return failed(
@@ -113,7 +133,9 @@ def point_result(
             f'{output_name} has status 0 but "loss" is {doc.get("loss")!r}; '
             "it must be a finite number or a list of them",
         )
-    return PointResult(point_id=point_id, loss=loss, status=0, message=message[:MAX_MESSAGE])
+    return PointResult(
+        point_id=point_id, loss=loss, status=0, message=message[:MAX_MESSAGE], metrics=metrics
+    )
 
 
 def decide(

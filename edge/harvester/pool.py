@@ -201,9 +201,15 @@ class WorkerPool:
             for wid, w in self.workers.items()
         ]
 
-    def step(self, active: Mapping[str, object], killed: frozenset[str]) -> StepResult:
+    def step(
+        self,
+        active: Mapping[str, object],
+        killed: frozenset[str],
+        expected: Mapping[str, float | None] | None = None,
+    ) -> StepResult:
         """One pass for the active jobs (``killed``: those with a kill request, which
-        are taken back if no slot claimed them, and never dispatched)."""
+        are taken back if no slot claimed them, and never dispatched; ``expected``: the
+        jobs' expected run times, where known, written into their inbox entries)."""
         result = StepResult()
         self.refresh()
         result.taken_back = [job for job in killed if job in active and self._take_back(job)]
@@ -224,7 +230,7 @@ class WorkerPool:
         if decided.submit:
             decided = self._plan(active, waiting)
         for job_id, worker_id in decided.assign:
-            dispatch(self.workers[worker_id].paths, job_id)
+            dispatch(self.workers[worker_id].paths, job_id, (expected or {}).get(job_id))
             self.location[job_id] = (worker_id, False)
             self.workers[worker_id].inbox += (job_id,)
             log.info("job %s dispatched to worker %s", job_id, worker_id)

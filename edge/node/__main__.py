@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--layout", required=True)
     rank.add_argument("--master-port", type=int, required=True)
     rank.add_argument("--rdzv-id", required=True)
+    rank.add_argument("--point-index", type=int, default=0)
     return parser
 
 
@@ -45,7 +46,9 @@ def main(argv: list[str]) -> int:
     if args.command == "rank-env":
         from edge.node.rank_env import main as rank_main
 
-        return rank_main(args.job_dir, args.layout, args.master_port, args.rdzv_id)
+        return rank_main(
+            args.job_dir, args.layout, args.master_port, args.rdzv_id, args.point_index
+        )
     from edge.node.agent import main as agent_main
 
     try:

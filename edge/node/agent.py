@@ -177,7 +177,6 @@ class NodeAgent:
         work.mkdir(exist_ok=True)
         if not (work / spec.files.training_data).exists():
             write_json_atomic(work / spec.files.training_data, spec.training_files, indent=None)
-        exec_ = substitute_exec(spec.exec, segment=spec.segment, training_files=spec.training_files)
         self._preemption = preemption_for(doc, self.paths, self._checkpoint_note)
         sup = Supervision(
             heartbeat=self._beat,
@@ -193,6 +192,12 @@ class NodeAgent:
             input_path = work / spec.files.input
             if index > 0 or not input_path.exists():
                 write_json_atomic(input_path, point.params, indent=None)
+            exec_ = substitute_exec(
+                spec.exec,
+                segment=spec.segment,
+                training_files=spec.training_files,
+                params=point.params,
+            )
             launch = runtime.prepare(exec_, work, spec.env, node.image, gpus)
             for note in launch.notes:
                 log.warning("%s", note)
@@ -222,7 +227,7 @@ class NodeAgent:
         port = layout.master_port or derived_port(self.paths.job_id, index)
         wrapper = [sys.executable, "-m", "edge.node", "rank-env", str(self.paths.dir)]
         wrapper += ["--layout", layout.model_dump_json(), "--master-port", str(port)]
-        wrapper += ["--rdzv-id", f"{self.paths.job_id}-{index}"]
+        wrapper += ["--rdzv-id", f"{self.paths.job_id}-{index}", "--point-index", str(index)]
         if os.environ.get("PYTHONPATH"):  # some launchers (Open MPI) do not pass it on
             wrapper = ["env", f"PYTHONPATH={os.environ['PYTHONPATH']}", *wrapper]
         log.info("point %d: %d node(s) through %s", index, layout.nodes, layout.launcher[:1])

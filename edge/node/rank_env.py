@@ -62,10 +62,15 @@ def rank_launch(
     master_port: int,
     rdzv_id: str,
     environ: Mapping[str, str],
+    point_index: int = 0,
 ) -> Launch:
-    """This rank's payload launch, through the job's runtime."""
+    """This rank's payload launch for the job's ``point_index``-th point, through the
+    job's runtime."""
     spec, node = doc.spec, doc.node
-    exec_ = substitute_exec(spec.exec, segment=spec.segment, training_files=spec.training_files)
+    params = spec.points[point_index].params if point_index < len(spec.points) else {}
+    exec_ = substitute_exec(
+        spec.exec, segment=spec.segment, training_files=spec.training_files, params=params
+    )
     env = dict(spec.env)
     if layout.kind == "elastic":
         exec_ = torchrun_exec(layout, exec_, f"{info.master_addr}:{master_port}", rdzv_id)
@@ -89,7 +94,9 @@ def _read_file(path: str) -> str:
         return handle.read()
 
 
-def main(job_dir: str, layout_json: str, master_port: int, rdzv_id: str) -> int:
+def main(
+    job_dir: str, layout_json: str, master_port: int, rdzv_id: str, point_index: int = 0
+) -> int:
     """Replace this process with the rank's payload; return only on failure."""
     try:
         layout = NodeLayout.model_validate_json(layout_json)
@@ -108,6 +115,7 @@ def main(job_dir: str, layout_json: str, master_port: int, rdzv_id: str) -> int:
             master_port=master_port,
             rdzv_id=rdzv_id,
             environ=os.environ,
+            point_index=point_index,
         )
         for note in launch.notes:
             print(f"hpo-relay rank-env: {note}", file=sys.stderr)

@@ -4,12 +4,17 @@ It is what a ``per_gpu`` batch job executes (``python -m edge.node run-worker DI
 Each slot owns one GPU of the allocation and runs one job at a time through the
 ordinary :class:`~edge.node.agent.NodeAgent`, so a job's ``status.json``, ``heartbeat``
 and ``kill`` files behave exactly as under a one-job batch job; the slot only adds
-``CUDA_VISIBLE_DEVICES=<its GPU>``. A free slot claims the oldest inbox entry
-(:func:`edge.workerproto.claim`) if the job's expected duration fits in the walltime
-left; a slot's first job is always taken, since the allocation was made for it.
+``CUDA_VISIBLE_DEVICES=<its GPU>``. A free slot claims (:func:`edge.workerproto.claim`)
+the inbox entry with the longest expected duration that fits in the walltime left, the
+oldest among equals; a slot's first job is always taken, since the allocation was made
+for it. Longest first, because the end of a run of jobs (or of an allocation) is
+where slots idle: with the long jobs started early, the short ones fill the slots at
+the end and they finish close together.
 
-Expected duration: the longest run of a job that *finished* on this worker, or the
-site's ``expected_job_seconds`` until one has. The longest rather than the mean, because
+Expected duration: the one the job's inbox entry carries when the central service
+knows it (the mean run time of the task's finished jobs on this site and class);
+otherwise the longest run of a job that *finished* on this worker, or the site's
+``expected_job_seconds`` until one has. The longest rather than the mean there, because
 starting a job that the walltime then kills wastes the whole job, while declining one
 wastes only the end of the allocation.
 
@@ -43,6 +48,7 @@ from edge.workerproto import (
     WorkerStatus,
     claim,
     entries,
+    expected_seconds,
     unclaim,
 )
 from shared.clock import utcnow
@@ -124,6 +130,8 @@ class WorkerAgent:
         self._lock = threading.RLock()  # also taken by the signal handler
         self._ended = threading.Event()
         self._last_status: WorkerStatus | None = None
+        self._shortest_waiting: float | None = None
+        """The shortest expected run in the inbox when all its jobs have one."""
 
     # -- signals ------------------------------------------------------------------------
 
@@ -143,17 +151,30 @@ class WorkerAgent:
             return None
         return (self.walltime_end - utcnow()).total_seconds()
 
-    def fits(self, slot: Slot) -> bool:
-        """May ``slot`` start another job now?"""
+    def fits(self, slot: Slot, expected: float | None = None) -> bool:
+        """May ``slot`` start a job expected to run ``expected`` seconds (None: the
+        worker's own estimate) now?"""
         left = self.remaining()
-        return slot.jobs_run == 0 or left is None or left >= self.estimate.expected()
+        needed = self.estimate.expected() if expected is None else expected
+        return slot.jobs_run == 0 or left is None or left >= needed
 
     def state(self) -> WorkerState:
         if self._stop is not None:
             return "draining"
-        if any(self.fits(s) for s in self.slots):
+        if any(self.fits(s, self._shortest_waiting) for s in self.slots):
             return "running"
         return "draining"
+
+    def waiting(self) -> list[tuple[str, float | None]]:
+        """The inbox, in the order slots take it: the longest expected run first (a job
+        without a known run time counts as the worker's estimate), the oldest first
+        among equals. Starting the long jobs first leaves the short ones to fill the
+        slots at the end, so the slots finish together rather than one by one."""
+        found = [(j, expected_seconds(self.paths, j)) for j in entries(self.paths.inbox)]
+        known = [e for _, e in found if e is not None]
+        self._shortest_waiting = min(known) if known and len(known) == len(found) else None
+        default = self.estimate.expected()
+        return sorted(found, key=lambda entry: -(default if entry[1] is None else entry[1]))
 
     # -- slots --------------------------------------------------------------------------
 
@@ -204,13 +225,15 @@ class WorkerAgent:
         return freed
 
     def _claim_for_free_slots(self) -> None:
-        free = [s for s in self.slots if not s.busy and self.fits(s)]
+        free = [s for s in self.slots if not s.busy]
         if not free:
             return
-        waiting = entries(self.paths.inbox)
+        waiting = self.waiting()
         for slot in free:
-            while waiting:
-                job_id = waiting.pop(0)
+            for job_id, expected in list(waiting):
+                if not self.fits(slot, expected):
+                    continue  # a shorter one further down may still fit
+                waiting.remove((job_id, expected))
                 if claim(self.paths, job_id):
                     with self._lock:
                         if self._stop is not None:  # a signal came while claiming

@@ -31,7 +31,8 @@ from services.api.hopaas_grammar import GrammarError, read_suggestion
 from shared.bounds import json_issues
 from shared.domain.taskconfig import SteeringConfig
 from shared.pruners import PrunerError, canonical_pruner
-from shared.searchspace import SearchSpaceError, parse_search_space
+from shared.searchspace import SearchSpace, SearchSpaceError, parse_search_space
+from shared.searchspace.initial import MAX_INITIAL_POINTS, initial_points
 
 CONFIG_KEY = "hopaas_config"
 TRIAL_KEY = "hopaas_trial"
@@ -102,6 +103,9 @@ class StudySpec:
     """The sampled properties as a phpo search space."""
     properties: dict[str, Any] = field(default_factory=dict)
     """Every property but ``hopaas_config`` and ``hopaas_trial``, as sent."""
+    initial_points: list[dict[str, Any]] = field(default_factory=list)
+    """``hopaas_config.initial_points``: values of the sampled properties asked first,
+    in order, when the study is opened (not part of its identity)."""
 
     def key(self, owner: str) -> str:
         """Same owner, title, properties, direction, sampler and pruner (with their
@@ -283,10 +287,11 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
         if dimension is not None:
             space[name] = dimension
     try:
-        parse_search_space(space, allow_empty=True)
+        parsed = parse_search_space(space, allow_empty=True)
     except SearchSpaceError as exc:
         issue = exc.issues[0]
         raise PropertyError(str(issue.loc[0]) if issue.loc else "properties", issue.msg) from None
+    initial = _initial_points(config.get("initial_points"), parsed)
     return StudySpec(
         title=title,
         direction=direction,
@@ -295,4 +300,26 @@ def parse_study(body: dict[str, Any]) -> StudySpec:
         pruner_args=pruner_args,
         space=space,
         properties=properties,
+        initial_points=initial,
     )
+
+
+def _initial_points(raw: object, space: SearchSpace) -> list[dict[str, Any]]:
+    """``hopaas_config.initial_points`` checked against the sampled properties."""
+    where = f"{CONFIG_KEY}.initial_points"
+    if raw is None:
+        return []
+    if (
+        not isinstance(raw, list)
+        or len(raw) > MAX_INITIAL_POINTS
+        or not all(isinstance(p, dict) for p in raw)
+    ):
+        raise PropertyError(
+            where,
+            f"must be a list of at most {MAX_INITIAL_POINTS} objects of sampled property values",
+        )
+    try:
+        return initial_points(space, raw)
+    except SearchSpaceError as exc:
+        issue = exc.issues[0]
+        raise PropertyError(".".join([where, *map(str, issue.loc)]), issue.msg) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from services.storage.policy import DOWNLOAD_EXPIRY
@@ -22,6 +23,7 @@ from shared.edge_api import (
 from shared.runtime.images import resolve_image
 from shared.store import Store
 from shared.store.constants import Constants
+from shared.store.records import ClassKey
 
 LINEAGE_ALGORITHMS = frozenset({"pbt"})
 """Steering algorithms whose new points start from other points' final checkpoints."""
@@ -68,15 +70,33 @@ async def dataset_input(
     return DatasetInput(name=name, files=files, select=select)
 
 
+RunTimes = Mapping[str, Mapping[ClassKey, float]]
+"""task -> (site, class) -> mean run time, as :meth:`RuntimeRepository.means` reads it."""
+
+
+async def expected_seconds(store: Store, job: Job, means: RunTimes | None = None) -> float | None:
+    """The mean run time of the task's finished jobs on the job's site and class, if
+    any finished there (a late-binding worker orders and fits its jobs by it); from
+    ``means`` when the caller read them for many jobs at once."""
+    if not job.site or not job.compute_class:
+        return None
+    if means is None:
+        means = await store.runtimes.means([job.task_id])
+    mean = means.get(job.task_id, {}).get((job.site, job.compute_class))
+    return mean if mean is not None and mean > 0 else None
+
+
 async def build_spec(
     store: Store,
     constants: Constants,
     job: Job,
     arch: str,
     artifacts: ArtifactStore | None = None,
+    means: RunTimes | None = None,
 ) -> JobSpec:
     """The spec of ``job``; with ``artifacts``, it carries a download URL of its point's
-    latest checkpoint (a retry resumes from it, at any site)."""
+    latest checkpoint (a retry resumes from it, at any site); ``means``: the learnt run
+    times of its task, when the caller read them for a whole lease."""
     task = await constants.task(job.task_id)
     if task is None:
         raise LookupError(f"job {job.id} has no task")
@@ -117,6 +137,7 @@ async def build_spec(
         points=points,
         exec=config.evaluationExec,
         compute_class=job.compute_class,
+        expected_seconds=await expected_seconds(store, job, means),
         container=resolve_image(config.evaluationContainer, arch),
         files=OutputFiles(
             input=config.evaluationInput,

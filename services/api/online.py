@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.api.curves import PrunerChoice, record_curve
 from services.api.hopaas_properties import StudySpec
@@ -27,7 +26,8 @@ from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Segment, Task,
 from shared.domain.taskconfig import TaskConfig
 from shared.online import STEERING_TARGET, AskReply, AskRequest, trial_point_id
 from shared.searchspace import parse_search_space, to_phpo
-from shared.store.studies import Study
+from shared.store.errors import DuplicateKeyError
+from shared.store.records import Study
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,14 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
         name=SEGMENT,
         index=0,
         search_space=to_phpo(parse_search_space(spec.space, allow_empty=True)),
+        initial_points=spec.initial_points,
     )
     task = Task(
         id=study_id,
         owner=owner,
         name=spec.title,
         status=TaskStatus.RUNNING,
+        jobs_counted=0,
         config=TaskConfig(
             evaluationExec=ONLINE_EXEC,
             online=True,
@@ -110,7 +112,7 @@ async def ensure_study(ctx: Context, owner: str, spec: StudySpec) -> Task:
             else spec.steering.model_copy(update={"budget": STUDY_BUDGET}),
         ),
     )
-    with contextlib.suppress(BulkWriteError, DuplicateKeyError):  # a concurrent first ask
+    with contextlib.suppress(DuplicateKeyError):  # a concurrent first ask
         await ctx.store.segments.insert_many([segment])
     with contextlib.suppress(DuplicateKeyError):
         await ctx.store.tasks.insert(task)

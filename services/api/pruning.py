@@ -22,7 +22,7 @@ from optuna.trial import TrialState, create_trial
 from shared.domain.models import PointStatus
 from shared.pruners import PrunerError
 from shared.pruners import build_pruner as _build
-from shared.store.curves import Trial
+from shared.store.records import Trial
 
 Direction = Literal["minimize", "maximize"]
 

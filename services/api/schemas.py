@@ -67,6 +67,7 @@ class BestPoint(BaseModel):
     point_id: str
     loss: float
     params: dict[str, Any]
+    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class ParetoPoint(BaseModel):
@@ -129,6 +130,8 @@ class PointView(BaseModel):
     pruned_step: int | None = None
     parent: str | None = None
     """The point whose checkpoint this one started from (``algorithm: pbt``)."""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric its evaluation reported."""
 
 
 class JobView(BaseModel):

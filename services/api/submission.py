@@ -14,9 +14,17 @@ from shared.bounds import name_issue
 from shared.clock import new_id
 from shared.domain.models import Segment, Task
 from shared.domain.segmentspec import SegmentSpecError, parse_segment_specs
+from shared.domain.taskconfig import TaskConfig
 from shared.jsonfile import JsonFileError, parse_json
-from shared.searchspace import SearchSpaceError, parse_search_space, parse_segmented, to_phpo
-from shared.store.base import to_doc
+from shared.searchspace import (
+    SearchSpace,
+    SearchSpaceError,
+    parse_search_space,
+    parse_segmented,
+    to_phpo,
+)
+from shared.searchspace.initial import initial_points
+from shared.store.documents import to_doc
 
 MAIN_SEGMENT = "main"
 
@@ -113,9 +121,17 @@ def build_task(
         raise SubmissionError([_error(("config", "steering", "algorithm"), CONDITIONAL_GRID)])
     if sub.config.steering.algorithm == "pbt" and any(s.conditional for s in spaces):
         raise SubmissionError([_error(("config", "steering", "algorithm"), CONDITIONAL_PBT)])
+    initial = _initial_points(sub.config, spaces)
     raws = raw if isinstance(raw, list) else [raw] * len(named)
     name = sub.name or (sub.config.outDS or "").rstrip("/")
-    task = Task(id=new_id("task_"), owner=owner, name=name, config=sub.config, files=sub.files)
+    task = Task(
+        id=new_id("task_"),
+        owner=owner,
+        name=name,
+        config=sub.config,
+        files=sub.files,
+        jobs_counted=0,
+    )
     segments = [
         Segment(
             id=f"{task.id}.{name}",
@@ -126,13 +142,45 @@ def build_task(
             space_form=written_form(written),
             files=files,
             datasets=datasets,
+            initial_points=points,
         )
-        for index, ((name, files, datasets), space, written) in enumerate(
-            zip(named, spaces, raws, strict=True)
+        for index, ((name, files, datasets), space, written, points) in enumerate(
+            zip(named, spaces, raws, initial, strict=True)
         )
     ]
     _check_storable(task, segments)
     return task, segments
+
+
+def _initial_points(config: TaskConfig, spaces: list[SearchSpace]) -> list[list[dict[str, Any]]]:
+    """Each segment's initial points; a 422 naming the entry and parameter of each that
+    does not fit a segment's space, or when there are more than ``maxPoints``."""
+    where = ("config", "initialPoints")
+    result: list[list[dict[str, Any]]] = []
+    for index, space in enumerate(spaces):
+        try:
+            points = initial_points(space, config.initialPoints)
+        except SearchSpaceError as exc:
+            segment = () if len(spaces) == 1 else (f"segment {index}",)
+            errors = [_error((*where, *e.loc), " ".join((*segment, e.msg))) for e in exc.issues]
+            raise SubmissionError(errors) from None
+        if len(points) > config.maxPoints:
+            defaults = (
+                " (one is the point of the space's defaults)"
+                if len(points) > len(config.initialPoints)
+                else ""
+            )
+            raise SubmissionError(
+                [
+                    _error(
+                        where,
+                        f"{len(points)} initial points{defaults} but maxPoints is "
+                        f"{config.maxPoints}: initial points count against maxPoints",
+                    )
+                ]
+            )
+        result.append(points)
+    return result
 
 
 def _check_storable(task: Task, segments: list[Segment]) -> None:

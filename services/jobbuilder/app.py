@@ -29,8 +29,10 @@ from services.jobbuilder.logic import (
     scalar_loss,
     task_end,
 )
+from services.jobbuilder.stopping import Evaluated, has_rules, stop_reason
 from shared.clock import utcnow
 from shared.domain.models import (
+    ACTIVE_TASK_STATES,
     TERMINAL_JOB_STATES,
     Job,
     JobStatus,
@@ -117,7 +119,9 @@ class JobBuilderService(BusConsumer):
                     and point.counted_job_id == job.id
                     and point.pruned_step is None
                 )
-                recorded_now = await store.points.record_result(point.id, job.id, verdict.loss)
+                recorded_now = await store.points.record_result(
+                    point.id, job.id, verdict.loss, verdict.metrics
+                )
                 if recorded_now:
                     self.ctx.metrics.points_evaluated.inc()
                 if recorded_now or recorded_before:
@@ -188,7 +192,9 @@ class JobBuilderService(BusConsumer):
             await asyncio.sleep(BUILD_LOCK_RETRY_SECONDS)
 
     async def _build(self, task: Task, *, repair: bool) -> None:
-        if task.status not in BUILDING:
+        if task.status not in ACTIVE_TASK_STATES:
+            return
+        if await self._stop_early(task) or task.status not in BUILDING:
             return
         counted = task.jobs_counted
         if repair or counted is None:
@@ -197,6 +203,31 @@ class JobBuilderService(BusConsumer):
             await self.ctx.store.tasks.set_jobs(task.id, counted)
         total_jobs = await self._define_jobs(task, counted)
         await self._maybe_finish(task, total_jobs)
+
+    async def _stop_early(self, task: Task) -> bool:
+        """End the task if one of its stopping rules (:mod:`.stopping`) is met, from
+        the stored state: done with the rule as the reason (failed when no point was
+        evaluated), its open jobs cancelled as for a user's cancel. True if it ended."""
+        if not has_rules(task.config):
+            return False
+        store = self.ctx.store
+        evaluated = [
+            Evaluated(pid, loss) for pid, loss in await store.points.evaluated_losses(task.id)
+        ]
+        stop = stop_reason(task.config, started=task.created, now=utcnow(), evaluated=evaluated)
+        if stop is None:
+            return False
+        end = TaskStatus.DONE if stop.evaluated else TaskStatus.FAILED
+        if task.status is TaskStatus.SUBMITTED and end is TaskStatus.DONE:
+            await store.tasks.transition(task.id, TaskStatus.RUNNING)
+        if end is TaskStatus.DONE:
+            await store.tasks.transition(task.id, TaskStatus.FINISHING)
+        if not await store.tasks.transition(task.id, end, reason=stop.reason):
+            return True  # ended meanwhile (cancelled, or another pass)
+        cancelled = await store.jobs.cancel_task_jobs(task.id, f"task ended: {stop.reason}")
+        log.info("task %s %s: %s (%d jobs cancelled)", task.id, end.value, stop.reason, cancelled)
+        await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.value))
+        return True
 
     async def close_idle_studies(self) -> None:
         """Close the online studies whose owner set an idle timeout that has run out.

@@ -4,7 +4,7 @@ and how a task ends."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -34,6 +34,7 @@ class PointVerdict:
     verdict: Verdict
     loss: float | list[float] | None = None
     reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _failure(point_id: str, attempts: int, max_attempts: int, reason: str) -> PointVerdict:
@@ -88,7 +89,9 @@ def judge(
         elif outcome.status != 0 or outcome.loss is None:
             reason = outcome.message or f"evaluation reported status {outcome.status}"
         else:
-            verdicts.append(PointVerdict(pid, Verdict.EVALUATED, loss=outcome.loss))
+            verdicts.append(
+                PointVerdict(pid, Verdict.EVALUATED, loss=outcome.loss, metrics=outcome.metrics)
+            )
             continue
         verdicts.append(_failure(pid, attempts.get(pid, 0), max_attempts, reason))
     return verdicts

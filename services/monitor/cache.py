@@ -21,7 +21,7 @@ from shared.domain.models import Task
 from shared.domain.taskconfig import Direction
 from shared.searchspace import SearchSpace, SearchSpaceError, parse_search_space
 from shared.store import Store
-from shared.store.studies import Study
+from shared.store.records import Study
 
 T = TypeVar("T")
 P = TypeVar("P")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
-
-from pymongo import ASCENDING, DESCENDING
 
 from shared.domain.models import (
     ACTIVE_JOB_STATES,
@@ -25,29 +22,14 @@ from shared.domain.models import (
     Task,
 )
 from shared.store import Store
-from shared.store.base import Doc, from_doc
-from shared.store.studies import Study
+from shared.store.documents import Doc
+from shared.store.records import Study
 
 CHUNK = 2000
 """Points per query while loading a task."""
 MANY_OPEN = 32
 """Above this many open points one range read from the oldest costs less than one
 read per open point."""
-POINT_FIELDS = {
-    "segment": 1,
-    "index": 1,
-    "params": 1,
-    "status": 1,
-    "loss": 1,
-    "attempts": 1,
-    "preemptions": 1,
-    "job_id": 1,
-    "last_error": 1,
-    "pruned_step": 1,
-    "intermediate": 1,
-    "created": 1,
-    "evaluated": 1,
-}
 LIVE_JOB_STATES = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 
 
@@ -77,12 +59,7 @@ async def point_chunks(store: Store, task_id: str, segment: str) -> AsyncIterato
     """
     start = 0
     while True:
-        query = {
-            "task_id": task_id,
-            "segment": segment,
-            "index": {"$gte": start, "$lt": start + CHUNK},
-        }
-        docs = [doc async for doc in store.points.col.find(query, POINT_FIELDS)]
+        docs = await store.points.rows(task_id, segment, start=start, stop=start + CHUNK)
         if not docs:
             return
         docs.sort(key=lambda d: int(d["index"]))
@@ -95,14 +72,12 @@ async def changed_points(
     store: Store, task_id: str, segment: str, next_index: int, open_indices: list[int]
 ) -> list[Doc]:
     """The points from ``next_index`` on, and the current state of the open ones."""
-    where = {"task_id": task_id, "segment": segment}
-    col = store.points.col
+    points = store.points
     if len(open_indices) > MANY_OPEN:
-        first = min(open_indices)
-        return [d async for d in col.find({**where, "index": {"$gte": first}}, POINT_FIELDS)]
+        return await points.rows(task_id, segment, start=min(open_indices))
     queries = [
-        col.find({**where, "index": {"$gte": next_index}}, POINT_FIELDS).to_list(),
-        *(col.find({**where, "index": i}, POINT_FIELDS).to_list() for i in open_indices),
+        points.rows(task_id, segment, start=next_index),
+        *(points.rows(task_id, segment, start=i, stop=i + 1) for i in open_indices),
     ]
     return [doc for batch in await asyncio.gather(*queries) for doc in batch]
 
@@ -123,53 +98,31 @@ async def jobs_by_id(store: Store, job_ids: list[str]) -> dict[str, Job]:
 
 async def jobs_of_point(store: Store, point_id: str) -> list[Job]:
     """Every attempt of a point: job ids start with the point's id (``<point>.a<n>``)."""
-    cursor = store.jobs.col.find(
-        {"_id": {"$gte": f"{point_id}.a", "$lt": f"{point_id}.b"}}, sort=[("_id", ASCENDING)]
-    )
-    return [from_doc(Job, doc) async for doc in cursor]
+    return await store.jobs.list_for_point(point_id)
 
 
 async def jobs_in_state(store: Store, task_id: str, states: list[str], *, limit: int) -> list[Job]:
-    """A task's jobs in ``states``, newest change first (the (task, status) index)."""
-    cursor = store.jobs.col.find(
-        {"task_id": task_id, "status": {"$in": states}},
-        sort=[("updated", DESCENDING)],
-        limit=limit,
-    )
-    return [from_doc(Job, doc) async for doc in cursor]
+    """A task's jobs in ``states``, newest change first."""
+    return await store.jobs.list_in_states(task_id, [JobStatus(s) for s in states], limit=limit)
 
 
 async def job_state_counts(store: Store, task_id: str) -> dict[str, int]:
-    cursor = await store.jobs.col.aggregate(
-        [{"$match": {"task_id": task_id}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-    )
-    return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
+    return await store.jobs.count_by_status(task_id)
 
 
 async def artifacts_of_jobs(store: Store, task_id: str, job_ids: list[str]) -> list[Artifact]:
-    cursor = store.artifacts.col.find({"task_id": task_id, "job_id": {"$in": job_ids}})
-    return [from_doc(Artifact, doc) async for doc in cursor]
+    return await store.artifacts.list_for_jobs(task_id, job_ids)
 
 
 async def artifacts_of_point(store: Store, task_id: str, point_id: str) -> list[Artifact]:
-    cursor = store.artifacts.col.find(
-        {"task_id": task_id, "job_id": {"$gte": f"{point_id}.a", "$lt": f"{point_id}.b"}},
-        sort=[("job_id", ASCENDING), ("created", ASCENDING)],
-    )
-    return [from_doc(Artifact, doc) async for doc in cursor]
+    return await store.artifacts.list_for_point(task_id, point_id)
 
 
 async def artifacts_page(
     store: Store, task_id: str, *, after: str | None, kind: str | None, limit: int
 ) -> list[Artifact]:
-    """A task's artifacts in id order from after ``after`` (the (task, job) index)."""
-    query: dict[str, Any] = {"task_id": task_id}
-    if after:
-        query["_id"] = {"$gt": after}
-    if kind:
-        query["kind"] = kind
-    cursor = store.artifacts.col.find(query, sort=[("_id", ASCENDING)], limit=limit)
-    return [from_doc(Artifact, doc) async for doc in cursor]
+    """A task's artifacts in id order from after ``after``."""
+    return await store.artifacts.page(task_id, after=after, kind=kind, limit=limit)
 
 
 async def artifact(store: Store, artifact_id: str) -> Artifact | None:
@@ -178,19 +131,12 @@ async def artifact(store: Store, artifact_id: str) -> Artifact | None:
 
 async def sites(store: Store) -> list[tuple[Site, Doc]]:
     """Every site, with its raw document (newer harvesters may report more fields)."""
-    cursor = store.sites.col.find({}, sort=[("_id", ASCENDING)])
-    return [(from_doc(Site, doc), doc) async for doc in cursor]
+    return await store.sites.list_with_docs()
 
 
 async def live_jobs_by_site(store: Store, owner: str | None = None) -> dict[str, int]:
     """Jobs leased or running per site (all owners', or one owner's)."""
-    match: dict[str, Any] = {"status": {"$in": LIVE_JOB_STATES}}
-    if owner is not None:
-        match["owner"] = owner
-    cursor = await store.jobs.col.aggregate(
-        [{"$match": match}, {"$group": {"_id": "$site", "n": {"$sum": 1}}}]
-    )
-    return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
+    return await store.jobs.live_by_site(owner)
 
 
 ACTIVE_JOB_VALUES = [s.value for s in ACTIVE_JOB_STATES]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Counts(BaseModel):
@@ -129,6 +129,8 @@ class PointDetail(BaseModel):
     jobs: list[JobRow]
     artifacts: list[ArtifactRow]
     intermediate: dict[str, list[float]]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric the point's evaluation reported."""
 
 
 class LogTail(BaseModel):

@@ -42,7 +42,7 @@ from shared.domain.models import Point, Segment, Task, TaskStatus
 from shared.messages import Message, PointsGenerated, TaskFinished
 from shared.runtime import Runtime
 from shared.searchspace import SearchSpace, canonical_key, parse_search_space
-from shared.store.steering import SteeringCapability
+from shared.store.records import SteeringCapability
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class SteeringService(BusConsumer):
         self.owner = settings.steering_instance or instance_name()
         self.runtimes = SteeringRuntimes(None, "not started yet", None, "not started yet")
         self._recorded_at = utcnow() - CAPABILITY_VALID
+        self._initial_done: set[str] = set()
+        """Segments whose initial points are all stored."""
         self._nothing_new: dict[str, int] = {}
         """Segment id -> its settled points when its steering program last had nothing
         new while points were open: it is asked again once another point settles (a
@@ -132,6 +134,9 @@ class SteeringService(BusConsumer):
             if task is None or task.status not in GENERATING or task.config.online:
                 return
             segments = await self.ctx.store.segments.list_for_task(task_id)
+            for segment in segments:
+                if segment.initial_points and segment.id not in self._initial_done:
+                    await self._enqueue_initial(task, segment)
             if task.config.steeringExec and task.config.segmented:
                 await self._top_up_by_segmented_container(task, segments)
             else:
@@ -140,6 +145,23 @@ class SteeringService(BusConsumer):
                         await self._top_up_segment(task, segment)
             if task.status is TaskStatus.SUBMITTED:
                 await self.ctx.store.tasks.transition(task_id, TaskStatus.RUNNING)
+
+    async def _enqueue_initial(self, task: Task, segment: Segment) -> None:
+        """Store the segment's initial points not stored yet as its first points, before
+        any draw (the optimiser, rebuilt from the stored points, sees them as open
+        points; a steering program finds them in ``%IN``). Idempotent: the points are
+        counted first and their ids are unique, so a restart stores only the missing."""
+        if not (await self.engine.leases.hold(segment.id)).held:
+            return  # another steering process owns the segment
+        counts = await self.ctx.store.points.count_by_status(task.id, segment.name)
+        stored = sum(counts.values())
+        missing = segment.initial_points[stored:]
+        if missing:
+            self.engine.forget(segment.id)
+            await self._store_points(task, segment, stored, missing, search_over=False)
+            log.info("segment %s: %d initial point(s) queued", segment.id, len(missing))
+        else:
+            self._initial_done.add(segment.id)
 
     async def _top_up_segment(self, task: Task, segment: Segment) -> None:
         store = self.ctx.store

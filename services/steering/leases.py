@@ -1,7 +1,7 @@
 """Segment ownership: which steering process generates a segment's points.
 
 Several steering processes may run; each segment has at most one owner at a time, by a
-lease in MongoDB (:meth:`SegmentRepository.claim`) that the owner renews when half of
+lease in MongoDB (:meth:`SegmentRepo.claim`) that the owner renews when half of
 it has run out. A process that dies stops renewing, and after ``lease_seconds`` any
 other one may take the segment over. Point ids are unique per (task, segment, index),
 so even two processes that both believe they own a segment (a paused process whose
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.clock import utcnow
-from shared.store.segments import SegmentRepository
+from shared.store.port import SegmentRepo
 
 IDLE_LEASES = 4
 """A segment not drawn for during this many lease periods is given up."""
@@ -40,7 +40,7 @@ class Holding:
 class SegmentLeases:
     def __init__(
         self,
-        segments: SegmentRepository,
+        segments: SegmentRepo,
         owner: str,
         lease_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,

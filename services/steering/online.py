@@ -67,6 +67,8 @@ class OnlineSteering:
         self.engine = engine
         self._servers: list[Subscription] = []
         self._studies: OrderedDict[str, StudyDocs] = OrderedDict()
+        self._initial_done: set[str] = set()
+        """Study segments whose initial points have all been asked."""
 
     async def start(self) -> None:
         self._servers = [
@@ -129,6 +131,10 @@ class OnlineSteering:
         task, segment, space = docs.task, docs.segment, docs.space
         if not space.dimensions:
             return await self._fixed_trial(task, segment, request.ask_id)
+        if segment.initial_points and segment.id not in self._initial_done:
+            initial = await self._initial_trial(task, segment, request.ask_id)
+            if initial is not None:
+                return initial
         for _ in range(INSERT_ATTEMPTS):
             try:
                 optimizer = await self.engine.optimizer(task, segment, space)
@@ -160,6 +166,40 @@ class OnlineSteering:
             if earlier is not None:  # another process answered this ask meanwhile
                 return _reply(earlier)
             log.info("study %s: trial %d taken by another process, drawing again", task.id, index)
+        return AskReply(error="too many concurrent asks, try again")
+
+    async def _initial_trial(self, task: Task, segment: Segment, ask_id: str) -> AskReply | None:
+        """The next of the study's initial points as this ask's trial, while some is
+        not asked yet (the trial index is the number of trials stored, and the
+        optimiser, forgotten, is rebuilt with it at the next draw); None once all are."""
+        store = self.ctx.store
+        holding = await self.engine.leases.hold(segment.id)
+        if not holding.held:
+            raise NotOwnerError(segment.id)
+        for _ in range(INSERT_ATTEMPTS):
+            counts = await store.points.count_by_status(task.id, segment.name)
+            index = sum(counts.values())
+            if index >= len(segment.initial_points):
+                self._initial_done.add(segment.id)
+                return None
+            params = segment.initial_points[index]
+            point = Point(
+                id=trial_point_id(task.id, segment.name, index),
+                task_id=task.id,
+                segment=segment.name,
+                index=index,
+                params=params,
+                key=canonical_key(params),
+                status=PointStatus.PENDING,
+                attempts=1,
+            )
+            self.engine.forget(segment.id)
+            if await store.studies.insert_trial(point, ask_id):
+                log.info("study %s: initial trial %d asked", task.id, index)
+                return _reply(point)
+            earlier = await store.studies.trial_for_ask(task.id, ask_id)
+            if earlier is not None:
+                return _reply(earlier)
         return AskReply(error="too many concurrent asks, try again")
 
     async def _fixed_trial(self, task: Task, segment: Segment, ask_id: str) -> AskReply:

@@ -105,6 +105,9 @@ class Segment(_Record):
     owner_until: datetime | None = None
     warm_start: WarmStartSummary | None = None
     """Set when the segment's optimiser is built with a warm start."""
+    initial_points: list[dict[str, Any]] = Field(default_factory=list)
+    """Points evaluated first, as the segment's first indices: the task's
+    ``initialPoints`` completed by the space's defaults (and the defaults' own point)."""
 
 
 class PointStatus(StrEnum):
@@ -160,6 +163,8 @@ class Point(_Record):
     """The next job continues the current attempt from ``checkpoint`` (set by a
     preemption, cleared when that job is defined)."""
     checkpoint: CheckpointRef | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric its evaluation reported (``output.json``'s ``metrics``)."""
     parent: str | None = None
     """The point whose checkpoint this one started from (population-based training):
     its ``checkpoint`` was that point's latest when this one was created."""
@@ -213,6 +218,8 @@ class PointOutcome(BaseModel):
     loss: Loss | None = None
     status: int = 0
     message: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Every metric the evaluation reported, checked (finite, bounded)."""
 
 
 class Job(_Record):

@@ -152,7 +152,7 @@ OPTIONS: Final[tuple[PhpoOption, ...]] = (
         "config",
         "task",
         "str",
-        "command line of the evaluation; %SEGMENT_NAME and %IN_DATA are replaced",
+        "command line of the evaluation; %SEGMENT_NAME, %IN_DATA and %FLAGS are replaced",
     ),
     _opt(
         "evaluationInput",

@@ -10,6 +10,7 @@ that mean nothing here (:mod:`shared.domain.phpo`) are accepted and kept aside i
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from shared.bounds import check_json, name_issue
+from shared.domain.metrics import MAX_METRICS, metric_name_issue
 from shared.domain.phpo import CLIENT_KEYS, IGNORED_KEYS, server_ignores
 from shared.domain.resources import Resources
 from shared.pruners import PrunerConfig
@@ -165,6 +167,13 @@ class TaskConfig(BaseModel):
     )
     """Earlier tasks of the same owner whose fitting points are told to this task's
     optimiser before its first draw (services/steering/warmstart.py)."""
+    initialPoints: list[dict[str, bool | int | float | str | None]] = Field(
+        default_factory=list, max_length=1_000
+    )
+    """Points evaluated first, before the optimiser draws (Optuna's ``enqueue_trial``);
+    they count against ``maxPoints``. Checked against each segment's space at submission
+    (:mod:`shared.searchspace.initial`); a parameter left out takes its dimension's
+    ``default``."""
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     failedPointLoss: float = Field(default=1e10, allow_inf_nan=False)
     failedPoints: Literal["large_loss", "exclude"] = "large_loss"
@@ -172,6 +181,21 @@ class TaskConfig(BaseModel):
     maxPreemptions: int = Field(default=10, ge=0, le=1000)
     """Jobs of one point that may be preempted with a checkpoint (walltime, scancel)
     and resumed without using an attempt; the next preemption counts as a failure."""
+    figureOfMerit: dict[str, float] | None = Field(
+        default=None, min_length=1, max_length=MAX_METRICS
+    )
+    """The loss is this weighted sum of the metrics an evaluation reports
+    (``output.json``'s ``metrics``); the payload's own ``loss`` is then not used."""
+    objectives: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    """The loss is the list of these metrics, one objective each (directions from
+    ``steering.directions``, all ``minimize`` by default)."""
+    maxWallTime: float | None = Field(default=None, gt=0, le=10 * 365 * 86_400, allow_inf_nan=False)
+    """Seconds from the task's submission after which it ends (open jobs cancelled)."""
+    targetLoss: float | None = Field(default=None, allow_inf_nan=False)
+    """The task ends once its best loss reaches this (at most it when minimised, at
+    least it when maximised)."""
+    stopAfterNoImprovement: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The task ends after this many evaluated points in a row without a better best."""
     online: bool = False
     """An online study: points are created by asks and told by workers; steering never
     tops it up and no evaluation job is ever built for it."""
@@ -183,6 +207,7 @@ class TaskConfig(BaseModel):
         ``#cpu_spec&gpu_spec`` architecture for its CPU architecture."""
         if not isinstance(data, dict):
             return data
+        data = _objective_directions(data)
         aside = {k: data[k] for k in data if k in CLIENT_KEYS or k in IGNORED_KEYS}
         rest = {k: v for k, v in data.items() if k not in aside}
         architecture = rest.get("architecture")
@@ -230,6 +255,39 @@ class TaskConfig(BaseModel):
             raise ValueError(f"{value!r} {problem}")
         return value
 
+    @field_validator("initialPoints")
+    @classmethod
+    def _storable_points(
+        cls, value: list[dict[str, bool | int | float | str | None]]
+    ) -> list[dict[str, bool | int | float | str | None]]:
+        check_json(value, "initialPoints")
+        for index, point in enumerate(value):
+            if any(isinstance(v, str) and "\0" in v for v in point.values()):
+                raise ValueError(f"initialPoints.{index}: values must not contain a NUL byte")
+        return value
+
+    @field_validator("figureOfMerit")
+    @classmethod
+    def _weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, weight in (value or {}).items():
+            problem = metric_name_issue(name)
+            if problem:
+                raise ValueError(problem)
+            if not math.isfinite(weight):
+                raise ValueError(f"{name}: the weight must be a finite number, got {weight}")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            problem = metric_name_issue(name)
+            if problem:
+                raise ValueError(problem)
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each metric may be one objective only")
+        return value
+
     @field_validator("evaluationContainer")
     @classmethod
     def _image(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
@@ -261,6 +319,25 @@ class TaskConfig(BaseModel):
             )
         if self.minUnevaluatedPoints and self.minUnevaluatedPoints >= self.nPointsPerIteration:
             raise ValueError("minUnevaluatedPoints must be smaller than nPointsPerIteration")
+        several = bool(self.steering.directions and len(self.steering.directions) > 1)
+        if self.figureOfMerit is not None and self.objectives is not None:
+            raise ValueError(
+                "figureOfMerit: give either figureOfMerit (one loss) or objectives, not both"
+            )
+        if self.figureOfMerit is not None and several:
+            raise ValueError(
+                "figureOfMerit: makes one loss, but steering.directions has several objectives"
+            )
+        if self.objectives is not None and len(self.steering.directions or ()) != len(
+            self.objectives
+        ):
+            raise ValueError(
+                f"objectives: {len(self.objectives)} metrics, but steering.directions has "
+                f"{len(self.steering.directions or ())} entries; give one direction per objective"
+            )
+        for rule in ("targetLoss", "stopAfterNoImprovement"):
+            if several and getattr(self, rule) is not None:
+                raise ValueError(f"{rule}: applies to single-objective tasks only")
         if self.pruner.active and self.steering.directions and len(self.steering.directions) > 1:
             raise ValueError("pruner: Optuna's pruners judge single-objective tasks only")
         for path in self.checkpoint_files:
@@ -307,6 +384,20 @@ class TaskConfig(BaseModel):
         directory's trailing ``/``."""
         names = [p.strip() for p in (self.checkPointToSave or "").split(",")]
         return [n.rstrip("/") or n for n in names if n]
+
+
+def _objective_directions(data: dict[str, object]) -> dict[str, object]:
+    """``objectives`` without ``steering.directions``: every objective minimised, set
+    before the steering block is checked, so that its algorithm is checked for
+    several objectives."""
+    objectives = data.get("objectives")
+    steering = data.get("steering", {})
+    if not isinstance(objectives, list) or not objectives or not isinstance(steering, dict):
+        return data
+    args = steering.get("args")
+    if steering.get("directions") is not None or (isinstance(args, dict) and "directions" in args):
+        return data
+    return {**data, "steering": {**steering, "directions": ["minimize"] * len(objectives)}}
 
 
 def phpo_architecture(value: str) -> tuple[str | None, bool]:

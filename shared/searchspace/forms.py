@@ -31,7 +31,8 @@ def to_phpo(space: SearchSpace) -> dict[str, dict[str, Any]]:
         else:
             keys = ("mu", "sigma", "base") if dim.mu is not None else ("low", "high", "q", "base")
             dimension = {key: getattr(dim, key) for key in keys if getattr(dim, key) is not None}
-        out[dim.name] = {"method": dim.method, "dimension": dimension, **_when(dim)}
+        default = {"default": dim.default} if dim.has_default else {}
+        out[dim.name] = {"method": dim.method, "dimension": dimension, **default, **_when(dim)}
     return out
 
 

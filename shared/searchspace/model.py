@@ -70,6 +70,10 @@ class Dimension(BaseModel):
     """Conditional spaces: the dimension is active only while ``parent`` is active and
     takes one of ``parent_values`` (:mod:`shared.searchspace.conditions`)."""
     parent_values: tuple[JsonScalar, ...] = ()
+    has_default: bool = False
+    default: JsonScalar = None
+    """The value a user gave as the dimension's default (phpo form ``"default"``), when
+    ``has_default``: it completes partial initial points (:mod:`.initial`)."""
 
     @property
     def distinct_choices(self) -> tuple[JsonScalar, ...]:

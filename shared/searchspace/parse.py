@@ -46,6 +46,7 @@ from shared.searchspace.model import (
     SearchSpaceIssue,
     show,
 )
+from shared.searchspace.points import value_issue
 from shared.searchspace.values import (
     PHPO_METHODS,
     Fields,
@@ -296,7 +297,7 @@ def _entry(name: str, entry: object, issues: Issues) -> Dimension | None:
 
 
 def _phpo_entry(name: str, entry: Mapping[str, object], issues: Issues) -> Dimension | None:
-    _check_keys(entry, (name,), ("method", "dimension"), (), "an entry", issues)
+    _check_keys(entry, (name,), ("method", "dimension"), ("default",), "an entry", issues)
     raw_method = entry.get("method")
     method = _METHOD_NAMES.get(raw_method) if isinstance(raw_method, str) else None
     if "method" in entry and method is None:
@@ -313,7 +314,15 @@ def _phpo_entry(name: str, entry: Mapping[str, object], issues: Issues) -> Dimen
     fields = {
         key: (dimension[key], (*where, key)) for key in (*required, *optional) if key in dimension
     }
-    return build_dimension(name, method, fields, issues)
+    dim = build_dimension(name, method, fields, issues)
+    if dim is None or "default" not in entry:
+        return dim
+    default = entry["default"]
+    problem = value_issue(dim, default)
+    if problem:
+        issues.add((name, "default"), problem)
+        return None
+    return dim.model_copy(update={"has_default": True, "default": default})
 
 
 def _idds_entry(name: str, entry: Mapping[str, object], issues: Issues) -> Dimension | None:

@@ -68,6 +68,11 @@ def _inactive(dim: Dimension, params: Mapping[str, object]) -> str:
     return f"not active: {used}, and {dim.parent} is not active"
 
 
+def value_issue(dim: Dimension, value: object) -> str | None:
+    """Why ``value`` is not a value of ``dim`` (a default, a point's entry); None if it is."""
+    return _check_value(dim, value)
+
+
 def _check_value(dim: Dimension, value: object) -> str | None:
     if dim.kind == "categorical":
         kind = _json_type(value)

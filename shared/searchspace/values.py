@@ -173,6 +173,8 @@ def _categories(fields: Fields, issues: Issues) -> tuple[JsonScalar, ...] | None
         problem = int64_issue(value) if isinstance(value, int) else None
         if problem is None and isinstance(value, float) and not math.isfinite(value):
             problem = f"must be finite, got {value}"
+        if problem is None and isinstance(value, str) and "\0" in value:
+            problem = "must not contain a NUL byte (it cannot be a command-line argument)"
         if problem:
             issues.add((*loc, index), problem)
             ok = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import ASCENDING
 
 from shared.domain.models import Artifact
@@ -27,6 +29,27 @@ class ArtifactRepository(Repository[Artifact]):
 
     async def list_for_task(self, task_id: str) -> list[Artifact]:
         return await self._find({"task_id": task_id}, sort=[("created", ASCENDING)])
+
+    async def list_for_jobs(self, task_id: str, job_ids: list[str]) -> list[Artifact]:
+        return await self._find({"task_id": task_id, "job_id": {"$in": job_ids}})
+
+    async def list_for_point(self, task_id: str, point_id: str) -> list[Artifact]:
+        """Those of every attempt of the point (job ids start with the point's id)."""
+        return await self._find(
+            {"task_id": task_id, "job_id": {"$gte": f"{point_id}.a", "$lt": f"{point_id}.b"}},
+            sort=[("job_id", ASCENDING), ("created", ASCENDING)],
+        )
+
+    async def page(
+        self, task_id: str, *, after: str | None, kind: str | None, limit: int
+    ) -> list[Artifact]:
+        """A task's artifacts in id order from after ``after`` (the (task, job) index)."""
+        query: dict[str, Any] = {"task_id": task_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        if kind:
+            query["kind"] = kind
+        return await self._find(query, sort=[("_id", ASCENDING)], limit=limit)
 
     async def list_unverified(self, *, limit: int = 100) -> list[Artifact]:
         return await self._find({"verified": None}, limit=limit)

@@ -1,42 +1,15 @@
-"""Mapping between domain models and MongoDB documents (``id`` <-> ``_id``)."""
+"""The MongoDB adapter's base repository: one collection per aggregate."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
-from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
-from shared.clock import as_utc
 from shared.domain.paging import PageRequest
-
-M = TypeVar("M", bound=BaseModel)
-Doc = dict[str, Any]
-
-
-def to_doc(model: BaseModel) -> Doc:
-    doc = model.model_dump(mode="python")
-    doc["_id"] = doc.pop("id")
-    return doc
-
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return as_utc(value)
-    if isinstance(value, dict):
-        return {k: _aware(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_aware(v) for v in value]
-    return value
-
-
-def from_doc(cls: type[M], doc: Mapping[str, Any]) -> M:
-    data = {k: _aware(v) for k, v in doc.items() if k != "_id"}
-    data["id"] = doc["_id"]
-    return cls.model_validate(data)
+from shared.store.documents import Doc, M, from_doc, to_doc
 
 
 class Repository(Generic[M]):
@@ -85,3 +58,6 @@ class Repository(Generic[M]):
         return await self._find(
             filters, sort=[(field, direction), ("_id", direction)], limit=page.limit
         )
+
+
+__all__ = ["Doc", "Repository", "from_doc", "to_doc"]

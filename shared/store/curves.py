@@ -13,35 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.clock import utcnow
-from shared.domain.models import Point, PointStatus
-from shared.store.base import Doc, from_doc
-
-
-class Trial(BaseModel):
-    """A point with its curve, as the pruners see it."""
-
-    point: Point
-    intermediate: dict[int, float] = Field(default_factory=dict)
-    pruner_attrs: dict[str, Any] = Field(default_factory=dict)
-
-
-def trial_from_doc(doc: Doc) -> Trial:
-    raw = doc.get("intermediate") or {}
-    attrs = doc.get("pruner_attrs")
-    return Trial(
-        point=from_doc(Point, doc),
-        intermediate={int(k): float(v) for k, v in raw.items()},
-        pruner_attrs=json.loads(attrs) if isinstance(attrs, str) else {},
-    )
+from shared.store.base import Doc
+from shared.store.records import Trial, trial_from_doc
+from shared.store.transitions import HELD, PRUNE, status_filter
 
 
 def _owned(point_id: str, job_id: str | None) -> dict[str, Any]:
-    query: dict[str, Any] = {"_id": point_id, "status": PointStatus.PENDING.value}
+    query: dict[str, Any] = {"_id": point_id, "status": HELD.value}
     if job_id is not None:
         query["job_id"] = job_id
     return query
@@ -77,10 +59,10 @@ class CurveRepository:
     async def prune(self, point_id: str, step: int, value: float, job_id: str | None) -> bool:
         """pending -> evaluated with the value reported at ``step``, once."""
         result = await self.points.update_one(
-            _owned(point_id, job_id),
+            {**_owned(point_id, job_id), "status": status_filter(PRUNE)},
             {
                 "$set": {
-                    "status": PointStatus.EVALUATED.value,
+                    "status": PRUNE.target.value,
                     "loss": value,
                     "pruned_step": step,
                     "counted_job_id": job_id,
@@ -89,3 +71,6 @@ class CurveRepository:
             },
         )
         return result.modified_count == 1
+
+
+__all__ = ["CurveRepository", "Trial", "trial_from_doc"]

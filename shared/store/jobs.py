@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
@@ -217,6 +217,39 @@ class JobRepository(Repository[Job]):
             {"_id": job_id, "applied": False}, {"$set": {"applied": True}}
         )
         return result.modified_count == 1
+
+    async def list_for_point(self, point_id: str) -> list[Job]:
+        """Every attempt of a point, in id order: job ids start with the point's id
+        (``<point>.a<n>``), so this is one range on the primary key."""
+        return await self._find(
+            {"_id": {"$gte": f"{point_id}.a", "$lt": f"{point_id}.b"}}, sort=[("_id", ASCENDING)]
+        )
+
+    async def list_in_states(
+        self, task_id: str, states: list[JobStatus], *, limit: int
+    ) -> list[Job]:
+        """A task's jobs in ``states``, newest change first (the (task, status) index)."""
+        return await self._find(
+            {"task_id": task_id, "status": {"$in": [s.value for s in states]}},
+            sort=[("updated", DESCENDING)],
+            limit=limit,
+        )
+
+    async def count_by_status(self, task_id: str) -> dict[str, int]:
+        cursor = await self.col.aggregate(
+            [{"$match": {"task_id": task_id}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        )
+        return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
+
+    async def live_by_site(self, owner: str | None = None) -> dict[str, int]:
+        """Jobs leased or running per site (all owners', or one owner's)."""
+        match: dict[str, Any] = {"status": {"$in": _LIVE}}
+        if owner is not None:
+            match["owner"] = owner
+        cursor = await self.col.aggregate(
+            [{"$match": match}, {"$group": {"_id": "$site", "n": {"$sum": 1}}}]
+        )
+        return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
 
     async def count_assigned(self, site: str) -> int:
         return await self.col.count_documents({"site": site, "status": JobStatus.ASSIGNED.value})

@@ -16,7 +16,20 @@ from pymongo.errors import DuplicateKeyError
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.domain.paging import PageRequest, PointOrder
-from shared.store.base import Repository, to_doc
+from shared.store.base import Doc, Repository, to_doc
+from shared.store.port import ROW_FIELDS
+from shared.store.transitions import (
+    GIVE_UP,
+    HELD,
+    OPEN_STATUSES,
+    RESULT,
+    RESUME,
+    RETRY,
+    START,
+    attempt_job_id,
+    next_attempt,
+    status_filter,
+)
 
 MAX_OPEN_LOOKUPS = 32
 """Above this many open points, :meth:`PointRepository.changed_for_segment` reads a range
@@ -25,22 +38,9 @@ SHORT_RANGE = 64
 """When the oldest open point is at most this many indices back, one range query from
 it costs less than a query per open point (the usual online case: the trial asked last
 is the one open)."""
-OPEN_STATUSES = (PointStatus.UNEVALUATED, PointStatus.PENDING)
 
 
-def attempt_job_id(point_id: str, attempt: int, preemptions: int = 0) -> str:
-    """Job ids are derived from the point, attempt and (for a job resuming a preempted
-    one) the preemption count, so re-creating one is idempotent."""
-    base = f"{point_id}.a{attempt}"
-    return f"{base}.r{preemptions}" if preemptions else base
-
-
-def next_attempt(point: Point) -> tuple[int, str]:
-    """The attempt number and job id of the point's next job: a resumed preemption
-    continues the current attempt, anything else starts a new one."""
-    if point.resume:
-        return point.attempts, attempt_job_id(point.id, point.attempts, point.preemptions)
-    return point.attempts + 1, attempt_job_id(point.id, point.attempts + 1)
+ROW_PROJECTION = dict.fromkeys(ROW_FIELDS, 1)
 
 
 class PointRepository(Repository[Point]):
@@ -81,8 +81,20 @@ class PointRepository(Repository[Point]):
         many open points or the oldest is recent, else one query for the new points and
         one per open point, sent together.
         """
-        where = {"task_id": task_id, "segment": segment}
         wanted = set(open_indices)
+        found = await self.new_and_open(task_id, segment, count, open_indices)
+        return [
+            p
+            for p in found
+            if p.index >= count or (p.index in wanted and p.status not in OPEN_STATUSES)
+        ]
+
+    async def new_and_open(
+        self, task_id: str, segment: str, count: int, open_indices: list[int]
+    ) -> list[Point]:
+        """The segment's points from index ``count`` on, and those of ``open_indices`` as
+        they are now, in index order (and perhaps others between: callers filter)."""
+        where = {"task_id": task_id, "segment": segment}
         if len(open_indices) > MAX_OPEN_LOOKUPS or (
             open_indices and count - min(open_indices) <= SHORT_RANGE
         ):
@@ -92,12 +104,23 @@ class PointRepository(Repository[Point]):
             queries = [self._find({**where, "index": {"$gte": count}})]
             queries += [self._find({**where, "index": i}) for i in open_indices]
             found = [p for batch in await asyncio.gather(*queries) for p in batch]
-        changed = [
-            p
-            for p in found
-            if p.index >= count or (p.index in wanted and p.status not in OPEN_STATUSES)
-        ]
-        return sorted(changed, key=lambda p: p.index)
+        return sorted(found, key=lambda p: p.index)
+
+    async def rows(
+        self, task_id: str, segment: str, *, start: int, stop: int | None = None
+    ) -> list[Doc]:
+        """The segment's point documents with index in [start, stop) (stop None: to the
+        end), only the fields of :data:`ROW_FIELDS`, in no particular order. A range of
+        one index is an equality query; either is planned on the (task, segment, index)
+        index by every server."""
+        where: dict[str, Any] = {"task_id": task_id, "segment": segment}
+        if stop is None:
+            where["index"] = {"$gte": start}
+        elif stop == start + 1:
+            where["index"] = start
+        else:
+            where["index"] = {"$gte": start, "$lt": stop}
+        return await self.col.find(where, ROW_PROJECTION).to_list()
 
     async def list_for_task(
         self, task_id: str, *, status: PointStatus | None = None, limit: int = 0
@@ -106,6 +129,20 @@ class PointRepository(Repository[Point]):
         if status is not None:
             query["status"] = status.value
         return await self._find(query, sort=[("index", ASCENDING)], limit=limit)
+
+    async def evaluated_losses(self, task_id: str) -> list[tuple[str, float]]:
+        """(point id, loss) of the task's evaluated single-objective points, in the
+        order they were evaluated; only those two fields are read."""
+        cursor = self.col.find(
+            {"task_id": task_id, "status": PointStatus.EVALUATED.value},
+            {"loss": 1, "evaluated": 1},
+            sort=[("evaluated", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [
+            (str(doc["_id"]), float(doc["loss"]))
+            async for doc in cursor
+            if isinstance(doc.get("loss"), int | float) and not isinstance(doc["loss"], bool)
+        ]
 
     async def page_for_task(
         self,
@@ -124,6 +161,8 @@ class PointRepository(Repository[Point]):
             query["segment"] = segment
         if order is PointOrder.LOSS:
             query["loss"] = {"$type": "number"}
+            # an array of numbers matches $type number too: no multi-objective loss
+            query["loss.0"] = {"$exists": False}
         elif not page.descending:
             window = await self._index_window(query, page)
             if window is not None:
@@ -185,13 +224,13 @@ class PointRepository(Repository[Point]):
         result = await self.col.update_one(
             {
                 "_id": point.id,
-                "status": PointStatus.UNEVALUATED.value,
+                "status": status_filter(START),
                 "attempts": point.attempts,
                 "preemptions": {"$in": preemptions},
             },
             {
                 "$set": {
-                    "status": PointStatus.PENDING.value,
+                    "status": START.target.value,
                     "attempts": attempt,
                     "job_id": job_id,
                     "resume": False,
@@ -200,14 +239,18 @@ class PointRepository(Repository[Point]):
         )
         return job_id if result.modified_count == 1 else None
 
-    async def record_result(self, point_id: str, job_id: str, loss: Loss) -> bool:
-        """pending -> evaluated, counted once: only the owning attempt's first result."""
+    async def record_result(
+        self, point_id: str, job_id: str, loss: Loss, metrics: dict[str, float] | None = None
+    ) -> bool:
+        """pending -> evaluated, counted once: only the owning attempt's first result,
+        with every metric it reported."""
         result = await self.col.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
+            {"_id": point_id, "status": status_filter(RESULT), "job_id": job_id},
             {
                 "$set": {
-                    "status": PointStatus.EVALUATED.value,
+                    "status": RESULT.target.value,
                     "loss": loss,
+                    "metrics": metrics or {},
                     "counted_job_id": job_id,
                     "evaluated": utcnow(),
                 }
@@ -218,8 +261,8 @@ class PointRepository(Repository[Point]):
     async def retry(self, point_id: str, job_id: str, error: str) -> bool:
         """pending -> unevaluated after a failed or lost attempt."""
         result = await self.col.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
-            {"$set": {"status": PointStatus.UNEVALUATED.value, "last_error": error}},
+            {"_id": point_id, "status": status_filter(RETRY), "job_id": job_id},
+            {"$set": {"status": RETRY.target.value, "last_error": error}},
         )
         return result.modified_count == 1
 
@@ -227,10 +270,10 @@ class PointRepository(Repository[Point]):
         """pending -> unevaluated after a preemption with a checkpoint: the next job
         continues the same attempt."""
         result = await self.col.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
+            {"_id": point_id, "status": status_filter(RESUME), "job_id": job_id},
             {
                 "$set": {
-                    "status": PointStatus.UNEVALUATED.value,
+                    "status": RESUME.target.value,
                     "last_error": reason,
                     "resume": True,
                 },
@@ -246,7 +289,7 @@ class PointRepository(Repository[Point]):
         result = await self.col.update_one(
             {
                 "_id": point_id,
-                "status": PointStatus.PENDING.value,
+                "status": HELD.value,
                 "job_id": ref.job_id,
                 "$or": [
                     {"checkpoint": None},
@@ -261,10 +304,10 @@ class PointRepository(Repository[Point]):
     async def give_up(self, point_id: str, job_id: str, error: str, loss: float) -> bool:
         """pending -> failed with the large loss, so the task goes on."""
         result = await self.col.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value, "job_id": job_id},
+            {"_id": point_id, "status": status_filter(GIVE_UP), "job_id": job_id},
             {
                 "$set": {
-                    "status": PointStatus.FAILED.value,
+                    "status": GIVE_UP.target.value,
                     "loss": loss,
                     "last_error": error,
                     "counted_job_id": job_id,
@@ -273,3 +316,6 @@ class PointRepository(Repository[Point]):
             },
         )
         return result.modified_count == 1
+
+
+__all__ = ["PointRepository", "attempt_job_id", "next_attempt"]

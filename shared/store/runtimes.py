@@ -12,9 +12,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.store.base import Doc
-
-ClassKey = tuple[str, str]
-"""(site, compute class)."""
+from shared.store.records import ClassKey
 
 
 class RuntimeRepository:

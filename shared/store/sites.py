@@ -7,7 +7,7 @@ from datetime import datetime
 from pymongo import ASCENDING
 
 from shared.domain.models import Site
-from shared.store.base import Repository
+from shared.store.base import Doc, Repository, from_doc
 
 
 class SiteRepository(Repository[Site]):
@@ -25,3 +25,9 @@ class SiteRepository(Repository[Site]):
 
     async def list_all(self) -> list[Site]:
         return await self._find({}, sort=[("_id", ASCENDING)])
+
+    async def list_with_docs(self) -> list[tuple[Site, Doc]]:
+        """Every site with its stored document (newer harvesters may report fields
+        this release does not model)."""
+        cursor = self.col.find({}, sort=[("_id", ASCENDING)])
+        return [(from_doc(Site, doc), doc) async for doc in cursor]

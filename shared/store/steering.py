@@ -15,29 +15,12 @@ become the owner of its segment.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
 from pymongo import DESCENDING
 
 from shared.store.base import Repository
-
-KEEP_EXPIRED = timedelta(days=7)
-
-
-class SteeringCapability(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    """The steering process's instance name."""
-    programs: bool
-    programs_reason: str = ""
-    images: bool
-    images_reason: str = ""
-    runtime: str
-    image_runtime: str | None = None
-    seen: datetime
-    valid_until: datetime
+from shared.store.records import KEEP_EXPIRED, SteeringCapability
 
 
 class SteeringCapabilityRepository(Repository[SteeringCapability]):

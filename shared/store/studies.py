@@ -11,40 +11,21 @@ pruner) and the conditional point updates of the online path; point documents al
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
-from shared.domain.models import Point, PointStatus
+from shared.domain.models import Point
 from shared.store.base import Doc, Repository, to_doc
-from shared.store.curves import Trial
-from shared.store.curves import trial_from_doc as _trial
+from shared.store.records import Study, Trial
+from shared.store.records import trial_from_doc as _trial
+from shared.store.transitions import FAIL_TRIAL, HELD, TELL, status_filter
 
 _ASK_INDEX = "task_id_1_ask_id_1"
 _ASK_LOOKUP_INDEX = "ask_id_lookup"
 """Unique over online trials only: batch points carry no ``ask_id``."""
-
-
-class Study(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    """The id of the study's task."""
-    owner: str
-    title: str
-    key: str
-    direction: Literal["minimize", "maximize"] = "minimize"
-    properties: dict[str, Any] = Field(default_factory=dict)
-    pruner: str = "NopPruner"
-    pruner_args: dict[str, Any] = Field(default_factory=dict)
-    idle_timeout: float | None = None
-    """Seconds without an ask or a tell after which the study is closed (set by its
-    owner); None: open until the owner closes it."""
-    created: datetime = Field(default_factory=utcnow)
 
 
 class StudyRepository(Repository[Study]):
@@ -128,18 +109,18 @@ class StudyRepository(Repository[Study]):
     async def tell(self, point_id: str, loss: float) -> bool:
         """pending -> evaluated; a second tell of the trial changes nothing."""
         result = await self.points.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value},
-            {"$set": {"status": PointStatus.EVALUATED.value, "loss": loss, "evaluated": utcnow()}},
+            {"_id": point_id, "status": status_filter(TELL)},
+            {"$set": {"status": TELL.target.value, "loss": loss, "evaluated": utcnow()}},
         )
         return result.modified_count == 1
 
     async def fail(self, point_id: str, error: str) -> bool:
         """pending -> failed (studies exclude failed trials from the sampler)."""
         result = await self.points.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value},
+            {"_id": point_id, "status": status_filter(FAIL_TRIAL)},
             {
                 "$set": {
-                    "status": PointStatus.FAILED.value,
+                    "status": FAIL_TRIAL.target.value,
                     "last_error": error[:2000],
                     "evaluated": utcnow(),
                 }
@@ -152,7 +133,10 @@ class StudyRepository(Repository[Study]):
         the first value)."""
         field = f"intermediate.{step}"
         result = await self.points.update_one(
-            {"_id": point_id, "status": PointStatus.PENDING.value, field: {"$exists": False}},
+            {"_id": point_id, "status": HELD.value, field: {"$exists": False}},
             {"$set": {field: value}},
         )
         return result.modified_count == 1
+
+
+__all__ = ["Study", "StudyRepository"]

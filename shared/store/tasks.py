@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pymongo.errors
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from shared.clock import utcnow
 from shared.domain.models import ACTIVE_TASK_STATES, TASK_STATES, Task, TaskStatus
 from shared.store.base import Repository, from_doc, to_doc
+from shared.store.errors import DuplicateKeyError
 
 
 class TaskRepository(Repository[Task]):
@@ -20,7 +22,11 @@ class TaskRepository(Repository[Task]):
         await self.col.create_index([("status", ASCENDING)])
 
     async def insert(self, task: Task) -> None:
-        await self.col.insert_one(to_doc(task))
+        """Raises :class:`~shared.store.errors.DuplicateKeyError` if the id is taken."""
+        try:
+            await self.col.insert_one(to_doc(task))
+        except pymongo.errors.DuplicateKeyError as exc:
+            raise DuplicateKeyError(f"task {task.id} exists") from exc
 
     async def get_for_owner(self, task_id: str, owner: str) -> Task | None:
         docs = await self._find({"_id": task_id, "owner": owner}, limit=1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pymongo.errors
 from pymongo import ASCENDING
 
 from shared.domain.models import Token
 from shared.store.base import Repository, from_doc, to_doc
+from shared.store.errors import DuplicateKeyError
 
 
 class TokenRepository(Repository[Token]):
@@ -16,7 +18,12 @@ class TokenRepository(Repository[Token]):
         await self.col.create_index([("owner", ASCENDING)])
 
     async def insert(self, token: Token) -> None:
-        await self.col.insert_one(to_doc(token))
+        """Raises :class:`~shared.store.errors.DuplicateKeyError` if the id or the hash
+        is taken."""
+        try:
+            await self.col.insert_one(to_doc(token))
+        except pymongo.errors.DuplicateKeyError as exc:
+            raise DuplicateKeyError(f"token {token.id} exists") from exc
 
     async def find_by_hash(self, digest: str) -> Token | None:
         doc = await self.col.find_one({"hash": digest})

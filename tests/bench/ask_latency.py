@@ -50,8 +50,8 @@ from services.api.online import STUDY_BUDGET
 from shared.domain.models import Point, PointStatus
 from shared.netutil import free_port
 from shared.searchspace import canonical_key
-from shared.store import database_name
 from shared.store.base import to_doc
+from shared.store.mongo import database_name
 from shared.store.server import start_secantus
 from tests.conftest import delete_bus_objects
 from tests.integration.central import central

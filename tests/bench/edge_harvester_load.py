@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edge.batch import BatchState
+from edge.batch.options import ClassBatchOptions
 from edge.config import SiteConfig
 from edge.documents import NodeStatus
 from edge.fsproto import JobPaths, jobs_root, touch, write_json_atomic
@@ -59,7 +60,7 @@ class InProcessBatch:
 
     kind = "fake"
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
         return f"fake-{job_dir.name}"
 
     def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:

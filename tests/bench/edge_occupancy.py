@@ -54,9 +54,12 @@ GPUS = 6
 JOB = 'sleep "$1"\necho \'{"status": 0, "loss": 0.0}\' > output.json\n'
 
 
-def specs(n: int, seed: int) -> list[JobSpec]:
+def specs(n: int, seed: int, known: bool = False) -> list[JobSpec]:
+    """``known``: each job carries its own duration as its expected run time, as the
+    central service's learnt means would for jobs of tasks that differ in length."""
     rng = random.Random(seed)
     expires = datetime.fromtimestamp(time.time() + 3600).astimezone()
+    durations = [rng.uniform(5, 15) for _ in range(n)]
     return [
         JobSpec(
             job_id=f"job-{i:03d}",
@@ -67,14 +70,15 @@ def specs(n: int, seed: int) -> list[JobSpec]:
             generation=1,
             lease_expires=expires,
             points=[PointSpec(point_id=f"p{i}", index=0, params={})],
-            exec=f"sh ./job.sh {rng.uniform(5, 15):.2f}",
+            exec=f"sh ./job.sh {seconds:.2f}",
+            expected_seconds=round(seconds, 2) if known else None,
             task_files={"job.sh": JOB},
         )
-        for i in range(n)
+        for i, seconds in enumerate(durations)
     ]
 
 
-def site(api_url: str, root: Path, layout: str) -> SiteConfig:
+def site(api_url: str, root: Path, layout: str, queue_per_slot: int = 1) -> SiteConfig:
     batch: dict[str, Any] = {"kind": "slurm", "walltime": "00:30:00", "layout": layout}
     batch["gpus_per_node"] = GPUS if layout == "per_gpu" else 1
     return SiteConfig.model_validate(
@@ -85,7 +89,11 @@ def site(api_url: str, root: Path, layout: str) -> SiteConfig:
             "root": root,
             "slots": GPUS,
             "batch": batch,
-            "late_binding": {"expected_job_seconds": 60, "idle_seconds": 10},
+            "late_binding": {
+                "expected_job_seconds": 60,
+                "idle_seconds": 10,
+                "queue_per_slot": queue_per_slot,
+            },
         }
     )
 
@@ -119,9 +127,16 @@ def measure(root: Path, jobs: list[JobSpec], t0: float) -> dict[str, Any]:
     }
 
 
-async def run_mode(api_url: str, state: FakeEdgeApi, layout: str, jobs: list[JobSpec]) -> None:
+async def run_mode(
+    api_url: str,
+    state: FakeEdgeApi,
+    layout: str,
+    jobs: list[JobSpec],
+    keep: bool = False,
+    queue_per_slot: int = 1,
+) -> None:
     root = Path(tempfile.mkdtemp(prefix=f"hpo-occupancy-{layout}-"))
-    config = site(api_url, root, layout)
+    config = site(api_url, root, layout, queue_per_slot)
     harvester = Harvester(config)
     batch = open_batch(config.batch)
     stop = asyncio.Event()
@@ -141,8 +156,18 @@ async def run_mode(api_url: str, state: FakeEdgeApi, layout: str, jobs: list[Job
             record = WorkerPaths(worker).read_record()
             if record is not None and record.batch_id:
                 batch.cancel(record.batch_id)
-    line = {"bench": "edge_occupancy", "mode": layout, "jobs": len(jobs), **measure(root, jobs, t0)}
-    shutil.rmtree(root, ignore_errors=True)
+    line = {
+        "bench": "edge_occupancy",
+        "mode": layout,
+        "jobs": len(jobs),
+        "known_durations": jobs[0].expected_seconds is not None,
+        "queue_per_slot": queue_per_slot,
+        **measure(root, jobs, t0),
+    }
+    if keep:
+        line["root"] = str(root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     line["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, one-node Slurm, 6 fake GPUs"
     print(json.dumps(line), flush=True)
 
@@ -152,6 +177,13 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--modes", default="per_gpu,single")
+    parser.add_argument("--keep", action="store_true", help="keep the edge roots (timelines)")
+    parser.add_argument("--queue-per-slot", type=int, default=1, help="[late_binding]")
+    parser.add_argument(
+        "--known-durations",
+        action="store_true",
+        help="give each job its duration as expected_seconds (longest-first late binding)",
+    )
     args = parser.parse_args()
     conf = os.environ.get("HPO_TEST_SLURM_CONF") or os.environ.get("SLURM_CONF")
     if not conf:
@@ -169,10 +201,10 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     try:
         for n, layout in enumerate(args.modes.split(",")):
-            jobs = specs(args.jobs, args.seed)
+            jobs = specs(args.jobs, args.seed, args.known_durations)
             for spec in jobs:  # same durations, distinct ids per mode
                 spec.job_id = f"{layout}-{n}-{spec.job_id}"
-            await run_mode(state.base_url, state, layout, jobs)
+            await run_mode(state.base_url, state, layout, jobs, args.keep, args.queue_per_slot)
     finally:
         server.should_exit = True
         await serving

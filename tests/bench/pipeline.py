@@ -6,10 +6,17 @@ jobbuilder, broker, bus and database. With nParallelEvaluation 1 and one point p
 iteration, every result must travel the whole chain (steering generates the next point,
 the job builder defines its job, the broker assigns it) before the next lease.
 
+Runs at the product defaults (reconcile every 2 s, lease long-poll every 50 ms, a site
+forgotten after 60 s without a heartbeat); ``--reconcile`` changes the reconcile
+interval, and every JSON line names its settings and which of them differ from the
+product's. The site heartbeats every quarter of the broker's ``site_alive_seconds``,
+as a harvester does, so a run longer than a minute keeps its site.
+
 Prints one JSON line per backend: the embedded default (memory bus) and RabbitMQ, both
-on SecantusDB. Run: python tests/bench/pipeline.py [--points 60]
+on SecantusDB. Run: python tests/bench/pipeline.py [--points 60] [--reconcile 2]
 (uses HPO_TEST_MONGO_URL / HPO_TEST_AMQP_URL when set; otherwise starts a SecantusDB and
-expects RabbitMQ at 127.0.0.1:5672).
+expects RabbitMQ at 127.0.0.1:5672). ``tests/integration/test_bench_pipeline.py`` runs a
+few points of it so that it cannot rot.
 """
 
 from __future__ import annotations
@@ -24,15 +31,22 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from shared.clock import utcnow
+from shared.config import ApiSettings, BrokerSettings, ServiceSettings
 from shared.store.server import start_secantus
-from tests.integration.central import FakeSite, central
+from tests.integration.central import Central, FakeSite, central
+from tests.waiting import until
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 
@@ -62,73 +76,167 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def measure(backend: str, bus_url: str, mongo_url: str, points: int) -> dict[str, object]:
+def product_default(settings: type[ServiceSettings], name: str) -> float:
+    value = settings.model_fields[name].default
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+PRODUCT = {
+    "reconcile_interval": product_default(ServiceSettings, "reconcile_interval"),
+    "lease_poll_interval": product_default(ApiSettings, "lease_poll_interval"),
+    "site_alive_seconds": product_default(BrokerSettings, "site_alive_seconds"),
+}
+"""The settings the figures depend on, at the product's defaults."""
+
+
+@asynccontextmanager
+async def heartbeating(site: FakeSite, every: float) -> AsyncIterator[None]:
+    """Heartbeat now and then every ``every`` seconds until the block ends."""
+    await site.heartbeat(free=1)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            await site.heartbeat(free=1)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+
+
+async def outlast_site_expiry(system: Central, site: str, alive: float) -> None:
+    """Wait until the site's stored heartbeat is ``alive`` seconds newer than now: the
+    run has then outlasted the window after which a silent site is forgotten, and only
+    the periodic heartbeats kept the site."""
+    start = utcnow()
+
+    window = timedelta(seconds=alive)
+
+    async def renewed() -> bool | None:
+        record = await system.ctx.store.sites.get(site)
+        assert record is not None, f"site {site} never heartbeat"
+        silent = utcnow() - record.last_heartbeat
+        assert silent <= window, f"site {site} silent for {silent}: the broker forgets it"
+        return True if record.last_heartbeat > start + window else None
+
+    await until(renewed, every=0.05)
+
+
+async def measure(
+    backend: str,
+    bus_url: str,
+    store_url: str,
+    points: int,
+    *,
+    reconcile_interval: float | None = None,
+    site_alive_seconds: float | None = None,
+    hold_past_site_expiry: bool = False,
+) -> dict[str, object]:
+    """One backend's figures. ``hold_past_site_expiry`` (for the test) pauses once,
+    mid-run, until the site would have been forgotten without further heartbeats."""
+    settings = {
+        **PRODUCT,
+        **({} if reconcile_interval is None else {"reconcile_interval": reconcile_interval}),
+        **({} if site_alive_seconds is None else {"site_alive_seconds": site_alive_seconds}),
+    }
+    heartbeat_every = settings["site_alive_seconds"] / 4
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             central(
-                mongo_url=f"{mongo_url.rstrip('/')}/bench{uuid.uuid4().hex[:8]}",
+                mongo_url=store_url,
                 bus_url=bus_url,
                 bus_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                 artifacts_url=f"file://{tmp}/artifacts",
+                **settings,
             ) as system,
             httpx.AsyncClient(base_url=system.api_url, timeout=60) as http,
         ):
             user = await system.token("bench", ["user"])
             site = FakeSite(http, "bench", await system.token("ops", ["edge:bench"]))
-            await site.heartbeat(free=1)
-            config = {
-                "evaluationExec": "true",
-                "maxPoints": points,
-                "nParallelEvaluation": 1,
-                "nPointsPerIteration": 1,
-                "steering": {"algorithm": "random", "seed": 1},
-            }
-            reply = await http.post(
-                "/api/v1/tasks",
-                json={"config": config, "searchSpace": SPACE},
-                headers={"Authorization": f"Bearer {user}"},
-            )
-            reply.raise_for_status()
-            task_id = reply.json()["id"]
-            latencies: list[float] = []
-            commands_before = COMMANDS.count
-            started = time.perf_counter()
-            jobs = await site.lease(wait=30)
-            for _ in range(points):
-                assert jobs, "no job became leasable within 30 s"
-                job = jobs[0]
-                await site.event(job, "started")
-                await site.finish(job, float(job["points"][0]["params"]["x"]))
-                sent = time.perf_counter()
-                if len(latencies) + 1 == points:
-                    break
-                jobs = await site.lease(wait=30)
-                latencies.append(time.perf_counter() - sent)
-            total = time.perf_counter() - started
-            commands = COMMANDS.count - commands_before
-            while True:
-                view = await http.get(
-                    f"/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {user}"}
-                )
-                if view.json()["status"] == "done":
-                    break
-                await asyncio.sleep(0.05)
+            async with heartbeating(site, heartbeat_every):
+                hold = settings["site_alive_seconds"] if hold_past_site_expiry else None
+                figures = await run_task(system, http, site, user, points, hold)
+    differ = sorted(k for k, v in settings.items() if v != PRODUCT[k])
     return {
         "bench": "pipeline",
         "backend": backend,
         "points": points,
+        **figures,
+        "settings": {**settings, "heartbeat_every_s": heartbeat_every},
+        "settings_differing_from_product": differ,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+async def run_task(
+    system: Central,
+    http: httpx.AsyncClient,
+    site: FakeSite,
+    user: str,
+    points: int,
+    hold: float | None,
+) -> dict[str, Any]:
+    config = {
+        "evaluationExec": "true",
+        "maxPoints": points,
+        "nParallelEvaluation": 1,
+        "nPointsPerIteration": 1,
+        "steering": {"algorithm": "random", "seed": 1},
+    }
+    auth = {"Authorization": f"Bearer {user}"}
+    reply = await http.post(
+        "/api/v1/tasks", json={"config": config, "searchSpace": SPACE}, headers=auth
+    )
+    reply.raise_for_status()
+    task_id = reply.json()["id"]
+    latencies: list[float] = []
+    commands_before = COMMANDS.count
+    started = time.perf_counter()
+    jobs = await site.lease(wait=30)
+    for _ in range(points):
+        assert jobs, "no job became leasable within 30 s"
+        job = jobs[0]
+        await site.event(job, "started")
+        await site.finish(job, float(job["points"][0]["params"]["x"]))
+        sent = time.perf_counter()
+        if len(latencies) + 1 == points:
+            break
+        if hold is not None and not latencies:
+            await outlast_site_expiry(system, site.name, hold)
+            sent = time.perf_counter()
+        jobs = await site.lease(wait=30)
+        latencies.append(time.perf_counter() - sent)
+    total = time.perf_counter() - started
+    commands = COMMANDS.count - commands_before
+
+    async def done() -> bool | None:
+        view = await http.get(f"/api/v1/tasks/{task_id}", headers=auth)
+        return True if view.json()["status"] == "done" else None
+
+    await until(done, every=0.05)
+    return {
         "overhead_per_point_ms": round(total / points * 1e3, 1),
         "result_to_leasable_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "result_to_leasable_p99_ms": round(percentile(latencies, 0.99) * 1e3, 1),
         "db_commands_per_point": round(commands / points, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
     }
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=60)
+    parser.add_argument(
+        "--reconcile",
+        type=float,
+        default=None,
+        help=f"reconcile interval in seconds (product default {PRODUCT['reconcile_interval']:g})",
+    )
     args = parser.parse_args()
     amqp = os.environ.get("HPO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     mongo = os.environ.get("HPO_TEST_MONGO_URL")
@@ -138,7 +246,11 @@ async def main() -> None:
         mongo = server.url
     try:
         for backend, bus in (("embedded (memory bus)", "memory://"), ("rabbitmq", amqp)):
-            print(json.dumps(await measure(backend, bus, mongo, args.points)), flush=True)
+            store = f"{mongo.rstrip('/')}/bench{uuid.uuid4().hex[:8]}"
+            figures = await measure(
+                backend, bus, store, args.points, reconcile_interval=args.reconcile
+            )
+            print(json.dumps(figures), flush=True)
     finally:
         if server is not None:
             server.stop()

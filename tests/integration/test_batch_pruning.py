@@ -18,8 +18,6 @@ from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 # The point x == 2 reports a bad curve (50, 51, 52, ...) and would then run for minutes;
 # the others report a falling curve and finish with loss 0.25.
 PAYLOAD = """\
@@ -45,9 +43,9 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

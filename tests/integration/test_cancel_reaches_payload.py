@@ -12,13 +12,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
 from tests.integration.central import central, file_artifacts
-
-pytestmark = [pytest.mark.mongo]
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -27,11 +24,11 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def test_cancel_kills_the_running_payload(
-    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+    store_url: str, bus_prefix: str, tmp_path: Path
 ) -> None:
     async with (
         central(
-            mongo_url=mongo_db_url,
+            mongo_url=store_url,
             bus_url="memory://",
             bus_prefix=bus_prefix,
             artifacts_url=file_artifacts(tmp_path),

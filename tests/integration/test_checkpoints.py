@@ -15,8 +15,6 @@ import pytest
 
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 DATA = b"a checkpoint tarball, as far as the api is concerned"
 SHA = hashlib.sha256(DATA).hexdigest()
 
@@ -54,9 +52,9 @@ class Site(FakeSite):
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

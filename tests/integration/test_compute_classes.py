@@ -1,6 +1,6 @@
 """Tasks say what their jobs need and sites advertise compute classes: the broker sends
 jobs only to a class that satisfies them and says why they wait. Central services
-(SecantusDB, memory bus) and two real harvesters running payloads through the local
+(memory store and bus) and two real harvesters running payloads through the local
 batch system."""
 
 from __future__ import annotations
@@ -15,19 +15,21 @@ import httpx
 import pytest
 
 from edge.config import SiteConfig
+from edge.documents import JobDocument
 from edge.harvester.daemon import Harvester
+from services.api.jobspec import build_spec
 from tests.integration.central import Central, central, file_artifacts
 from tests.waiting import until
 
-pytestmark = [pytest.mark.mongo, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.timeout(180)]
 
 EVAL = "import json; json.dump({'loss': 0.25}, open('output.json', 'w'))\n"
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),
@@ -119,6 +121,18 @@ async def test_jobs_run_only_on_the_class_that_satisfies_them_and_say_why_they_w
     assert not list((tmp_path / "small").glob("jobs/task_*"))
     means = await system.ctx.store.runtimes.means([view["id"]])
     assert set(means[view["id"]]) == {("big", "a100x4")}, "run times learnt per class"
+    # What is learnt travels with the task's next leases: a late-binding worker orders
+    # and fits its jobs by it.
+    learnt = means[view["id"]][("big", "a100x4")]
+    spec = await build_spec(system.ctx.store, system.ctx.constants, records[0], "amd64")
+    assert spec.expected_seconds == pytest.approx(learnt) and learnt > 0
+    staged = [
+        JobDocument.model_validate_json(p.read_text()).spec
+        for p in (tmp_path / "big").glob("jobs/*/job.json")
+    ]
+    by_job = {s.job_id.split(".")[-2]: s.expected_seconds for s in staged}
+    assert by_job["0"] is None and by_job["1"] is None, "nothing learnt at the first leases"
+    assert by_job["2"] is not None and by_job["2"] > 0, "the third lease knew the first runs"
     stored = await system.ctx.store.sites.get("big")
     assert stored is not None and [c.name for c in stored.compute_classes] == ["v100x2", "a100x4"]
 

@@ -1,5 +1,5 @@
 """``POST /edge/v1/sites/{site}/heartbeats``: a scan's job heartbeats in one request to
-the real api (SecantusDB, memory bus), each answered as its own event would be."""
+the real api (memory store and bus), each answered as its own event would be."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import pytest
 
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

@@ -1,6 +1,6 @@
 """iDDS steering programs as they really count %NUM_POINTS: ATLAS's hpogrid (installed
 with the dev extras, run unchanged) and a stand-in that counts the same way, driving
-tasks with minUnevaluatedPoints > 0 through the central services (SecantusDB, memory
+tasks with minUnevaluatedPoints > 0 through the central services (memory store and
 bus), the test acting as the site through the real REST api."""
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import pytest
 from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import IDDS_PROGRAMS, task_view
 
-pytestmark = [pytest.mark.mongo]
-
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -1.0, "high": 1.0}},
     "n": {"method": "categorical", "dimension": {"categories": [0, 1, 2]}},
@@ -29,14 +27,14 @@ SEGMENTS = [{"name": "arms", "files": ["f1"]}, {"name": "legs", "files": ["f2"]}
 
 @pytest.fixture(params=["sandboxed"])
 async def system(
-    request: pytest.FixtureRequest, mongo_db_url: str, bus_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest, store_url: str, bus_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Central]:
     """The central services; ``unsandboxed`` runs steering programs with the ``process``
     runtime, as an operator may choose on a trusted host: hpogrid lives in this test's
     virtualenv, whose interpreter the sandbox's unprivileged user may not reach."""
     runtime = {"steering_runtime": "process"} if request.param == "unsandboxed" else {}
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

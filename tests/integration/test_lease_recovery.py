@@ -8,21 +8,18 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
 from tests.integration.central import FakeSite, central, file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 
 async def test_a_lease_lost_in_a_crash_is_recovered_without_a_new_attempt(
-    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+    store_url: str, bus_prefix: str, tmp_path: Path
 ) -> None:
     async with (
         central(
-            mongo_url=mongo_db_url,
+            mongo_url=store_url,
             bus_url="memory://",
             bus_prefix=bus_prefix,
             artifacts_url=file_artifacts(tmp_path),

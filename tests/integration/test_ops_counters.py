@@ -15,7 +15,7 @@ from shared.bus import open_bus
 from shared.messages import Message, TaskSubmitted
 from shared.ops.metered_bus import MeteredBus
 from shared.ops.metrics import CentralMetrics
-from shared.store import Store
+from shared.store.mongo import MongoStore
 
 
 def count(metrics: CentralMetrics, name: str, **labels: str) -> float:
@@ -49,7 +49,7 @@ async def test_a_failing_handler_and_a_failing_publish_are_counted(bus_prefix: s
 @pytest.mark.mongo
 async def test_a_failed_database_command_is_counted(mongo_db_url: str) -> None:
     metrics = CentralMetrics()
-    store = Store(mongo_db_url, listeners=metrics.database_listeners())
+    store = MongoStore(mongo_db_url, listeners=metrics.database_listeners())
     try:
         await store.ping()
         with pytest.raises(OperationFailure):

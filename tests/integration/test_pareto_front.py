@@ -1,5 +1,5 @@
 """Multi-objective tasks: the read API and ``hpo status`` show the Pareto front
-(SecantusDB, memory bus, the test acting as the edge site)."""
+(memory store and bus, the test acting as the edge site)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from client.cli import app
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import SPACE, drain, task_view
 
-pytestmark = [pytest.mark.mongo]
-
 LOSSES = {
     0: [1.0, 5.0],
     1: [2.0, 3.0],  # dominated by 5: same first objective, smaller second
@@ -31,9 +29,9 @@ the front is points 0 and 5."""
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

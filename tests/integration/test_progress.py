@@ -1,6 +1,6 @@
 """Honest progress: segmented tasks count per segment against a correct total, online
 studies count trials with no fake end and can be closed (central services on
-SecantusDB and the memory bus; the test is the site and the online worker)."""
+the memory store and bus; the test is the site and the online worker)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,11 @@ from tests.integration.test_pipeline import task_view
 from tests.integration.test_segments import run_to_end
 from tests.integration.test_segments import submit as submit_segmented
 
-pytestmark = [pytest.mark.mongo]
-
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

@@ -1,4 +1,4 @@
-"""Segmented tasks through the central services (SecantusDB, memory bus), the test
+"""Segmented tasks through the central services (memory store and bus), the test
 acting as the edge site through the real REST api."""
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from shared.searchspace import parse_search_space, validate_point
 from tests.integration.central import SANDBOX_PYTHON, Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import IDDS_PROGRAMS, drain, task_view
 
-pytestmark = [pytest.mark.mongo]
-
 SEGMENTS = [
     {"name": "arms", "files": ["file_1", "file_3"]},
     {"name": "legs", "files": ["file_2"]},
@@ -29,9 +27,9 @@ SPACES = [
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

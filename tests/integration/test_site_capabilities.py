@@ -1,5 +1,5 @@
 """Sites declare what they can run and the broker honours it: central services
-(SecantusDB, memory bus) and real harvesters running payloads through the local batch
+(memory store and bus) and real harvesters running payloads through the local batch
 system and the process runtime."""
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ from edge.config import SiteConfig
 from edge.harvester.daemon import Harvester
 from tests.integration.central import Central, central, file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 IMAGE = "docker://registry.example.org/eval:1"
 EVAL = "import json; json.dump({'loss': 0.25}, open('output.json', 'w'))\n"
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

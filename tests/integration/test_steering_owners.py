@@ -1,6 +1,6 @@
 """Several steering processes on one database: each segment has one owner at a time.
 
-Two steering services (``a`` and ``b``) share SecantusDB and a memory bus. Results are
+Two steering services (``a`` and ``b``) share a memory store and bus. Results are
 written straight into the store, as the api would. The owner generates; the other one
 does nothing for that segment; when the owner dies without a word its lease runs out
 and the other takes the segment over, rebuilding the optimiser from the database and
@@ -34,8 +34,6 @@ from shared.online import AskReply, AskRequest
 from shared.searchspace import parse_search_space
 from tests.integration.central import file_artifacts
 
-pytestmark = [pytest.mark.mongo]
-
 LEASE = 1.0
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -2, "high": 2}},
@@ -46,12 +44,12 @@ Start = Callable[..., "contextlib.AbstractAsyncContextManager[SteeringService]"]
 
 
 @pytest.fixture
-def start(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> Start:
+def start(store_url: str, bus_prefix: str, tmp_path: Path) -> Start:
     @contextlib.asynccontextmanager
     async def steering(name: str, lease: float = LEASE) -> AsyncIterator[SteeringService]:
         settings = load(
             SteeringSettings,
-            mongo_url=mongo_db_url,
+            mongo_url=store_url,
             bus_url="memory://",
             bus_prefix=bus_prefix,
             artifacts_url=file_artifacts(tmp_path),

@@ -1,5 +1,5 @@
 """How a task ends, and that it always says why: through the central services
-(SecantusDB, memory bus), the test acting as the site through the real REST api, and
+(memory store and bus), the test acting as the site through the real REST api, and
 read back from the api, the monitor's read API and ``hpo status``."""
 
 from __future__ import annotations
@@ -27,13 +27,11 @@ from shared.searchspace import canonical_key
 from tests.integration.central import Central, FakeSite, central, file_artifacts
 from tests.integration.test_pipeline import submit, task_view
 
-pytestmark = [pytest.mark.mongo]
-
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),
@@ -168,14 +166,14 @@ async def test_a_finished_search_ends_done_and_says_so(
 
 
 async def test_a_task_does_not_end_before_its_last_outcome_is_on_its_point(
-    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+    store_url: str, bus_prefix: str, tmp_path: Path
 ) -> None:
     """The last job has finished but the job builder has not applied it yet (it runs
     apart from the end check): the points still show it pending, so an end decided now
     would say a point was never evaluated. Driven step by step, no services running."""
     settings = load(
         ServiceSettings,
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

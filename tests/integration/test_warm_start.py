@@ -1,4 +1,4 @@
-"""Warm start through the real api and steering on SecantusDB: a task names an earlier
+"""Warm start through the real api and steering on the memory store: a task names an earlier
 task of its owner in ``warmStartFrom``; the earlier points that fit are told to its
 optimiser (shown in the task view, not counted as its points), the others are counted
 by reason, and another user's task is refused."""
@@ -19,16 +19,14 @@ from shared.searchspace import canonical_key
 from tests.integration.central import Central, central, file_artifacts
 from tests.waiting import until
 
-pytestmark = [pytest.mark.mongo]
-
 OLD_SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 2}}}
 NEW_SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 
 
 @pytest.fixture
-async def system(mongo_db_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
     async with central(
-        mongo_url=mongo_db_url,
+        mongo_url=store_url,
         bus_url="memory://",
         bus_prefix=bus_prefix,
         artifacts_url=file_artifacts(tmp_path),

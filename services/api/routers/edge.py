@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from services.api.deps import Ctx, EdgeToken, Settings, Wakeups
 from services.api.jobspec import build_spec
-from services.api.results import objective_count, outcome_of
+from services.api.results import outcome_of
 from services.api.unavailable import publish_hint
 from services.api.wakeups import wait_for_wakeup
 from services.storage.policy import UPLOAD_EXPIRY, artifact_key
@@ -116,9 +116,10 @@ async def lease(
         await wait_for_wakeup(wakeup, min(pause, remaining))
     specs = []
     arch = await ctx.store.sites.get(site) or None
+    means = await ctx.store.runtimes.means(list({j.task_id for j in jobs})) if jobs else {}
     for job in jobs:
         spec = await build_spec(
-            ctx.store, ctx.constants, job, arch.arch if arch else "amd64", ctx.artifacts
+            ctx.store, ctx.constants, job, arch.arch if arch else "amd64", ctx.artifacts, means
         )
         specs.append(spec)
         await publish_hint(
@@ -222,8 +223,8 @@ async def job_event(
         return stale
     if body.kind == "finished":
         task = await ctx.constants.task(job.task_id)
-        objectives = objective_count(task.config) if task is not None else 1
-        results = [outcome_of(r, objectives) for r in body.results]
+        config = task.config if task is not None else None
+        results = [outcome_of(r, config) for r in body.results] if config else []
         if await store.jobs.finish(job.id, job.generation, results):
             started = job.stamps.get("running")
             if started is not None and job.site and job.compute_class:

@@ -29,7 +29,7 @@ from services.api.routers.hopaas import check_study, unprocessable
 from shared.bounds import INT64_MAX
 from shared.domain.models import Task
 from shared.edge_api import MAX_STEP, MAX_TEXT
-from shared.store.studies import Study
+from shared.store.records import Study
 
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
 MAX_IDLE_SECONDS = 366 * 24 * 3600.0
@@ -46,6 +46,9 @@ class StudyCreate(BaseModel):
     direction: Literal["minimize", "maximize"] = "minimize"
     sampler: Plugin = Field(default_factory=lambda: Plugin(name="TPESampler"))
     pruner: Plugin = Field(default_factory=lambda: Plugin(name="NopPruner"))
+    initial_points: list[dict[str, Any]] = Field(default_factory=list, max_length=1_000)
+    """Values of the sampled properties asked first, in order, when the study is
+    opened (a study found again keeps its own; not part of its identity)."""
     idle_timeout: float | None = Field(default=None, gt=0, le=MAX_IDLE_SECONDS)
     """Close the study after this many seconds without an ask or a tell (not part of
     the study's identity: given again, it replaces the study's idle timeout)."""
@@ -131,12 +134,15 @@ async def open_study(body: StudyCreate, ctx: Ctx, user: CurrentUser, offload: Of
         "direction": body.direction,
         "sampler": body.sampler.model_dump(),
         "pruner": body.pruner.model_dump(),
+        "initial_points": body.initial_points,
     }
     try:
         spec = await offload.run(check_study, {**body.properties, CONFIG_KEY: config})
     except PropertyError as exc:
         name = exc.name.replace(f"{CONFIG_KEY}.", "")
-        where = name if name in ("sampler", "pruner", "direction") else f"properties.{name}"
+        known = ("sampler", "pruner", "direction")
+        keep = name in known or name.startswith("initial_points")
+        where = name if keep else f"properties.{name}"
         raise unprocessable(where, exc.message) from None
     except ValueError as exc:
         raise unprocessable("pruner", str(exc)) from None

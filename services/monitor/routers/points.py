@@ -69,6 +69,7 @@ async def point(point_id: str, entry: OwnEntry, mon: Monitor) -> PointDetail:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no point {point_id} in this task")
     jobs = await reads.jobs_of_point(mon.store, point_id)
+    stored = await mon.store.points.get(point_id)
     artifacts = await reads.artifacts_of_point(mon.store, entry.task.id, point_id)
     rows = [artifact_row(a, mon.artifacts) for a in artifacts]
     links = {(a.job_id, a.kind): a.url for a in rows}
@@ -80,4 +81,5 @@ async def point(point_id: str, entry: OwnEntry, mon: Monitor) -> PointDetail:
         intermediate={}
         if curve is None
         else {"steps": curve[0].astype(float).tolist(), "values": curve[1].tolist()},
+        metrics={} if stored is None else stored.metrics,
     )

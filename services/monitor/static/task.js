@@ -146,6 +146,7 @@ const TaskPage = {
     $("pd-body").replaceChildren(
       el("p", {}, `status ${p.status}, loss ${fmt(p.loss)}, attempts ${p.attempts}, preemptions ${p.preemptions}` + (p.error ? ` · last error: ${p.error}` : "")),
       el("p", {}, el("code", {}, JSON.stringify(p.params))),
+      ...(Object.keys(d.metrics || {}).length ? [el("p", {}, "metrics: ", el("code", {}, Object.entries(d.metrics).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")))] : []),
       el("h4", {}, "Attempts"),
       el("table", { class: "grid" }, el("tbody", {}, ...d.jobs.map((j) => el("tr", {}, el("td", {}, j.id), el("td", {}, j.status), el("td", {}, j.site || "–"), el("td", {}, j.host), el("td", {}, j.reason))))),
       el("h4", {}, "Artifacts"),

@@ -18,7 +18,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from shared.store import DURABLE, Store
+from shared.store.mongo import DURABLE, MongoStore
 from tests.integration.central import FakeSite, central, file_artifacts
 from tests.integration.faults.conftest import PrivateMongo
 
@@ -86,7 +86,7 @@ async def test_every_collection_of_the_store_asks_for_a_journaled_majority_write
 ) -> None:
     """The product asks for it even where this server would not need it: a replica set
     acknowledges on a majority only when asked."""
-    store = Store(mongo_db_url)
+    store = MongoStore(mongo_db_url)
     try:
         collections = [
             value

@@ -25,7 +25,7 @@ from shared.bus import BusUnavailableError, open_bus
 from shared.domain.models import Job, JobStatus, Site, Task
 from shared.domain.taskconfig import TaskConfig
 from shared.messages import JobDefined
-from shared.store import Store
+from shared.store.mongo import MongoStore
 from tests.integration.faults.conftest import PrivateMongo
 from tests.servers import REPO
 
@@ -94,7 +94,7 @@ def broker_process(tmp_path: Path) -> Iterator[list[ServiceProcess]]:
 
 async def define_job(mongo_url: str, name: str) -> str:
     """A task, its defined job and a live site, straight into the database."""
-    store = Store(mongo_url)
+    store = MongoStore(mongo_url)
     try:
         await store.start()
         await store.sites.heartbeat(Site(id="siteA", free_slots=4, total_slots=4))

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from edge.batch import SgeBatchConfig
+from edge.batch.options import ClassBatchOptions
 from edge.batch.sge import SgeBatch
 from edge.documents import NodeSettings
 from edge.fsproto import JobPaths
@@ -83,8 +84,8 @@ class TrackedSge(SgeBatch):
 
     submitted: list[str]
 
-    def submit(self, job_dir: Path) -> str:
-        batch_id = super().submit(job_dir)
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        batch_id = super().submit(job_dir, options)
         self.submitted.append(batch_id)
         return batch_id
 

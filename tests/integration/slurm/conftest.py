@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from edge.batch import SlurmBatchConfig
+from edge.batch.options import ClassBatchOptions
 from edge.batch.slurm import SlurmBatch
 from edge.documents import NodeSettings
 from edge.fsproto import JobPaths
@@ -71,8 +72,8 @@ class TrackedSlurm(SlurmBatch):
 
     submitted: list[str]
 
-    def submit(self, job_dir: Path) -> str:
-        batch_id = super().submit(job_dir)
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        batch_id = super().submit(job_dir, options)
         self.submitted.append(batch_id)
         return batch_id
 

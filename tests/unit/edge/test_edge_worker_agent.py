@@ -17,7 +17,14 @@ from edge.batch.script import code_root
 from edge.documents import NodeStatus
 from edge.fsproto import JobPaths, read_json
 from edge.node.worker import DurationEstimate, gpu_ids
-from edge.workerproto import WorkerPaths, WorkerRecord, WorkerSettings, dispatch, entries
+from edge.workerproto import (
+    WorkerPaths,
+    WorkerRecord,
+    WorkerSettings,
+    dispatch,
+    entries,
+    expected_seconds,
+)
 
 StageFactory = Callable[..., JobPaths]
 
@@ -136,6 +143,64 @@ def test_a_finished_job_teaches_the_worker_that_the_next_one_fits(
     final = worker.read_status()
     assert final is not None and final.expected_job_seconds is not None
     assert final.expected_job_seconds < 1000
+
+
+def test_an_inbox_entry_carries_the_expected_run_time_when_known(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path / "root")
+    dispatch(worker, "job-a", 12.5)
+    dispatch(worker, "job-b")
+    (worker.inbox / "job-c").write_text('{"job_id": "job-c", "expected_seconds": "soon"}')
+    assert expected_seconds(worker, "job-a") == 12.5
+    assert expected_seconds(worker, "job-b") is None
+    assert expected_seconds(worker, "job-c") is None  # unreadable: as if unknown
+    assert expected_seconds(worker, "job-gone") is None
+
+
+def test_the_longest_expected_job_starts_first_and_the_oldest_among_equals(
+    stage: StageFactory, tmp_path: Path
+) -> None:
+    """One slot, so the start order is the claim order: the entries with a known
+    expected run time longest first (an unknown one counts as the worker's estimate,
+    here 5 s: the payloads fail, and a failed run teaches the worker nothing about
+    durations), equal ones oldest first."""
+    root = tmp_path / "root"
+    expected = {"job-a": 1.0, "job-b": 9.0, "job-c": None, "job-d": 9.0, "job-e": 3.0}
+    jobs = {
+        job_id: stage("sh ./probe.sh 0 1", job_id=job_id, task_files={"probe.sh": PROBE})
+        for job_id in expected
+    }
+    worker = make_worker(root, slots=1, expected_job_seconds=5)
+    for n, (job_id, seconds) in enumerate(expected.items()):
+        dispatch(worker, job_id, seconds)
+        entry = worker.inbox / job_id
+        os.utime(entry, (1_000_000 + n, 1_000_000 + n))  # distinct ages, in this order
+    finish(start_worker(worker, gpus="0"), worker)
+    started = sorted(expected, key=lambda j: status_of(jobs[j]).points[0].started_at)
+    assert started == ["job-b", "job-d", "job-c", "job-e", "job-a"]
+
+
+def test_a_short_known_job_still_fills_the_end_of_the_allocation(
+    stage: StageFactory, tmp_path: Path
+) -> None:
+    """100 s of walltime left: the job expected to take 1000 s stays in the inbox, the
+    one known to take 2 s runs after it in the same slot, though the worker's own
+    estimate (1000 s) would have declined every job after the first."""
+    root = tmp_path / "root"
+    first = stage("sh ./probe.sh 0 0", job_id="job-first", task_files={"probe.sh": PROBE})
+    long = stage("sh ./probe.sh 0 0", job_id="job-long", task_files={"probe.sh": PROBE})
+    short = stage("sh ./probe.sh 0 0", job_id="job-short", task_files={"probe.sh": PROBE})
+    worker = make_worker(root, slots=1, walltime_seconds=400, expected_job_seconds=1000)
+    dispatch(worker, first.job_id)
+    for job, seconds in ((long, 1000.0), (short, 2.0)):
+        dispatch(worker, job.job_id, seconds)
+    for n, job in enumerate((first, long, short)):
+        os.utime(worker.inbox / job.job_id, (1_000_000 + n, 1_000_000 + n))
+    finish(start_worker(worker, gpus="0", started=time.time() - 300), worker)
+    assert status_of(first).state == "finished"
+    assert status_of(short).state == "finished"
+    assert not long.status.exists() and entries(worker.inbox) == [long.job_id]
+    final = worker.read_status()
+    assert final is not None and final.state == "exited" and "walltime" in final.reason
 
 
 def test_sigterm_stops_every_slot_payload_and_the_worker(

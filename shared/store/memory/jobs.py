@@ -1,0 +1,272 @@
+"""Jobs in memory (see :mod:`shared.store.jobs` for the MongoDB twin): every move is
+conditional on the job's status (from :data:`~shared.domain.models.JOB_STATES`) and,
+for an edge-facing one, on its lease generation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from shared.clock import utcnow
+from shared.domain.models import (
+    ACTIVE_JOB_STATES,
+    JOB_STATES,
+    TERMINAL_JOB_STATES,
+    Job,
+    JobStatus,
+    PointOutcome,
+)
+from shared.domain.paging import PageRequest
+from shared.store.documents import Doc, from_doc, to_doc
+from shared.store.errors import DuplicateKeyError
+from shared.store.memory.base import MemoryRepository
+from shared.store.memory.table import Table, field, set_field
+
+_LIVE = (JobStatus.LEASED.value, JobStatus.RUNNING.value)
+_ACTIVE = {s.value for s in ACTIVE_JOB_STATES}
+_TERMINAL = {s.value for s in TERMINAL_JOB_STATES}
+
+
+class MemoryJobRepository(MemoryRepository[Job]):
+    model = Job
+
+    def __init__(self) -> None:
+        super().__init__(Table("jobs"))
+
+    async def insert(self, job: Job) -> bool:
+        try:
+            self.table.insert(to_doc(job))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def count(self, task_id: str, *, active_only: bool) -> int:
+        def counts(d: Doc) -> bool:
+            if d["task_id"] != task_id:
+                return False
+            return d["status"] in _ACTIVE if active_only else d["status"] != "preempted"
+
+        return sum(1 for d in self.table.scan() if counts(d))
+
+    async def list_for_task(self, task_id: str, *, limit: int = 0) -> list[Job]:
+        return self._find(
+            lambda d: d["task_id"] == task_id, sort=lambda d: d["created"], limit=limit
+        )
+
+    async def page_for_task(
+        self,
+        task_id: str,
+        page: PageRequest,
+        *,
+        status: JobStatus | None = None,
+        site: str | None = None,
+    ) -> list[Job]:
+        def match(d: Doc) -> bool:
+            if d["task_id"] != task_id:
+                return False
+            if status is not None and d["status"] != status.value:
+                return False
+            return site is None or d.get("site") == site
+
+        return self._page(match, "created", page)
+
+    async def list_by_status(self, status: JobStatus, *, limit: int = 100) -> list[Job]:
+        return self._find(
+            lambda d: d["status"] == status.value, sort=lambda d: d["created"], limit=limit
+        )
+
+    async def list_for_point(self, point_id: str) -> list[Job]:
+        lo, hi = f"{point_id}.a", f"{point_id}.b"
+        return self._find(lambda d: lo <= d["_id"] < hi, sort=lambda d: d["_id"])
+
+    async def list_in_states(
+        self, task_id: str, states: list[JobStatus], *, limit: int
+    ) -> list[Job]:
+        wanted = {s.value for s in states}
+        return self._find(
+            lambda d: d["task_id"] == task_id and d["status"] in wanted,
+            sort=lambda d: d["updated"],
+            reverse=True,
+            limit=limit,
+        )
+
+    async def count_by_status(self, task_id: str) -> dict[str, int]:
+        return dict(Counter(d["status"] for d in self.table.scan() if d["task_id"] == task_id))
+
+    async def live_by_site(self, owner: str | None = None) -> dict[str, int]:
+        return dict(
+            Counter(
+                str(d.get("site"))
+                for d in self.table.scan()
+                if d["status"] in _LIVE and (owner is None or d.get("owner") == owner)
+            )
+        )
+
+    def _move(
+        self,
+        job_id: str,
+        new: JobStatus,
+        *,
+        status: tuple[str, ...] | None = None,
+        generation: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """``new`` from ``status`` (default: every status the state machine lets
+        precede it), stamping the time it entered ``new``."""
+        allowed = status or tuple(s.value for s in JOB_STATES.sources(new))
+        doc = self.table.get(job_id)
+        if doc is None or doc["status"] not in allowed:
+            return False
+        if generation is not None and doc.get("generation") != generation:
+            return False
+        now = utcnow()
+
+        def change(d: Doc) -> None:
+            for name, value in {"status": new.value, "updated": now, **fields}.items():
+                set_field(d, name, value)
+            set_field(d, f"stamps.{new.value}", now)
+
+        self.table.update(job_id, change)
+        return True
+
+    async def assign(self, job_id: str, site: str, compute_class: str | None = None) -> bool:
+        return self._move(
+            job_id,
+            JobStatus.ASSIGNED,
+            status=(JobStatus.DEFINED.value,),
+            site=site,
+            compute_class=compute_class,
+        )
+
+    async def unassign(self, job_id: str) -> bool:
+        return self._move(
+            job_id,
+            JobStatus.DEFINED,
+            status=(JobStatus.ASSIGNED.value,),
+            site=None,
+            compute_class=None,
+        )
+
+    async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
+        found = self.table.find(
+            lambda d: d["status"] == JobStatus.ASSIGNED.value and d.get("site") == site,
+            sort=lambda d: d["created"],
+            limit=1,
+        )
+        if not found:
+            return None
+        now = utcnow()
+
+        def change(d: Doc) -> None:
+            d["status"] = JobStatus.LEASED.value
+            set_field(d, "lease", {"holder": holder, "expires": expires})
+            set_field(d, "updated", now)
+            set_field(d, "stamps.leased", now)
+            d["generation"] = int(d.get("generation") or 0) + 1
+
+        job_id = found[0]["_id"]
+        self.table.update(job_id, change)
+        after = self.table.get(job_id)
+        return None if after is None else from_doc(Job, after)
+
+    async def extend_lease(
+        self, job_id: str, generation: int, expires: datetime, *, running: bool, host: str = ""
+    ) -> bool:
+        doc = self.table.get(job_id)
+        if doc is None or doc.get("generation") != generation or doc["status"] not in _LIVE:
+            return False
+        now = utcnow()
+
+        def change(d: Doc) -> None:
+            set_field(d, "lease.expires", expires)
+            set_field(d, "updated", now)
+            if running:
+                d["status"] = JobStatus.RUNNING.value
+                first = field(d, "stamps.running")
+                if first is None or now < first:  # the first start counts
+                    set_field(d, "stamps.running", now)
+                if host:
+                    d["host"] = host
+
+        self.table.update(job_id, change)
+        return True
+
+    async def finish(self, job_id: str, generation: int, results: list[PointOutcome]) -> bool:
+        return self._move(
+            job_id,
+            JobStatus.FINISHED,
+            status=_LIVE,
+            generation=generation,
+            results=[r.model_dump() for r in results],
+        )
+
+    async def fail(self, job_id: str, generation: int, reason: str) -> bool:
+        return self._move(
+            job_id, JobStatus.FAILED, status=_LIVE, generation=generation, reason=reason
+        )
+
+    async def preempt(self, job_id: str, generation: int, reason: str) -> bool:
+        return self._move(
+            job_id, JobStatus.PREEMPTED, status=_LIVE, generation=generation, reason=reason
+        )
+
+    async def live_at_site(self, site: str) -> list[Job]:
+        return self._find(
+            lambda d: d.get("site") == site and d["status"] in _LIVE, sort=lambda d: d["created"]
+        )
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Job]:
+        def expired(d: Doc) -> bool:
+            until = field(d, "lease.expires")
+            return d["status"] in _LIVE and isinstance(until, datetime) and until < now
+
+        return self._find(expired, limit=limit)
+
+    async def mark_lost(self, job_id: str, generation: int, reason: str) -> bool:
+        return self._move(
+            job_id, JobStatus.LOST, status=_LIVE, generation=generation, reason=reason
+        )
+
+    async def cancel_task_jobs(self, task_id: str, reason: str) -> int:
+        active = [
+            d["_id"]
+            for d in self.table.scan()
+            if d["task_id"] == task_id and d["status"] in _ACTIVE
+        ]
+        now = utcnow()
+
+        def change(d: Doc) -> None:
+            d.update(status=JobStatus.CANCELLED.value, reason=reason)
+            set_field(d, "updated", now)
+            set_field(d, "stamps.cancelled", now)
+
+        for id_ in active:
+            self.table.update(id_, change)
+        return len(active)
+
+    async def unapplied(self, *, limit: int = 200) -> list[Job]:
+        return self._find(
+            lambda d: d["status"] in _TERMINAL and d.get("applied") is False,
+            sort=lambda d: d["updated"],
+            limit=limit,
+        )
+
+    async def count_unapplied(self, task_id: str) -> int:
+        return sum(
+            1 for d in self.table.scan() if d["task_id"] == task_id and d.get("applied") is False
+        )
+
+    async def mark_applied(self, job_id: str) -> bool:
+        doc = self.table.get(job_id)
+        if doc is None or doc.get("applied") is not False:
+            return False
+        self.table.update(job_id, lambda d: d.update(applied=True))
+        return True
+
+    async def count_assigned(self, site: str) -> int:
+        return sum(
+            1
+            for d in self.table.scan()
+            if d.get("site") == site and d["status"] == JobStatus.ASSIGNED.value
+        )
