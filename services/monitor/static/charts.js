@@ -1,14 +1,33 @@
 // The task page's charts, drawn with Plotly (served from the installed plotly package).
 // Point clouds use WebGL traces; every series arrives already downsampled by the server.
 // Each chart div gets data-points (markers or lines drawn) for tests and benchmarks.
+//
+// Plotly's bundle (4.8 MB) takes the browser most of a second to parse, so it is not a
+// blocking script: the page asks for its data first, then loadPlotly() adds the bundle,
+// and every chart waits for it (the points table does not).
 "use strict";
+
+let plotlyLoading = null;
+function loadPlotly() {
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "assets/plotly.min.js";
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("the chart library (assets/plotly.min.js) did not load"));
+      document.head.append(script);
+    });
+  }
+  return plotlyLoading;
+}
 
 const Charts = (() => {
   const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage", "lasso2d", "select2d"] };
   const margin = { l: 60, r: 20, t: 10, b: 40 };
   const marked = (div, n, extra) => { div.dataset.points = String(n); Object.assign(div.dataset, extra || {}); };
 
-  function history(div, h, onZoom) {
+  async function history(div, h, onZoom) {
+    await loadPlotly();
     const complete = [], pruned = [];
     h.x.forEach((x, i) => (h.pruned[i] ? pruned : complete).push(i));
     const pick = (idx, arr) => idx.map((i) => arr[i]);
@@ -37,7 +56,8 @@ const Charts = (() => {
     return { label: p.name, values: p.values, tickvals: p.labels.map((_, i) => i), ticktext: p.labels };
   }
 
-  function parallel(div, s) {
+  async function parallel(div, s) {
+    await loadPlotly();
     const dims = s.params.map(axisOf);
     dims.push({ label: "loss", values: s.loss });
     const trace = { type: "parcoords", dimensions: dims, line: { color: s.loss, colorscale: "Viridis", reversescale: true, showscale: true } };
@@ -46,7 +66,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function slice(div, s, name) {
+  async function slice(div, s, name) {
+    await loadPlotly();
     const p = s.params.find((q) => q.name === name) || s.params[0];
     if (!p) { Plotly.purge(div); marked(div, 0); return Promise.resolve(); }
     const x = p.categorical ? p.values.map((v) => (v === null ? null : p.labels[v])) : p.values;
@@ -56,7 +77,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function importance(div, imp) {
+  async function importance(div, imp) {
+    await loadPlotly();
     const entries = Object.entries(imp.importances).sort((a, b) => a[1] - b[1]);
     const trace = { type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]), marker: { color: "#0969da" }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>" };
     const drawn = Plotly.react(div, [trace], { margin: { l: 120, r: 20, t: 10, b: 40 }, xaxis: { title: { text: "importance (fANOVA)" }, range: [0, 1] } }, config);
@@ -64,7 +86,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function curves(div, c) {
+  async function curves(div, c) {
+    await loadPlotly();
     const traces = c.curves.map((k) => ({ type: "scattergl", mode: "lines", name: "index " + k.index, x: k.steps, y: k.values, line: { width: 1, color: k.pruned_step === null ? "#0969da" : "#6e7781" }, opacity: k.pruned_step === null ? 0.8 : 0.5, hovertemplate: `index ${k.index}${k.pruned_step === null ? "" : " (pruned)"}<br>step %{x}<br>value %{y}<extra></extra>` }));
     const stops = c.curves.filter((k) => k.pruned_step !== null);
     if (stops.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: stops.map((k) => k.steps[k.steps.length - 1]), y: stops.map((k) => k.values[k.values.length - 1]), marker: { symbol: "x", size: 8, color: "#cf222e" }, hovertemplate: "pruned at step %{x}<extra></extra>" });
@@ -73,7 +96,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function pareto(div, p) {
+  async function pareto(div, p) {
+    await loadPlotly();
     const col = (rows, i) => rows.loss.map((l) => l[i]);
     const traces = [
       { type: "scattergl", mode: "markers", name: "dominated", x: col(p.others, 0), y: col(p.others, 1), text: p.others.ids, marker: { size: 4, color: "#8c959f" }, hovertemplate: "%{text}<br>%{x}, %{y}<extra></extra>" },
@@ -85,7 +109,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function occupancy(div, sites) {
+  async function occupancy(div, sites) {
+    await loadPlotly();
     const traces = [];
     for (const s of sites) {
       const x = s.occupancy.map((o) => new Date(o[0] * 1000));
@@ -96,5 +121,7 @@ const Charts = (() => {
     return Plotly.react(div, traces, { margin, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);
   }
 
-  return { history, parallel, slice, importance, curves, pareto, occupancy };
+  const purge = (div) => { if (window.Plotly) Plotly.purge(div); };
+
+  return { history, parallel, slice, importance, curves, pareto, occupancy, purge };
 })();

@@ -17,19 +17,28 @@ const TaskPage = {
     if (fresh) {
       this.zoom = null; this.sort = "index"; this.cursors = [null]; this.page = 0; this.detail = null;
       $("points-filter").value = ""; $("point-card").hidden = true; $("log-tail").hidden = true;
-      for (const c of ["history", "parallel", "importance", "slice", "curves", "pareto"]) { Plotly.purge($(c)); delete $(c).dataset.points; }
+      $("t-segment").replaceChildren(); $("t-objective").replaceChildren();
+      for (const c of ["history", "parallel", "importance", "slice", "curves", "pareto"]) { Charts.purge($(c)); delete $(c).dataset.points; }
     }
     performance.clearMarks("hpo-first-render");
     const started = performance.now();
-    try {
-      await this.loadHeader();
-    } catch (e) {
+    // The header and the history go out together (no segment or objective yet: the
+    // server takes the first, as the header will); the points table needs the header's
+    // segment; then Plotly's bundle is parsed while the answers are on their way.
+    const history = this.loadHistory();
+    let failed = null;
+    try { await this.loadHeader(); } catch (e) { failed = e; }
+    const points = failed ? null : this.loadPoints();
+    loadPlotly();
+    const first = Promise.all([history, points]);
+    if (failed) {
+      await first;
       $("view-task").hidden = true;
-      showError(e.status === 404 ? `No task ${id} among yours.` : e);
+      showError(failed.status === 404 ? `No task ${id} among yours.` : failed);
       Dash.marks.task = { missing: true };
       return;
     }
-    await Promise.all([this.loadHistory(), this.loadPoints()]);
+    await first;
     performance.mark("hpo-first-render");
     Dash.marks.firstRender = performance.now() - started;
     this.refreshAll(true);
