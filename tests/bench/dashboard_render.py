@@ -5,7 +5,9 @@ central services on it (all in this process, SecantusDB, memory bus), and drives
 Debian's chromium through Playwright:
 
 * first meaningful render: from navigation to the task page until the history chart
-  and the first page of the points table are drawn (``hpo-first-render`` mark), cold
+  (its canvas preview, or Plotly's chart if that came first) and the first page of the
+  points table are drawn (``hpo-first-render`` mark), and until Plotly has drawn the
+  history so that hover and zoom answer (``hpo-interactive``); cold
   twice - the first visitor after the monitor started, for a task no monitor has shown
   before (its points are read from the database) and for one a monitor has shown
   before (its stored view answers) - then warm (median of 3 fresh page loads, the
@@ -67,6 +69,10 @@ FIRST_RENDER = """async () => {
   await benchUntil(() => performance.getEntriesByName('hpo-first-render').length);
   return performance.getEntriesByName('hpo-first-render')[0].startTime;
 }"""
+INTERACTIVE = """async () => {
+  await benchUntil(() => performance.getEntriesByName('hpo-interactive').length);
+  return performance.getEntriesByName('hpo-interactive')[0].startTime;
+}"""
 ZOOM = """async ([a, b]) => {
   const div = document.getElementById('history'); const before = benchRenders('history');
   const t0 = performance.now();
@@ -126,10 +132,17 @@ async def first_render(page: Page, url: str) -> float:
     return value
 
 
+async def interactive(page: Page) -> float:
+    """Milliseconds from the navigation's start until Plotly drew the history (hover
+    and zoom answer; before, the page shows the history's canvas preview)."""
+    value: float = await run(page, INTERACTIVE)
+    return value
+
+
 ALL_DRAWN = "() => document.getElementById('importance').dataset.points"
 
 
-async def cold_render(system: Central, token: str, task_id: str) -> float:
+async def cold_render(system: Central, token: str, task_id: str) -> tuple[float, float]:
     """The first visitor of a fresh monitor, in a fresh browser (nothing cached)."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
@@ -139,13 +152,14 @@ async def cold_render(system: Central, token: str, task_id: str) -> float:
         await context.add_init_script(HELPERS)
         page = await context.new_page()
         cold = await first_render(page, f"{system.monitor_url}/#/task/{task_id}")
+        ready = await interactive(page)
         await page.wait_for_function(ALL_DRAWN)  # the points loaded, the view stored
         await browser.close()
-    return cold
+    return cold, ready
 
 
 async def render(
-    system: Central, points: int, token: str, task_id: str, unseen: float
+    system: Central, points: int, token: str, task_id: str, unseen: tuple[float, float]
 ) -> dict[str, Any]:
     url = f"{system.monitor_url}/#/task/{task_id}"
     async with async_playwright() as pw:
@@ -156,13 +170,15 @@ async def render(
         await context.add_init_script(HELPERS)
         page = await context.new_page()
         cold = await first_render(page, url)
+        cold_ready = await interactive(page)
         say(f"cold render (stored view) {cold:.0f} ms")
         await page.wait_for_function(ALL_DRAWN)  # warm: the points are in the monitor
         await page.close()
-        warm = []
+        warm, warm_ready = [], []
         for _ in range(3):  # one tab at a time, as one user
             page = await context.new_page()
             warm.append(await first_render(page, url))
+            warm_ready.append(await interactive(page))
             say(f"warm {warm[-1]:.0f} ms")
             await page.close()
         page = await context.new_page()
@@ -186,9 +202,12 @@ async def render(
     return {
         "bench": "dashboard_render",
         "points": points,
-        "first_render_cold_unseen_ms": round(unseen, 1),
+        "first_render_cold_unseen_ms": round(unseen[0], 1),
         "first_render_cold_ms": round(cold, 1),
         "first_render_warm_ms": ms(warm),
+        "interactive_cold_unseen_ms": round(unseen[1], 1),
+        "interactive_cold_ms": round(cold_ready, 1),
+        "interactive_warm_ms": ms(warm_ready),
         "zoom_ms": ms(zoom),
         "zoom_detail_ms": ms(detail),
         "hover_ms": ms(hover),
@@ -200,7 +219,14 @@ async def render(
 
 
 async def edge_latency(
-    system: Central, token: str, task_id: str | None, *, monitor_url: str, where: str, reload: bool
+    system: Central,
+    token: str,
+    task_id: str | None,
+    *,
+    size: int,
+    monitor_url: str,
+    where: str,
+    reload: bool,
 ) -> dict[str, Any]:
     """Heartbeats and empty lease polls of a site, with the 100k page open (reloaded
     every two seconds, or left open) or not."""
@@ -227,7 +253,9 @@ async def edge_latency(
             await viewer
     shown = "none open"
     if task_id:
-        shown = "100k task page " + ("open, reloaded every 2 s" if reload else "left open")
+        shown = f"{size:,} point task page " + (
+            "open, reloaded every 2 s" if reload else "left open"
+        )
     return {
         "bench": "dashboard_edge_latency",
         "dashboard": shown,
@@ -364,6 +392,7 @@ async def main() -> None:
                         system,
                         token,
                         task_id,
+                        size=max(args.sizes),
                         monitor_url=here,
                         where="api's process",
                         reload=reload,
@@ -384,6 +413,7 @@ async def main() -> None:
                         system,
                         token,
                         task_id,
+                        size=max(args.sizes),
                         monitor_url=own,
                         where="own process",
                         reload=reload,

@@ -4,7 +4,8 @@
 //
 // Plotly's bundle (4.8 MB) takes the browser most of a second to parse, so it is not a
 // blocking script: the page asks for its data first, then loadPlotly() adds the bundle,
-// and every chart waits for it (the points table does not).
+// and every chart waits for it (the points table does not); the history is previewed
+// on a canvas meanwhile.
 "use strict";
 
 let plotlyLoading = null;
@@ -26,8 +27,48 @@ const Charts = (() => {
   const margin = { l: 60, r: 20, t: 10, b: 40 };
   const marked = (div, n, extra) => { div.dataset.points = String(n); Object.assign(div.dataset, extra || {}); };
 
-  async function history(div, h, onZoom) {
+  // The history before Plotly's bundle is parsed: the same markers and best-so-far
+  // line on a plain canvas (no hover, no zoom), replaced by the chart once Plotly is in.
+  function preview(div, h) {
+    const width = div.clientWidth, height = div.clientHeight;
+    if (!width || !height) return false;
+    const canvas = document.createElement("canvas");
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = width * ratio; canvas.height = height * ratio;
+    canvas.style.width = width + "px"; canvas.style.height = height + "px";
+    canvas.className = "preview";
+    const g = canvas.getContext("2d");
+    g.scale(ratio, ratio);
+    const xs = h.x.concat(h.best_x), ys = h.y.concat(h.best_y).filter(Number.isFinite);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const w = width - margin.l - margin.r, ht = height - margin.t - margin.b;
+    const px = (x) => margin.l + (x1 > x0 ? ((x - x0) / (x1 - x0)) * w : w / 2);
+    const py = (y) => margin.t + (y1 > y0 ? (1 - (y - y0) / (y1 - y0)) * ht : ht / 2);
+    g.font = "12px sans-serif"; g.fillStyle = "#444"; g.strokeStyle = "#ccc";
+    g.strokeRect(margin.l, margin.t, w, ht);
+    g.fillText(fmt(y1), 4, margin.t + 10); g.fillText(fmt(y0), 4, margin.t + ht);
+    g.fillText(fmt(x0), margin.l, height - margin.b + 14); g.fillText(fmt(x1), margin.l + w - 40, height - margin.b + 14);
+    g.fillText("point index", margin.l + w / 2 - 30, height - 6);
+    h.x.forEach((x, i) => {
+      g.fillStyle = h.pruned[i] ? "#6e7781" : "rgba(9, 105, 218, 0.6)";
+      g.fillRect(px(x) - 2, py(h.y[i]) - 2, 4, 4);
+    });
+    g.strokeStyle = "#cf222e"; g.lineWidth = 2; g.beginPath();
+    h.best_x.forEach((x, i) => {
+      if (i === 0) g.moveTo(px(x), py(h.best_y[i]));
+      else { g.lineTo(px(x), py(h.best_y[i - 1])); g.lineTo(px(x), py(h.best_y[i])); }
+    });
+    g.stroke();
+    div.append(canvas);
+    div.dataset.preview = String(h.x.length);
+    return true;
+  }
+
+  async function history(div, h, onZoom, onShown) {
+    const previewed = !window.Plotly && !div.data && preview(div, h);
+    if (previewed && onShown) onShown();
     await loadPlotly();
+    for (const canvas of div.querySelectorAll(":scope > canvas.preview")) canvas.remove();
     const complete = [], pruned = [];
     h.x.forEach((x, i) => (h.pruned[i] ? pruned : complete).push(i));
     const pick = (idx, arr) => idx.map((i) => arr[i]);
@@ -39,6 +80,7 @@ const Charts = (() => {
     const layout = { margin, xaxis: { title: { text: "point index" } }, yaxis: { title: { text: "loss" } }, legend: { orientation: "h", y: 1.1 }, uirevision: "history" };
     const drawn = Plotly.react(div, traces, layout, config);
     marked(div, h.x.length, { total: String(h.total) });
+    if (!previewed && onShown) drawn.then(onShown);
     if (!div.dataset.zoomHooked) {
       div.dataset.zoomHooked = "1";
       div.on("plotly_relayout", (e) => {
