@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from client.http import ApiClient, ApiError
+from client.listings import jobs, points
 from client.render import status_lines
-from client.settings import ClientConfig, load_config, save_config
-from client.submission import SubmissionInputError
+from client.session import TokenOpt, UrlOpt, console, err, fail, make_client
+from client.settings import ClientConfig, save_config
 from client.submit import print_version, submit
 from client.watch import watch as watch_task
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -36,21 +34,8 @@ def _main(
 
 app.command("submit")(submit)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (or HPO_URL)")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="bearer token (or HPO_TOKEN)")]
-
-
-def _client(url: str | None, token: str | None) -> ApiClient:
-    config = load_config(url, token)
-    if not config.token:
-        err.print("[red]no token[/]: pass --token, set HPO_TOKEN, or run `hpo login`")
-        raise typer.Exit(2)
-    return ApiClient(config.url, config.token)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error[/] {exc}")
-    return typer.Exit(2 if isinstance(exc, SubmissionInputError) else 1)
+_client = make_client
+_fail = fail
 
 
 @app.command()
@@ -311,6 +296,8 @@ def dataset_rm(name: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
 
 from client import export as _export  # noqa: E402 - after the app it registers with
 
+app.command("points")(points)
+app.command("jobs")(jobs)
 app.command("export")(_export.export)
 app.command("mlflow")(_export.mlflow)
 

@@ -8,7 +8,7 @@ an :class:`ApiError`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -67,6 +67,14 @@ class ApiClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request; the decoded JSON reply, or ApiError with a readable detail."""
+        reply = self._send(method, path, **kwargs)
+        if reply.status_code == 204:
+            return None
+        return reply.json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried while the server says 503 with Retry-After; ApiError
+        with a readable detail for any other error."""
         for attempt in range(self._retries + 1):
             try:
                 reply = self._http.request(method, path, **kwargs)
@@ -82,9 +90,7 @@ class ApiClient:
             except ValueError:
                 detail = reply.text
             raise ApiError(reply.status_code, _readable(detail))
-        if reply.status_code == 204:
-            return None
-        return reply.json()
+        return reply
 
     def whoami(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", "/api/v1/whoami")
@@ -103,13 +109,32 @@ class ApiClient:
         result: list[dict[str, Any]] = self.call("GET", "/api/v1/tasks", params=params)
         return result
 
-    def points(self, task_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/points")
-        return result
+    def points(self, task_id: str, **filters: str | int | bool) -> Iterator[dict[str, Any]]:
+        """Every point of the task (``order``, ``status``, ``segment``, ``descending``
+        as the api takes them), fetched a page at a time as the caller goes."""
+        return self.pages(f"/api/v1/tasks/{task_id}/points", filters)
 
-    def jobs(self, task_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/jobs")
-        return result
+    def jobs(self, task_id: str, **filters: str | int | bool) -> Iterator[dict[str, Any]]:
+        """Every job of the task (``status``, ``site``, ``descending``), a page at a time."""
+        return self.pages(f"/api/v1/tasks/{task_id}/jobs", filters)
+
+    def page(
+        self, path: str, params: Mapping[str, str | int | bool]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a listing and the cursor of the next (None after the last)."""
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
+        reply = self._send("GET", path, params=query)
+        items: list[dict[str, Any]] = reply.json()
+        return items, reply.headers.get("X-Next-Cursor")
+
+    def pages(self, path: str, params: Mapping[str, str | int | bool]) -> Iterator[dict[str, Any]]:
+        query = dict(params)
+        while True:
+            items, cursor = self.page(path, query)
+            yield from items
+            if cursor is None:
+                return
+            query["cursor"] = cursor
 
     def artifacts(self, task_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.call("GET", f"/api/v1/tasks/{task_id}/artifacts")

@@ -9,6 +9,7 @@ services start does not matter.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from services.outage import location
 from services.startup import Backoff, wait_for
@@ -18,6 +19,7 @@ from shared.config import ServiceSettings
 from shared.ops.metered_bus import MeteredBus
 from shared.ops.metrics import CentralMetrics
 from shared.store import Store
+from shared.store.constants import Constants
 
 
 @dataclass
@@ -27,6 +29,11 @@ class Context:
     store: Store
     artifacts: ArtifactStore
     metrics: CentralMetrics = field(default_factory=CentralMetrics)
+
+    @cached_property
+    def constants(self) -> Constants:
+        """This process's cache of what never changes in tasks and segments."""
+        return Constants(self.store.tasks, self.store.segments)
 
     async def close(self) -> None:
         await self.bus.close()

@@ -21,6 +21,7 @@ from shared.edge_api import (
 )
 from shared.runtime.images import resolve_image
 from shared.store import Store
+from shared.store.constants import Constants
 
 LINEAGE_ALGORITHMS = frozenset({"pbt"})
 """Steering algorithms whose new points start from other points' final checkpoints."""
@@ -68,11 +69,15 @@ async def dataset_input(
 
 
 async def build_spec(
-    store: Store, job: Job, arch: str, artifacts: ArtifactStore | None = None
+    store: Store,
+    constants: Constants,
+    job: Job,
+    arch: str,
+    artifacts: ArtifactStore | None = None,
 ) -> JobSpec:
     """The spec of ``job``; with ``artifacts``, it carries a download URL of its point's
     latest checkpoint (a retry resumes from it, at any site)."""
-    task = await store.tasks.get(job.task_id)
+    task = await constants.task(job.task_id)
     if task is None:
         raise LookupError(f"job {job.id} has no task")
     config = task.config
@@ -89,13 +94,15 @@ async def build_spec(
     training = [config.trainingDS] if config.trainingDS else []
     wanted: list[tuple[str, list[str] | None]] = [(n, None) for n in training]
     if config.segmented:
-        segment = await store.segments.get(f"{job.task_id}.{job.segment}")
+        wanted_id = f"{job.task_id}.{job.segment}"
+        segments = await constants.segments(job.task_id)
+        segment = next((s for s in segments if s.id == wanted_id), None)
         if segment is None:
             raise LookupError(f"job {job.id} has no segment {job.segment}")
         training = [*segment.files, *segment.datasets]
         wanted = [(n, None) for n in segment.datasets]
         if segment.files and config.trainingDS:
-            wanted.insert(0, (config.trainingDS, segment.files))
+            wanted.insert(0, (config.trainingDS, list(segment.files)))
     datasets = [await dataset_input(store, artifacts, job.owner, n, s) for n, s in wanted]
     expires = job.lease.expires if job.lease else utcnow() + timedelta(minutes=1)
     return JobSpec(

@@ -28,7 +28,11 @@ async def progress(store: Store, task: Task) -> Progress:
     total: Counter[str] = sum(by_segment.values(), Counter())
     jobs = {
         "active_jobs": await store.jobs.count(task.id, active_only=True),
-        "jobs": await store.jobs.count(task.id, active_only=False),
+        "jobs": (
+            task.jobs_counted
+            if task.jobs_counted is not None
+            else await store.jobs.count(task.id, active_only=False)
+        ),
     }
     if task.config.online:
         return Progress(max_points=None, **_counted(total), **jobs)

@@ -39,11 +39,14 @@ class BrokerService(BusConsumer):
     def __init__(self, ctx: Context, settings: BrokerSettings) -> None:
         super().__init__(ctx)
         self.settings = settings
+        self._waiting_written: dict[str, str] = {}
+        """Per task, the waiting reason this process last wrote: not written again."""
 
     async def on_message(self, message: Message) -> None:
         await self.assign()
 
     async def reconcile(self) -> None:
+        self._waiting_written.clear()  # the periodic pass writes what it finds, always
         await self.expire_leases()
         await self.release_dead_sites()
         await self.assign()
@@ -64,7 +67,7 @@ class BrokerService(BusConsumer):
         waiting: dict[str, str] = {}
         for job in defined:
             if job.task_id not in configs:
-                task = await store.tasks.get(job.task_id)
+                task = await self.ctx.constants.task(job.task_id)
                 if task is None:
                     continue
                 configs[job.task_id] = task.config
@@ -82,8 +85,11 @@ class BrokerService(BusConsumer):
                     JobAssigned(task_id=job.task_id, job_id=job.id, site=site.id)
                 )
         for task_id, reason in waiting.items():
+            if self._waiting_written.get(task_id) == reason:
+                continue
             if await store.tasks.set_waiting(task_id, reason) and reason:
                 log.info("task %s waits: %s", task_id, reason)
+            self._waiting_written[task_id] = reason
 
     async def expire_leases(self) -> None:
         for job in await self.ctx.store.jobs.expired_leases(utcnow()):

@@ -90,7 +90,7 @@ class JobBuilderService(BusConsumer):
         if job.applied or job.status not in TERMINAL_JOB_STATES:
             return
         store = self.ctx.store
-        task = await store.tasks.get(job.task_id)
+        task = await self.ctx.constants.task(job.task_id)
         if task is None:
             return
         points = {p.id: p for p in [await store.points.get(pid) for pid in job.point_ids] if p}
@@ -157,10 +157,13 @@ class JobBuilderService(BusConsumer):
                 return
             if task.config.online:
                 return
-            if repair:
+            counted = task.jobs_counted
+            if repair or counted is None:
                 await self._recover_pending(task)
-            await self._define_jobs(task)
-            await self._maybe_finish(task)
+                counted = await self.ctx.store.jobs.count(task.id, active_only=False)
+                await self.ctx.store.tasks.set_jobs(task.id, counted)
+            total_jobs = await self._define_jobs(task, counted)
+            await self._maybe_finish(task, total_jobs)
 
     async def close_idle_studies(self) -> None:
         """Close the online studies whose owner set an idle timeout that has run out.
@@ -185,23 +188,34 @@ class JobBuilderService(BusConsumer):
             if point.job_id and await store.jobs.get(point.job_id) is None:
                 await self._insert_job(task, point, point.job_id, point.attempts)
 
-    async def _define_jobs(self, task: Task) -> None:
+    async def _define_jobs(self, task: Task, total: int) -> int:
+        """Define what the budget and parallelism allow, given the ``total`` jobs the
+        task counts; the count after.
+
+        The count is the task's field, not a count of its jobs (which grows with the
+        task). A crash between a job's insert and its count leaves the field one short
+        until the periodic pass recounts it, which a restarted job builder runs first.
+        """
         store = self.ctx.store
         active = await store.jobs.count(task.id, active_only=True)
-        total = await store.jobs.count(task.id, active_only=False)
-        segments = len(await store.segments.list_for_task(task.id))
+        segments = len(await self.ctx.constants.segments(task.id))
         slots = job_slots(task.config, active, total, segments=segments)
         if slots == 0:
-            return
+            return total
         waiting = await store.points.list_for_task(
             task.id, status=PointStatus.UNEVALUATED, limit=slots
         )
         for point in waiting:
             job_id = await store.points.start_attempt(point)
-            if job_id is not None:
-                await self._insert_job(task, point, job_id, next_attempt(point)[0])
+            if job_id is not None and await self._insert_job(
+                task, point, job_id, next_attempt(point)[0]
+            ):
+                await store.tasks.add_jobs(task.id, 1)
+                total += 1
+        return total
 
-    async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> None:
+    async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> bool:
+        """Insert the point's job; False if it was there already."""
         job = Job(
             id=job_id,
             task_id=task.id,
@@ -210,13 +224,14 @@ class JobBuilderService(BusConsumer):
             point_ids=[point.id],
             attempt=attempt,
         )
-        if await self.ctx.store.jobs.insert(job):
-            await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
+        if not await self.ctx.store.jobs.insert(job):
+            return False
+        await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
+        return True
 
-    async def _maybe_finish(self, task: Task) -> None:
+    async def _maybe_finish(self, task: Task, total_jobs: int) -> None:
         store = self.ctx.store
-        segments = await store.segments.list_for_task(task.id)
-        total_jobs = await store.jobs.count(task.id, active_only=False)
+        segments = await store.segments.list_for_task(task.id)  # their exhausted flags
         budget = task.config.job_budget(len(segments))
         exhausted = all(s.exhausted for s in segments)
         if total_jobs < budget and not exhausted:

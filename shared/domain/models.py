@@ -64,6 +64,10 @@ class Task(_Record):
     """Why its jobs wait (set and cleared by the broker), e.g. no live site can run them."""
     best_loss: float | None = None
     best_point_id: str | None = None
+    jobs_counted: int | None = None
+    """The jobs that count against the job budget (every job but one preempted with a
+    checkpoint), kept as the job builder defines them and the api takes a preemption;
+    the job builder's periodic pass recounts it. None on records older than the field."""
     links: dict[str, str] = Field(default_factory=dict)
     """Where else the task is shown, by name (``mlflow``: the experiment's URL)."""
     created: datetime = Field(default_factory=utcnow)

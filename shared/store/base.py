@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.clock import as_utc
+from shared.domain.paging import PageRequest
 
 M = TypeVar("M", bound=BaseModel)
 Doc = dict[str, Any]
@@ -61,3 +63,25 @@ class Repository(Generic[M]):
     ) -> list[M]:
         cursor = self.col.find(dict(query), sort=sort, limit=limit)
         return [from_doc(self.model, doc) async for doc in cursor]
+
+    async def _page(self, query: Mapping[str, Any], field: str, page: PageRequest) -> list[M]:
+        """One keyset page of ``query`` in the order of ``field`` then ``_id``."""
+        direction = DESCENDING if page.descending else ASCENDING
+        filters = dict(query)
+        if page.after is not None:
+            beyond = "$lt" if page.descending else "$gt"
+            key = page.after
+            filters = {
+                "$and": [
+                    filters,
+                    {
+                        "$or": [
+                            {field: {beyond: key.value}},
+                            {field: key.value, "_id": {beyond: key.id}},
+                        ]
+                    },
+                ]
+            }
+        return await self._find(
+            filters, sort=[(field, direction), ("_id", direction)], limit=page.limit
+        )

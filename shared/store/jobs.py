@@ -23,6 +23,7 @@ from shared.domain.models import (
     JobStatus,
     PointOutcome,
 )
+from shared.domain.paging import PageRequest
 from shared.store.base import Repository, from_doc, to_doc
 
 _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
@@ -37,6 +38,9 @@ class JobRepository(Repository[Job]):
             [("status", ASCENDING), ("site", ASCENDING), ("created", ASCENDING)]
         )
         await self.col.create_index([("status", ASCENDING), ("applied", ASCENDING)])
+        await self.col.create_index(
+            [("task_id", ASCENDING), ("created", ASCENDING), ("_id", ASCENDING)]
+        )
 
     async def insert(self, job: Job) -> bool:
         try:
@@ -57,6 +61,22 @@ class JobRepository(Repository[Job]):
 
     async def list_for_task(self, task_id: str, *, limit: int = 0) -> list[Job]:
         return await self._find({"task_id": task_id}, sort=[("created", ASCENDING)], limit=limit)
+
+    async def page_for_task(
+        self,
+        task_id: str,
+        page: PageRequest,
+        *,
+        status: JobStatus | None = None,
+        site: str | None = None,
+    ) -> list[Job]:
+        """One page of the task's jobs, oldest first (see :mod:`shared.domain.paging`)."""
+        query: dict[str, Any] = {"task_id": task_id}
+        if status is not None:
+            query["status"] = status.value
+        if site is not None:
+            query["site"] = site
+        return await self._page(query, "created", page)
 
     async def list_by_status(self, status: JobStatus, *, limit: int = 100) -> list[Job]:
         return await self._find(

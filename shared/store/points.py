@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
+from shared.domain.paging import PageRequest, PointOrder
 from shared.store.base import Repository, to_doc
 
 MAX_OPEN_LOOKUPS = 32
@@ -50,6 +51,10 @@ class PointRepository(Repository[Point]):
             [("task_id", ASCENDING), ("segment", ASCENDING), ("index", ASCENDING)], unique=True
         )
         await self.col.create_index([("task_id", ASCENDING), ("status", ASCENDING)])
+        for field in ("index", "loss"):
+            await self.col.create_index(
+                [("task_id", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)]
+            )
 
     async def insert(self, point: Point) -> bool:
         """False when a point with this (task, segment, index) already exists."""
@@ -101,6 +106,52 @@ class PointRepository(Repository[Point]):
         if status is not None:
             query["status"] = status.value
         return await self._find(query, sort=[("index", ASCENDING)], limit=limit)
+
+    async def page_for_task(
+        self,
+        task_id: str,
+        page: PageRequest,
+        *,
+        order: PointOrder = PointOrder.INDEX,
+        status: PointStatus | None = None,
+        segment: str | None = None,
+    ) -> list[Point]:
+        """One page of the task's points (see :mod:`shared.domain.paging`)."""
+        query: dict[str, Any] = {"task_id": task_id}
+        if status is not None:
+            query["status"] = status.value
+        if segment is not None:
+            query["segment"] = segment
+        if order is PointOrder.LOSS:
+            query["loss"] = {"$type": "number"}
+        elif not page.descending:
+            window = await self._index_window(query, page)
+            if window is not None:
+                return window
+        return await self._page(query, order.value, page)
+
+    async def _index_window(self, query: dict[str, Any], page: PageRequest) -> list[Point] | None:
+        """The page from a bounded index range, when that range holds a whole page.
+
+        Indices are dense from 0 in each segment, so a page in index order usually lies
+        in ``[start, start + limit]``; a bounded range is one short read on any server
+        (SecantusDB reads and sorts every match of an open range before it applies the
+        limit; and on a compound index its ``$lte`` excludes the bound, hence ``$lt``).
+        Any record beyond the range sorts after every record in it, so a range holding
+        ``limit`` records past the cursor holds exactly the page; otherwise
+        (filters, the end of a segment) the caller reads the open range.
+        """
+        after = page.after
+        start = 0
+        if after is not None:
+            if not isinstance(after.value, int):
+                return None
+            start = after.value
+        bounded = {**query, "index": {"$gte": start, "$lt": start + page.limit + 1}}
+        found = await self._find(bounded, sort=[("index", ASCENDING), ("_id", ASCENDING)])
+        if after is not None:
+            found = [p for p in found if (p.index, p.id) > (start, after.id)]
+        return found[: page.limit] if len(found) >= page.limit else None
 
     async def count_by_status(self, task_id: str, segment: str | None = None) -> Counter[str]:
         match: dict[str, Any] = {"task_id": task_id}

@@ -79,6 +79,16 @@ class TaskRepository(Repository[Task]):
         MLflow server); shown in the task's view."""
         await self.col.update_one({"_id": task_id}, {"$set": {f"links.{name}": url}})
 
+    async def add_jobs(self, task_id: str, delta: int) -> None:
+        """Count jobs defined (``delta`` > 0) or preempted (< 0) against the budget."""
+        await self.col.update_one({"_id": task_id}, {"$inc": {"jobs_counted": delta}})
+
+    async def set_jobs(self, task_id: str, counted: int) -> None:
+        """Put the job count right (the job builder's periodic recount)."""
+        await self.col.update_one(
+            {"_id": task_id, "jobs_counted": {"$ne": counted}}, {"$set": {"jobs_counted": counted}}
+        )
+
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         """Record ``loss`` as the best if it beats the current best (atomic)."""
         result = await self.col.update_one(

@@ -168,6 +168,8 @@ async def test_a_preempted_job_resumes_from_its_verified_checkpoint_in_the_same_
         assert [(p["attempts"], p["preemptions"], p["loss"]) for p in points] == [(1, 1, 0.25)]
         jobs = (await http.get(f"/api/v1/tasks/{task_id}/jobs", headers=headers)).json()
         assert [(j["attempt"], j["status"]) for j in jobs] == [(1, "preempted"), (1, "finished")]
+        view = (await http.get(f"/api/v1/tasks/{task_id}", headers=headers)).json()
+        assert view["progress"]["jobs"] == 1  # the preempted job is continued, not counted
         artifacts = (await http.get(f"/api/v1/tasks/{task_id}/artifacts", headers=headers)).json()
         checkpoints = [a for a in artifacts if a["kind"] == "checkpoint"]
         assert [(a["size"], a["verified"]) for a in checkpoints] == [(len(DATA), True), (5, True)]

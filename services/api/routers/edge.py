@@ -117,7 +117,9 @@ async def lease(
     specs = []
     arch = await ctx.store.sites.get(site) or None
     for job in jobs:
-        spec = await build_spec(ctx.store, job, arch.arch if arch else "amd64", ctx.artifacts)
+        spec = await build_spec(
+            ctx.store, ctx.constants, job, arch.arch if arch else "amd64", ctx.artifacts
+        )
         specs.append(spec)
         await publish_hint(
             ctx.bus,
@@ -139,7 +141,7 @@ async def held_leases(site: str, ctx: Ctx, token: EdgeToken) -> LeaseReply:
     arch = record.arch if record else "amd64"
     return LeaseReply(
         jobs=[
-            await build_spec(ctx.store, job, arch, ctx.artifacts)
+            await build_spec(ctx.store, ctx.constants, job, arch, ctx.artifacts)
             for job in await ctx.store.jobs.live_at_site(site)
         ]
     )
@@ -219,7 +221,7 @@ async def job_event(
             return JobEventReply(accepted=True, detail="already recorded")
         return stale
     if body.kind == "finished":
-        task = await store.tasks.get(job.task_id)
+        task = await ctx.constants.task(job.task_id)
         objectives = objective_count(task.config) if task is not None else 1
         results = [outcome_of(r, objectives) for r in body.results]
         if await store.jobs.finish(job.id, job.generation, results):
@@ -235,6 +237,7 @@ async def job_event(
     if body.kind == "preempted":
         reason = body.reason or "the batch system stopped the job"
         if await store.jobs.preempt(job.id, job.generation, reason):
+            await store.tasks.add_jobs(job.task_id, -1)  # continued by the next job
             await ctx.bus.publish(JobPreempted(task_id=job.task_id, job_id=job.id))
             return JobEventReply(accepted=True)
         return stale
@@ -248,7 +251,7 @@ async def job_event(
 async def _keys(ctx: Ctx, job: Job) -> dict[str, str]:
     point = await ctx.store.points.get(job.point_ids[0])
     index = point.index if point is not None else 0
-    task = await ctx.store.tasks.get(job.task_id)
+    task = await ctx.constants.task(job.task_id)
     segmented = task is not None and task.config.segmented
     return {
         kind: artifact_key(

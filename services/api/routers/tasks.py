@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from services.api.deps import Ctx, CurrentUser, Offload, Settings
+from services.api.paging import PageQuery, link_next, page_query, page_request
 from services.api.schemas import (
     ArtifactView,
     JobView,
@@ -25,7 +26,8 @@ from services.api.unavailable import publish_hint
 from services.api.views import task_view
 from services.api.warmstart_check import warm_start_refusals
 from services.storage.policy import DOWNLOAD_EXPIRY
-from shared.domain.models import Task, TaskStatus
+from shared.domain.models import JobStatus, Point, PointStatus, Task, TaskStatus
+from shared.domain.paging import PageKey, PointOrder
 from shared.messages import TaskCancelled, TaskSubmitted
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
@@ -96,16 +98,56 @@ async def get_task(task_id: str, ctx: Ctx, user: CurrentUser) -> TaskView:
 
 
 @router.get("/tasks/{task_id}/points")
-async def list_points(task_id: str, ctx: Ctx, user: CurrentUser) -> list[PointView]:
+async def list_points(
+    task_id: str,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    user: CurrentUser,
+    paging: Annotated[PageQuery, Depends(page_query)],
+    order: PointOrder = PointOrder.INDEX,
+    point_status: Annotated[PointStatus | None, Query(alias="status")] = None,
+    segment: Annotated[str | None, Query(max_length=255)] = None,
+) -> list[PointView]:
+    """One page of the task's points in generation order, or by loss (``order=loss``:
+    only points with a scalar loss, smallest first; ``descending=true`` reverses);
+    filtered by ``status`` and ``segment``. A full page links to the next one."""
     await _own_task(ctx, user, task_id)
-    points = await ctx.store.points.list_for_task(task_id)
+    page = page_request(order.value, paging)
+    points = await ctx.store.points.page_for_task(
+        task_id, page, order=order, status=point_status, segment=segment
+    )
+    last = points[-1] if len(points) == page.limit else None
+    key = None if last is None else PageKey(value=_sort_value(last, order), id=last.id)
+    link_next(request, response, order.value, paging, key)
     return [PointView.model_validate(p, from_attributes=True) for p in points]
 
 
+def _sort_value(point: Point, order: PointOrder) -> int | float:
+    if order is PointOrder.LOSS and isinstance(point.loss, int | float):
+        return float(point.loss)
+    return point.index
+
+
 @router.get("/tasks/{task_id}/jobs")
-async def list_jobs(task_id: str, ctx: Ctx, user: CurrentUser) -> list[JobView]:
+async def list_jobs(
+    task_id: str,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    user: CurrentUser,
+    paging: Annotated[PageQuery, Depends(page_query)],
+    job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
+    site: Annotated[str | None, Query(max_length=255)] = None,
+) -> list[JobView]:
+    """One page of the task's jobs, oldest first (``descending=true``: newest first),
+    filtered by ``status`` and ``site``. A full page links to the next one."""
     await _own_task(ctx, user, task_id)
-    jobs = await ctx.store.jobs.list_for_task(task_id)
+    page = page_request("created", paging)
+    jobs = await ctx.store.jobs.page_for_task(task_id, page, status=job_status, site=site)
+    last = jobs[-1] if len(jobs) == page.limit else None
+    key = None if last is None else PageKey(value=last.created, id=last.id)
+    link_next(request, response, "created", paging, key)
     return [JobView.model_validate(j, from_attributes=True) for j in jobs]
 
 
