@@ -24,7 +24,8 @@ def _counted(counts: Counter[str]) -> dict[str, int]:
 async def progress(store: Store, task: Task) -> Progress:
     """The task's counts, per segment and in all. ``maxPoints`` is per segment, so the
     task's total plan is ``maxPoints`` times its segments; an online study has none."""
-    by_segment = await store.points.count_by_segment(task.id)
+    segments = await store.segments.list_for_task(task.id)
+    by_segment = await store.summaries.by_segment(task.id, [s.name for s in segments])
     total: Counter[str] = sum(by_segment.values(), Counter())
     jobs = {
         "active_jobs": await store.jobs.count(task.id, active_only=True),
@@ -36,7 +37,6 @@ async def progress(store: Store, task: Task) -> Progress:
     }
     if task.config.online:
         return Progress(max_points=None, **_counted(total), **jobs)
-    segments = await store.segments.list_for_task(task.id)
     per_segment = [
         SegmentProgress(
             segment=s.name,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from datetime import timedelta
 
 from services.consumer import BusConsumer
 from services.context import Context
+from services.instance import instance_name
 from services.jobbuilder.logic import (
     TaskTally,
     Verdict,
@@ -48,6 +50,11 @@ from shared.store.points import next_attempt
 
 log = logging.getLogger(__name__)
 
+BUILD_LOCK_SECONDS = 10.0
+"""How long a task's build lock lasts: a job builder killed while building holds up the
+task's next build (by another process) this long at most."""
+BUILD_LOCK_RETRY_SECONDS = 0.02
+
 ROUTING_KEYS = (
     "task.submitted",
     "points.generated",
@@ -66,6 +73,8 @@ class JobBuilderService(BusConsumer):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.holder = instance_name()
+        """This process as a holder of tasks' build locks."""
 
     async def on_message(self, message: Message) -> None:
         job_id = getattr(message, "job_id", None)
@@ -151,19 +160,43 @@ class JobBuilderService(BusConsumer):
     async def build(self, task_id: str, *, repair: bool = False) -> None:
         """Define the jobs the task may have now; ``repair`` also re-creates jobs lost
         to a crash (only the periodic pass needs that)."""
+        constants = await self.ctx.constants.task(task_id)
+        if constants is None or constants.config.online:
+            return  # an online study's points come from asks, not from jobs
         async with self._locks[task_id]:
-            task = await self.ctx.store.tasks.get(task_id)
-            if task is None or task.status not in BUILDING:
+            task = await self._claim(task_id)
+            if task is None:
                 return
-            if task.config.online:
-                return
-            counted = task.jobs_counted
-            if repair or counted is None:
-                await self._recover_pending(task)
-                counted = await self.ctx.store.jobs.count(task.id, active_only=False)
-                await self.ctx.store.tasks.set_jobs(task.id, counted)
-            total_jobs = await self._define_jobs(task, counted)
-            await self._maybe_finish(task, total_jobs)
+            try:
+                await self._build(task, repair=repair)
+            finally:
+                await self.ctx.store.tasks.release_build(task_id, self.holder)
+
+    async def _claim(self, task_id: str) -> Task | None:
+        """The task with its build lock held by this process, waiting while another
+        job builder holds it (its build may predate what triggered this one); None if
+        the task is gone."""
+        tasks = self.ctx.store.tasks
+        while True:
+            now = utcnow()
+            until = now + timedelta(seconds=BUILD_LOCK_SECONDS)
+            task = await tasks.claim_build(task_id, self.holder, now, until)
+            if task is not None:
+                return task
+            if await tasks.get(task_id) is None:
+                return None
+            await asyncio.sleep(BUILD_LOCK_RETRY_SECONDS)
+
+    async def _build(self, task: Task, *, repair: bool) -> None:
+        if task.status not in BUILDING:
+            return
+        counted = task.jobs_counted
+        if repair or counted is None:
+            await self._recover_pending(task)
+            counted = await self.ctx.store.jobs.count(task.id, active_only=False)
+            await self.ctx.store.tasks.set_jobs(task.id, counted)
+        total_jobs = await self._define_jobs(task, counted)
+        await self._maybe_finish(task, total_jobs)
 
     async def close_idle_studies(self) -> None:
         """Close the online studies whose owner set an idle timeout that has run out.

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from services.consumer import BusConsumer
 from services.context import Context
+from services.instance import instance_name
 from services.steering.algorithms.base import SteeringUnavailable
 from services.steering.container import (
     check_workdir_root,
@@ -361,9 +359,3 @@ class SteeringService(BusConsumer):
     async def _fail(self, task: Task, reason: str) -> None:
         if await self.ctx.store.tasks.transition(task.id, TaskStatus.FAILED, reason=reason):
             await self.ctx.bus.publish(TaskFinished(task_id=task.id, status="failed"))
-
-
-def instance_name() -> str:
-    """A name for this process as a segment owner: unique, and telling an operator
-    where it runs."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

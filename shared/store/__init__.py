@@ -31,6 +31,7 @@ from shared.store.sites import SiteRepository
 from shared.store.stats import StatsRepository
 from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
+from shared.store.summaries import PointSummaries
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
 from shared.store.views import ViewRepository
@@ -61,6 +62,7 @@ class Store:
         self.tasks = TaskRepository(db["tasks"])
         self.segments = SegmentRepository(db["segments"])
         self.points = PointRepository(db["points"])
+        self.summaries = PointSummaries(db["point_summaries"], self.points)
         self.jobs = JobRepository(db["jobs"])
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])

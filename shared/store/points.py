@@ -81,8 +81,20 @@ class PointRepository(Repository[Point]):
         many open points or the oldest is recent, else one query for the new points and
         one per open point, sent together.
         """
-        where = {"task_id": task_id, "segment": segment}
         wanted = set(open_indices)
+        found = await self.new_and_open(task_id, segment, count, open_indices)
+        return [
+            p
+            for p in found
+            if p.index >= count or (p.index in wanted and p.status not in OPEN_STATUSES)
+        ]
+
+    async def new_and_open(
+        self, task_id: str, segment: str, count: int, open_indices: list[int]
+    ) -> list[Point]:
+        """The segment's points from index ``count`` on, and those of ``open_indices`` as
+        they are now, in index order (and perhaps others between: callers filter)."""
+        where = {"task_id": task_id, "segment": segment}
         if len(open_indices) > MAX_OPEN_LOOKUPS or (
             open_indices and count - min(open_indices) <= SHORT_RANGE
         ):
@@ -92,12 +104,7 @@ class PointRepository(Repository[Point]):
             queries = [self._find({**where, "index": {"$gte": count}})]
             queries += [self._find({**where, "index": i}) for i in open_indices]
             found = [p for batch in await asyncio.gather(*queries) for p in batch]
-        changed = [
-            p
-            for p in found
-            if p.index >= count or (p.index in wanted and p.status not in OPEN_STATUSES)
-        ]
-        return sorted(changed, key=lambda p: p.index)
+        return sorted(found, key=lambda p: p.index)
 
     async def list_for_task(
         self, task_id: str, *, status: PointStatus | None = None, limit: int = 0

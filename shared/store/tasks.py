@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from shared.clock import utcnow
 from shared.domain.models import ACTIVE_TASK_STATES, TASK_STATES, Task, TaskStatus
-from shared.store.base import Repository, to_doc
+from shared.store.base import Repository, from_doc, to_doc
 
 
 class TaskRepository(Repository[Task]):
@@ -78,6 +79,31 @@ class TaskRepository(Repository[Task]):
         """Where the task can also be seen (``mlflow``: its experiment on the central
         MLflow server); shown in the task's view."""
         await self.col.update_one({"_id": task_id}, {"$set": {f"links.{name}": url}})
+
+    async def claim_build(
+        self, task_id: str, holder: str, now: datetime, until: datetime
+    ) -> Task | None:
+        """Take the task's build lock for ``holder`` until ``until`` and return the task
+        as it is now; None while another holder's lock runs (or there is no such task).
+
+        Job builders define a task's jobs one at a time: two defining at once would each
+        count the same free slots and together exceed the task's parallelism."""
+        doc = await self.col.find_one_and_update(
+            {
+                "_id": task_id,
+                "$or": [
+                    {"builder": None},
+                    {"builder": holder},
+                    {"builder_until": {"$lt": now}},
+                ],
+            },
+            {"$set": {"builder": holder, "builder_until": until}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else from_doc(Task, doc)
+
+    async def release_build(self, task_id: str, holder: str) -> None:
+        await self.col.update_one({"_id": task_id, "builder": holder}, {"$set": {"builder": None}})
 
     async def add_jobs(self, task_id: str, delta: int) -> None:
         """Count jobs defined (``delta`` > 0) or preempted (< 0) against the budget."""

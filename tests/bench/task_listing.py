@@ -2,7 +2,8 @@
 
 For each size the script seeds a finished task (tests/browser/seed.py: real submission
 model and point documents written as the services write them) and times, through the
-api over HTTP, median of ``--repeat``: the task view; the first page of points (100, in
+api over HTTP, median of ``--repeat``: the task view (and once, its first view, which
+builds the task's point summaries); the first page of points (100, in
 generation order and by loss); a page 90 % of the way in (by its cursor); the first page
 of jobs; and the monitor's task list (it lists every size at once, so its figure is the
 same task list however big the tasks in it are). One JSON line per size.
@@ -53,10 +54,25 @@ async def timed(http: httpx.AsyncClient, url: str, repeat: int, **params: Any) -
 
 
 async def deep_cursor(http: httpx.AsyncClient, url: str, size: int) -> str | None:
-    """The cursor of the page 90 % of the way into the listing (read once, untimed)."""
-    skip = int(size * 0.9)
-    reply = await http.get(url, params={"limit": max(skip, 1)})
-    return reply.headers.get("X-Next-Cursor")
+    """The cursor of the page 90 % of the way into the listing (read once, untimed, in
+    pages of at most 10,000)."""
+    left, cursor = int(size * 0.9), None
+    while left > 0:
+        params: dict[str, Any] = {"limit": min(left, 10_000)}
+        if cursor:
+            params["cursor"] = cursor
+        reply = await http.get(url, params=params)
+        reply.raise_for_status()
+        cursor = reply.headers.get("X-Next-Cursor")
+        left -= params["limit"]
+    return cursor
+
+
+async def first_view(http: httpx.AsyncClient, url: str) -> float:
+    """The first view of a task after it was written (its summary built from nothing)."""
+    started = time.perf_counter()
+    (await http.get(url)).raise_for_status()
+    return round((time.perf_counter() - started) * 1e3, 1)
 
 
 async def measure(
@@ -68,10 +84,12 @@ async def measure(
         httpx.AsyncClient(base_url=system.monitor_url, headers=headers, timeout=600) as monitor,
     ):
         points = f"/api/v1/tasks/{task_id}/points"
+        first = await first_view(api, f"/api/v1/tasks/{task_id}")
         cursor = await deep_cursor(api, points, size) if size > 100 else None
         result: dict[str, Any] = {
             "bench": "task_listing",
             "points": size,
+            "task_view_first_ms": first,
             "task_view_ms": await timed(api, f"/api/v1/tasks/{task_id}", repeat),
             "points_first_page_ms": await timed(api, points, repeat, limit=100),
             "points_by_loss_first_page_ms": await timed(

@@ -25,6 +25,12 @@ to end and prints one JSON line:
     .venv/bin/python tests/chaos/chaos.py                       # the full run
     .venv/bin/python tests/chaos/chaos.py --points 20 --parallel 3 \\
         --kinds jobbuilder,node-agent,secantusdb,rabbitmq --rounds 4
+    .venv/bin/python tests/chaos/chaos.py --replicas 2          # two of every service
+
+With ``--replicas N`` every service runs as N processes against the same RabbitMQ and
+database (the extra api and monitor on their own ports: the harvester talks to the
+first api, the user to the last); kills hit the first process of a kind while the
+others go on, and the line adds what each process did (``work_per_process``).
 
 A payload killed with ``kill -9`` is a failed attempt (retried), as on a real site; a
 killed node agent leaves its payload running unless the node agent's payload dies with it.
@@ -67,6 +73,7 @@ SERVICES = ("api", "steering", "jobbuilder", "broker", "storage", "monitor")
 KINDS = (*SERVICES, "harvester", "node-agent", "payload", "secantusdb", "rabbitmq")
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 DB = "chaos"
+ACTIVE_JOB_STATUSES = ("defined", "assigned", "leased", "running")
 
 
 def log(message: str) -> None:
@@ -126,8 +133,15 @@ def percentile50(values: list[float]) -> float:
 
 
 class Chaos:
-    def __init__(self, workdir: Path, points: int, parallel: int, seed: int) -> None:
+    def __init__(
+        self, workdir: Path, points: int, parallel: int, seed: int, replicas: int = 1
+    ) -> None:
         self.work = workdir
+        self.replicas = replicas
+        self.max_active_jobs = 0
+        """The most jobs of the task seen active at once (nParallelEvaluation bounds it)."""
+        self.ops_ports: dict[str, int] = {}
+        """Each service process's operations listener (its /metrics)."""
         self.points = points
         self.parallel = parallel
         self.random = random.Random(seed)
@@ -173,12 +187,21 @@ class Chaos:
             "HPO_RETRY_MAX_SECONDS": "2",
         }
         python = sys.executable
+        self.apis = [self.api]
         for name in SERVICES:
-            self.procs[name] = Proc(
-                name, [python, "-m", "services", "run", name], self.env, self.logs
-            )
-            self.procs[name].start()
-        self.wait(lambda: self.http_ok(f"{self.api}/healthz"), "the api to answer", 300)
+            for replica in range(1, self.replicas + 1):
+                key = name if replica == 1 else f"{name}-{replica}"
+                env = {**self.env, "HPO_OPS_PORT": str(free_port())}
+                if replica > 1 and name in ("api", "monitor"):
+                    port = free_port()
+                    env[f"HPO_{name.upper()}_PORT"] = str(port)
+                    if name == "api":
+                        self.apis.append(f"http://127.0.0.1:{port}")
+                self.ops_ports[key] = int(env["HPO_OPS_PORT"])
+                self.procs[key] = Proc(key, [python, "-m", "services", "run", name], env, self.logs)
+                self.procs[key].start()
+        for api in self.apis:
+            self.wait(lambda api=api: self.http_ok(f"{api}/healthz"), "the api to answer", 300)
         site_token = self.token("ops", "edge:chaos")
         self.user_token = self.token("alice", "user")
         (self.work / "site.toml").write_text(
@@ -246,7 +269,7 @@ class Chaos:
             "files": {"payload.py": payload},
         }
         reply = httpx.post(
-            f"{self.api}/api/v1/tasks",
+            f"{self.apis[-1]}/api/v1/tasks",
             json=body,
             headers={"Authorization": f"Bearer {self.user_token}"},
             timeout=60,
@@ -273,6 +296,8 @@ class Chaos:
         try:
             jobs = list(db["jobs"].find(query, {"status": 1, "generation": 1, "site": 1}))
             task = db["tasks"].find_one({"_id": self.task_id}, {"status": 1}) or {}
+            active = sum(1 for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES)
+            self.max_active_jobs = max(self.max_active_jobs, active)
             return {
                 "points": db["points"].count_documents(query),
                 "evaluated": db["points"].count_documents({**query, "status": "evaluated"}),
@@ -450,6 +475,7 @@ class Chaos:
             "bench": "chaos",
             "points": self.points,
             "parallel": self.parallel,
+            "replicas": self.replicas,
             "kills": kills,
             "task_status": task.get("status"),
             "points_lost": self.points - sum(p["status"] == "evaluated" for p in points),
@@ -459,15 +485,34 @@ class Chaos:
             + outlived,
             "payloads_outliving_their_agent": outlived,
             "payloads_left_running": len(left_running),
+            "max_active_jobs": self.max_active_jobs,
             "services_not_back": self.not_back,
             "recovery_seconds": {
                 kind: {"p50": percentile50(times), "max": round(max(times), 1), "n": len(times)}
                 for kind, times in sorted(self.recovery.items())
             },
+            "work_per_process": self.work_per_process() if self.replicas > 1 else {},
             "elapsed_s": round(elapsed, 1),
             "machine": f"{os.uname().machine}, {os.cpu_count()} cores, Python "
             f"{sys.version.split()[0]}",
         }
+
+    def work_per_process(self) -> dict[str, dict[str, float]]:
+        """Per service process, what it did: points it applied, requests it answered."""
+        done: dict[str, dict[str, float]] = {}
+        for key, port in sorted(self.ops_ports.items()):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                continue
+            counts = {"points_evaluated": 0.0, "http_requests": 0.0}
+            for line in text.splitlines():
+                if line.startswith("hpo_points_evaluated_total"):
+                    counts["points_evaluated"] += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("hpo_http_requests_total{"):
+                    counts["http_requests"] += float(line.rsplit(" ", 1)[1])
+            done[key] = counts
+        return done
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -495,11 +540,13 @@ def run(
     kinds: list[str],
     kills: int,
     seed: int = 1,
+    replicas: int = 1,
     recovery_limit: float = 300.0,
     task_limit: float = 3600.0,
 ) -> dict[str, Any]:
-    """Set up, run the task through ``kills`` kills, wait for its end, tear down."""
-    chaos = Chaos(workdir, points, parallel, seed)
+    """Set up (``replicas`` processes of every service), run the task through ``kills``
+    kills, wait for its end, tear down."""
+    chaos = Chaos(workdir, points, parallel, seed, replicas)
     started = time.monotonic()
     try:
         chaos.start()
@@ -524,6 +571,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=22, help="kills in all (default 22)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="what to kill, comma-separated")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes of every service (default 1)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -539,6 +589,7 @@ def main() -> int:
             kinds=kinds,
             kills=args.rounds,
             seed=args.seed,
+            replicas=args.replicas,
         )
     finally:
         if args.keep:

@@ -7,8 +7,10 @@ leaves is written with the store's own calls, then the job builder is run once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +106,48 @@ async def test_a_task_is_not_done_while_a_result_is_being_applied(ctx: Context) 
     task = await ctx.store.tasks.get("t1")
     assert task is not None
     assert task.status is not TaskStatus.DONE, "done while its best was not recorded"
+
+
+async def test_two_job_builders_at_once_never_exceed_the_parallelism(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job builder processes triggered for the same task at the same moment (scale out:
+    competing consumers) define its free slots once between them, even when each counts
+    the task's active jobs before another's new jobs are in."""
+    store = ctx.store
+    listing = store.points.list_for_task
+    calls = 0
+
+    async def staggered(*args: Any, **kwargs: Any) -> Any:
+        # the k-th reader of the waiting points gets them k steps later: every builder
+        # has counted the active jobs by then, and each finds points the last one left
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05 * calls)
+        return await listing(*args, **kwargs)
+
+    monkeypatch.setattr(store.points, "list_for_task", staggered)
+    config = TaskConfig.model_validate(
+        {"evaluationExec": "true", "maxPoints": 20, "nParallelEvaluation": 3}
+    )
+    await store.tasks.insert(Task(id="t2", owner="alice", config=config, status=TaskStatus.RUNNING))
+    await store.segments.insert_many(
+        [Segment(id="t2.main", task_id="t2", name="main", index=0, search_space={})]
+    )
+    for index in range(12):
+        params = {"x": index / 12}
+        point = Point(
+            id=f"t2.main.{index}",
+            task_id="t2",
+            segment="main",
+            index=index,
+            params=params,
+            key=canonical_key(params),
+        )
+        assert await store.points.insert(point)
+    # two processes' worth of job builders (each its own lock holder and local locks)
+    builders = [JobBuilderService(ctx) for _ in range(4)]
+    await asyncio.gather(*(b.build("t2") for b in builders))
+    assert await store.jobs.count("t2", active_only=True) == 3
+    task = await store.tasks.get("t2")
+    assert task is not None and task.jobs_counted == 3
