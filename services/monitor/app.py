@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from services.api.tokencache import TokenCache
 from services.consumer import WebService
 from services.context import Context
-from services.monitor import assets
+from services.monitor import assets, views
 from services.monitor.cache import CostBounded, SnapshotCache
 from services.monitor.deps import MonitorState
 from services.monitor.live import Hub
@@ -29,7 +29,12 @@ from shared.config import MonitorSettings
 
 
 def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
-    cache = SnapshotCache(ctx.store, max_tasks=settings.monitor_cached_tasks)
+    store = ctx.store
+    cache = SnapshotCache(
+        store,
+        max_tasks=settings.monitor_cached_tasks,
+        on_loaded=lambda entry: views.save(store, entry),
+    )
     return MonitorState(
         settings=settings,
         store=ctx.store,

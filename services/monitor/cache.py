@@ -10,6 +10,7 @@ points. Entries nobody asked for in :data:`IDLE_SECONDS` are dropped, and at mos
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from shared.searchspace import SearchSpace, SearchSpaceError, parse_search_space
 from shared.store import Store
 from shared.store.records import Study
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = TypeVar("P")
 IDLE_SECONDS = 600.0
@@ -118,10 +120,17 @@ def _spaces(segments: list[Any]) -> dict[str, SearchSpace]:
     return spaces
 
 
+Loaded = Callable[[TaskEntry], Awaitable[None]]
+
+
 class SnapshotCache:
-    def __init__(self, store: Store, *, max_tasks: int = 32) -> None:
+    def __init__(
+        self, store: Store, *, max_tasks: int = 32, on_loaded: Loaded | None = None
+    ) -> None:
         self.store = store
         self.max_tasks = max_tasks
+        self.on_loaded = on_loaded
+        """Called after each full load (the stored views keep what it computed)."""
         self.entries: dict[str, TaskEntry] = {}
         self.loads = 0
         """How many full loads were made (a test's way to see single flight)."""
@@ -133,19 +142,31 @@ class SnapshotCache:
         refreshed first: the live hub refreshes only what an event stream watches, and a
         reader without one (the CLI, a script) must not see the first request's state
         for ever."""
+        entry = await self._entry(task)
+        if not entry.loaded:
+            await self._load_once(entry)
+        elif max_age is not None and time.monotonic() - entry.refreshed > max_age:
+            await self.refresh(task.id)
+        return entry
+
+    async def shell(self, task: Task) -> TaskEntry:
+        """The task's entry at once, loaded or not (an unloaded one's snapshot must not
+        be read): the next :meth:`entry` loads it."""
+        return await self._entry(task)
+
+    async def _entry(self, task: Task) -> TaskEntry:
         entry = self.entries.get(task.id)
         if entry is None:
             entry = await self._new_entry(task)
             entry = self.entries.setdefault(task.id, entry)
             self._evict()
         entry.used = time.monotonic()
-        if not entry.loaded:
-            async with entry.lock:
-                if not entry.loaded:
-                    await self._load(entry)
-        elif max_age is not None and time.monotonic() - entry.refreshed > max_age:
-            await self.refresh(task.id)
         return entry
+
+    async def _load_once(self, entry: TaskEntry) -> None:
+        async with entry.lock:
+            if not entry.loaded:
+                await self._load(entry)
 
     def peek(self, task_id: str) -> TaskEntry | None:
         entry = self.entries.get(task_id)
@@ -178,6 +199,11 @@ class SnapshotCache:
         entry.loaded = True
         entry.refreshed = time.monotonic()
         self.loads += 1
+        if self.on_loaded is not None:
+            try:
+                await self.on_loaded(entry)
+            except Exception:
+                log.exception("monitor: keeping the view of %s failed", entry.task.id)
 
     async def refresh(self, task_id: str) -> bool:
         """Bring a loaded entry up to date; True when the task or its points changed."""

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from services.api.deps import CurrentUser
-from services.monitor import reads
+from services.monitor import reads, views
 from services.monitor.cache import CostBounded, SnapshotCache, TaskEntry
 from services.monitor.live import Hub
 from services.monitor.occupancy import Occupancy
 from services.monitor.summaries import Summaries
+from services.monitor.views import StoredView
 from shared.artifacts import ArtifactStore
 from shared.config import MonitorSettings
 from shared.domain.models import Task
@@ -50,6 +51,49 @@ async def own_entry(task_id: str, mon: Monitor, user: CurrentUser) -> TaskEntry:
 
 
 OwnEntry = Annotated[TaskEntry, Depends(own_entry)]
+
+
+@dataclass
+class FirstView:
+    """A request of the page's first render: the entry, and while its points are still
+    loading, the stored view that stands in for them (``view`` None: ``entry`` is
+    loaded)."""
+
+    entry: TaskEntry
+    view: StoredView | None
+    mon: MonitorState
+
+    async def loaded(self) -> TaskEntry:
+        """The entry with its points, waiting for the load if needed."""
+        if self.view is None:
+            return self.entry
+        entry = await self.mon.cache.entry(self.entry.task)
+        self.view = None
+        self.entry = entry
+        return entry
+
+
+async def first_view(task_id: str, mon: Monitor, user: CurrentUser) -> FirstView:
+    """The caller's task for a first-render request: a finished task the monitor has not
+    loaded yet, with a stored view, is answered from the view. Its points are loaded by
+    the page's next requests (the other charts, which it asks for once it has drawn),
+    so the load does not compete with the first render."""
+    task = await reads.own_task(mon.store, task_id, user.owner)
+    if task is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
+    if mon.cache.peek(task.id) is None:
+        view = await views.load(mon.store, task)
+        if view is not None:
+            entry = await mon.cache.shell(task)
+            if not entry.loaded:
+                entry.task = task
+                return FirstView(entry, view, mon)
+    entry = await mon.cache.entry(task, max_age=mon.settings.monitor_refresh_seconds)
+    entry.task = task
+    return FirstView(entry, None, mon)
+
+
+OwnFirst = Annotated[FirstView, Depends(first_view)]
 
 
 async def own_task(task_id: str, mon: Monitor, user: CurrentUser) -> Task:

@@ -68,6 +68,13 @@ async def point_chunks(store: Store, task_id: str, segment: str) -> AsyncIterato
         await asyncio.sleep(0)
 
 
+async def head_points(store: Store, task_id: str, segment: str, limit: int) -> list[Doc]:
+    """A segment's points of index 0 to ``limit`` - 1, in index order (a bounded range)."""
+    docs = await store.points.rows(task_id, segment, start=0, stop=limit)
+    docs.sort(key=lambda d: int(d["index"]))
+    return docs
+
+
 async def changed_points(
     store: Store, task_id: str, segment: str, next_index: int, open_indices: list[int]
 ) -> list[Doc]:
@@ -91,9 +98,10 @@ async def active_job_count(store: Store, task_id: str) -> int:
 
 
 async def jobs_by_id(store: Store, job_ids: list[str]) -> dict[str, Job]:
-    """The given jobs, one indexed read each (sent together)."""
-    found = await asyncio.gather(*(store.jobs.get(i) for i in dict.fromkeys(job_ids)))
-    return {job.id: job for job in found if job is not None}
+    """The given jobs, in one ``$in`` read on the id (one round trip, not one each)."""
+    if not job_ids:
+        return {}
+    return {job.id: job for job in await store.jobs.get_many(list(dict.fromkeys(job_ids)))}
 
 
 async def jobs_of_point(store: Store, point_id: str) -> list[Job]:

@@ -13,6 +13,7 @@ from typing import Literal
 from services.monitor import reads
 from services.monitor.cache import SnapshotCache, TaskEntry
 from services.monitor.schemas import Counts, SegmentRow, TaskDetail, TaskRow
+from services.monitor.views import StoredView
 from shared.domain.models import ACTIVE_TASK_STATES, Task, TaskStatus
 from shared.store import Store
 
@@ -76,8 +77,12 @@ class Summaries:
             self._segment_counts[task.id] = max(1, len(segments))
         return self._segment_counts[task.id]
 
-    async def row(self, task: Task, *, wait: bool = False) -> TaskRow:
-        counts = await self.counts(task, wait=wait)
+    async def row(
+        self, task: Task, *, wait: bool = False, counts: dict[str, int] | None = None
+    ) -> TaskRow:
+        """``counts``: the points per status when the caller knows them already."""
+        if counts is None:
+            counts = await self.counts(task, wait=wait)
         progress = None
         if counts is not None:
             active = 0
@@ -112,18 +117,26 @@ class Summaries:
             objectives=max(1, len(task.config.steering.directions or [])),
         )
 
-    async def detail(self, entry: TaskEntry) -> TaskDetail:
+    async def detail(self, entry: TaskEntry, view: StoredView | None = None) -> TaskDetail:
+        """From the loaded ``entry``, or, while it loads, from the task's stored view."""
         task = entry.task
-        row = await self.row(task, wait=True)
         snap = entry.snapshot
+        if view is not None:
+            row = await self.row(task, counts=view.totals())
+            segments = [SegmentRow(name=s, counts=view.counts.get(s, {})) for s in entry.segments]
+            params = view.params
+        else:
+            row = await self.row(task, wait=True)
+            segments = [SegmentRow(name=s, counts=snap.counts(s)) for s in entry.segments]
+            params = list(snap.params)
         name = entry.study.title if entry.study is not None else task.name
         return TaskDetail(
             **{**row.model_dump(), "name": name or row.name},
             owner=task.owner,
-            segments=[SegmentRow(name=s, counts=snap.counts(s)) for s in entry.segments],
+            segments=segments,
             directions=[str(d) for d in entry.directions]
             or (["maximize"] if entry.maximize else ["minimize"]),
-            params=list(snap.params),
+            params=params,
             pruner=task.config.pruner.name if task.config.pruner.active else "",
             online=task.config.online,
             config=task.config.model_dump(mode="json", exclude_none=True),

@@ -34,6 +34,8 @@ _OPS = {
     ">=": np.greater_equal,
 }
 MAX_CLAUSES = 20
+AFTER_EVERY_ROW = 2**62
+"""A cursor's row that sorts after every real row: resume after the cursor's key."""
 
 
 class TableQueryError(ValueError):

@@ -44,8 +44,10 @@ class SteeringConfig(BaseModel):
     """Which optimiser generates the points of every segment of the task.
 
     ``library`` is ``optuna`` (algorithms ``tpe`` (default), ``cmaes``, ``gp``, ``qmc``,
-    ``random``, ``grid``, ``nsga2``) or ``nevergrad`` (``NGOpt`` by default, or any name
-    in ``nevergrad.optimizers.registry``). ``args`` go to the sampler's or optimiser's
+    ``random``, ``grid``, ``nsga2``, and ``pbt``: population-based training through
+    the checkpoint store, with ``args`` ``population``, ``generations`` and
+    ``perturbation``) or ``nevergrad`` (``NGOpt`` by default, or any name in
+    ``nevergrad.optimizers.registry``). ``args`` go to the sampler's or optimiser's
     constructor and are checked against it. ``directions`` (one per objective of the
     loss, default all ``minimize``) may also be given inside ``args``, as Optuna users
     are used to for NSGA-II. ``budget`` is the number of evaluations the optimiser

@@ -42,6 +42,12 @@ class JobRepository(Repository[Job]):
             [("task_id", ASCENDING), ("created", ASCENDING), ("_id", ASCENDING)]
         )
 
+    async def get_many(self, job_ids: list[str]) -> list[Job]:
+        """The jobs of these ids that exist, in one ``$in`` read on the id."""
+        if not job_ids:
+            return []
+        return await self._find({"_id": {"$in": job_ids}})
+
     async def insert(self, job: Job) -> bool:
         try:
             await self.col.insert_one(to_doc(job))

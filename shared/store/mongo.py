@@ -35,6 +35,7 @@ from shared.store.studies import StudyRepository
 from shared.store.summaries import PointSummaries
 from shared.store.tasks import TaskRepository
 from shared.store.tokens import TokenRepository
+from shared.store.views import ViewRepository
 
 DURABLE = WriteConcern(w="majority", j=True)
 """The write concern of every collection: the write survives a crash of the server."""
@@ -73,6 +74,7 @@ class MongoStore:
         self.curves = CurveRepository(db["points"])
         self.stats = StatsRepository(db["tasks"], db["jobs"])
         self.steering = SteeringCapabilityRepository(db["steering"])
+        self.views = ViewRepository(db["monitor_views"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""

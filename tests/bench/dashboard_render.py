@@ -5,16 +5,22 @@ central services on it (all in this process, SecantusDB, memory bus), and drives
 Debian's chromium through Playwright:
 
 * first meaningful render: from navigation to the task page until the history chart
-  and the first page of the points table are drawn (``hpo-first-render`` mark), once
-  with the monitor's cache cold (the first visitor after the monitor started: the
-  points are read from the database) and then warm (median of 3 fresh page loads);
+  (its canvas preview, or Plotly's chart if that came first) and the first page of the
+  points table are drawn (``hpo-first-render`` mark), and until Plotly has drawn the
+  history so that hover and zoom answer (``hpo-interactive``); cold
+  twice - the first visitor after the monitor started, for a task no monitor has shown
+  before (its points are read from the database) and for one a monitor has shown
+  before (its stored view answers) - then warm (median of 3 fresh page loads, the
+  task's points in the monitor's memory);
 * interactions (median of 10 each, measured in the page up to the next painted
   frame): zoom (a range set on the history chart; and the re-cut series fetched and
   drawn for the zoomed window), hover (the mouse over a point until its label is
   drawn), filter (a filter typed into the points table, answered by the server, and
   the page drawn);
 * edge latency: heartbeats and empty lease polls of a site (p50/p99 over 200 each)
-  with no dashboard open, and with the 100k page open and reloaded every two seconds.
+  with no dashboard open, and with the 100k page open and reloaded every two seconds,
+  with the monitor in the api's process and in a process of its own (as deployed),
+  where also with the page left open (live updates only).
 
 Prints one JSON line per measurement. Run: python tests/bench/dashboard_render.py
 [--sizes 10000 100000] (uses HPO_TEST_MONGO_URL when set, else starts a SecantusDB).
@@ -24,14 +30,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +50,13 @@ from playwright.async_api import Page, async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from services.assembly import SERVICE_NAMES
 from shared.store.server import start_secantus
 from tests.browser.conftest import CHROMIUM, FLAGS
 from tests.browser.seed import seed_task
 from tests.integration.central import Central, FakeSite, central
 
+REPO = Path(__file__).resolve().parents[2]
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 HELPERS = """
@@ -56,6 +68,10 @@ window.benchRenders = (id) => Number(document.getElementById(id).dataset.renders
 FIRST_RENDER = """async () => {
   await benchUntil(() => performance.getEntriesByName('hpo-first-render').length);
   return performance.getEntriesByName('hpo-first-render')[0].startTime;
+}"""
+INTERACTIVE = """async () => {
+  await benchUntil(() => performance.getEntriesByName('hpo-interactive').length);
+  return performance.getEntriesByName('hpo-interactive')[0].startTime;
 }"""
 ZOOM = """async ([a, b]) => {
   const div = document.getElementById('history'); const before = benchRenders('history');
@@ -116,7 +132,35 @@ async def first_render(page: Page, url: str) -> float:
     return value
 
 
-async def render(system: Central, points: int, token: str, task_id: str) -> dict[str, Any]:
+async def interactive(page: Page) -> float:
+    """Milliseconds from the navigation's start until Plotly drew the history (hover
+    and zoom answer; before, the page shows the history's canvas preview)."""
+    value: float = await run(page, INTERACTIVE)
+    return value
+
+
+ALL_DRAWN = "() => document.getElementById('importance').dataset.points"
+
+
+async def cold_render(system: Central, token: str, task_id: str) -> tuple[float, float]:
+    """The first visitor of a fresh monitor, in a fresh browser (nothing cached)."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(STEP_SECONDS * 1000)
+        await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
+        await context.add_init_script(HELPERS)
+        page = await context.new_page()
+        cold = await first_render(page, f"{system.monitor_url}/#/task/{task_id}")
+        ready = await interactive(page)
+        await page.wait_for_function(ALL_DRAWN)  # the points loaded, the view stored
+        await browser.close()
+    return cold, ready
+
+
+async def render(
+    system: Central, points: int, token: str, task_id: str, unseen: tuple[float, float]
+) -> dict[str, Any]:
     url = f"{system.monitor_url}/#/task/{task_id}"
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
@@ -126,17 +170,20 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
         await context.add_init_script(HELPERS)
         page = await context.new_page()
         cold = await first_render(page, url)
-        say("cold render done")
+        cold_ready = await interactive(page)
+        say(f"cold render (stored view) {cold:.0f} ms")
+        await page.wait_for_function(ALL_DRAWN)  # warm: the points are in the monitor
         await page.close()
-        warm = []
+        warm, warm_ready = [], []
         for _ in range(3):  # one tab at a time, as one user
             page = await context.new_page()
             warm.append(await first_render(page, url))
+            warm_ready.append(await interactive(page))
             say(f"warm {warm[-1]:.0f} ms")
             await page.close()
         page = await context.new_page()
         await first_render(page, url)
-        await page.wait_for_function("() => document.getElementById('importance').dataset.points")
+        await page.wait_for_function(ALL_DRAWN)
         say("warm renders done")
         zoom, detail, hover, filt = [], [], [], []
         say("importance drawn")
@@ -155,8 +202,12 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
     return {
         "bench": "dashboard_render",
         "points": points,
+        "first_render_cold_unseen_ms": round(unseen[0], 1),
         "first_render_cold_ms": round(cold, 1),
         "first_render_warm_ms": ms(warm),
+        "interactive_cold_unseen_ms": round(unseen[1], 1),
+        "interactive_cold_ms": round(cold_ready, 1),
+        "interactive_warm_ms": ms(warm_ready),
         "zoom_ms": ms(zoom),
         "zoom_detail_ms": ms(detail),
         "hover_ms": ms(hover),
@@ -167,15 +218,27 @@ async def render(system: Central, points: int, token: str, task_id: str) -> dict
     }
 
 
-async def edge_latency(system: Central, token: str, task_id: str | None) -> dict[str, Any]:
-    """Heartbeats and empty lease polls of a site, with the 100k page open (and
-    reloaded every two seconds) or not."""
+async def edge_latency(
+    system: Central,
+    token: str,
+    task_id: str | None,
+    *,
+    size: int,
+    monitor_url: str,
+    where: str,
+    reload: bool,
+) -> dict[str, Any]:
+    """Heartbeats and empty lease polls of a site, with the 100k page open (reloaded
+    every two seconds, or left open) or not."""
     async with httpx.AsyncClient(base_url=system.api_url, timeout=60) as http:
         site = FakeSite(http, "bench", await system.token("ops", ["edge:bench"]))
         stop = asyncio.Event()
-        viewer = asyncio.create_task(_watch(system, token, task_id, stop)) if task_id else None
-        if viewer is not None:
-            await asyncio.sleep(5)  # the page is open and has drawn once
+        opened = asyncio.Event()
+        viewer = None
+        if task_id:
+            url = f"{monitor_url}/#/task/{task_id}"
+            viewer = asyncio.create_task(_watch(url, token, reload, opened, stop))
+            await asyncio.wait_for(opened.wait(), STEP_SECONDS)  # drawn once, all panels
         beats, leases = [], []
         for _ in range(200):
             t0 = time.perf_counter()
@@ -188,9 +251,15 @@ async def edge_latency(system: Central, token: str, task_id: str | None) -> dict
         stop.set()
         if viewer is not None:
             await viewer
+    shown = "none open"
+    if task_id:
+        shown = f"{size:,} point task page " + (
+            "open, reloaded every 2 s" if reload else "left open"
+        )
     return {
         "bench": "dashboard_edge_latency",
-        "dashboard": "100k task page open, reloaded every 2 s" if task_id else "none open",
+        "dashboard": shown,
+        "monitor": where,
         "heartbeat_p50_ms": percentile(beats, 0.5),
         "heartbeat_p99_ms": percentile(beats, 0.99),
         "lease_p50_ms": percentile(leases, 0.5),
@@ -200,7 +269,9 @@ async def edge_latency(system: Central, token: str, task_id: str | None) -> dict
     }
 
 
-async def _watch(system: Central, token: str, task_id: str | None, stop: asyncio.Event) -> None:
+async def _watch(
+    url: str, token: str, reload: bool, opened: asyncio.Event, stop: asyncio.Event
+) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         context = await browser.new_context()
@@ -208,11 +279,55 @@ async def _watch(system: Central, token: str, task_id: str | None, stop: asyncio
         await context.add_init_script(f"localStorage.setItem('hpo-token', '{token}')")
         await context.add_init_script(HELPERS)
         page = await context.new_page()
+        await first_render(page, url)
+        await page.wait_for_function(ALL_DRAWN)
+        opened.set()
         while not stop.is_set():
-            await first_render(page, f"{system.monitor_url}/#/task/{task_id}")
-            await page.reload()
+            if reload:
+                await page.reload()
+                await run(page, FIRST_RENDER)
             await asyncio.sleep(2)
         await browser.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def monitor_process(db: str, artifacts: str) -> AsyncIterator[str]:
+    """``hpo-services run monitor`` in a process of its own on the same database (its
+    bus is its own memory bus: the monitor reads the database, it only listens to the
+    bus for token revocations)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HPO_MONGO_URL": db,
+        "HPO_BUS_URL": "memory://",
+        "HPO_ARTIFACTS_URL": artifacts,
+        "HPO_MONITOR_PORT": str(port),
+        "HPO_OPS_PORT": "off",
+        "HPO_DEV_MODE": "true",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "services", "run", "monitor"], env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            while True:  # until it answers (the step's own limit bounds the wait)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the monitor process exited with {proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 async def main() -> None:
@@ -252,20 +367,58 @@ async def main() -> None:
                         curves=100,
                         pruned=30,
                     )
+                for size in args.sizes:  # as if no monitor had shown it yet
+                    await system.ctx.store.views.col.delete_one({"_id": tasks[size]})
             say("seeded")
-            # a fresh monitor, so the first page load finds its cache cold
             for size in args.sizes:
-                say(f"rendering {size} points")
+                say(f"rendering {size} points, cold, never shown")
                 async with central(
                     mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
                 ) as system:
-                    print(json.dumps(await render(system, size, token, tasks[size])), flush=True)
+                    unseen = await cold_render(system, token, tasks[size])
+                say(f"rendering {size} points (a fresh monitor: its cache cold)")
+                async with central(
+                    mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
+                ) as system:
+                    result = await render(system, size, token, tasks[size], unseen)
+                    print(json.dumps(result), flush=True)
+            biggest = tasks[max(args.sizes)]
             async with central(
                 mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
             ) as system:
-                biggest = tasks[max(args.sizes)]
-                print(json.dumps(await edge_latency(system, token, None)), flush=True)
-                print(json.dumps(await edge_latency(system, token, biggest)), flush=True)
+                here = system.monitor_url
+                for task_id, reload in ((None, False), (biggest, True)):
+                    found = await edge_latency(
+                        system,
+                        token,
+                        task_id,
+                        size=max(args.sizes),
+                        monitor_url=here,
+                        where="api's process",
+                        reload=reload,
+                    )
+                    print(json.dumps(found), flush=True)
+            async with (
+                central(
+                    mongo_url=db,
+                    bus_url="memory://",
+                    bus_prefix="",
+                    artifacts_url=f"file://{tmp}",
+                    services=[n for n in SERVICE_NAMES if n != "monitor"],
+                ) as system,
+                monitor_process(db, f"file://{tmp}") as own,
+            ):
+                for task_id, reload in ((None, False), (biggest, False), (biggest, True)):
+                    found = await edge_latency(
+                        system,
+                        token,
+                        task_id,
+                        size=max(args.sizes),
+                        monitor_url=own,
+                        where="own process",
+                        reload=reload,
+                    )
+                    print(json.dumps(found), flush=True)
     finally:
         if server is not None:
             server.stop()

@@ -6,16 +6,19 @@ but 127.0.0.1 cut off, and keeps a screenshot of what it saw.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Route
 
 from tests.browser.conftest import OfflinePage
 from tests.browser.seed import seed_task
 from tests.integration.central import Central, FakeSite, central, file_artifacts
+from tests.integration.monitor_support import monitor_state
 from tests.integration.test_monitor import submission, user
 
 pytestmark = [pytest.mark.mongo, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -277,3 +280,74 @@ async def test_the_api_docs_render_offline(
     assert await offline.page.locator(".opblock").count() > 10
     await offline.page.screenshot(path=screenshots / "docs.png")
     assert offline.outside == []
+
+
+async def test_a_finished_task_after_a_monitor_restart_draws_and_zooms(
+    system: Central, offline: OfflinePage, screenshots: Path
+) -> None:
+    """The first render comes from the stored view (the points are not loaded yet); the
+    zoom after it re-cuts the window from the loaded points."""
+    token = await system.token("alice", ["user"])
+    task_id = await seed_task(system.ctx.store, "alice", 4000, name="restarted", curves=10)
+    history = await api_json(system, token, f"tasks/{task_id}/history")  # stores the view
+    cache = monitor_state(system).cache
+    cache.entries.clear()  # as a restart leaves it
+    loads = cache.loads
+    await sign_in(offline, system, token)
+    await offline.page.goto(f"{system.monitor_url}/#/task/{task_id}")
+    await offline.page.wait_for_function("() => window.hpoDash.marks.firstRender !== undefined")
+    chart = await drawn(offline, "history")
+    markers = sum(t["n"] for t in chart["traces"] if t["name"] in ("evaluated", "pruned"))
+    assert markers == len(history["x"]) == int(chart["marks"]["points"]) < 4000
+    table = offline.page.locator("#points-table")
+    assert await table.get_attribute("data-total") == "4000"
+    assert await table.locator("tbody tr").count() == 50
+    assert await table.locator("tbody tr td").first.text_content() == "0"
+    await offline.page.evaluate(
+        "Plotly.relayout(document.getElementById('history'), {'xaxis.range': [1000, 1499]})"
+    )
+    await offline.page.wait_for_function(  # every point of the window, from the loaded task
+        "() => document.getElementById('history').dataset.points === '500'"
+    )
+    await offline.page.locator("#points-next").click()
+    await offline.page.wait_for_function(
+        "() => document.querySelector('#points-table tbody tr td').textContent === '50'"
+    )
+    assert cache.loads == loads + 1
+    await offline.page.screenshot(path=screenshots / "task-after-restart.png", full_page=True)
+    assert offline.outside == [] and offline.errors == []
+
+
+async def test_the_history_is_previewed_until_plotly_is_in(
+    system: Central, offline: OfflinePage, screenshots: Path
+) -> None:
+    """Plotly's bundle held back: the page still draws the history (on a canvas, every
+    marker of the series) and the points table; then Plotly's chart replaces it."""
+    token = await system.token("alice", ["user"])
+    task_id = await seed_task(system.ctx.store, "alice", 3000, name="previewed")
+    history = await api_json(system, token, f"tasks/{task_id}/history")
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await offline.page.route("**/assets/plotly.min.js", hold)  # the page preloads it
+    await sign_in(offline, system, token)
+    await offline.page.goto(f"{system.monitor_url}/#/task/{task_id}")
+    await offline.page.wait_for_function(
+        "() => performance.getEntriesByName('hpo-first-render').length"
+    )
+    assert await offline.page.locator("#history canvas.preview").count() == 1
+    assert await offline.page.get_attribute("#history", "data-preview") == str(len(history["x"]))
+    assert await offline.page.locator("#points-table tbody tr").count() == 50
+    assert await offline.page.evaluate("typeof window.Plotly") == "undefined"
+    await offline.page.screenshot(path=screenshots / "task-preview.png")
+    release.set()
+    await offline.page.wait_for_function(
+        f"() => document.getElementById('history').dataset.points === '{len(history['x'])}'"
+    )
+    assert await offline.page.locator("#history canvas.preview").count() == 0
+    chart = await drawn(offline, "history")
+    assert sum(t["n"] for t in chart["traces"] if t["name"] == "evaluated") == len(history["x"])
+    assert offline.outside == [] and offline.errors == []

@@ -848,3 +848,15 @@ async def test_results_keep_their_metrics_and_evaluated_losses_come_in_order(
     assert await store.summaries.by_segment("t1", ["main"]) == {
         "main": {"evaluated": 3, "unevaluated": 1}
     }
+
+
+async def test_jobs_are_read_many_at_once_and_views_are_replaced_whole(store: Store) -> None:
+    for job_id in ("j1", "j2", "j3"):
+        assert await store.jobs.insert(job(job_id))
+    found = await store.jobs.get_many(["j3", "nope", "j1", "j1"])
+    assert sorted(j.id for j in found) == ["j1", "j3"]
+    assert await store.jobs.get_many([]) == []
+    assert await store.views.get("t1") is None
+    await store.views.put("t1", {"version": 1}, {"counts": {"evaluated": 2}})
+    await store.views.put("t1", {"version": 2}, {"names": ["x"]})
+    assert await store.views.get("t1") == {"_id": "t1", "stamp": {"version": 2}, "names": ["x"]}

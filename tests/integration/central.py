@@ -62,10 +62,11 @@ async def central(
         "lease_poll_interval": 0.05,
         **extra,
     }
+    names = list(overrides.pop("services", None) or SERVICE_NAMES)
     api = load(ApiSettings, **overrides)
     ctx = await open_context(api)
     assembly = assemble(
-        list(SERVICE_NAMES),
+        names,
         ctx,
         api=api,
         monitor=load(MonitorSettings, **overrides),
@@ -82,7 +83,7 @@ async def central(
         yield Central(
             ctx=ctx,
             api_url=api_url,
-            monitor_url=assembly.url_of("monitor"),
+            monitor_url=assembly.url_of("monitor") if "monitor" in names else "",
             ops_url=assembly.url_of("ops"),
             assembly=assembly,
         )

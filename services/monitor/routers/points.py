@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.monitor import reads, table
-from services.monitor.deps import Monitor, OwnEntry
+from services.monitor.deps import FirstView, Monitor, OwnEntry, OwnFirst
 from services.monitor.rows import artifact_row, job_row, point_row
 from services.monitor.schemas import PointDetail, PointsPage
+from services.monitor.snapshot import TaskSnapshot
 from services.storage.policy import DOWNLOAD_EXPIRY
 
 router = APIRouter(prefix="/monitor/api/tasks/{task_id}", tags=["monitor"])
@@ -29,7 +30,7 @@ def _unprocessable(exc: table.TableQueryError) -> HTTPException:
 
 @router.get("/points")
 async def points(
-    entry: OwnEntry,
+    first: OwnFirst,
     mon: Monitor,
     sort: Annotated[str, Query(max_length=100)] = "index",
     filter_text: Annotated[str, Query(alias="filter", max_length=2000)] = "",
@@ -37,6 +38,12 @@ async def points(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=table.PAGE_LIMIT)] = 50,
 ) -> PointsPage:
+    seg = segment or (first.entry.segments[0] if len(first.entry.segments) == 1 else None)
+    if first.view is not None and seg and sort == "index" and not filter_text and not cursor:
+        head = await _head(first, mon, seg, limit)
+        if head is not None:
+            return head
+    entry = await first.loaded()
     snap = entry.snapshot
     clauses = filter_text
     if segment:
@@ -45,10 +52,46 @@ async def points(
         found = table.page(snap, sort=sort, filter_text=clauses, cursor=cursor, limit=limit)
     except table.TableQueryError as exc:
         raise _unprocessable(exc) from None
-    rows = found.rows.tolist()
+    return await _page(
+        mon, entry.task.id, snap, found.rows.tolist(), found.total, found.next_cursor
+    )
+
+
+async def _head(first: FirstView, mon: Monitor, segment: str, limit: int) -> PointsPage | None:
+    """The first page in index order while the task loads: one bounded range read
+    (indices 0 to ``limit``) into a snapshot of its own. None when that range does not
+    hold the page (indices with gaps): the caller waits for the load."""
+    assert first.view is not None
+    entry = first.entry
+    total = sum(first.view.counts.get(segment, {}).values())
+    docs = await reads.head_points(mon.store, entry.task.id, segment, limit)
+    if len(docs) < min(limit, total):
+        return None
+    categorical = {n for n, c in entry.snapshot.params.items() if c.categorical}
+    categorical |= {
+        d.name for sp in entry.spaces.values() for d in sp.dimensions if d.kind == "categorical"
+    }
+    head = TaskSnapshot(entry.snapshot.objectives, categorical)
+    head.apply(docs)
+    rows = list(range(head.rows))
+    more = None
+    if total > len(rows) and rows:
+        # the row part past any real row: the full table resumes after this index
+        more = table.encode_cursor(float(head.col("index")[-1]), table.AFTER_EVERY_ROW)
+    return await _page(mon, entry.task.id, head, rows, total, more)
+
+
+async def _page(
+    mon: Monitor,
+    task_id: str,
+    snap: TaskSnapshot,
+    rows: list[int],
+    total: int,
+    next_cursor: str | None,
+) -> PointsPage:
     job_ids = [j for j in (snap.job_ids[r] for r in rows) if j]
     jobs = await reads.jobs_by_id(mon.store, job_ids)
-    artifacts = await reads.artifacts_of_jobs(mon.store, entry.task.id, job_ids) if job_ids else []
+    artifacts = await reads.artifacts_of_jobs(mon.store, task_id, job_ids) if job_ids else []
     links = {
         (a.job_id, a.kind): mon.artifacts.presign_get(a.key, DOWNLOAD_EXPIRY)
         for a in artifacts
@@ -56,8 +99,8 @@ async def points(
     }
     return PointsPage(
         rows=[point_row(snap, r, jobs, links) for r in rows],
-        total=found.total,
-        next_cursor=found.next_cursor,
+        total=total,
+        next_cursor=next_cursor,
         params=list(snap.params),
     )
 

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 
 from services.api.deps import CurrentUser
-from services.monitor import importance, reads, series
+from services.monitor import importance, reads, series, views
 from services.monitor.cache import TaskEntry
-from services.monitor.deps import Monitor, OwnEntry
+from services.monitor.deps import Monitor, OwnEntry, OwnFirst
 from services.monitor.schemas import Me, TaskDetail, TaskRow
 
 router = APIRouter(prefix="/monitor/api", tags=["monitor"])
@@ -52,8 +52,8 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task_id}")
-async def task_detail(entry: OwnEntry, mon: Monitor) -> TaskDetail:
-    return await mon.summaries.detail(entry)
+async def task_detail(first: OwnFirst, mon: Monitor) -> TaskDetail:
+    return await mon.summaries.detail(first.entry, first.view)
 
 
 def _segment(entry: TaskEntry, segment: str | None) -> str:
@@ -78,21 +78,21 @@ def _objective(entry: TaskEntry, objective: int) -> int:
 
 @router.get("/tasks/{task_id}/history")
 async def history(
-    entry: OwnEntry,
+    first: OwnFirst,
     segment: Segment = None,
     objective: Objective = 0,
     x0: float | None = None,
     x1: float | None = None,
 ) -> dict[str, Any]:
     """Loss by index, downsampled to about 2,000 markers (re-cut inside ``[x0, x1]``)."""
-    seg, obj = _segment(entry, segment), _objective(entry, objective)
+    seg = _segment(first.entry, segment)
     window = (x0, x1) if x0 is not None and x1 is not None else None
-    return entry.memo(
-        ("history", seg, obj, window),
-        lambda: series.history(
-            entry.snapshot, seg, objective=obj, maximize=entry.direction_of(obj), x_range=window
-        ),
-    )
+    if first.view is not None and window is None and objective == views.DEFAULT_OBJECTIVE:
+        stored = first.view.history.get(seg)
+        if stored is not None:
+            return stored
+    entry = await first.loaded()
+    return views.history(entry, seg, _objective(entry, objective), window)
 
 
 @router.get("/tasks/{task_id}/slices")

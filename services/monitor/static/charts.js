@@ -1,14 +1,74 @@
 // The task page's charts, drawn with Plotly (served from the installed plotly package).
 // Point clouds use WebGL traces; every series arrives already downsampled by the server.
 // Each chart div gets data-points (markers or lines drawn) for tests and benchmarks.
+//
+// Plotly's bundle (4.8 MB) takes the browser most of a second to parse, so it is not a
+// blocking script: the page asks for its data first, then loadPlotly() adds the bundle,
+// and every chart waits for it (the points table does not); the history is previewed
+// on a canvas meanwhile.
 "use strict";
+
+let plotlyLoading = null;
+function loadPlotly() {
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "assets/plotly.min.js";
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("the chart library (assets/plotly.min.js) did not load"));
+      document.head.append(script);
+    });
+  }
+  return plotlyLoading;
+}
 
 const Charts = (() => {
   const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage", "lasso2d", "select2d"] };
   const margin = { l: 60, r: 20, t: 10, b: 40 };
   const marked = (div, n, extra) => { div.dataset.points = String(n); Object.assign(div.dataset, extra || {}); };
 
-  function history(div, h, onZoom) {
+  // The history before Plotly's bundle is parsed: the same markers and best-so-far
+  // line on a plain canvas (no hover, no zoom), replaced by the chart once Plotly is in.
+  function preview(div, h) {
+    const width = div.clientWidth, height = div.clientHeight;
+    if (!width || !height) return false;
+    const canvas = document.createElement("canvas");
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = width * ratio; canvas.height = height * ratio;
+    canvas.style.width = width + "px"; canvas.style.height = height + "px";
+    canvas.className = "preview";
+    const g = canvas.getContext("2d");
+    g.scale(ratio, ratio);
+    const xs = h.x.concat(h.best_x), ys = h.y.concat(h.best_y).filter(Number.isFinite);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const w = width - margin.l - margin.r, ht = height - margin.t - margin.b;
+    const px = (x) => margin.l + (x1 > x0 ? ((x - x0) / (x1 - x0)) * w : w / 2);
+    const py = (y) => margin.t + (y1 > y0 ? (1 - (y - y0) / (y1 - y0)) * ht : ht / 2);
+    g.font = "12px sans-serif"; g.fillStyle = "#444"; g.strokeStyle = "#ccc";
+    g.strokeRect(margin.l, margin.t, w, ht);
+    g.fillText(fmt(y1), 4, margin.t + 10); g.fillText(fmt(y0), 4, margin.t + ht);
+    g.fillText(fmt(x0), margin.l, height - margin.b + 14); g.fillText(fmt(x1), margin.l + w - 40, height - margin.b + 14);
+    g.fillText("point index", margin.l + w / 2 - 30, height - 6);
+    h.x.forEach((x, i) => {
+      g.fillStyle = h.pruned[i] ? "#6e7781" : "rgba(9, 105, 218, 0.6)";
+      g.fillRect(px(x) - 2, py(h.y[i]) - 2, 4, 4);
+    });
+    g.strokeStyle = "#cf222e"; g.lineWidth = 2; g.beginPath();
+    h.best_x.forEach((x, i) => {
+      if (i === 0) g.moveTo(px(x), py(h.best_y[i]));
+      else { g.lineTo(px(x), py(h.best_y[i - 1])); g.lineTo(px(x), py(h.best_y[i])); }
+    });
+    g.stroke();
+    div.append(canvas);
+    div.dataset.preview = String(h.x.length);
+    return true;
+  }
+
+  async function history(div, h, onZoom, onShown) {
+    const previewed = !window.Plotly && !div.data && preview(div, h);
+    if (previewed && onShown) onShown();
+    await loadPlotly();
+    for (const canvas of div.querySelectorAll(":scope > canvas.preview")) canvas.remove();
     const complete = [], pruned = [];
     h.x.forEach((x, i) => (h.pruned[i] ? pruned : complete).push(i));
     const pick = (idx, arr) => idx.map((i) => arr[i]);
@@ -20,6 +80,7 @@ const Charts = (() => {
     const layout = { margin, xaxis: { title: { text: "point index" } }, yaxis: { title: { text: "loss" } }, legend: { orientation: "h", y: 1.1 }, uirevision: "history" };
     const drawn = Plotly.react(div, traces, layout, config);
     marked(div, h.x.length, { total: String(h.total) });
+    if (!previewed && onShown) drawn.then(onShown);
     if (!div.dataset.zoomHooked) {
       div.dataset.zoomHooked = "1";
       div.on("plotly_relayout", (e) => {
@@ -37,7 +98,8 @@ const Charts = (() => {
     return { label: p.name, values: p.values, tickvals: p.labels.map((_, i) => i), ticktext: p.labels };
   }
 
-  function parallel(div, s) {
+  async function parallel(div, s) {
+    await loadPlotly();
     const dims = s.params.map(axisOf);
     dims.push({ label: "loss", values: s.loss });
     const trace = { type: "parcoords", dimensions: dims, line: { color: s.loss, colorscale: "Viridis", reversescale: true, showscale: true } };
@@ -46,7 +108,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function slice(div, s, name) {
+  async function slice(div, s, name) {
+    await loadPlotly();
     const p = s.params.find((q) => q.name === name) || s.params[0];
     if (!p) { Plotly.purge(div); marked(div, 0); return Promise.resolve(); }
     const x = p.categorical ? p.values.map((v) => (v === null ? null : p.labels[v])) : p.values;
@@ -56,7 +119,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function importance(div, imp) {
+  async function importance(div, imp) {
+    await loadPlotly();
     const entries = Object.entries(imp.importances).sort((a, b) => a[1] - b[1]);
     const trace = { type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]), marker: { color: "#0969da" }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>" };
     const drawn = Plotly.react(div, [trace], { margin: { l: 120, r: 20, t: 10, b: 40 }, xaxis: { title: { text: "importance (fANOVA)" }, range: [0, 1] } }, config);
@@ -64,7 +128,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function curves(div, c) {
+  async function curves(div, c) {
+    await loadPlotly();
     const traces = c.curves.map((k) => ({ type: "scattergl", mode: "lines", name: "index " + k.index, x: k.steps, y: k.values, line: { width: 1, color: k.pruned_step === null ? "#0969da" : "#6e7781" }, opacity: k.pruned_step === null ? 0.8 : 0.5, hovertemplate: `index ${k.index}${k.pruned_step === null ? "" : " (pruned)"}<br>step %{x}<br>value %{y}<extra></extra>` }));
     const stops = c.curves.filter((k) => k.pruned_step !== null);
     if (stops.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: stops.map((k) => k.steps[k.steps.length - 1]), y: stops.map((k) => k.values[k.values.length - 1]), marker: { symbol: "x", size: 8, color: "#cf222e" }, hovertemplate: "pruned at step %{x}<extra></extra>" });
@@ -73,7 +138,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function pareto(div, p) {
+  async function pareto(div, p) {
+    await loadPlotly();
     const col = (rows, i) => rows.loss.map((l) => l[i]);
     const traces = [
       { type: "scattergl", mode: "markers", name: "dominated", x: col(p.others, 0), y: col(p.others, 1), text: p.others.ids, marker: { size: 4, color: "#8c959f" }, hovertemplate: "%{text}<br>%{x}, %{y}<extra></extra>" },
@@ -85,7 +151,8 @@ const Charts = (() => {
     return drawn;
   }
 
-  function occupancy(div, sites) {
+  async function occupancy(div, sites) {
+    await loadPlotly();
     const traces = [];
     for (const s of sites) {
       const x = s.occupancy.map((o) => new Date(o[0] * 1000));
@@ -96,5 +163,7 @@ const Charts = (() => {
     return Plotly.react(div, traces, { margin, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);
   }
 
-  return { history, parallel, slice, importance, curves, pareto, occupancy };
+  const purge = (div) => { if (window.Plotly) Plotly.purge(div); };
+
+  return { history, parallel, slice, importance, curves, pareto, occupancy, purge };
 })();

@@ -4,7 +4,7 @@
 "use strict";
 
 const TaskPage = {
-  id: null, detail: null, stop: null, zoom: null,
+  id: null, detail: null, stop: null, zoom: null, onHistoryShown: null,
   sort: "index", cursors: [null], page: 0, nextCursor: null, artifactsAfter: null,
 
   params() {
@@ -17,21 +17,35 @@ const TaskPage = {
     if (fresh) {
       this.zoom = null; this.sort = "index"; this.cursors = [null]; this.page = 0; this.detail = null;
       $("points-filter").value = ""; $("point-card").hidden = true; $("log-tail").hidden = true;
-      for (const c of ["history", "parallel", "importance", "slice", "curves", "pareto"]) { Plotly.purge($(c)); delete $(c).dataset.points; }
+      $("t-segment").replaceChildren(); $("t-objective").replaceChildren();
+      for (const c of ["history", "parallel", "importance", "slice", "curves", "pareto"]) { Charts.purge($(c)); delete $(c).dataset.points; }
     }
-    performance.clearMarks("hpo-first-render");
+    performance.clearMarks("hpo-first-render"); performance.clearMarks("hpo-interactive");
     const started = performance.now();
-    try {
-      await this.loadHeader();
-    } catch (e) {
+    // The header and the history go out together (no segment or objective yet: the
+    // server takes the first, as the header will); the points table needs the header's
+    // segment; then Plotly's bundle is parsed while the answers are on their way.
+    let shown;
+    const historyShown = new Promise((resolve) => { shown = resolve; });
+    this.onHistoryShown = shown;
+    const history = this.loadHistory().then(shown);
+    let failed = null;
+    try { await this.loadHeader(); } catch (e) { failed = e; }
+    const points = failed ? null : this.loadPoints();
+    loadPlotly();
+    const first = Promise.all([historyShown, points]);
+    if (failed) {
+      await history;
       $("view-task").hidden = true;
-      showError(e.status === 404 ? `No task ${id} among yours.` : e);
+      showError(failed.status === 404 ? `No task ${id} among yours.` : failed);
       Dash.marks.task = { missing: true };
       return;
     }
-    await Promise.all([this.loadHistory(), this.loadPoints()]);
+    await first;
     performance.mark("hpo-first-render");
     Dash.marks.firstRender = performance.now() - started;
+    await history;  // drawn by Plotly: hover and zoom work
+    performance.mark("hpo-interactive");
     this.refreshAll(true);
     this.stop = follow({ task: id }, (type, row) => { if (type === "changed") { this.header(row); this.refreshAll(false); } });
   },
@@ -72,7 +86,8 @@ const TaskPage = {
   loadHistory: panel(async function () {
     const p = TaskPage.params();
     const h = await api(`tasks/${encodeURIComponent(TaskPage.id)}/history`, { ...p, x0: TaskPage.zoom && TaskPage.zoom[0], x1: TaskPage.zoom && TaskPage.zoom[1] });
-    await Charts.history($("history"), h, (range) => { TaskPage.zoom = range; TaskPage.loadHistory(); });
+    const shown = TaskPage.onHistoryShown; TaskPage.onHistoryShown = null;
+    await Charts.history($("history"), h, (range) => { TaskPage.zoom = range; TaskPage.loadHistory(); }, shown);
     $("history").dataset.renders = String(Number($("history").dataset.renders || 0) + 1);
     $("history-note").textContent = h.total > h.x.length ? `${h.x.length} of ${h.in_window} points shown (lowest and highest per bucket, every improvement)` : `${h.total} points`;
   }),

@@ -25,6 +25,7 @@ from shared.store.memory.studies import MemoryStudyRepository
 from shared.store.memory.summaries import MemorySummaries
 from shared.store.memory.tasks import MemoryTaskRepository
 from shared.store.memory.tokens import MemoryTokenRepository
+from shared.store.memory.views import MemoryViewRepository
 
 
 class MemoryStore:
@@ -46,6 +47,7 @@ class MemoryStore:
         self.curves = MemoryCurveRepository(points)
         self.stats = MemoryStatsRepository(self.tasks.table, self.jobs.table)
         self.steering = MemorySteeringRepository()
+        self.views = MemoryViewRepository()
 
     @classmethod
     def named(cls, url: str) -> MemoryStore:

@@ -34,6 +34,10 @@ class MemoryJobRepository(MemoryRepository[Job]):
     def __init__(self) -> None:
         super().__init__(Table("jobs"))
 
+    async def get_many(self, job_ids: list[str]) -> list[Job]:
+        docs = [self.table.get(i) for i in dict.fromkeys(job_ids)]
+        return [from_doc(Job, d) for d in docs if d is not None]
+
     async def insert(self, job: Job) -> bool:
         try:
             self.table.insert(to_doc(job))
