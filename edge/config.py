@@ -40,6 +40,7 @@ from edge.batch import BatchConfig, LocalBatchConfig
 from edge.batch.options import unsupported
 from edge.classes import SiteComputeClass
 from edge.harvester.datacache import DatasetCacheConfig
+from edge.harvester.payloadfile import PayloadFileLimits
 from edge.harvester.sifcache import SifCacheConfig
 from shared.edge_api import Arch
 from shared.runtime import ProcessRuntimeConfig, RuntimeConfig
@@ -102,6 +103,9 @@ class SiteConfig(BaseModel):
     isolate_network: bool = False
     """Start node agents under ``unshare -n``, proving the compute side is offline."""
     request_timeout: float = Field(default=30.0, gt=0)
+    payload_files: PayloadFileLimits = Field(default_factory=PayloadFileLimits)
+    """``[payload_files]``: sizes, JSON depth and read time the harvester accepts from
+    what a payload wrote (edge/harvester/payloadfile.py)."""
     late_binding: LateBindingConfig = Field(default_factory=LateBindingConfig)
     ops_host: str = "127.0.0.1"
     ops_port: int | None = Field(default=None, ge=0, le=65535)

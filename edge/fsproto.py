@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,27 @@ def write_json_atomic(path: Path, value: Any, *, indent: int | None = 1) -> None
     write_text_atomic(path, json.dumps(value, indent=indent) + "\n")
 
 
+MAX_PROTOCOL_FILE = 16 * 1024 * 1024
+"""Largest protocol file read; anything bigger was not written by this protocol."""
+
+
 def read_text(path: Path) -> str | None:
-    """The file's text, or None if it does not exist (yet) or is not text."""
+    """The file's text, or None if it does not exist (yet), is not text, or is not a
+    regular file of at most MAX_PROTOCOL_FILE bytes: a link, a FIFO (never blocked
+    on) or a directory put in its place reads as missing."""
     try:
-        return path.read_text()
-    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PROTOCOL_FILE:
+            return None
+        return os.pread(fd, MAX_PROTOCOL_FILE, 0).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any | None:
@@ -152,7 +168,7 @@ def read_json(path: Path) -> Any | None:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -199,13 +215,18 @@ def tail_text(
 ) -> str:
     """The last lines of a (log) file between byte offsets, bounded; "" if missing."""
     try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            stop = size if end is None else min(end, size)
-            begin = max(start, stop - max_chars * 4)
-            handle.seek(begin)
-            data = handle.read(max(0, stop - begin))
-    except (FileNotFoundError, NotADirectoryError):
+        # A payload may have replaced the log: never follow a link, never block on a FIFO.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        size = os.lseek(fd, 0, os.SEEK_END)
+        stop = size if end is None else min(end, size)
+        begin = max(start, stop - max_chars * 4)
+        data = os.pread(fd, max(0, stop - begin), begin)
+    finally:
+        os.close(fd)
     lines = data.decode(errors="replace").splitlines()[-max_lines:]
     return "\n".join(lines)[-max_chars:]

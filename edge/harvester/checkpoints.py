@@ -18,6 +18,7 @@ import logging
 
 from edge.harvester.api import EdgeApiClient, EdgeApiError
 from edge.harvester.jobs import TrackedJob
+from edge.harvester.payloadfile import PayloadFileLimits, PayloadReader, read_bytes
 from edge.snapshots import newest_snapshot
 from shared.edge_api import CheckpointConfirm, CheckpointUrlRequest
 
@@ -26,20 +27,31 @@ log = logging.getLogger(__name__)
 RETRY_LATER_STATUSES = frozenset({401, 408})
 
 
-async def upload_new_snapshot(api: EdgeApiClient, job: TrackedJob) -> bool:
+async def upload_new_snapshot(
+    api: EdgeApiClient, job: TrackedJob, reader: PayloadReader | None = None
+) -> bool:
     """Upload the job's newest snapshot if it is new; True if one was stored.
 
-    ApiUnavailableError propagates (the caller retries on a later scan)."""
+    The snapshot is read as any file a payload could have replaced
+    (edge/harvester/payloadfile.py): PayloadFileError if it is not a regular file in
+    ``checkpoints/`` or over ``max_artifact_bytes``. ApiUnavailableError propagates
+    (the caller retries on a later scan)."""
     if job.doc.spec.checkpoint_config is None:
         return False
     snapshot = await asyncio.to_thread(newest_snapshot, job.paths.checkpoints)
     if snapshot is None or snapshot.seq <= job.record.checkpoint_uploaded:
         return False
-    try:
-        data = await asyncio.to_thread(snapshot.path.read_bytes)
-    except OSError as exc:  # pruned by the agent meanwhile: a newer one exists
-        log.info("job %s: snapshot %s gone before upload: %s", job.job_id, snapshot.seq, exc)
+    limits = reader.limits if reader is not None else PayloadFileLimits()
+    relative = f"{job.paths.checkpoints.name}/{snapshot.path.name}"
+    read = (job.paths.dir, relative, limits.max_artifact_bytes, snapshot.path.name)
+    if reader is not None:
+        found = await reader.call(snapshot.path.name, read_bytes, *read)
+    else:
+        found = await asyncio.to_thread(read_bytes, *read)
+    if found is None:  # pruned by the agent meanwhile: a newer one exists
+        log.info("job %s: snapshot %s gone before upload", job.job_id, snapshot.seq)
         return False
+    data = found
     digest = hashlib.sha256(data).hexdigest()
     stored = False
     try:

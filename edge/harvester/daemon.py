@@ -23,7 +23,7 @@ from pathlib import Path
 from edge.batch import BatchState, BatchSubmitError, BatchSystem, open_batch
 from edge.classes import class_batch_options, declared_classes
 from edge.config import SiteConfig, tls_verify
-from edge.documents import HarvesterRecord, NodeSettings
+from edge.documents import HarvesterRecord, NodeSettings, NodeStatus
 from edge.fsproto import JobPaths, read_text, tail_text, write_text_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.checkpoints import upload_new_snapshot
@@ -39,6 +39,7 @@ from edge.harvester.images import ImageStager, LeaseLostError, open_cache
 from edge.harvester.jobs import TrackedJob, load_active_jobs, load_job
 from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
+from edge.harvester.payloadfile import PayloadFileError, PayloadReader, PayloadReadTimeoutError
 from edge.harvester.pool import WorkerPool, late_binding_pool
 from edge.harvester.report import decide_from_disk, report_terminal
 from edge.harvester.restore import RestoreError, fetch_checkpoint
@@ -108,7 +109,9 @@ class Harvester:
             timeout=config.request_timeout,
         )
         self.jobs: dict[str, TrackedJob] = {}
-        self.curves = CurveRelay(self.api)
+        self.reader = PayloadReader(config.payload_files)
+        """Reads of what payloads wrote, on threads of their own under a time limit."""
+        self.curves = CurveRelay(self.api, self.reader)
         self.images = ImageStager(
             config.arch,
             open_cache(config.images, config.runtime, config.root),
@@ -179,6 +182,7 @@ class Harvester:
 
     async def aclose(self) -> None:
         """Release the api client if this harvester built it (``run`` does it itself)."""
+        self.reader.close()
         if self._owns_api:
             await self.api.aclose()
 
@@ -345,7 +349,7 @@ class Harvester:
 
     async def _report(self, job: TrackedJob, outcome: Outcome, host: str = "") -> None:
         async with self._job_locks[job.job_id]:
-            reported = await report_terminal(self.api, job, outcome, host)
+            reported = await report_terminal(self.api, job, outcome, host, self.reader)
         if reported:
             if job.doc.inputs:
                 await asyncio.to_thread(unlink_inputs, job.paths.work, job.doc.inputs)
@@ -371,14 +375,22 @@ class Harvester:
         states: dict[str, BatchState] = {}
         if batch_ids:
             states = await asyncio.to_thread(self.batch.poll, batch_ids)
-        seen = await asyncio.to_thread(lambda: [observe(j) for j in jobs])
+        seen = await asyncio.gather(*(self._observe(j) for j in jobs))
         due: list[tuple[TrackedJob, SiteJobBeat]] = []
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
             if self.pool is not None:
                 state = self.pool.job_state(job.job_id)
             try:
+                if isinstance(obs, PayloadFileError):
+                    await self._fail_payload(job, str(obs), None)
+                    continue
+                if obs is None:
+                    continue
                 beat = await self._scan_job(job, obs, state)
+            except PayloadReadTimeoutError as exc:
+                log.warning("job %s: %s; read again next scan", job.job_id, exc)
+                continue
             except ApiUnavailableError as exc:
                 log.warning("api unavailable, scan cut short: %s", exc)
                 return
@@ -392,6 +404,29 @@ class Harvester:
                 await self._send_beats(due[start : start + MAX_BATCH])
         except ApiUnavailableError as exc:
             log.warning("api unavailable, heartbeats not relayed: %s", exc)
+
+    async def _observe(self, job: TrackedJob) -> Observation | PayloadFileError | None:
+        """The job's files for this scan, read off the loop and time-limited: None if
+        the read took too long (tried again next scan), the error if the payload left
+        a status.json that cannot be read safely."""
+        try:
+            return await self.reader.call(
+                f"status.json of job {job.job_id}", observe, job, self.reader.limits
+            )
+        except PayloadFileError as exc:
+            return exc
+        except PayloadReadTimeoutError as exc:
+            log.warning("job %s: %s; read again next scan", job.job_id, exc)
+            return None
+
+    async def _fail_payload(self, job: TrackedJob, reason: str, status: NodeStatus | None) -> None:
+        """A file the payload wrote is refused: stop the job and report it failed with
+        the reason, which frees its slot for good (a restart reads ``reported.json``)."""
+        log.warning("job %s fails: %s", job.job_id, reason)
+        await self._request_kill(job, reason)
+        if job.record.batch_id and (status is None or not status.terminal):
+            await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
+        await self._report(job, lost(reason, ""), status.host if status else "")
 
     async def _send_beats(self, due: list[tuple[TrackedJob, SiteJobBeat]]) -> None:
         """Relay the scan's due heartbeats in one request (one per job to an api
@@ -424,15 +459,31 @@ class Harvester:
         self, job: TrackedJob, obs: Observation, state: BatchState
     ) -> SiteJobBeat | None:
         """Report, kill or keep the job; the heartbeat it has due, to send with the
-        others of the scan."""
+        others of the scan. A file of the payload refused on the way fails the job."""
         if not job.record.started_reported:
             await self._send_started(job)
+        status = obs.status
+        try:
+            return await self._scan_files(job, obs, state)
+        except PayloadFileError as exc:
+            await self._fail_payload(job, str(exc), status)
+            return None
+
+    async def _scan_files(
+        self, job: TrackedJob, obs: Observation, state: BatchState
+    ) -> SiteJobBeat | None:
         stop_reason = await self.curves.relay(job)
         if stop_reason:
             await self._request_kill(job, stop_reason)
         status = obs.status
         if status is not None and status.terminal:
-            outcome = await asyncio.to_thread(decide_from_disk, job, status)
+            outcome = await self.reader.call(
+                f"the files of job {job.job_id}",
+                decide_from_disk,
+                job,
+                status,
+                self.reader.limits,
+            )
             await self._report(job, outcome, status.host)
             return None
         job.done_polls = job.done_polls + 1 if state == "done" else 0
@@ -450,7 +501,7 @@ class Harvester:
             agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
             await self._report(job, lost(reason, agent_tail), status.host if status else "")
             return None
-        await upload_new_snapshot(self.api, job)
+        await upload_new_snapshot(self.api, job, self.reader)
         if time.monotonic() - job.last_beat < self.config.heartbeat_interval:
             return None
         return SiteJobBeat(

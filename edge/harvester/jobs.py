@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from edge.documents import HarvesterRecord, JobDocument, NodeStatus
 from edge.fsproto import JobPaths, jobs_root, read_json, read_text, write_json_atomic
+from edge.harvester import payloadfile
+from edge.harvester.payloadfile import PayloadFileLimits, PayloadJsonSyntaxError
 from edge.harvester.staging import ATTIC, STAGING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,19 @@ class TrackedJob:
     def save_record(self) -> None:
         write_json_atomic(self.paths.harvester, self.record.model_dump(mode="json"))
 
-    def read_status(self) -> NodeStatus | None:
-        """The node agent's status, or None before it wrote one (or mid-write)."""
-        raw = read_json(self.paths.status)
+    def read_status(self, limits: PayloadFileLimits | None = None) -> NodeStatus | None:
+        """The node agent's status, or None before it wrote one (or mid-write).
+
+        The payload may have replaced the file (nothing stops it on the ``process``
+        runtime), so it is read as a payload file: PayloadFileError if it is not a
+        regular file, too big, not UTF-8 or not bounded, finite JSON."""
+        try:
+            raw = payloadfile.read_json(
+                self.paths.dir, self.paths.status.name, limits or PayloadFileLimits()
+            )
+        except PayloadJsonSyntaxError:
+            log.warning("job %s: status.json is not JSON (yet), ignored", self.job_id)
+            return None
         if raw is None:
             return None
         try:

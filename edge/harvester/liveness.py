@@ -15,6 +15,7 @@ from edge.batch import BatchState
 from edge.documents import NodeStatus
 from edge.fsproto import file_age, heartbeat_age
 from edge.harvester.jobs import TrackedJob
+from edge.harvester.payloadfile import PayloadFileLimits
 
 DONE_SCANS_BEFORE_LOST = 2
 
@@ -27,10 +28,11 @@ class Observation:
     kill_requested: bool
 
 
-def observe(job: TrackedJob) -> Observation:
-    """Read the job's files (blocking: call it off the event loop)."""
+def observe(job: TrackedJob, limits: PayloadFileLimits | None = None) -> Observation:
+    """Read the job's files (blocking: call it off the event loop). PayloadFileError
+    if its status.json cannot be read safely (edge/harvester/payloadfile.py)."""
     return Observation(
-        status=job.read_status(),
+        status=job.read_status(limits),
         heartbeat_age=heartbeat_age(job.paths),
         staged_age=file_age(job.paths.job_json),
         kill_requested=job.paths.kill.exists(),

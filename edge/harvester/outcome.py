@@ -8,15 +8,16 @@ loss is a number or a list of numbers. Every failure message says what to look a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.documents import NodeStatus, PointRun
+from edge.harvester.payloadfile import PayloadFileError, parse_json
 from shared.edge_api import MAX_WIRE_METRICS, JobSpec, PointResult
 
 MAX_MESSAGE = 4000
+DEFAULT_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class PointFiles:
     run: PointRun | None
     output_text: str | None
     log_tail: str
+    output_error: str | None = None
+    """Why the output file was refused unread (a FIFO, a link, too big, not UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -54,22 +57,22 @@ def _valid_loss(value: Any) -> float | list[float] | None:
 
 
 def _passed_metrics(value: Any) -> dict[str, object] | None:
-    """``metrics`` passed on for the api to check (:mod:`shared.domain.metrics`); a
-    number that JSON cannot carry (NaN, infinity) goes as its text, so the api's reason
-    names it. Anything but an object, or more than the wire carries, goes as an empty
-    object with one entry naming the problem, which the api refuses."""
+    """``metrics`` passed on for the api to check (:mod:`shared.domain.metrics`). NaN
+    and infinities never get here: the harvester's parse of the output file refuses
+    them with the file's name (edge/harvester/payloadfile.py). Anything but an object,
+    or more than the wire carries, goes as an empty object with one entry naming the
+    problem, which the api refuses."""
     if value is None:
         return None
     if not isinstance(value, dict) or len(value) > MAX_WIRE_METRICS:
         what = type(value).__name__ if not isinstance(value, dict) else f"{len(value)} entries"
         return {"(metrics)": f"not a JSON object of at most {MAX_WIRE_METRICS} numbers: {what}"}
-    return {
-        str(k): repr(v) if isinstance(v, float) and not math.isfinite(v) else v
-        for k, v in value.items()
-    }
+    return {str(k): v for k, v in value.items()}
 
 
-def point_result(point_id: str, output_name: str, files: PointFiles) -> PointResult:
+def point_result(
+    point_id: str, output_name: str, files: PointFiles, max_depth: int = DEFAULT_MAX_DEPTH
+) -> PointResult:
     """The result of one point, a failure (status != 0) with a reason if it has none."""
 
     def failed(status: int, message: str) -> PointResult:
@@ -89,14 +92,16 @@ def point_result(point_id: str, output_name: str, files: PointFiles) -> PointRes
         return failed(
             run.exit_code if run.exit_code > 0 else 128 - run.exit_code, f"the payload {how}"
         )
+    if files.output_error is not None:
+        return failed(1, files.output_error)
     if files.output_text is None:
         return failed(
             1, f"the payload exited with code 0 but wrote no {output_name} in its working directory"
         )
     try:
-        doc = json.loads(files.output_text)
-    except ValueError as exc:
-        return failed(1, f"{output_name} is not valid JSON ({exc})")
+        doc = parse_json(output_name, files.output_text, max_depth)
+    except PayloadFileError as exc:
+        return failed(1, str(exc))
     if not isinstance(doc, dict):
         return failed(
             1,
@@ -133,14 +138,27 @@ def point_result(point_id: str, output_name: str, files: PointFiles) -> PointRes
     )
 
 
-def decide(spec: JobSpec, status: NodeStatus, files: list[PointFiles]) -> Outcome:
-    """``finished`` if at least one point has a loss, else ``failed`` with a reason."""
+def decide(
+    spec: JobSpec,
+    status: NodeStatus,
+    files: list[PointFiles],
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    refused: str = "",
+) -> Outcome:
+    """``finished`` if at least one point has a loss, else ``failed`` with a reason;
+    ``failed`` with ``refused`` as the reason if a file of the job was refused."""
     if status.state == "failed" and not status.points:
         return Outcome("failed", [], f"the job could not start: {status.reason}")
     results = [
-        point_result(p.point_id, spec.files.output, f)
+        point_result(p.point_id, spec.files.output, f, max_depth)
         for p, f in zip(spec.points, files, strict=True)
     ]
+    if refused:
+        failures = [
+            r if r.status != 0 else PointResult(point_id=r.point_id, status=1, message=refused)
+            for r in results
+        ]
+        return Outcome("failed", failures, refused)
     good = [r for r in results if r.status == 0]
     if status.state == "preempted":
         return Outcome("preempted", good, f"the job was preempted: {status.reason}")

@@ -2,8 +2,10 @@
 
 The payload gets its own process group, so a kill reaches everything it started
 (``torchrun`` workers, shells, data loaders) and nothing of the agent. It stays in the
-agent's session, so a batch system can still find and kill it if the agent itself is
-killed with SIGKILL and cannot forward anything. While it runs, the agent's heartbeat
+agent's session, so a batch system can still find and kill it, and it dies with the
+agent (edge/node/leash.py): its first process gets SIGKILL from the kernel when the
+agent ends, and a leash kills the whole group when the agent ends without releasing
+it, ``kill -9`` included. While it runs, the agent's heartbeat
 is touched every interval; when a stop is requested the group gets SIGTERM and, after
 the grace period, SIGKILL.
 """
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.node.leash import Leash, die_with_parent
 from shared.runtime import Launch
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,20 @@ def run_payload(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         process_group=0,
+        preexec_fn=die_with_parent,  # only a prctl, resolved at import (leash.py)
     )
+    leash = Leash(proc.pid)
+    try:
+        return _supervise(proc, sup, on_start)
+    finally:
+        # Whatever the payload left behind in its group (background jobs) goes with it.
+        _signal_group(proc.pid, signal.SIGKILL)
+        leash.release()
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes], sup: Supervision, on_start: Callable[[int], None]
+) -> PayloadExit:
     on_start(proc.pid)
     tick = min(TICK_SECONDS, sup.heartbeat_interval / 2)
     next_beat = time.monotonic() + sup.heartbeat_interval
@@ -87,6 +103,4 @@ def run_payload(
             log.warning("payload pid %s outlived the grace period: SIGKILL", proc.pid)
             _signal_group(proc.pid, signal.SIGKILL)
             kill_at = None
-    # Whatever the payload left behind in its group (background jobs) goes with it.
-    _signal_group(proc.pid, signal.SIGKILL)
     return PayloadExit(exit_code=code, pid=proc.pid, stop_reason=reason)

@@ -118,6 +118,6 @@ def test_the_edge_passes_metrics_on_and_leaves_a_missing_loss_to_the_api() -> No
     assert (with_loss.loss, with_loss.metrics) == (0.2, {"a": 1})
     text = '{"loss": 0.2, "metrics": {"a": NaN}}'
     nan = point_result("p", "output.json", PointFiles(_files({}).run, text, ""))
-    assert nan.metrics == {"a": "nan"}
+    assert (nan.status, nan.message) == (1, "output.json holds NaN; numbers must be finite")
     still = point_result("p", "output.json", _files({"status": 0}))
     assert still.status == 1 and '"loss" is None' in still.message

@@ -32,6 +32,9 @@ from shared.edge_api import (
     ArtifactUrlRequest,
     HeartbeatBatch,
     HeartbeatBatchReply,
+    IntermediateReply,
+    IntermediateReport,
+    IntermediateValue,
     JobEvent,
     JobEventReply,
     JobSpec,
@@ -65,6 +68,8 @@ class FakeEdgeApi:
     """Answer ``/heartbeats`` (False: 404, as an api without it does)."""
     batches: list[int] = field(default_factory=list)
     """The number of heartbeats in each batched request."""
+    intermediate: dict[str, list[IntermediateValue]] = field(default_factory=dict)
+    """The intermediate values received, per job, in the order sent."""
 
     def offer(self, spec: JobSpec) -> None:
         self.generations[spec.job_id] = spec.generation
@@ -147,6 +152,16 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
                 )
             )
         return HeartbeatBatchReply(replies=replies)
+
+    @app.post("/edge/v1/jobs/{job_id}/intermediate")
+    async def intermediate(
+        job_id: str, body: IntermediateReport, authorization: Auth = None
+    ) -> IntermediateReply:
+        check(authorization)
+        accepted = current(job_id, body.generation)
+        if accepted:
+            state.intermediate.setdefault(job_id, []).extend(body.values)
+        return IntermediateReply(accepted=accepted, stored=len(body.values) if accepted else 0)
 
     @app.post("/edge/v1/jobs/{job_id}/artifacts")
     async def artifacts(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.harvester.curves import MAX_VALUES, read_new_lines
+import pytest
+
+from edge.harvester.curves import MAX_READ, MAX_VALUES, read_new_lines
+from edge.harvester.payloadfile import PayloadFileError
 
 
 def steps(path: Path, offset: int) -> tuple[list[tuple[int, float]], int, int]:
-    new = read_new_lines(path, offset)
+    new = read_new_lines(path.parent, path.name, offset)
     return [(v.step, v.value) for v in new.values], new.offset, new.bad
 
 
@@ -60,3 +63,12 @@ def test_a_long_file_is_read_in_slices(tmp_path: Path) -> None:
     rest, end, _ = steps(path, offset)
     assert [s for s, _ in first + rest] == list(range(total))
     assert end == path.stat().st_size
+
+
+def test_a_line_longer_than_one_read_fails_the_job_rather_than_stall_it(tmp_path: Path) -> None:
+    path = tmp_path / "intermediate.jsonl"
+    path.write_bytes(b'{"step": 0, "value": 1.0}\n' + b" " * MAX_READ)
+    values, offset, _ = steps(path, 0)
+    assert values == [(0, 1.0)]
+    with pytest.raises(PayloadFileError, match="has a line longer than 1048576 bytes"):
+        steps(path, offset)

@@ -45,7 +45,7 @@ def test_success_with_status_0_and_a_list_of_losses() -> None:
         ('{"status": "bad"}', 0, 1, '"status" must be an integer'),
         ('{"status": 0}', 0, 1, '"loss" is None'),
         ('{"loss": "low"}', 0, 1, "\"loss\" is 'low'"),
-        ('{"loss": NaN}', 0, 1, "finite number"),
+        ('{"loss": NaN}', 0, 1, "output.json holds NaN; numbers must be finite"),
         ('{"loss": true}', 0, 1, "finite number"),
     ],
 )
