@@ -61,7 +61,16 @@ async def test_bus_down_mid_task_is_a_503_and_loses_no_event(
             "searchSpace": SPACE,
         }
         task = (await http.post("/api/v1/tasks", json=body, headers=headers)).json()
-        await site.heartbeat(free=1)
+        # the services reconnect to the restarted node in their own time (aio-pika
+        # retries every 5 s): until then a heartbeat is a 503 with Retry-After
+        while (
+            await http.post(
+                "/edge/v1/sites/siteA/heartbeat",
+                json={"free_slots": 1, "total_slots": 1},
+                headers=site.headers,
+            )
+        ).status_code == 503:
+            await asyncio.sleep(0.2)
         leased: list[dict[str, Any]] = []
         while not leased:
             leased = await site.lease(wait=2)
