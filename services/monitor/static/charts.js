@@ -160,7 +160,16 @@ const Charts = (() => {
       traces.push({ type: "scatter", mode: "lines+markers", name: s.id + " total", x, y: s.occupancy.map((o) => o[2]), line: { shape: "hv", dash: "dot" } });
     }
     marked(div, traces.reduce((n, t) => n + t.x.length, 0) / 2);
-    return Plotly.react(div, traces, { margin, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);
+    // at least ten minutes of axis, ending at the last sample: one or two samples
+    // would otherwise stretch a time axis of milliseconds across the chart
+    const times = sites.flatMap((s) => s.occupancy.map((o) => o[0] * 1000));
+    const xaxis = {};
+    if (times.length) {
+      const last = Math.max(...times);
+      const first = Math.min(...times, last - 600000);
+      xaxis.range = [new Date(first), new Date(last)];
+    }
+    return Plotly.react(div, traces, { margin, xaxis, yaxis: { title: { text: "GPU slots" }, rangemode: "tozero" }, legend: { orientation: "h", y: 1.1 } }, config);
   }
 
   const purge = (div) => { if (window.Plotly) Plotly.purge(div); };
