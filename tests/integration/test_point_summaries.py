@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from shared.domain.models import Point
 from shared.searchspace import canonical_key
 from shared.store.mongo import MongoStore
+from tests.integration.central import FakeSite, central, file_artifacts
+from tests.integration.test_pipeline import drain, loss_of, submit
 
 pytestmark = [pytest.mark.mongo]
 
@@ -80,3 +85,34 @@ async def test_two_readers_of_a_stale_summary_count_each_point_once(store: Mongo
     third = await store.summaries.counts("t1", "main")
     assert first == second == third == {"evaluated": 4, "unevaluated": 1}
     assert await store.summaries.counts("t1", "other") == {}
+
+
+async def test_the_job_builder_keeps_a_tasks_summary_so_no_view_reads_the_whole_task(
+    mongo_db_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with (
+        central(
+            mongo_url=mongo_db_url,
+            bus_url="memory://",
+            bus_prefix=bus_prefix,
+            artifacts_url=file_artifacts(tmp_path),
+            home=tmp_path,
+        ) as system,
+        httpx.AsyncClient(base_url=system.api_url, timeout=30) as http,
+    ):
+        user = await system.token("alice", ["user"])
+        task_id = (await submit(http, user, maxPoints=5))["id"]
+        site = FakeSite(http, "s1", await system.token("ops", ["edge:s1"]))
+
+        async def answer(job: dict[str, Any]) -> None:
+            await site.finish(job, loss_of(job))
+
+        async def ended() -> bool:
+            task = await system.ctx.store.tasks.get(task_id)
+            return task is not None and task.status.value in ("done", "failed")
+
+        await drain(site, answer, ended)  # the task ends; no view of it is ever asked for
+        store = system.ctx.store
+        assert isinstance(store, MongoStore)
+        doc = await store.summaries.col.find_one({"_id": f"{task_id}.main"})
+        assert doc is not None and doc["closed"] == {"evaluated": 5} and doc["open"] == {}
