@@ -63,14 +63,6 @@ async def revoke_token(store: Store, bus: Bus, token_id: str) -> bool:
     return True
 
 
-async def authenticate(store: Store, secret: str) -> Token | None:
-    """The live token for ``secret``, or None (unknown, expired or revoked)."""
-    if not secret.startswith(PREFIX):
-        return None
-    token = await store.tokens.find_by_hash(hash_secret(secret))
-    return token if token is not None and usable(token) else None
-
-
 def usable(token: Token) -> bool:
     """Neither revoked nor expired."""
     return not token.revoked and (token.expires is None or token.expires > utcnow())
