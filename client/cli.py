@@ -34,9 +34,6 @@ def _main(
 
 app.command("submit")(submit)
 
-_client = make_client
-_fail = fail
-
 
 @app.command()
 def login(
@@ -48,7 +45,7 @@ def login(
         with ApiClient(url, token) as client:
             who = client.whoami()
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     path = save_config(ClientConfig(url=url, token=token))
     console.print(f"logged in as [bold]{who['owner']}[/]; settings saved in {path}")
 
@@ -62,10 +59,10 @@ def status(
 ) -> None:
     """Show a task: status, progress and the best point (or the Pareto front)."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             task = client.task(task_id)
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(task, indent=2))
         return
@@ -95,7 +92,7 @@ def list_tasks(
 ) -> None:
     """List your tasks, newest first."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             for task in client.tasks(out_ds=out_ds):
                 best = "-" if task["best_loss"] is None else f"{task['best_loss']:.5g}"
                 line = f"{task['id']}  {task['status']:<10} best {best:<10} {task['name']}"
@@ -103,17 +100,17 @@ def list_tasks(
                     line += f"  (outDS {task['out_ds']})"
                 console.print(escape(line))
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command()
 def watch(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Follow a task with a progress bar until it ends."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             final = watch_task(client, task_id, console)
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     raise typer.Exit(0 if final["status"] == "done" else 1)
 
 
@@ -121,10 +118,10 @@ def watch(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
 def cancel(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Cancel a task; running payloads are stopped."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             task = client.cancel(task_id)
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{task['id']}: {task['status']}")
 
 
@@ -145,13 +142,13 @@ def close(
 ) -> None:
     """Close an online study (no more asks), now or after an idle time."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             if after_idle is None:
                 study = client.close_study(study_id)
             else:
                 study = client.set_idle_timeout(study_id, after_idle)
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     line = f"{study['id']}: {study['status']}"
     if study.get("reason"):
         line += f" ({study['reason']})"
@@ -191,10 +188,10 @@ def _artifacts(
         err.print(f"[red]--kind[/] is one of {', '.join(KINDS)}")
         raise typer.Exit(2)
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             return select(task_id, client.artifacts(task_id), **where)
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @artifacts_app.command("ls")
@@ -241,7 +238,7 @@ def download(
     try:
         written = fetch(items, dest or Path.cwd() / task_id, console)
     except DownloadError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{len(written)} file(s) in {(dest or Path.cwd() / task_id)}")
 
 
@@ -260,10 +257,10 @@ def dataset_upload(
     from client.datasets import DatasetUploadError, upload
 
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             done = upload(client, name, files, console)
     except (ApiError, DatasetUploadError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"dataset [bold]{escape(name)}[/] ready: {len(done['files'])} file(s)")
 
 
@@ -277,10 +274,10 @@ def dataset_ls(
     from client.datasets import table
 
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             listed = client.call("GET", "/api/v1/datasets")
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(listed, indent=2))
         return
@@ -291,10 +288,10 @@ def dataset_ls(
 def dataset_rm(name: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Remove a dataset and its stored files."""
     try:
-        with _client(url, token) as client:
+        with make_client(url, token) as client:
             client.call("DELETE", f"/api/v1/datasets/{name}")
     except ApiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"dataset [bold]{escape(name)}[/] removed")
 
 
