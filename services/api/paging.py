@@ -12,8 +12,9 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from shared.domain.paging import DEFAULT_PAGE, MAX_PAGE, PageKey, PageRequest, SortValue
 
 MAX_CURSOR = 1_024
+T = TypeVar("T")
 
 
 class _Cursor(BaseModel):
@@ -101,12 +103,17 @@ def page_request(field: str, query: PageQuery) -> PageRequest:
 
 
 def link_next(
-    request: Request, response: Response, field: str, query: PageQuery, last: PageKey | None
+    request: Request,
+    response: Response,
+    field: str,
+    query: PageQuery,
+    items: Sequence[T],
+    key_of: Callable[[T], PageKey],
 ) -> None:
-    """Say where the next page starts when this one was full."""
-    if last is None:
+    """Say where the next page starts when this one (``items``) was full."""
+    if len(items) < query.limit:
         return
-    cursor = encode_cursor(field, last)
+    cursor = encode_cursor(field, key_of(items[-1]))
     url = request.url.include_query_params(cursor=cursor, limit=query.limit)
     response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     response.headers["X-Next-Cursor"] = cursor

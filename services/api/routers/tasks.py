@@ -117,9 +117,14 @@ async def list_points(
     points = await ctx.store.points.page_for_task(
         task_id, page, order=order, status=point_status, segment=segment
     )
-    last = points[-1] if len(points) == page.limit else None
-    key = None if last is None else PageKey(value=_sort_value(last, order), id=last.id)
-    link_next(request, response, order.value, paging, key)
+    link_next(
+        request,
+        response,
+        order.value,
+        paging,
+        points,
+        lambda p: PageKey(value=_sort_value(p, order), id=p.id),
+    )
     return [PointView.model_validate(p, from_attributes=True) for p in points]
 
 
@@ -145,9 +150,9 @@ async def list_jobs(
     await _own_task(ctx, user, task_id)
     page = page_request("created", paging)
     jobs = await ctx.store.jobs.page_for_task(task_id, page, status=job_status, site=site)
-    last = jobs[-1] if len(jobs) == page.limit else None
-    key = None if last is None else PageKey(value=last.created, id=last.id)
-    link_next(request, response, "created", paging, key)
+    link_next(
+        request, response, "created", paging, jobs, lambda j: PageKey(value=j.created, id=j.id)
+    )
     return [JobView.model_validate(j, from_attributes=True) for j in jobs]
 
 
