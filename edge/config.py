@@ -98,6 +98,11 @@ class SiteConfig(BaseModel):
     lost_after_intervals: int = Field(default=6, ge=2)
     kill_grace_seconds: float = Field(default=30.0, ge=0)
     lease_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+    lease_recover_interval: float = Field(default=30.0, gt=0)
+    """How often the harvester asks the api which leases this site holds and stages the
+    ones it has no job directory for: a lease answered to a request that died with an
+    earlier process, which may be answered after this process first asked. Keep it
+    well below the api's lease time, or such a job is lost and its point retried."""
     verify_tls: bool | Path = True
     """False, True (system CAs) or the path of a CA bundle."""
     isolate_network: bool = False

@@ -101,6 +101,10 @@ class HarvesterRecord(BaseModel):
 
     batch_kind: str = ""
     batch_id: str | None = None
+    submit_started_at: datetime | None = None
+    """Written just before the job is handed to the batch system: a job staged without
+    it was never submitted (a restart submits it); with it and no ``batch_id``, the
+    submission's outcome is unknown and the job's liveness decides."""
     submitted_at: datetime | None = None
     started_reported: bool = False
     uploaded: list[str] = Field(default_factory=list)

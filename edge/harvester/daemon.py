@@ -136,7 +136,9 @@ class Harvester:
         """Per job id: a job's terminal report (up to its reported.json) and the staging
         of a new lease of the same id never interleave, so staging never takes an
         attempt whose end is being reported for one still running here."""
-        self._recovered = False
+        self._recovered_at = float("-inf")
+        self._can_recover = True
+        """False once the api said it cannot list held leases (an older api)."""
         self._batch_beats = True
         """Relay a scan's heartbeats in one request, until an api says it cannot."""
 
@@ -277,25 +279,32 @@ class Harvester:
         if new and self.pool is not None:  # dispatched to a worker by the next scan
             job.record = HarvesterRecord(batch_kind=self.batch.kind)
             await asyncio.to_thread(job.save_record)
-        elif new:
-            try:
-                options = class_batch_options(self.config, spec.compute_class)
-                batch_id = await asyncio.to_thread(self.batch.submit, paths.dir, options)
-            except BatchSubmitError as exc:
-                self.jobs[job.job_id] = job
-                await self._report(job, lost(f"the site could not submit the job: {exc}", ""))
-                return
-            job.record = HarvesterRecord(
-                batch_kind=self.batch.kind, batch_id=batch_id, submitted_at=utcnow()
-            )
-            await asyncio.to_thread(job.save_record)
-            log.info("job %s (generation %d) submitted as %s", job.job_id, job.generation, batch_id)
+        elif new and not await self._submit(job):
+            return
         # Tracked only once ``started`` is answered, so that a concurrent scan never sees
         # it half started, nor reports a fast job's end before its start.
         try:
             await self._send_started(job)
         finally:
             self.jobs[job.job_id] = job
+
+    async def _submit(self, job: TrackedJob) -> bool:
+        """Hand a staged job to the batch system; False if it refused (the job is then
+        reported lost). The record says a submission began before it does, so that a
+        restart knows a job without it was never submitted."""
+        job.record = HarvesterRecord(batch_kind=self.batch.kind, submit_started_at=utcnow())
+        await asyncio.to_thread(job.save_record)
+        try:
+            options = class_batch_options(self.config, job.doc.spec.compute_class)
+            batch_id = await asyncio.to_thread(self.batch.submit, job.paths.dir, options)
+        except BatchSubmitError as exc:
+            self.jobs[job.job_id] = job
+            await self._report(job, lost(f"the site could not submit the job: {exc}", ""))
+            return False
+        job.record = job.record.model_copy(update={"batch_id": batch_id, "submitted_at": utcnow()})
+        await asyncio.to_thread(job.save_record)
+        log.info("job %s (generation %d) submitted as %s", job.job_id, job.generation, batch_id)
+        return True
 
     # -- job events -------------------------------------------------------------------
 
@@ -553,7 +562,9 @@ class Harvester:
 
     async def run_once(self, lease_wait: float = 0.0) -> None:
         """One step of everything (for tests and tools): scan, heartbeat, lease."""
-        self.load()
+        if not self._loaded:
+            self.load()
+            await self.submit_unsubmitted()
         await self.scan()
         await self.heartbeat_site()
         await self.lease_once(lease_wait)
@@ -582,10 +593,35 @@ class Harvester:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
 
+    async def submit_unsubmitted(self) -> int:
+        """Submit the jobs an earlier process staged but died before submitting (read
+        back by :meth:`load` with no record of a submission). Returns how many."""
+        if self.pool is not None:  # late-bound jobs are dispatched by the pool instead
+            return 0
+        submitted = 0
+        for job in list(self.jobs.values()):
+            if job.record.batch_id or job.record.submit_started_at or job.paths.heartbeat.exists():
+                continue
+            log.info("job %s: staged but never submitted; submitting it now", job.job_id)
+            self.jobs.pop(job.job_id)  # tracked again once started is answered
+            if not await self._submit(job):
+                continue
+            submitted += 1
+            try:
+                await self._send_started(job)
+            except ApiUnavailableError as exc:  # the scan sends it later
+                log.warning("job %s: api unavailable after submitting: %s", job.job_id, exc)
+            finally:
+                self.jobs[job.job_id] = job
+        return submitted
+
     async def recover_leases(self) -> int:
         """Stage the jobs the api says this site holds but that have no job directory:
-        leases granted just before a crash, before the job reached the filesystem.
-        Returns how many were recovered."""
+        leases granted just before a crash, before the job reached the filesystem, or
+        answered to a request of a process that died. Returns how many were recovered.
+
+        Called only between lease requests of this process, never beside one, so that a
+        lease of its own being staged is never taken for a lost one."""
         reply = await self.api.held_leases()
         recovered = 0
         for spec in reply.jobs:
@@ -599,13 +635,23 @@ class Harvester:
             recovered += 1
         return recovered
 
-    async def _lease_step(self) -> None:
-        if not self._recovered:
-            try:
+    async def _recover(self) -> None:
+        """At the first lease step and every ``lease_recover_interval`` after, stage the
+        leases held with no job directory."""
+        if time.monotonic() - self._recovered_at < self.config.lease_recover_interval:
+            return
+        self._recovered_at = time.monotonic()
+        try:
+            if self._can_recover:
                 await self.recover_leases()
-            except EdgeApiError as exc:  # an older api: nothing to recover with
-                log.warning("held leases cannot be recovered: %s", exc)
-            self._recovered = True
+        except EdgeApiError as exc:
+            if exc.status not in (404, 405):
+                raise
+            log.warning("held leases cannot be recovered (an older api): %s", exc)
+            self._can_recover = False
+
+    async def _lease_step(self) -> None:
+        await self._recover()
         if self.free_slots() == 0:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
@@ -627,6 +673,7 @@ class Harvester:
 
     async def _run_loops(self, stop: asyncio.Event) -> None:
         cfg = self.config
+        await self.submit_unsubmitted()  # before a scan could take them for lost
         loops = [
             asyncio.create_task(self._every("scan", self.scan, cfg.poll_interval, stop)),
             asyncio.create_task(

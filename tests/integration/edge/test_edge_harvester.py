@@ -54,6 +54,11 @@ async def running(harvester: Harvester) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, 30)
 
 
+def started_reported(paths: JobPaths) -> bool:
+    text = paths.harvester.read_text() if paths.harvester.exists() else "{}"
+    return HarvesterRecord.model_validate_json(text).started_reported
+
+
 def train_spec(make_spec: SpecFactory, **fields: Any) -> JobSpec:
     return make_spec(
         'sh ./train.sh "$PWD"',
@@ -128,7 +133,8 @@ async def test_harvester_killed_and_restarted_mid_job_reports_once(
     paths = JobPaths.under(site_config.root, spec.job_id)
     stop = asyncio.Event()
     first = asyncio.create_task(make_harvester().run(stop))
-    await until(lambda: paths.status.exists())
+    # Running, and its start answered (the agent may write its status before that).
+    await until(lambda: paths.status.exists() and started_reported(paths))
     first.cancel()  # like kill -9: no clean shutdown of anything in flight
     await asyncio.gather(first, return_exceptions=True)
     record = HarvesterRecord.model_validate_json(paths.harvester.read_text())
