@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -25,6 +25,8 @@ from shared.domain.models import (
 )
 from shared.domain.paging import PageRequest
 from shared.store.base import Repository, from_doc, to_doc
+from shared.store.segments import DUPLICATE_KEY
+from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
 
 _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 
@@ -54,6 +56,21 @@ class JobRepository(Repository[Job]):
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_many(self, jobs: list[Job]) -> None:
+        """In order, in one request; raises :class:`~shared.store.errors.DuplicateKeyError`
+        at the first job whose id is taken (those before it are stored). For writing a
+        history at once (a benchmark's pre-seeded task); the job builder inserts each job
+        as it defines it."""
+        if not jobs:
+            return
+        try:
+            await self.col.insert_many([to_doc(j) for j in jobs])
+        except BulkWriteError as exc:
+            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:
+                raise StoreDuplicateKeyError("a job exists") from exc
+            raise
 
     async def count(self, task_id: str, *, active_only: bool) -> int:
         """Active jobs, or every job that counts against maxEvaluationJobs: a job

@@ -45,6 +45,10 @@ class MemoryJobRepository(MemoryRepository[Job]):
             return False
         return True
 
+    async def insert_many(self, jobs: list[Job]) -> None:
+        for item in jobs:  # in order, as an ordered insert_many
+            self.table.insert(to_doc(item))
+
     async def count(self, task_id: str, *, active_only: bool) -> int:
         def counts(d: Doc) -> bool:
             if d["task_id"] != task_id:
