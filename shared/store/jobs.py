@@ -25,8 +25,8 @@ from shared.domain.models import (
 )
 from shared.domain.paging import PageRequest
 from shared.store.base import Repository, from_doc, to_doc
-from shared.store.segments import DUPLICATE_KEY
 from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
+from shared.store.segments import DUPLICATE_KEY
 
 _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 

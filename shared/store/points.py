@@ -17,9 +17,9 @@ from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.domain.paging import PageRequest, PointOrder
 from shared.store.base import Doc, Repository, to_doc
-from shared.store.segments import DUPLICATE_KEY
 from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
 from shared.store.port import ROW_FIELDS
+from shared.store.segments import DUPLICATE_KEY
 from shared.store.transitions import (
     GIVE_UP,
     HELD,

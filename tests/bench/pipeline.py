@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -48,17 +49,23 @@ from shared.store.server import start_secantus
 from tests.integration.central import Central, FakeSite, central
 from tests.waiting import until
 
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts database commands, to say where the central time goes."""
+    """Counts database commands, in all and by kind (``find:points``: the command and
+    its collection), to say where the central time goes."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.by_kind: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        target = event.command.get(event.command_name)
+        kind = f"{event.command_name}:{target}" if isinstance(target, str) else event.command_name
+        self.by_kind[kind] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -91,14 +98,14 @@ PRODUCT = {
 
 
 @asynccontextmanager
-async def heartbeating(site: FakeSite, every: float) -> AsyncIterator[None]:
+async def heartbeating(site: FakeSite, every: float, free: int = 1) -> AsyncIterator[None]:
     """Heartbeat now and then every ``every`` seconds until the block ends."""
-    await site.heartbeat(free=1)
+    await site.heartbeat(free=free)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
-            await site.heartbeat(free=1)
+            await site.heartbeat(free=free)
 
     beating = asyncio.create_task(beat())
     try:
@@ -168,8 +175,7 @@ async def measure(
         **figures,
         "settings": {**settings, "heartbeat_every_s": heartbeat_every},
         "settings_differing_from_product": differ,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": MACHINE,
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
