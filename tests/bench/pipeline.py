@@ -55,23 +55,33 @@ SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 
 class CommandCounter(monitoring.CommandListener):
     """Counts database commands, in all and by kind (``find:points``: the command and
-    its collection), to say where the central time goes."""
+    its collection), and the time they took by kind (from the driver's sending to the
+    reply, the server's queue included), to say where the central time goes."""
 
     def __init__(self) -> None:
         self.count = 0
         self.by_kind: Counter[str] = Counter()
+        self.micros_by_kind: Counter[str] = Counter()
+        self._kinds: dict[tuple[object, int], str] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
         target = event.command.get(event.command_name)
         kind = f"{event.command_name}:{target}" if isinstance(target, str) else event.command_name
         self.by_kind[kind] += 1
+        self._kinds[(event.connection_id, event.request_id)] = kind
+
+    def _ended(
+        self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent
+    ) -> None:
+        kind = self._kinds.pop((event.connection_id, event.request_id), event.command_name)
+        self.micros_by_kind[kind] += event.duration_micros
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self._ended(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self._ended(event)
 
 
 COMMANDS = CommandCounter()

@@ -37,6 +37,7 @@ async def test_growth_runs_new_points_through_a_seeded_task(mongo_url: str) -> N
         assert line["points"] == 3 and line["warmup_points"] == scale.WARMUP
         assert line["ms_per_new_point"] > 0 and line["db_commands_per_point"] > 0, line
         assert sum(line["db_commands_per_point_by_kind"].values()) > 0
+        assert sum(line["db_ms_per_point_by_kind"].values()) > 0
     ratio = scale.growth_ratio(lines)
     assert ratio is not None and ratio["target"] == "<= 1.2"
     expected = lines[1]["ms_per_new_point"] / lines[0]["ms_per_new_point"]
@@ -57,5 +58,6 @@ async def test_parallel_batch_and_concurrent_tasks(mongo_url: str) -> None:
 async def test_online_studies_with_concurrent_clients(mongo_url: str) -> None:
     line = await scale.online(mongo_url, 2, 3, 2)
     assert (line["studies"], line["clients_per_study"], line["pairs"]) == (2, 3, 12)
+    assert line["pairs_failed"] == {} and line["asks_refused_503"] == 0
     assert line["pairs_per_s"] > 0 and line["pair_p50_ms"] <= line["pair_p99_ms"]
     assert line["db_commands_per_pair"] > 0
