@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -58,8 +58,10 @@ class CommandCounter(monitoring.CommandListener):
     its collection), and the time they took by kind (from the driver's sending to the
     reply, the server's queue included), to say where the central time goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, shapes: bool = False) -> None:
         self.count = 0
+        self.shapes = shapes
+        """Name each kind by its filter's fields too (``find:jobs{applied,task_id}``)."""
         self.by_kind: Counter[str] = Counter()
         self.micros_by_kind: Counter[str] = Counter()
         self._kinds: dict[tuple[object, int], str] = {}
@@ -68,6 +70,8 @@ class CommandCounter(monitoring.CommandListener):
         self.count += 1
         target = event.command.get(event.command_name)
         kind = f"{event.command_name}:{target}" if isinstance(target, str) else event.command_name
+        if self.shapes:
+            kind += filter_shape(event.command)
         self.by_kind[kind] += 1
         self._kinds[(event.connection_id, event.request_id)] = kind
 
@@ -84,7 +88,21 @@ class CommandCounter(monitoring.CommandListener):
         self._ended(event)
 
 
-COMMANDS = CommandCounter()
+def filter_shape(command: Mapping[str, Any]) -> str:
+    """The fields a command's filter names, as ``{a,b}`` ("" when it has none)."""
+    found: Any = command.get("filter", command.get("query"))
+    if found is None and command.get("updates"):
+        found = command["updates"][0].get("q")
+    if found is None and command.get("pipeline"):
+        found = command["pipeline"][0].get("$match")
+    if not isinstance(found, Mapping):
+        return ""
+    return "{" + ",".join(sorted(found)) + "}"
+
+
+COMMANDS = CommandCounter(shapes=os.environ.get("HPO_BENCH_COMMAND_SHAPES") == "1")
+"""Every command of the process; ``HPO_BENCH_COMMAND_SHAPES=1`` names each kind by its
+filter's fields too."""
 monitoring.register(COMMANDS)
 
 
