@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -56,15 +57,24 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.count = 0
+        self.by_kind: Counter[str] = Counter()
+        """Per ``command:collection`` (``find:tasks``), the commands started."""
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        self.by_kind[kind(event.command_name, event.command)] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def kind(name: str, command: Any) -> str:
+    """``command:collection``, or the command alone for one on no collection."""
+    target = command.get("collection") if name == "getMore" else command.get(name)
+    return f"{name}:{target}" if isinstance(target, str) else name
 
 
 COMMANDS = CommandCounter()
@@ -197,6 +207,7 @@ async def run_task(
     task_id = reply.json()["id"]
     latencies: list[float] = []
     commands_before = COMMANDS.count
+    kinds_before = Counter(COMMANDS.by_kind)
     started = time.perf_counter()
     jobs = await site.lease(wait=30)
     for _ in range(points):
@@ -214,6 +225,7 @@ async def run_task(
         latencies.append(time.perf_counter() - sent)
     total = time.perf_counter() - started
     commands = COMMANDS.count - commands_before
+    kinds = COMMANDS.by_kind - kinds_before
 
     async def done() -> bool | None:
         view = await http.get(f"/api/v1/tasks/{task_id}", headers=auth)
@@ -225,6 +237,9 @@ async def run_task(
         "result_to_leasable_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "result_to_leasable_p99_ms": round(percentile(latencies, 0.99) * 1e3, 1),
         "db_commands_per_point": round(commands / points, 1),
+        "db_commands_by_kind": {
+            name: round(n / points, 2) for name, n in kinds.most_common() if n / points >= 0.05
+        },
     }
 
 
