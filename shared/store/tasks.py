@@ -121,6 +121,16 @@ class TaskRepository(Repository[Task]):
             {"_id": task_id, "jobs_counted": {"$ne": counted}}, {"$set": {"jobs_counted": counted}}
         )
 
+    async def repair_open_jobs(self, task_id: str, add: list[str], drop: list[str]) -> None:
+        """Put the task's open jobs right (the job builder's periodic pass): ``add`` the
+        ids it lacks, ``drop`` those of jobs applied or gone."""
+        if add:
+            await self.col.update_one(
+                {"_id": task_id}, {"$addToSet": {"open_jobs": {"$each": add}}}
+            )
+        if drop:
+            await self.col.update_one({"_id": task_id}, {"$pull": {"open_jobs": {"$in": drop}}})
+
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         """Record ``loss`` as the best if it beats the current best (atomic)."""
         result = await self.col.update_one(
