@@ -12,6 +12,10 @@ shows why (``Task.waiting``), until a site that can run them heartbeats. A job w
 lease expires without a heartbeat is marked lost (the job builder then retries its
 point), and jobs assigned to a site that stopped heartbeating go back to be assigned
 elsewhere.
+
+A site's room is its free slots less the jobs assigned to it and not yet leased, which
+the store keeps on the site (``Site.assigned_jobs``) with each job's move: no job is
+counted on the way. The periodic pass puts that set right from the jobs themselves.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class BrokerService(BusConsumer):
         self._waiting_written.clear()  # the periodic pass writes what it finds, always
         await self.expire_leases()
         await self.release_dead_sites()
+        await self.repair_assigned()
         await self.assign()
 
     async def _alive(self) -> list[Site]:
@@ -61,7 +66,7 @@ class BrokerService(BusConsumer):
         if not defined:
             return
         sites = await self._alive()
-        assigned = {s.id: await store.jobs.count_assigned(s.id) for s in sites}
+        assigned = {s.id: len(s.assigned_jobs) for s in sites}
         run_times = await store.runtimes.means(sorted({j.task_id for j in defined}))
         configs = {}
         waiting: dict[str, str] = {}
@@ -98,6 +103,18 @@ class BrokerService(BusConsumer):
                 self.ctx.metrics.lease_expiries.inc()
                 log.info("job %s lost (generation %d)", job.id, job.generation)
                 await self.ctx.bus.publish(JobLost(task_id=job.task_id, job_id=job.id))
+
+    async def repair_assigned(self) -> None:
+        """Put each live site's assigned jobs right from the jobs (a process killed
+        between a job's move and the site's count left an id too many)."""
+        store = self.ctx.store
+        for site in await self._alive():  # read before the jobs: see shared.store.jobs
+            actual = set(await store.jobs.assigned_ids(site.id))
+            kept = set(site.assigned_jobs)
+            if actual != kept:
+                add, drop = sorted(actual - kept), sorted(kept - actual)
+                await store.sites.repair_assigned(site.id, add, drop)
+                log.info("site %s: assigned jobs put right (+%s, -%s)", site.id, add, drop)
 
     async def release_dead_sites(self) -> None:
         alive = {s.id for s in await self._alive()}

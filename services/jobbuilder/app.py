@@ -201,10 +201,26 @@ class JobBuilderService(BusConsumer):
             await self._recover_pending(task)
             counted = await self.ctx.store.jobs.count(task.id, active_only=False)
             await self.ctx.store.tasks.set_jobs(task.id, counted)
-        total_jobs = await self._define_jobs(task, counted)
-        await self._maybe_finish(task, total_jobs)
+        if repair:
+            task = await self._repair_open_jobs(task)
+        total_jobs, open_jobs = await self._define_jobs(task, counted)
+        await self._maybe_finish(task, total_jobs, open_jobs)
         if repair:
             await self._summarise(task.id)
+
+    async def _repair_open_jobs(self, task: Task) -> Task:
+        """Put the task's open jobs right from its jobs (the periodic pass only): a
+        process killed between a job's write and its count's left an id too many, or
+        (a record written before the field) too few. The task as it is after."""
+        store = self.ctx.store
+        actual = await store.jobs.open_ids(task.id)
+        kept = set(task.open_jobs)
+        add = sorted(set(actual) - kept)
+        drop = sorted(kept - set(actual))
+        if add or drop:
+            await store.tasks.repair_open_jobs(task.id, add, drop)
+            log.info("task %s: open jobs put right (+%s, -%s)", task.id, add, drop)
+        return task.model_copy(update={"open_jobs": sorted(actual)})
 
     async def _summarise(self, task_id: str) -> None:
         """Bring the task's point summaries up to date (new and open points only), so a
@@ -260,20 +276,21 @@ class JobBuilderService(BusConsumer):
             if point.job_id and await store.jobs.get(point.job_id) is None:
                 await self._insert_job(task, point, point.job_id, point.attempts)
 
-    async def _define_jobs(self, task: Task, total: int) -> int:
+    async def _define_jobs(self, task: Task, total: int) -> tuple[int, int]:
         """Define what the budget and parallelism allow, given the ``total`` jobs the
-        task counts; the count after.
+        task counts; the count after, and the task's open jobs after.
 
-        The count is the task's field, not a count of its jobs (which grows with the
-        task). A crash between a job's insert and its count leaves the field one short
-        until the periodic pass recounts it, which a restarted job builder runs first.
+        Both counts are the task's fields, not counts of its jobs (which grow with the
+        task). A crash between a job's insert and its count leaves ``jobs_counted`` one
+        short (``open_jobs`` one long) until the periodic pass puts it right, which a
+        restarted job builder runs first.
         """
         store = self.ctx.store
-        active = await store.jobs.count(task.id, active_only=True)
+        active = len(task.open_jobs)
         segments = len(await self.ctx.constants.segments(task.id))
         slots = job_slots(task.config, active, total, segments=segments)
         if slots == 0:
-            return total
+            return total, active
         waiting = await store.points.list_for_task(
             task.id, status=PointStatus.UNEVALUATED, limit=slots
         )
@@ -284,7 +301,8 @@ class JobBuilderService(BusConsumer):
             ):
                 await store.tasks.add_jobs(task.id, 1)
                 total += 1
-        return total
+                active += 1
+        return total, active
 
     async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> bool:
         """Insert the point's job; False if it was there already."""
@@ -301,10 +319,13 @@ class JobBuilderService(BusConsumer):
         await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
         return True
 
-    async def _maybe_finish(self, task: Task, total_jobs: int) -> None:
+    async def _maybe_finish(self, task: Task, total_jobs: int, open_jobs: int) -> None:
+        """``open_jobs``: the task's jobs not yet applied, as the build left them."""
         store = self.ctx.store
+        budget = task.config.job_budget(len(await self.ctx.constants.segments(task.id)))
+        if total_jobs < budget and open_jobs > 0:
+            return  # an open job's point is open: generation is not over either
         segments = await store.segments.list_for_task(task.id)  # their exhausted flags
-        budget = task.config.job_budget(len(segments))
         exhausted = all(s.exhausted for s in segments)
         if total_jobs < budget and not exhausted:
             return
@@ -312,7 +333,7 @@ class JobBuilderService(BusConsumer):
             return
         if task.status is TaskStatus.RUNNING:
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
-        if await store.jobs.count_unapplied(task.id) > 0:
+        if open_jobs > 0:
             return  # a job runs, or its outcome is not on its point yet
         # counted again now that every outcome is applied: the first count may predate one
         tally = await self._tally(task, len(segments), budget, total_jobs, exhausted)
