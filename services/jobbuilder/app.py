@@ -281,9 +281,9 @@ class JobBuilderService(BusConsumer):
         task counts; the count after, and the task's open jobs after.
 
         Both counts are the task's fields, not counts of its jobs (which grow with the
-        task). A crash between a job's insert and its count leaves ``jobs_counted`` one
-        short (``open_jobs`` one long) until the periodic pass puts it right, which a
-        restarted job builder runs first.
+        task), written in one update just before the job's insert: a crash between the
+        two leaves each one too many (never a job more than the task allows) until the
+        periodic pass puts them right, which a restarted job builder runs first.
         """
         store = self.ctx.store
         active = len(task.open_jobs)
@@ -297,15 +297,17 @@ class JobBuilderService(BusConsumer):
         for point in waiting:
             job_id = await store.points.start_attempt(point)
             if job_id is not None and await self._insert_job(
-                task, point, job_id, next_attempt(point)[0]
+                task, point, job_id, next_attempt(point)[0], counted=True
             ):
-                await store.tasks.add_jobs(task.id, 1)
                 total += 1
                 active += 1
         return total, active
 
-    async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> bool:
-        """Insert the point's job; False if it was there already."""
+    async def _insert_job(
+        self, task: Task, point: Point, job_id: str, attempt: int, *, counted: bool = False
+    ) -> bool:
+        """Insert the point's job (``counted``: against the budget, in the same write as
+        its open id); False if it was there already."""
         job = Job(
             id=job_id,
             task_id=task.id,
@@ -314,7 +316,7 @@ class JobBuilderService(BusConsumer):
             point_ids=[point.id],
             attempt=attempt,
         )
-        if not await self.ctx.store.jobs.insert(job):
+        if not await self.ctx.store.jobs.insert(job, counted=counted):
             return False
         await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
         return True

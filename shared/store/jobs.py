@@ -68,16 +68,25 @@ class JobRepository(Repository[Job]):
             return []
         return await self._find({"_id": {"$in": job_ids}})
 
-    async def insert(self, job: Job) -> bool:
-        """Insert the job and count it open on its task; False if it was there already
-        (it is then counted only if it is still open)."""
-        await self.tasks.update_one({"_id": job.task_id}, {"$addToSet": {"open_jobs": job.id}})
+    async def insert(self, job: Job, *, counted: bool = False) -> bool:
+        """Insert the job and count it open on its task (and, if ``counted``, against
+        its budget, ``Task.jobs_counted``, in the same write); False if it was there
+        already: it is then left open only if it still is, and not counted again."""
+        task_update: dict[str, Any] = {"$addToSet": {"open_jobs": job.id}}
+        if counted:
+            task_update["$inc"] = {"jobs_counted": 1}
+        await self.tasks.update_one({"_id": job.task_id}, task_update)
         try:
             await self.col.insert_one(to_doc(job))
         except DuplicateKeyError:
             there = await self.col.find_one({"_id": job.id}, projection={"applied": 1})
+            undo: dict[str, Any] = {}
             if there is None or there.get("applied"):
-                await self._close_on_task(job.task_id, job.id)
+                undo["$pull"] = {"open_jobs": job.id}
+            if counted:
+                undo["$inc"] = {"jobs_counted": -1}
+            if undo:
+                await self.tasks.update_one({"_id": job.task_id}, undo)
             return False
         return True
 

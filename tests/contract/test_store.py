@@ -514,6 +514,16 @@ async def test_a_task_counts_each_job_open_from_its_insert_to_its_apply_once(
     assert await store.jobs.open_ids("t1") == []
 
 
+async def test_a_job_counted_against_the_budget_on_insert_is_counted_once(store: Store) -> None:
+    await store.tasks.insert(task(jobs_counted=0))
+    assert await store.jobs.insert(job("j1"), counted=True)
+    assert not await store.jobs.insert(job("j1"), counted=True)  # repeated: counted once
+    assert await store.jobs.insert(job("j2"))
+    found = await store.tasks.get("t1")
+    assert found is not None and found.jobs_counted == 1
+    assert sorted(found.open_jobs) == ["j1", "j2"]
+
+
 async def test_a_site_counts_each_job_assigned_until_leased_taken_back_or_cancelled_once(
     store: Store,
 ) -> None:

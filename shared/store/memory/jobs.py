@@ -41,16 +41,26 @@ class MemoryJobRepository(MemoryRepository[Job]):
         docs = [self.table.get(i) for i in dict.fromkeys(job_ids)]
         return [from_doc(Job, d) for d in docs if d is not None]
 
-    async def insert(self, job: Job) -> bool:
+    async def insert(self, job: Job, *, counted: bool = False) -> bool:
         add_to_set(self.tasks, job.task_id, "open_jobs", [job.id])
+        if counted:
+            self._count(job.task_id, 1)
         try:
             self.table.insert(to_doc(job))
         except DuplicateKeyError:
             there = self.table.get(job.id)
             if there is None or there.get("applied"):
                 pull(self.tasks, job.task_id, "open_jobs", [job.id])
+            if counted:
+                self._count(job.task_id, -1)
             return False
         return True
+
+    def _count(self, task_id: str, delta: int) -> None:
+        if self.tasks.get(task_id) is not None:
+            self.tasks.update(
+                task_id, lambda d: d.update(jobs_counted=int(d.get("jobs_counted") or 0) + delta)
+            )
 
     async def open_ids(self, task_id: str) -> list[str]:
         return [
