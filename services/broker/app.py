@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from services.broker.logic import choose, waiting_reason
+from services.broker.logic import choose, places, waiting_reason
 from services.consumer import BusConsumer
 from services.context import Context
 from shared.clock import utcnow
@@ -67,16 +67,19 @@ class BrokerService(BusConsumer):
             return
         sites = await self._alive()
         assigned = {s.id: len(s.assigned_jobs) for s in sites}
-        run_times = await store.runtimes.means(sorted({j.task_id for j in defined}))
         configs = {}
+        for task_id in dict.fromkeys(j.task_id for j in defined):
+            task = await self.ctx.constants.task(task_id)
+            if task is not None:
+                configs[task_id] = task.config
+        # run times only rank places: read them for the tasks that have more than one
+        contested = sorted(t for t, config in configs.items() if places(config, sites) > 1)
+        run_times = await store.runtimes.means(contested) if contested else {}
         waiting: dict[str, str] = {}
         for job in defined:
-            if job.task_id not in configs:
-                task = await self.ctx.constants.task(job.task_id)
-                if task is None:
-                    continue
-                configs[job.task_id] = task.config
-            config = configs[job.task_id]
+            config = configs.get(job.task_id)
+            if config is None:
+                continue
             choice = choose(config, sites, assigned, run_times.get(job.task_id))
             if choice is None:
                 if job.task_id not in waiting:
