@@ -52,8 +52,9 @@ class BrokerService(BusConsumer):
     async def reconcile(self) -> None:
         self._waiting_written.clear()  # the periodic pass writes what it finds, always
         await self.expire_leases()
-        await self.release_dead_sites()
-        await self.repair_assigned()
+        alive = await self._alive()  # read before the jobs: see shared.store.jobs
+        await self.release_dead_sites(alive)
+        await self.repair_assigned(alive)
         await self.assign()
 
     async def _alive(self) -> list[Site]:
@@ -107,11 +108,12 @@ class BrokerService(BusConsumer):
                 log.info("job %s lost (generation %d)", job.id, job.generation)
                 await self.ctx.bus.publish(JobLost(task_id=job.task_id, job_id=job.id))
 
-    async def repair_assigned(self) -> None:
+    async def repair_assigned(self, alive: list[Site]) -> None:
         """Put each live site's assigned jobs right from the jobs (a process killed
-        between a job's move and the site's count left an id too many)."""
+        between a job's move and the site's count left an id too many); ``alive``: the
+        live sites, read before this reads the jobs."""
         store = self.ctx.store
-        for site in await self._alive():  # read before the jobs: see shared.store.jobs
+        for site in alive:
             actual = set(await store.jobs.assigned_ids(site.id))
             kept = set(site.assigned_jobs)
             if actual != kept:
@@ -119,8 +121,8 @@ class BrokerService(BusConsumer):
                 await store.sites.repair_assigned(site.id, add, drop)
                 log.info("site %s: assigned jobs put right (+%s, -%s)", site.id, add, drop)
 
-    async def release_dead_sites(self) -> None:
-        alive = {s.id for s in await self._alive()}
+    async def release_dead_sites(self, alive: list[Site]) -> None:
+        live = {s.id for s in alive}
         for job in await self.ctx.store.jobs.list_by_status(JobStatus.ASSIGNED, limit=500):
-            if job.site not in alive and await self.ctx.store.jobs.unassign(job.id):
+            if job.site not in live and await self.ctx.store.jobs.unassign(job.id):
                 log.info("job %s taken back from silent site %s", job.id, job.site)
