@@ -80,13 +80,16 @@ class JobBuilderService(BusConsumer):
 
     async def on_message(self, message: Message) -> None:
         job_id = getattr(message, "job_id", None)
+        task_id = getattr(message, "task_id", None)
+        closing: list[str] = []
         if isinstance(job_id, str):
             job = await self.ctx.store.jobs.get(job_id)
-            if job is not None:
-                await self.apply(job)
-        task_id = getattr(message, "task_id", None)
+            # the build that follows drops the job from the task's open jobs as it
+            # takes the build lock: one write to the task instead of two
+            if job is not None and await self.apply(job, close=not isinstance(task_id, str)):
+                closing.append(job.id)
         if isinstance(task_id, str):
-            await self.build(task_id)
+            await self.build(task_id, closing=closing)
 
     async def reconcile(self) -> None:
         for job in await self.ctx.store.jobs.unapplied():
@@ -96,14 +99,15 @@ class JobBuilderService(BusConsumer):
                 await self.build(task.id, repair=True)
         await self.close_idle_studies()
 
-    async def apply(self, job: Job) -> None:
-        """Apply a terminal job's outcome to its points, once."""
+    async def apply(self, job: Job, *, close: bool = True) -> bool:
+        """Apply a terminal job's outcome to its points, once; True if this call did.
+        ``close`` False: the caller drops the job from the task's open jobs."""
         if job.applied or job.status not in TERMINAL_JOB_STATES:
-            return
+            return False
         store = self.ctx.store
         task = await self.ctx.constants.task(job.task_id)
         if task is None:
-            return
+            return False
         points = {p.id: p for p in [await store.points.get(pid) for pid in job.point_ids] if p}
         attempts = {pid: p.attempts for pid, p in points.items()}
         cap = task.config.maxPreemptions
@@ -158,17 +162,24 @@ class JobBuilderService(BusConsumer):
                         reason=verdict.reason,
                     )
                 )
-        if await store.jobs.mark_applied(job.id):
+        if await store.jobs.mark_applied(job.id, close=close):
             self.ctx.metrics.observe_job_end(job)
+            return True
+        return False
 
-    async def build(self, task_id: str, *, repair: bool = False) -> None:
+    async def build(
+        self, task_id: str, *, repair: bool = False, closing: list[str] | None = None
+    ) -> None:
         """Define the jobs the task may have now; ``repair`` also re-creates jobs lost
-        to a crash (only the periodic pass needs that)."""
+        to a crash (only the periodic pass needs that). ``closing``: jobs just applied,
+        to drop from the task's open jobs (with the lock's write when it is free)."""
         constants = await self.ctx.constants.task(task_id)
         if constants is None or constants.config.online:
-            return  # an online study's points come from asks, not from jobs
+            if closing:  # an online study's points come from asks, not from jobs
+                await self.ctx.store.tasks.repair_open_jobs(task_id, [], closing)
+            return
         async with self._locks[task_id]:
-            task = await self._claim(task_id)
+            task = await self._claim(task_id, closing or None)
             if task is None:
                 return
             try:
@@ -176,17 +187,20 @@ class JobBuilderService(BusConsumer):
             finally:
                 await self.ctx.store.tasks.release_build(task_id, self.holder)
 
-    async def _claim(self, task_id: str) -> Task | None:
+    async def _claim(self, task_id: str, closing: list[str] | None = None) -> Task | None:
         """The task with its build lock held by this process, waiting while another
         job builder holds it (its build may predate what triggered this one); None if
-        the task is gone."""
+        the task is gone. ``closing`` are dropped from its open jobs meanwhile."""
         tasks = self.ctx.store.tasks
         while True:
             now = utcnow()
             until = now + timedelta(seconds=BUILD_LOCK_SECONDS)
-            task = await tasks.claim_build(task_id, self.holder, now, until)
+            task = await tasks.claim_build(task_id, self.holder, now, until, closing=closing)
             if task is not None:
                 return task
+            if closing:  # not taken: drop them now, not after the other's build
+                await tasks.repair_open_jobs(task_id, [], closing)
+                closing = None
             if await tasks.get(task_id) is None:
                 return None
             await asyncio.sleep(BUILD_LOCK_RETRY_SECONDS)

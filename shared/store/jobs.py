@@ -305,9 +305,10 @@ class JobRepository(Repository[Job]):
         the terminal ones not yet applied. At 0 the points' counts are final."""
         return await self.col.count_documents({"task_id": task_id, "applied": False})
 
-    async def mark_applied(self, job_id: str) -> bool:
+    async def mark_applied(self, job_id: str, *, close: bool = True) -> bool:
         """True for the one call that marked it (a concurrent second apply gets False);
-        that call also closes the job on its task."""
+        that call also closes the job on its task, unless ``close`` is False: the
+        caller then closes it itself (with its next write to the task, for one less)."""
         doc = await self.col.find_one_and_update(
             {"_id": job_id, "applied": False},
             {"$set": {"applied": True}},
@@ -315,7 +316,8 @@ class JobRepository(Repository[Job]):
         )
         if doc is None:
             return False
-        await self._close_on_task(str(doc["task_id"]), job_id)
+        if close:
+            await self._close_on_task(str(doc["task_id"]), job_id)
         return True
 
     async def list_for_point(self, point_id: str) -> list[Job]:

@@ -514,6 +514,25 @@ async def test_a_task_counts_each_job_open_from_its_insert_to_its_apply_once(
     assert await store.jobs.open_ids("t1") == []
 
 
+async def test_a_job_applied_without_closing_is_closed_by_the_next_build_lock(
+    store: Store,
+) -> None:
+    """The job builder drops a job it applied with the write that takes the task's
+    build lock (one write less); a lock it does not get drops nothing."""
+    await store.tasks.insert(task())
+    for job_id in ("j1", "j2"):
+        assert await store.jobs.insert(job(job_id))
+        await store.jobs.cancel_task_jobs("t1", "by user")
+        assert await store.jobs.mark_applied(job_id, close=False)
+    assert await open_jobs(store) == ["j1", "j2"]
+    now = utcnow()
+    soon = now + timedelta(seconds=30)
+    held = await store.tasks.claim_build("t1", "a", now, soon, closing=["j1"])
+    assert held is not None and held.open_jobs == ["j2"]  # as it is after the write
+    assert await store.tasks.claim_build("t1", "b", now, soon, closing=["j2"]) is None
+    assert await open_jobs(store) == ["j2"]
+
+
 async def test_a_job_counted_against_the_budget_on_insert_is_counted_once(store: Store) -> None:
     await store.tasks.insert(task(jobs_counted=0))
     assert await store.jobs.insert(job("j1"), counted=True)

@@ -311,12 +311,13 @@ class MemoryJobRepository(MemoryRepository[Job]):
             1 for d in self.table.scan() if d["task_id"] == task_id and d.get("applied") is False
         )
 
-    async def mark_applied(self, job_id: str) -> bool:
+    async def mark_applied(self, job_id: str, *, close: bool = True) -> bool:
         doc = self.table.get(job_id)
         if doc is None or doc.get("applied") is not False:
             return False
         self.table.update(job_id, lambda d: d.update(applied=True))
-        pull(self.tasks, str(doc["task_id"]), "open_jobs", [job_id])
+        if close:
+            pull(self.tasks, str(doc["task_id"]), "open_jobs", [job_id])
         return True
 
     async def count_assigned(self, site: str) -> int:

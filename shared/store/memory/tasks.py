@@ -77,7 +77,13 @@ class MemoryTaskRepository(MemoryRepository[Task]):
             self.table.update(task_id, lambda d: set_field(d, f"links.{name}", url))
 
     async def claim_build(
-        self, task_id: str, holder: str, now: datetime, until: datetime
+        self,
+        task_id: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        *,
+        closing: list[str] | None = None,
     ) -> Task | None:
         doc = self.table.get(task_id)
         if doc is None:
@@ -87,6 +93,8 @@ class MemoryTaskRepository(MemoryRepository[Task]):
         if held_by is not None and held_by != holder and not expired:
             return None
         self.table.update(task_id, lambda d: d.update(builder=holder, builder_until=until))
+        if closing:
+            pull(self.table, task_id, "open_jobs", closing)
         return await self.get(task_id)
 
     async def release_build(self, task_id: str, holder: str) -> None:
