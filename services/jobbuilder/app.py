@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import timedelta
 
 from services.consumer import BusConsumer
@@ -56,6 +56,7 @@ BUILD_LOCK_SECONDS = 10.0
 """How long a task's build lock lasts: a job builder killed while building holds up the
 task's next build (by another process) this long at most."""
 BUILD_LOCK_RETRY_SECONDS = 0.02
+CHECKED_TASKS = 4096
 
 ROUTING_KEYS = (
     "task.submitted",
@@ -77,6 +78,10 @@ class JobBuilderService(BusConsumer):
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.holder = instance_name()
         """This process as a holder of tasks' build locks."""
+        self._checked: OrderedDict[str, None] = OrderedDict()
+        """Tasks whose open jobs this process has put right once (bounded, oldest out):
+        the first build of a task in a process does, so a restart (or an upgrade from
+        records without the field) does not wait for the periodic pass."""
 
     async def on_message(self, message: Message) -> None:
         job_id = getattr(message, "job_id", None)
@@ -215,8 +220,11 @@ class JobBuilderService(BusConsumer):
             await self._recover_pending(task)
             counted = await self.ctx.store.jobs.count(task.id, active_only=False)
             await self.ctx.store.tasks.set_jobs(task.id, counted)
-        if repair:
+        if repair or task.id not in self._checked:
             task = await self._repair_open_jobs(task)
+            self._checked[task.id] = None
+            while len(self._checked) > CHECKED_TASKS:
+                self._checked.popitem(last=False)
         total_jobs, open_jobs = await self._define_jobs(task, counted)
         await self._maybe_finish(task, total_jobs, open_jobs)
         if repair:

@@ -136,3 +136,20 @@ async def test_a_broker_killed_between_the_sites_count_and_the_assignment_is_put
     site = await store.sites.get("siteA")
     assert site is not None and site.assigned_jobs == [job_id]
     assert await store.jobs.count_assigned("siteA") == 1
+
+
+async def test_a_new_job_builder_puts_a_tasks_open_jobs_right_at_its_first_build(
+    ctx: Context,
+) -> None:
+    """A restarted process (or one upgraded from records without the field) does not
+    wait for its periodic pass: a set one short would let a job too many run."""
+    store = ctx.store
+    await two_point_task(ctx)
+    await JobBuilderService(ctx).build("t1")
+    [first] = await open_jobs(ctx)
+    await store.tasks.repair_open_jobs("t1", [], [first])  # as a record without the field
+
+    await JobBuilderService(ctx).build("t1")  # a new process's first build of the task
+
+    assert await open_jobs(ctx) == [first]
+    assert await store.jobs.count("t1", active_only=True) == 1
