@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -40,6 +41,8 @@ from shared.edge_api import (
     LeaseReply,
     LeaseRequest,
     PresignedUpload,
+    ReportBatch,
+    ReportBatchReply,
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
@@ -190,21 +193,60 @@ async def heartbeats(
     for beat in body.beats:
         job = await ctx.store.jobs.get(beat.job_id)
         if job is None or job.site != site:
-            replies.append(
-                JobEventReply(
-                    accepted=False, kill=True, detail=f"no job {beat.job_id} at this site"
-                )
-            )
+            replies.append(_not_here(beat.job_id))
             continue
         replies.append(await _beat(ctx, settings, job, beat.generation, beat.host))
     return HeartbeatBatchReply(replies=replies)
+
+
+def _not_here(job_id: str) -> JobEventReply:
+    """A batch's answer for a job the single call would answer 404."""
+    return JobEventReply(accepted=False, kill=True, detail=f"no job {job_id} at this site")
+
+
+REPORTS_AT_ONCE = 8
+"""Reports of one batch applied concurrently (each is a few store round trips)."""
+
+
+@router.post("/sites/{site}/reports")
+async def reports(
+    site: str, body: ReportBatch, ctx: Ctx, token: EdgeToken, settings: Settings
+) -> ReportBatchReply:
+    """The terminal events of a harvester's scan in one request, answered in order, each
+    as :func:`job_event` answers it. Reports of one job are applied in the order sent."""
+    _site_of(token, site)
+    replies: list[JobEventReply | None] = [None] * len(body.reports)
+    by_job: dict[str, list[int]] = {}
+    for index, item in enumerate(body.reports):
+        by_job.setdefault(item.job_id, []).append(index)
+    limit = asyncio.Semaphore(REPORTS_AT_ONCE)
+
+    async def apply_all(job_id: str, indices: list[int]) -> None:
+        async with limit:
+            for index in indices:
+                job = await ctx.store.jobs.get(job_id)
+                if job is None or job.site != site:
+                    replies[index] = _not_here(job_id)
+                    continue
+                replies[index] = await apply_event(
+                    ctx, settings, job, body.reports[index].event()
+                )
+
+    await asyncio.gather(*(apply_all(job_id, indices) for job_id, indices in by_job.items()))
+    return ReportBatchReply(replies=[r for r in replies if r is not None])
 
 
 @router.post("/jobs/{job_id}/events")
 async def job_event(
     job_id: str, body: JobEvent, ctx: Ctx, token: EdgeToken, settings: Settings
 ) -> JobEventReply:
-    job = await job_of(ctx, token, job_id)
+    return await apply_event(ctx, settings, await job_of(ctx, token, job_id), body)
+
+
+async def apply_event(ctx: Ctx, settings: Settings, job: Job, body: JobEvent) -> JobEventReply:
+    """One job event of a site the job belongs to: the lease generation checked, a
+    heartbeat's lease extended, a terminal event recorded once (a repeat is "already
+    recorded"), with its run time learnt, its counters and its message on the bus."""
     store = ctx.store
     stale = STALE
     if body.generation != job.generation:

@@ -1,0 +1,140 @@
+"""``POST /edge/v1/sites/{site}/reports``: the terminal events of a harvester's scan in
+one request to the real api (SecantusDB store, memory bus), each answered as its own
+``/jobs/{id}/events`` would be: results stored, a repeat "already recorded", a stale
+generation or another site's job refused with a kill, the run time learnt."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.domain.models import JobStatus
+from tests.integration.central import Central, FakeSite, central, file_artifacts
+
+
+@pytest.fixture
+async def system(store_url: str, bus_prefix: str, tmp_path: Path) -> AsyncIterator[Central]:
+    async with central(
+        mongo_url=store_url,
+        bus_url="memory://",
+        bus_prefix=bus_prefix,
+        artifacts_url=file_artifacts(tmp_path),
+        home=tmp_path,
+    ) as c:
+        yield c
+
+
+def report(job: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:
+    return {"job_id": job["job_id"], "kind": kind, "generation": job["generation"], **fields}
+
+
+async def test_each_report_of_a_batch_is_answered_in_order_as_its_own_event(
+    system: Central,
+) -> None:
+    store = system.ctx.store
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+        user = {"Authorization": f"Bearer {await system.token('alice', ['user'])}"}
+        body = {
+            "config": {
+                "evaluationExec": "true",
+                "maxPoints": 4,
+                "nParallelEvaluation": 4,
+                "nPointsPerIteration": 4,
+            },
+            "searchSpace": {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
+        }
+        created = await http.post("/api/v1/tasks", json=body, headers=user)
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+        site = FakeSite(http, "s1", await system.token("ops", ["edge:s1"]))
+        other = FakeSite(http, "s2", await system.token("ops", ["edge:s2"]))
+        beat = await http.post(
+            "/edge/v1/sites/s1/heartbeat",
+            json={"free_slots": 4, "total_slots": 4, "compute_classes": [{"name": "cpu"}]},
+            headers=site.headers,
+        )
+        assert beat.status_code == 200, beat.text
+        jobs: list[dict[str, Any]] = []
+        while len(jobs) < 4:
+            jobs += await site.lease(4, wait=0.5)
+        for job in jobs:
+            assert (await site.event(job, "started", host="n1"))["accepted"]
+        done, failed, preempted, stale = jobs
+        point = done["points"][0]["point_id"]
+        reports = [
+            report(done, "finished", host="n1", results=[{"point_id": point, "loss": 0.5}]),
+            report(failed, "failed", reason="the payload exited with 3"),
+            report(preempted, "preempted", reason="walltime"),
+            {**report(stale, "finished"), "generation": stale["generation"] + 7},
+            {"job_id": "no-such-job", "kind": "failed", "generation": 1},
+        ]
+        reply = await http.post(
+            "/edge/v1/sites/s1/reports", json={"reports": reports}, headers=site.headers
+        )
+        assert reply.status_code == 200, reply.text
+        answers = [(r["accepted"], r["kill"], r["detail"]) for r in reply.json()["replies"]]
+        assert answers == [
+            (True, False, ""),
+            (True, False, ""),
+            (True, False, ""),
+            (False, True, "lease lost or superseded"),
+            (False, True, "no job no-such-job at this site"),
+        ]
+
+        async def status_of(job: dict[str, Any]) -> Any:
+            record = await store.jobs.get(str(job["job_id"]))
+            assert record is not None
+            return record
+
+        finished = await status_of(done)
+        assert finished.status is JobStatus.FINISHED
+        assert [r.loss for r in finished.results] == [0.5]
+        assert (await status_of(failed)).status is JobStatus.FAILED
+        assert (await status_of(failed)).reason == "the payload exited with 3"
+        assert (await status_of(preempted)).status is JobStatus.PREEMPTED
+        assert (await status_of(stale)).status is JobStatus.RUNNING
+        means = await store.runtimes.means([task_id])
+        assert set(means[task_id]) == {("s1", "cpu")}, "the run time observed once"
+
+        # The same reports again (a harvester that died before writing reported.json):
+        # each is "already recorded", nothing changes.
+        again = await http.post(
+            "/edge/v1/sites/s1/reports", json={"reports": reports[:3]}, headers=site.headers
+        )
+        assert [(r["accepted"], r["detail"]) for r in again.json()["replies"]] == [
+            (True, "already recorded")
+        ] * 3
+        assert [r.loss for r in (await status_of(done)).results] == [0.5]
+        contradicting = await http.post(
+            "/edge/v1/sites/s1/reports",
+            json={"reports": [report(done, "failed")]},
+            headers=site.headers,
+        )
+        assert contradicting.json()["replies"][0]["detail"] == "lease lost or superseded"
+
+        # Another site sees none of s1's jobs, and cannot post for s1.
+        foreign = await http.post(
+            "/edge/v1/sites/s2/reports", json={"reports": [reports[3]]}, headers=other.headers
+        )
+        assert foreign.json()["replies"][0]["detail"] == f"no job {stale['job_id']} at this site"
+        forbidden = await http.post(
+            "/edge/v1/sites/s1/reports", json={"reports": [reports[3]]}, headers=other.headers
+        )
+        assert forbidden.status_code == 403
+        assert (await status_of(stale)).status is JobStatus.RUNNING
+
+        # Bad bodies: a 422 naming the field.
+        empty = await http.post(
+            "/edge/v1/sites/s1/reports", json={"reports": []}, headers=site.headers
+        )
+        assert empty.status_code == 422 and "reports" in empty.text
+        beat_kind = await http.post(
+            "/edge/v1/sites/s1/reports",
+            json={"reports": [report(stale, "heartbeat")]},
+            headers=site.headers,
+        )
+        assert beat_kind.status_code == 422 and "kind" in beat_kind.text
