@@ -1,21 +1,29 @@
-"""Reporting a job's end to the api exactly once.
+"""Reporting jobs' ends to the api exactly once.
 
-Order matters for restarts: the newest checkpoint snapshot and the artifacts first
-(what is stored is recorded in ``harvester.json``, so a restart does not upload it
-twice), then the terminal event, then ``reported.json``. A harvester killed before
-``reported.json`` exists reports the job again after its restart, which the api
-absorbs because results are keyed by (job, attempt, lease generation); once it
-exists, the job is never reported again.
+Order matters for restarts: for each job the newest checkpoint snapshot and the
+artifacts first (what is stored is recorded in ``harvester.json``, so a restart does
+not upload it twice), then the terminal event, then ``reported.json``. A harvester
+killed before ``reported.json`` exists reports the job again after its restart, which
+the api answers "already recorded" without counting anything again; once it exists,
+the job is never reported again.
+
+The jobs a scan finds ended are reported together (:class:`Reporter`): their uploads
+run concurrently (at most :data:`UPLOADS_AT_ONCE` jobs at a time), then every terminal
+event goes in one request (``POST /edge/v1/sites/{site}/reports``), and each job's
+``reported.json`` is written once the reply says what became of it. An api without
+the batched call answers 404 or 405: from then on the events go one request each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from edge.documents import NodeStatus, ReportRecord
 from edge.fsproto import JobPaths, tail_text, write_json_atomic
-from edge.harvester.api import EdgeApiClient, EdgeApiError
+from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.artifacts import artifact_files, upload_artifacts
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.jobs import TrackedJob
@@ -27,12 +35,19 @@ from edge.harvester.payloadfile import (
     read_text,
 )
 from shared.clock import utcnow
-from shared.edge_api import JobEvent, JobSpec
+from shared.edge_api import MAX_REPORTS, JobEvent, JobSpec, ReportBatch, SiteJobReport
 
 log = logging.getLogger(__name__)
 
 RETRY_LATER_STATUSES = frozenset({401, 408})
 """4xx answers that may change without the job changing (a token being rotated)."""
+NO_BATCH_STATUSES = frozenset({404, 405})
+"""What an api without the batched call answers it."""
+UPLOADS_AT_ONCE = 16
+"""Jobs whose artifacts are uploaded at the same time while a scan's reports are made."""
+BATCH_BYTES = 2_000_000
+"""Largest body of one batch of reports (the api refuses 8 MB by default); a scan's
+reports beyond it go in further requests."""
 
 
 def read_point_files(
@@ -62,18 +77,26 @@ def decide_from_disk(job: TrackedJob, status: NodeStatus, limits: PayloadFileLim
     return decide(spec, status, files, limits.max_json_depth, refused)
 
 
-async def report_terminal(
-    api: EdgeApiClient,
-    job: TrackedJob,
-    outcome: Outcome,
-    host: str = "",
-    reader: PayloadReader | None = None,
-) -> bool:
-    """Upload artifacts, send the terminal event and write ``reported.json``.
+@dataclass
+class Ended:
+    """A job to report, with what became of it."""
 
-    Returns False when the job must be reported again later (the api could not be
-    reached or answered something that may change); ApiUnavailableError propagates.
-    """
+    job: TrackedJob
+    outcome: Outcome
+    host: str = ""
+
+
+Answer = tuple[bool, str]
+"""What the api said of a terminal event: accepted, and its detail."""
+
+
+async def prepare_report(
+    api: EdgeApiClient, ended: Ended, reader: PayloadReader | None = None
+) -> JobEvent:
+    """Upload the job's last checkpoint snapshot and its artifacts (once: what is stored
+    is kept in ``harvester.json``); the terminal event to send. ApiUnavailableError
+    propagates."""
+    job, outcome = ended.job, ended.outcome
     spec = job.doc.spec
     final = spec.checkpoint_config is not None and spec.checkpoint_config.final
     if outcome.kind != "finished" or final:  # what a retry, or a later point, resumes from
@@ -91,21 +114,32 @@ async def report_terminal(
         if stored:
             job.record.uploaded.extend(stored)
             await asyncio.to_thread(job.save_record)
-    event = JobEvent(
+    return JobEvent(
         kind=outcome.kind,
         generation=job.generation,
-        host=host,
+        host=ended.host,
         results=outcome.results,
         reason=outcome.reason,
     )
+
+
+async def send_report(api: EdgeApiClient, job_id: str, event: JobEvent) -> Answer | None:
+    """Send one terminal event on its own; None when it must be sent again later (the
+    api refused it for now). ApiUnavailableError propagates."""
     try:
-        reply = await api.job_event(job.job_id, event)
-        accepted, detail = reply.accepted, reply.detail
+        reply = await api.job_event(job_id, event)
     except EdgeApiError as exc:
         if exc.status in RETRY_LATER_STATUSES:
-            log.warning("job %s: %s event refused for now: %s", job.job_id, event.kind, exc)
-            return False
-        accepted, detail = False, exc.detail
+            log.warning("job %s: %s event refused for now: %s", job_id, event.kind, exc)
+            return None
+        return False, exc.detail
+    return reply.accepted, reply.detail
+
+
+async def record_report(ended: Ended, event: JobEvent, answer: Answer) -> None:
+    """Write the job's ``reported.json``: it is never reported again."""
+    job, outcome = ended.job, ended.outcome
+    accepted, detail = answer
     record = ReportRecord(
         kind=event.kind,
         generation=job.generation,
@@ -122,4 +156,90 @@ async def report_terminal(
         "accepted" if accepted else "not accepted",
         f": {outcome.reason.splitlines()[0]}" if outcome.reason else "",
     )
-    return True
+
+
+def batches(reports: Sequence[SiteJobReport]) -> list[list[SiteJobReport]]:
+    """``reports`` in order, cut into bodies within :data:`MAX_REPORTS` and
+    :data:`BATCH_BYTES` (a report larger than that alone goes in a batch of its own)."""
+    out: list[list[SiteJobReport]] = []
+    size = 0
+    for item in reports:
+        length = len(item.model_dump_json()) + 1
+        if not out or len(out[-1]) >= MAX_REPORTS or size + length > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += length
+    return out
+
+
+class Reporter:
+    """Reports ended jobs: uploads first, then the events in as few requests as the
+    api takes, then ``reported.json`` per job."""
+
+    def __init__(self, api: EdgeApiClient, reader: PayloadReader | None = None) -> None:
+        self.api = api
+        self.reader = reader
+        self.batched = True
+        """Send the events in one request, until an api says it cannot."""
+
+    async def report(self, ended: Sequence[Ended]) -> list[Ended]:
+        """Report ``ended``; those now reported (``reported.json`` written). The others
+        are reported again later: the api could not be reached while their uploads
+        ran, or answered something that may change. ApiUnavailableError while sending
+        the events propagates, with nothing recorded (all are sent again later)."""
+        limit = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+        async def prepare(item: Ended) -> JobEvent:
+            async with limit:
+                return await prepare_report(self.api, item, self.reader)
+
+        prepared = await asyncio.gather(*(prepare(e) for e in ended), return_exceptions=True)
+        ready: list[tuple[Ended, JobEvent]] = []
+        for item, event in zip(ended, prepared, strict=True):
+            if isinstance(event, JobEvent):
+                ready.append((item, event))
+            elif isinstance(event, ApiUnavailableError):
+                log.warning("job %s: not reported yet: %s", item.job.job_id, event)
+            elif isinstance(event, Exception):
+                log.error("job %s: report failed", item.job.job_id, exc_info=event)
+            else:
+                raise event
+        if not ready:
+            return []
+        answers = await self._send([(item.job.job_id, event) for item, event in ready])
+        done = []
+        for (item, event), answer in zip(ready, answers, strict=True):
+            if answer is not None:
+                await record_report(item, event, answer)
+                done.append(item)
+        return done
+
+    async def _send(self, events: list[tuple[str, JobEvent]]) -> list[Answer | None]:
+        answers: list[Answer | None] = []
+        if self.batched:
+            reports = [SiteJobReport.of(job_id, event) for job_id, event in events]
+            for chunk in batches(reports):
+                try:
+                    reply = await self.api.reports(ReportBatch(reports=chunk))
+                except EdgeApiError as exc:
+                    if exc.status in NO_BATCH_STATUSES:
+                        log.info("the api has no batched reports; sending them one by one")
+                        self.batched = False
+                    elif exc.status in RETRY_LATER_STATUSES:
+                        log.warning("reports refused for now: %s", exc)
+                        return answers + [None] * (len(events) - len(answers))
+                    else:  # each event alone gets its own answer
+                        log.warning("reports refused (%s); sending them one by one", exc)
+                    break
+                if len(reply.replies) != len(chunk):
+                    log.error(
+                        "the api answered %d of %d reports; the rest are sent again later",
+                        len(reply.replies),
+                        len(chunk),
+                    )
+                    return answers + [None] * (len(events) - len(answers))
+                answers += [(r.accepted, r.detail) for r in reply.replies]
+        for job_id, event in events[len(answers) :]:
+            answers.append(await send_report(self.api, job_id, event))
+        return answers

@@ -228,9 +228,7 @@ async def reports(
                 if job is None or job.site != site:
                     replies[index] = _not_here(job_id)
                     continue
-                replies[index] = await apply_event(
-                    ctx, settings, job, body.reports[index].event()
-                )
+                replies[index] = await apply_event(ctx, settings, job, body.reports[index].event())
 
     await asyncio.gather(*(apply_all(job_id, indices) for job_id, indices in by_job.items()))
     return ReportBatchReply(replies=[r for r in replies if r is not None])
