@@ -336,6 +336,53 @@ class ArtifactConfirmReply(BaseModel):
     artifact_id: str
 
 
+class JobArtifactUrls(_Body):
+    """One job's :class:`ArtifactUrlRequest` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+    generation: Count
+    kinds: list[ArtifactKind] = Field(max_length=10)
+
+
+class ArtifactUrlBatch(_Body):
+    """Upload URLs for the artifacts of every job a scan reports, in one request."""
+
+    jobs: list[JobArtifactUrls] = Field(min_length=1, max_length=MAX_REPORTS)
+
+
+class JobArtifactUploads(BaseModel):
+    uploads: list[PresignedUpload] = Field(default_factory=list)
+    detail: str = ""
+    """Why there are none: what the single call would have refused (lease lost, no
+    such job at this site)."""
+
+
+class ArtifactUrlBatchReply(BaseModel):
+    replies: list[JobArtifactUploads]
+    """One per job, in order."""
+
+
+class JobArtifactConfirm(ArtifactConfirm):
+    """One :class:`ArtifactConfirm` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+
+
+class ArtifactConfirmBatch(_Body):
+    confirms: list[JobArtifactConfirm] = Field(min_length=1, max_length=3 * MAX_REPORTS)
+
+
+class ArtifactConfirmAnswer(BaseModel):
+    artifact_id: str | None = None
+    """None: not recorded, ``detail`` says why (the single call's 4xx)."""
+    detail: str = ""
+
+
+class ArtifactConfirmBatchReply(BaseModel):
+    replies: list[ArtifactConfirmAnswer]
+    """One per confirm, in order."""
+
+
 class CheckpointUrlRequest(_Body):
     """Asks where to upload snapshot ``seq`` of the job, declaring what will arrive."""
 

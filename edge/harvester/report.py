@@ -7,11 +7,12 @@ killed before ``reported.json`` exists reports the job again after its restart, 
 the api answers "already recorded" without counting anything again; once it exists,
 the job is never reported again.
 
-The jobs a scan finds ended are reported together (:class:`Reporter`): their uploads
-run concurrently (at most :data:`UPLOADS_AT_ONCE` jobs at a time), then every terminal
-event goes in one request (``POST /edge/v1/sites/{site}/reports``), and each job's
-``reported.json`` is written once the reply says what became of it. An api without
-the batched call answers 404 or 405: from then on the events go one request each.
+The jobs a scan finds ended are reported together (:class:`Reporter`): one request
+for all their artifacts' upload URLs, the uploads concurrently (at most
+:data:`UPLOADS_AT_ONCE` at a time), one request confirming them, then every terminal
+event in one request (``POST /edge/v1/sites/{site}/reports``), and each job's
+``reported.json`` written once the reply says what became of it. An api without the
+batched calls answers 404 or 405: from then on they go one request per job.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from edge.documents import NodeStatus, ReportRecord
 from edge.fsproto import JobPaths, tail_text, write_json_atomic
 from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
-from edge.harvester.artifacts import artifact_files, upload_artifacts
+from edge.harvester.artifacts import ArtifactUploader, JobUploads, artifact_files
 from edge.harvester.checkpoints import upload_new_snapshot
 from edge.harvester.jobs import TrackedJob
 from edge.harvester.outcome import Outcome, PointFiles, decide
@@ -90,11 +91,11 @@ Answer = tuple[bool, str]
 """What the api said of a terminal event: accepted, and its detail."""
 
 
-async def prepare_report(
+async def prepare_uploads(
     api: EdgeApiClient, ended: Ended, reader: PayloadReader | None = None
-) -> JobEvent:
-    """Upload the job's last checkpoint snapshot and its artifacts (once: what is stored
-    is kept in ``harvester.json``); the terminal event to send. ApiUnavailableError
+) -> JobUploads:
+    """Upload the job's last checkpoint snapshot (once: what is stored is kept in
+    ``harvester.json``); its artifact files not stored yet. ApiUnavailableError
     propagates."""
     job, outcome = ended.job, ended.outcome
     spec = job.doc.spec
@@ -109,17 +110,16 @@ async def prepare_report(
     if refused:  # the reason of the outcome too, when it was decided from the files
         log.warning("job %s: artifact not uploaded: %s", job.job_id, refused)
     pending = [f for f in found if f.kind not in job.record.uploaded]
-    if pending:
-        stored = await upload_artifacts(api, job.paths, job.generation, pending)
-        if stored:
-            job.record.uploaded.extend(stored)
-            await asyncio.to_thread(job.save_record)
+    return JobUploads(job.paths, job.generation, pending)
+
+
+def terminal_event(ended: Ended) -> JobEvent:
     return JobEvent(
-        kind=outcome.kind,
-        generation=job.generation,
+        kind=ended.outcome.kind,
+        generation=ended.job.generation,
         host=ended.host,
-        results=outcome.results,
-        reason=outcome.reason,
+        results=ended.outcome.results,
+        reason=ended.outcome.reason,
     )
 
 
@@ -136,8 +136,8 @@ async def send_report(api: EdgeApiClient, job_id: str, event: JobEvent) -> Answe
     return reply.accepted, reply.detail
 
 
-async def record_report(ended: Ended, event: JobEvent, answer: Answer) -> None:
-    """Write the job's ``reported.json``: it is never reported again."""
+def write_reported(ended: Ended, event: JobEvent, answer: Answer) -> None:
+    """Write the job's ``reported.json``: it is never reported again. Blocking."""
     job, outcome = ended.job, ended.outcome
     accepted, detail = answer
     record = ReportRecord(
@@ -148,7 +148,7 @@ async def record_report(ended: Ended, event: JobEvent, answer: Answer) -> None:
         detail=detail,
         reported_at=utcnow(),
     )
-    await asyncio.to_thread(write_json_atomic, job.paths.reported, record.model_dump(mode="json"))
+    write_json_atomic(job.paths.reported, record.model_dump(mode="json"))
     log.info(
         "job %s reported %s (%s)%s",
         job.job_id,
@@ -180,40 +180,48 @@ class Reporter:
     def __init__(self, api: EdgeApiClient, reader: PayloadReader | None = None) -> None:
         self.api = api
         self.reader = reader
+        self.uploader = ArtifactUploader(api, UPLOADS_AT_ONCE)
         self.batched = True
         """Send the events in one request, until an api says it cannot."""
 
     async def report(self, ended: Sequence[Ended]) -> list[Ended]:
         """Report ``ended``; those now reported (``reported.json`` written). The others
-        are reported again later: the api could not be reached while their uploads
-        ran, or answered something that may change. ApiUnavailableError while sending
-        the events propagates, with nothing recorded (all are sent again later)."""
+        are reported again later: the api or the store could not be reached while
+        their uploads ran, or the api answered something that may change.
+        ApiUnavailableError from the api propagates, with no event sent or nothing
+        recorded (all are reported again later)."""
         limit = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
-        async def prepare(item: Ended) -> JobEvent:
+        async def prepare(item: Ended) -> JobUploads:
             async with limit:
-                return await prepare_report(self.api, item, self.reader)
+                return await prepare_uploads(self.api, item, self.reader)
 
         prepared = await asyncio.gather(*(prepare(e) for e in ended), return_exceptions=True)
-        ready: list[tuple[Ended, JobEvent]] = []
-        for item, event in zip(ended, prepared, strict=True):
-            if isinstance(event, JobEvent):
-                ready.append((item, event))
-            elif isinstance(event, ApiUnavailableError):
-                log.warning("job %s: not reported yet: %s", item.job.job_id, event)
-            elif isinstance(event, Exception):
-                log.error("job %s: report failed", item.job.job_id, exc_info=event)
+        ready: list[tuple[Ended, JobUploads]] = []
+        for item, uploads in zip(ended, prepared, strict=True):
+            if isinstance(uploads, JobUploads):
+                ready.append((item, uploads))
+            elif isinstance(uploads, ApiUnavailableError):
+                log.warning("job %s: not reported yet: %s", item.job.job_id, uploads)
+            elif isinstance(uploads, Exception):
+                log.error("job %s: report failed", item.job.job_id, exc_info=uploads)
             else:
-                raise event
-        if not ready:
+                raise uploads
+        await self.uploader.upload([u for _, u in ready])
+        stored = [(item.job, u.stored) for item, u in ready if u.stored]
+        if stored:
+            await asyncio.to_thread(_keep_uploaded, stored)
+        events = [(item, terminal_event(item)) for item, u in ready if not u.retry]
+        if not events:
             return []
-        answers = await self._send([(item.job.job_id, event) for item, event in ready])
-        done = []
-        for (item, event), answer in zip(ready, answers, strict=True):
-            if answer is not None:
-                await record_report(item, event, answer)
-                done.append(item)
-        return done
+        answers = await self._send([(item.job.job_id, event) for item, event in events])
+        done = [
+            (item, event, answer)
+            for (item, event), answer in zip(events, answers, strict=True)
+            if answer is not None
+        ]
+        await asyncio.to_thread(_write_all, done)
+        return [item for item, _, _ in done]
 
     async def _send(self, events: list[tuple[str, JobEvent]]) -> list[Answer | None]:
         answers: list[Answer | None] = []
@@ -243,3 +251,14 @@ class Reporter:
         for job_id, event in events[len(answers) :]:
             answers.append(await send_report(self.api, job_id, event))
         return answers
+
+
+def _keep_uploaded(stored: list[tuple[TrackedJob, list[str]]]) -> None:
+    for job, kinds in stored:
+        job.record.uploaded.extend(kinds)
+        job.save_record()
+
+
+def _write_all(done: list[tuple[Ended, JobEvent, Answer]]) -> None:
+    for item, event, answer in done:
+        write_reported(item, event, answer)

@@ -138,3 +138,77 @@ async def test_each_report_of_a_batch_is_answered_in_order_as_its_own_event(
             headers=site.headers,
         )
         assert beat_kind.status_code == 422 and "kind" in beat_kind.text
+
+
+async def test_artifact_urls_and_confirms_of_a_scan_go_in_one_request_each(
+    system: Central,
+) -> None:
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+        user = {"Authorization": f"Bearer {await system.token('alice', ['user'])}"}
+        body = {
+            "config": {"evaluationExec": "true", "maxPoints": 2, "nParallelEvaluation": 2},
+            "searchSpace": {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
+        }
+        assert (await http.post("/api/v1/tasks", json=body, headers=user)).status_code == 201
+        site = FakeSite(http, "s1", await system.token("ops", ["edge:s1"]))
+        await site.heartbeat(free=2)
+        jobs: list[dict[str, Any]] = []
+        while len(jobs) < 2:
+            jobs += await site.lease(2, wait=0.5)
+        good, stale = jobs
+        asked = [
+            {"job_id": good["job_id"], "generation": good["generation"], "kinds": ["log", "meta"]},
+            {"job_id": stale["job_id"], "generation": stale["generation"] + 1, "kinds": ["log"]},
+            {"job_id": "no-such-job", "generation": 1, "kinds": ["log"]},
+        ]
+        reply = await http.post(
+            "/edge/v1/sites/s1/artifacts", json={"jobs": asked}, headers=site.headers
+        )
+        assert reply.status_code == 200, reply.text
+        urls, refused, unknown = reply.json()["replies"]
+        single = await http.post(
+            f"/edge/v1/jobs/{good['job_id']}/artifacts",
+            json={"generation": good["generation"], "kinds": ["log", "meta"]},
+            headers=site.headers,
+        )
+        assert [(u["kind"], u["key"]) for u in urls["uploads"]] == [
+            (u["kind"], u["key"]) for u in single.json()["uploads"]
+        ], "the keys the single call gives"
+        assert (refused["uploads"], refused["detail"]) == ([], "lease lost or superseded")
+        assert unknown["detail"] == "no job no-such-job at this site"
+
+        log_key = urls["uploads"][0]["key"]
+        digest = "0" * 64
+        confirms = [
+            {**asked[0], "kinds": None, "kind": "log", "key": log_key, "size": 3, "sha256": digest},
+            {
+                **asked[0],
+                "kinds": None,
+                "kind": "meta",
+                "key": log_key,
+                "size": 3,
+                "sha256": digest,
+            },
+            {**asked[1], "kinds": None, "kind": "log", "key": log_key, "size": 3, "sha256": digest},
+        ]
+        for confirm in confirms:
+            del confirm["kinds"]
+        reply = await http.post(
+            "/edge/v1/sites/s1/artifacts/confirm",
+            json={"confirms": confirms},
+            headers=site.headers,
+        )
+        assert reply.status_code == 200, reply.text
+        answers = [(a["artifact_id"], a["detail"]) for a in reply.json()["replies"]]
+        assert answers == [
+            (f"{good['job_id']}.log", ""),
+            (None, "key does not belong to this job"),
+            (None, "lease lost or superseded"),
+        ]
+        stored = await system.ctx.store.artifacts.get(f"{good['job_id']}.log")
+        assert stored is not None and stored.key == log_key and stored.size == 3
+        assert await system.ctx.store.artifacts.get(f"{good['job_id']}.meta") is None
+        empty = await http.post(
+            "/edge/v1/sites/s1/artifacts/confirm", json={"confirms": []}, headers=site.headers
+        )
+        assert empty.status_code == 422 and "confirms" in empty.text

@@ -31,11 +31,17 @@ from shared.domain.models import (
 )
 from shared.edge_api import (
     ArtifactConfirm,
+    ArtifactConfirmAnswer,
+    ArtifactConfirmBatch,
+    ArtifactConfirmBatchReply,
     ArtifactConfirmReply,
+    ArtifactUrlBatch,
+    ArtifactUrlBatchReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
     HeartbeatBatch,
     HeartbeatBatchReply,
+    JobArtifactUploads,
     JobEvent,
     JobEventReply,
     LeaseReply,
@@ -317,7 +323,11 @@ def _check_lease(job: Job, generation: int) -> None:
 async def artifact_urls(
     job_id: str, body: ArtifactUrlRequest, ctx: Ctx, token: EdgeToken
 ) -> ArtifactUrlReply:
-    job = await job_of(ctx, token, job_id)
+    return await _artifact_urls(ctx, await job_of(ctx, token, job_id), body)
+
+
+async def _artifact_urls(ctx: Ctx, job: Job, body: ArtifactUrlRequest) -> ArtifactUrlReply:
+    """Presigned PUT URLs of a job's artifacts (HTTPException 409 for a lost lease)."""
     _check_lease(job, body.generation)
     keys = await _keys(ctx, job)
     return ArtifactUrlReply(
@@ -334,7 +344,12 @@ async def artifact_urls(
 async def confirm_artifact(
     job_id: str, body: ArtifactConfirm, ctx: Ctx, token: EdgeToken
 ) -> ArtifactConfirmReply:
-    job = await job_of(ctx, token, job_id)
+    return await _confirm_artifact(ctx, await job_of(ctx, token, job_id), body)
+
+
+async def _confirm_artifact(ctx: Ctx, job: Job, body: ArtifactConfirm) -> ArtifactConfirmReply:
+    """Record an uploaded artifact (HTTPException 409 for a lost lease, 422 for a key
+    that is not the job's)."""
     _check_lease(job, body.generation)
     if (await _keys(ctx, job))[body.kind] != body.key:
         raise HTTPException(
@@ -353,3 +368,48 @@ async def confirm_artifact(
     await ctx.store.artifacts.upsert(artifact)
     await ctx.bus.publish(ArtifactUploaded(artifact_id=artifact.id))
     return ArtifactConfirmReply(artifact_id=artifact.id)
+
+
+@router.post("/sites/{site}/artifacts")
+async def artifact_url_batch(
+    site: str, body: ArtifactUrlBatch, ctx: Ctx, token: EdgeToken
+) -> ArtifactUrlBatchReply:
+    """The artifact upload URLs of every job a scan reports, in one request, answered in
+    order; a job the single call refuses gets no URL and the reason."""
+    _site_of(token, site)
+    replies = []
+    for item in body.jobs:
+        job = await ctx.store.jobs.get(item.job_id)
+        if job is None or job.site != site:
+            replies.append(JobArtifactUploads(detail=f"no job {item.job_id} at this site"))
+            continue
+        request = ArtifactUrlRequest(generation=item.generation, kinds=item.kinds)
+        try:
+            reply = await _artifact_urls(ctx, job, request)
+        except HTTPException as exc:
+            replies.append(JobArtifactUploads(detail=str(exc.detail)))
+            continue
+        replies.append(JobArtifactUploads(uploads=reply.uploads))
+    return ArtifactUrlBatchReply(replies=replies)
+
+
+@router.post("/sites/{site}/artifacts/confirm")
+async def confirm_artifact_batch(
+    site: str, body: ArtifactConfirmBatch, ctx: Ctx, token: EdgeToken
+) -> ArtifactConfirmBatchReply:
+    """Every artifact a scan uploaded, confirmed in one request, answered in order."""
+    _site_of(token, site)
+    replies = []
+    for item in body.confirms:
+        job = await ctx.store.jobs.get(item.job_id)
+        if job is None or job.site != site:
+            replies.append(ArtifactConfirmAnswer(detail=f"no job {item.job_id} at this site"))
+            continue
+        confirm = ArtifactConfirm.model_validate(item.model_dump(exclude={"job_id"}))
+        try:
+            reply = await _confirm_artifact(ctx, job, confirm)
+        except HTTPException as exc:
+            replies.append(ArtifactConfirmAnswer(detail=str(exc.detail)))
+            continue
+        replies.append(ArtifactConfirmAnswer(artifact_id=reply.artifact_id))
+    return ArtifactConfirmBatchReply(replies=replies)

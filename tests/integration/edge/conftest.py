@@ -27,7 +27,12 @@ from edge.harvester.api import EdgeApiClient
 from edge.harvester.daemon import Harvester
 from shared.edge_api import (
     ArtifactConfirm,
+    ArtifactConfirmAnswer,
+    ArtifactConfirmBatch,
+    ArtifactConfirmBatchReply,
     ArtifactConfirmReply,
+    ArtifactUrlBatch,
+    ArtifactUrlBatchReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
     HeartbeatBatch,
@@ -35,6 +40,7 @@ from shared.edge_api import (
     IntermediateReply,
     IntermediateReport,
     IntermediateValue,
+    JobArtifactUploads,
     JobEvent,
     JobEventReply,
     JobSpec,
@@ -81,6 +87,8 @@ class FakeEdgeApi:
     "already recorded", another kind stale."""
     counted: list[str] = field(default_factory=list)
     """Job ids in the order their terminal event was recorded (once each, if all goes well)."""
+    batch_artifacts: bool = True
+    """Answer ``/sites/{site}/artifacts`` and its ``/confirm`` (False: 404)."""
     requests: list[str] = field(default_factory=list)
     """Every request received, as ``METHOD /path``."""
 
@@ -208,11 +216,7 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             state.intermediate.setdefault(job_id, []).extend(body.values)
         return IntermediateReply(accepted=accepted, stored=len(body.values) if accepted else 0)
 
-    @app.post("/edge/v1/jobs/{job_id}/artifacts")
-    async def artifacts(
-        job_id: str, body: ArtifactUrlRequest, authorization: Auth = None
-    ) -> ArtifactUrlReply:
-        check(authorization)
+    def presign(job_id: str, body: ArtifactUrlRequest) -> ArtifactUrlReply:
         if not current(job_id, body.generation):
             raise HTTPException(409, "stale lease")
         return ArtifactUrlReply(
@@ -226,6 +230,29 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             ]
         )
 
+    @app.post("/edge/v1/jobs/{job_id}/artifacts")
+    async def artifacts(
+        job_id: str, body: ArtifactUrlRequest, authorization: Auth = None
+    ) -> ArtifactUrlReply:
+        check(authorization)
+        return presign(job_id, body)
+
+    @app.post("/edge/v1/sites/{site}/artifacts")
+    async def artifact_batch(
+        site: str, body: ArtifactUrlBatch, authorization: Auth = None
+    ) -> ArtifactUrlBatchReply:
+        check(authorization)
+        if not state.batch_artifacts:
+            raise HTTPException(404, "Not Found")
+        replies = []
+        for item in body.jobs:
+            request = ArtifactUrlRequest(generation=item.generation, kinds=item.kinds)
+            try:
+                replies.append(JobArtifactUploads(uploads=presign(item.job_id, request).uploads))
+            except HTTPException as exc:
+                replies.append(JobArtifactUploads(detail=str(exc.detail)))
+        return ArtifactUrlBatchReply(replies=replies)
+
     @app.put("/upload/{key:path}")
     async def upload(key: str, request: Request, sig: str = "") -> Response:
         if "authorization" in request.headers or sig != "x":
@@ -233,11 +260,7 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
         state.uploads[key] = await request.body()
         return Response(status_code=200)
 
-    @app.post("/edge/v1/jobs/{job_id}/artifacts/confirm")
-    async def confirm(
-        job_id: str, body: ArtifactConfirm, authorization: Auth = None
-    ) -> ArtifactConfirmReply:
-        check(authorization)
+    def stored(body: ArtifactConfirm) -> ArtifactConfirmReply:
         data = state.uploads.get(body.key)
         if (
             data is None
@@ -247,6 +270,29 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             raise HTTPException(422, "size or sha256 does not match the stored object")
         state.confirms.append(body)
         return ArtifactConfirmReply(artifact_id=f"a-{len(state.confirms)}")
+
+    @app.post("/edge/v1/jobs/{job_id}/artifacts/confirm")
+    async def confirm(
+        job_id: str, body: ArtifactConfirm, authorization: Auth = None
+    ) -> ArtifactConfirmReply:
+        check(authorization)
+        return stored(body)
+
+    @app.post("/edge/v1/sites/{site}/artifacts/confirm")
+    async def confirm_batch(
+        site: str, body: ArtifactConfirmBatch, authorization: Auth = None
+    ) -> ArtifactConfirmBatchReply:
+        check(authorization)
+        if not state.batch_artifacts:
+            raise HTTPException(404, "Not Found")
+        replies = []
+        for item in body.confirms:
+            try:
+                answer = stored(ArtifactConfirm.model_validate(item.model_dump(exclude={"job_id"})))
+                replies.append(ArtifactConfirmAnswer(artifact_id=answer.artifact_id))
+            except HTTPException as exc:
+                replies.append(ArtifactConfirmAnswer(detail=str(exc.detail)))
+        return ArtifactConfirmBatchReply(replies=replies)
 
     return app
 

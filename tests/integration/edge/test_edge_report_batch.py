@@ -1,7 +1,8 @@
-"""The jobs a scan finds ended are reported in one request (their artifacts uploaded
-first), ``reported.json`` written per job once its reply is in; against an api without
-the batched call the harvester reports them one by one. Edge api test double, real
-node agents through the local batch system."""
+"""The jobs a scan finds ended are reported in one request, their artifacts uploaded
+first (one request for the upload URLs, one for the confirms), ``reported.json``
+written per job once its reply is in; against an api without the batched calls the
+harvester sends them one by one. Edge api test double, real node agents through the
+local batch system."""
 
 from __future__ import annotations
 
@@ -51,7 +52,14 @@ async def test_the_jobs_a_scan_finds_ended_are_reported_in_one_request(
     await harvester.scan()
     assert fake_api.report_batches == [4], "one request for the scan's four reports"
     sent = fake_api.requests[before:]
-    assert not [r for r in sent if r.endswith("/events")], "no terminal event one by one"
+    assert sorted(sent) == sorted(
+        [
+            *["PUT /upload/alice/task-1/" + s.job_id + "/log" for s in specs],
+            "POST /edge/v1/sites/test-site/artifacts",
+            "POST /edge/v1/sites/test-site/artifacts/confirm",
+            "POST /edge/v1/sites/test-site/reports",
+        ]
+    ), "one request per scan for each step, besides the uploads themselves"
     for spec in specs:
         record = reported(site_config, spec)
         assert record is not None and (record.kind, record.accepted) == ("finished", True)
@@ -67,6 +75,7 @@ async def test_an_api_without_batched_reports_gets_them_one_by_one(
     fake_api: Any, make_harvester: HarvesterFactory, make_spec: SpecFactory, site_config: SiteConfig
 ) -> None:
     fake_api.batch_reports = False
+    fake_api.batch_artifacts = False
     site_config.slots = 2
     harvester = make_harvester()
     for _ in range(2):  # twice: the batched call is not tried again after its 404
@@ -80,6 +89,9 @@ async def test_an_api_without_batched_reports_gets_them_one_by_one(
             assert record is not None and record.accepted
             assert len(fake_api.events_of(spec.job_id, "finished")) == 1
     assert len(fake_api.requests_to("/reports")) == 1
+    assert len(fake_api.requests_to("/sites/test-site/artifacts")) == 1
+    assert fake_api.requests_to("/sites/test-site/artifacts/confirm") == []
+    assert len(fake_api.confirms) == 4, "each job's log confirmed on its own"
     assert fake_api.report_batches == []
     assert len(fake_api.counted) == 4
     await harvester.aclose()
@@ -131,7 +143,7 @@ async def test_a_crash_between_the_batch_reply_and_reported_json_costs_nothing(
             "already recorded",
         )
     assert sorted(fake_api.counted) == sorted(s.job_id for s in specs), "none counted twice"
-    uploads = fake_api.requests_to("/artifacts/confirm")
-    assert len(uploads) == 3, "artifacts stored before the crash are not uploaded again"
+    puts = [r for r in fake_api.requests if r.startswith("PUT ")]
+    assert len(puts) == len(fake_api.confirms) == 3, "what was stored is not uploaded again"
     assert restarted.jobs == {}
     await restarted.aclose()
