@@ -562,12 +562,14 @@ class Harvester:
             await self._pool_step(pool)
 
     async def _pool_step(self, pool: WorkerPool) -> None:
-        jobs = list(self.jobs.values())
+        active = dict(self.jobs)  # one view: a job started meanwhile waits for the next step
+        jobs = list(active.values())
         killed = await asyncio.to_thread(
             lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
         )
         expected = {j.job_id: j.doc.spec.expected_seconds for j in jobs}
-        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed, expected)
+        classes = {j.job_id: j.doc.spec.compute_class for j in jobs}
+        result = await asyncio.to_thread(pool.step, active, killed, expected, classes)
         ended: list[Ended] = []
         for job_id in result.taken_back:
             job = self.jobs.get(job_id)
