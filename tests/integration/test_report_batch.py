@@ -5,6 +5,7 @@ generation or another site's job refused with a kill, the run time learnt."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from shared.domain.models import JobStatus
 from tests.integration.central import Central, FakeSite, central, file_artifacts
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -212,3 +214,92 @@ async def test_artifact_urls_and_confirms_of_a_scan_go_in_one_request_each(
             "/edge/v1/sites/s1/artifacts/confirm", json={"confirms": []}, headers=site.headers
         )
         assert empty.status_code == 422 and "confirms" in empty.text
+
+
+class Crash(BaseException):
+    """The harvester killed where it is raised (nothing after it runs)."""
+
+
+async def test_a_harvester_killed_after_the_batch_reply_reports_again_counting_nothing_twice(
+    system: Central, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.harvester.report as report_module
+    from edge.config import SiteConfig
+    from edge.documents import ReportRecord
+    from edge.fsproto import JobPaths
+    from edge.harvester.daemon import Harvester
+
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+        user = {"Authorization": f"Bearer {await system.token('alice', ['user'])}"}
+        body = {
+            "config": {
+                "evaluationExec": f'{sys.executable} -c "import json; '
+                "json.dump({'loss': 0.5}, open('output.json', 'w'))\"",
+                "maxPoints": 3,
+                "nPointsPerIteration": 3,
+                "nParallelEvaluation": 3,
+            },
+            "searchSpace": {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
+        }
+        task = (await http.post("/api/v1/tasks", json=body, headers=user)).json()
+        site = SiteConfig.model_validate(
+            {
+                "site": "s1",
+                "api_url": system.api_url,
+                "token": await system.token("ops", ["edge:s1"]),
+                "root": tmp_path / "edge",
+                "slots": 3,
+                "poll_interval": 0.2,
+                "heartbeat_interval": 1,
+                "lease_wait_seconds": 0.5,
+            }
+        )
+        first = Harvester(site)
+        first.load()
+        await first.heartbeat_site()
+        while len(first.jobs) < 3:  # leased and started, with no scan to report them
+            await first.lease_once(0.5)
+
+        async def all_ended() -> bool:
+            statuses = [j.read_status() for j in first.jobs.values()]
+            return all(s is not None and s.terminal for s in statuses)
+
+        await until(all_ended)
+        job_ids = sorted(first.jobs)
+
+        def crash(*args: object) -> None:
+            raise Crash
+
+        with monkeypatch.context() as patch:
+            patch.setattr(report_module, "write_json_atomic", crash)
+            with pytest.raises(Crash):
+                await first.scan()
+        await first.aclose()
+        for job_id in job_ids:
+            record = await system.ctx.store.jobs.get(job_id)
+            assert record is not None and record.status is JobStatus.FINISHED, "recorded"
+            assert not JobPaths.under(site.root, job_id).reported.exists()
+
+        restarted = Harvester(site)
+        restarted.load()
+        assert sorted(restarted.jobs) == job_ids
+        await restarted.scan()
+        await restarted.aclose()
+        for job_id in job_ids:
+            path = JobPaths.under(site.root, job_id).reported
+            record = ReportRecord.model_validate_json(path.read_text())
+            assert (record.accepted, record.detail) == (True, "already recorded")
+
+        async def done() -> dict[str, Any] | None:
+            view: dict[str, Any] = (
+                await http.get(f"/api/v1/tasks/{task['id']}", headers=user)
+            ).json()
+            return view if view["status"] in ("done", "failed") else None
+
+        assert (await until(done))["status"] == "done"
+        jobs = (await http.get(f"/api/v1/tasks/{task['id']}/jobs", headers=user)).json()
+        assert sorted((j["id"], j["attempt"], j["status"]) for j in jobs) == [
+            (job_id, 1, "finished") for job_id in job_ids
+        ], "no job retried, none added"
+        points = await system.ctx.store.points.list_for_task(task["id"])
+        assert len(points) == 3 and all(p.loss == 0.5 for p in points)
