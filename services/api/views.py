@@ -29,7 +29,7 @@ async def progress(store: Store, task: Task) -> Progress:
     )
     total: Counter[str] = sum(by_segment.values(), Counter())
     jobs = {
-        "active_jobs": await store.jobs.count(task.id, active_only=True),
+        "active_jobs": len(task.open_jobs),  # kept by the store, not counted
         "jobs": (
             task.jobs_counted
             if task.jobs_counted is not None

@@ -93,8 +93,9 @@ async def status_counts(store: Store, task_id: str) -> dict[str, int]:
     return dict(await store.points.count_by_status(task_id))
 
 
-async def active_job_count(store: Store, task_id: str) -> int:
-    return await store.jobs.count(task_id, active_only=True)
+def active_job_count(task: Task) -> int:
+    """The task's jobs not yet applied, as the store keeps them (``Task.open_jobs``)."""
+    return len(task.open_jobs)
 
 
 async def jobs_by_id(store: Store, job_ids: list[str]) -> dict[str, Job]:

@@ -64,7 +64,7 @@ class MongoStore:
         self.segments = SegmentRepository(db["segments"])
         self.points = PointRepository(db["points"])
         self.summaries = PointSummaries(db["point_summaries"], self.points)
-        self.jobs = JobRepository(db["jobs"])
+        self.jobs = JobRepository(db["jobs"], db["tasks"], db["sites"])
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])

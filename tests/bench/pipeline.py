@@ -12,6 +12,10 @@ interval, and every JSON line names its settings and which of them differ from t
 product's. The site heartbeats every quarter of the broker's ``site_alive_seconds``,
 as a harvester does, so a run longer than a minute keeps its site.
 
+Database commands per point are given in all, split into the events' and the periodic
+passes' (which run per interval, not per point, so their share per point grows when the
+machine is slow), and the events' by command and collection (``find:tasks``).
+
 Prints one JSON line per backend: the embedded default (memory bus) and RabbitMQ, both
 on SecantusDB. Run: python tests/bench/pipeline.py [--points 60] [--reconcile 2]
 (uses HPO_TEST_MONGO_URL / HPO_TEST_AMQP_URL when set; otherwise starts a SecantusDB and
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -42,6 +47,7 @@ from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from services.runner import PERIODIC_PASS
 from shared.clock import utcnow
 from shared.config import ApiSettings, BrokerSettings, ServiceSettings
 from shared.store.server import start_secantus
@@ -56,15 +62,30 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.count = 0
+        self.periodic = 0
+        """Of ``count``, the commands of the services' periodic passes."""
+        self.by_kind: Counter[str] = Counter()
+        """Per ``command:collection`` (``find:tasks``), the commands started outside
+        the periodic passes (the events': what each point costs)."""
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        if PERIODIC_PASS.get():
+            self.periodic += 1
+        else:
+            self.by_kind[kind(event.command_name, event.command)] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def kind(name: str, command: Any) -> str:
+    """``command:collection``, or the command alone for one on no collection."""
+    target = command.get("collection") if name == "getMore" else command.get(name)
+    return f"{name}:{target}" if isinstance(target, str) else name
 
 
 COMMANDS = CommandCounter()
@@ -197,6 +218,8 @@ async def run_task(
     task_id = reply.json()["id"]
     latencies: list[float] = []
     commands_before = COMMANDS.count
+    periodic_before = COMMANDS.periodic
+    kinds_before = Counter(COMMANDS.by_kind)
     started = time.perf_counter()
     jobs = await site.lease(wait=30)
     for _ in range(points):
@@ -214,6 +237,8 @@ async def run_task(
         latencies.append(time.perf_counter() - sent)
     total = time.perf_counter() - started
     commands = COMMANDS.count - commands_before
+    periodic = COMMANDS.periodic - periodic_before
+    kinds = COMMANDS.by_kind - kinds_before
 
     async def done() -> bool | None:
         view = await http.get(f"/api/v1/tasks/{task_id}", headers=auth)
@@ -225,6 +250,11 @@ async def run_task(
         "result_to_leasable_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "result_to_leasable_p99_ms": round(percentile(latencies, 0.99) * 1e3, 1),
         "db_commands_per_point": round(commands / points, 1),
+        "db_commands_per_point_events": round((commands - periodic) / points, 1),
+        "db_commands_per_point_periodic": round(periodic / points, 1),
+        "db_commands_by_kind": {
+            name: round(n / points, 2) for name, n in kinds.most_common() if n / points >= 0.05
+        },
     }
 
 

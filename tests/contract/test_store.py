@@ -476,6 +476,122 @@ async def test_job_counts_cancellation_and_listings(store: Store) -> None:
     assert len(await store.jobs.list_in_states("t1", [JobStatus.CANCELLED], limit=2)) == 2
 
 
+async def open_jobs(store: Store, task_id: str = "t1") -> list[str]:
+    found = await store.tasks.get(task_id)
+    assert found is not None
+    return sorted(found.open_jobs)
+
+
+async def assigned_jobs(store: Store, site: str = "s") -> list[str]:
+    found = await store.sites.get(site)
+    assert found is not None
+    return sorted(found.assigned_jobs)
+
+
+async def test_a_task_counts_each_job_open_from_its_insert_to_its_apply_once(
+    store: Store,
+) -> None:
+    await store.tasks.insert(task())
+    assert await open_jobs(store) == []
+    assert await store.jobs.insert(job("j1"))
+    assert not await store.jobs.insert(job("j1"))  # a repeated insert counts nothing
+    assert await store.jobs.insert(job("j2"))
+    assert await open_jobs(store) == ["j1", "j2"]
+    await leased(store, "j3")
+    assert await store.jobs.finish("j3", 1, [])
+    assert not await store.jobs.finish("j3", 1, [])
+    assert await open_jobs(store) == ["j1", "j2", "j3"]  # open until its outcome is applied
+    assert await store.jobs.mark_applied("j3")
+    assert not await store.jobs.mark_applied("j3")  # lost its condition: moves nothing
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert not await store.jobs.insert(job("j3"))  # an applied job inserted again stays closed
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert await store.jobs.cancel_task_jobs("t1", "by user") == 2
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert sorted(await store.jobs.open_ids("t1")) == ["j1", "j2"]
+    for job_id in ("j1", "j2"):
+        assert await store.jobs.mark_applied(job_id)
+    assert await open_jobs(store) == []
+    assert await store.jobs.open_ids("t1") == []
+
+
+async def test_a_job_applied_without_closing_is_closed_by_the_next_build_lock(
+    store: Store,
+) -> None:
+    """The job builder drops a job it applied with the write that takes the task's
+    build lock (one write less); a lock it does not get drops nothing."""
+    await store.tasks.insert(task())
+    for job_id in ("j1", "j2"):
+        assert await store.jobs.insert(job(job_id))
+        await store.jobs.cancel_task_jobs("t1", "by user")
+        assert await store.jobs.mark_applied(job_id, close=False)
+    assert await open_jobs(store) == ["j1", "j2"]
+    now = utcnow()
+    soon = now + timedelta(seconds=30)
+    held = await store.tasks.claim_build("t1", "a", now, soon, closing=["j1"])
+    assert held is not None and held.open_jobs == ["j2"]  # as it is after the write
+    assert await store.tasks.claim_build("t1", "b", now, soon, closing=["j2"]) is None
+    assert await open_jobs(store) == ["j2"]
+
+
+async def test_a_job_counted_against_the_budget_on_insert_is_counted_once(store: Store) -> None:
+    await store.tasks.insert(task(jobs_counted=0))
+    assert await store.jobs.insert(job("j1"), counted=True)
+    assert not await store.jobs.insert(job("j1"), counted=True)  # repeated: counted once
+    assert await store.jobs.insert(job("j2"))
+    found = await store.tasks.get("t1")
+    assert found is not None and found.jobs_counted == 1
+    assert sorted(found.open_jobs) == ["j1", "j2"]
+
+
+async def test_a_site_counts_each_job_assigned_until_leased_taken_back_or_cancelled_once(
+    store: Store,
+) -> None:
+    await store.sites.heartbeat(Site(id="s", free_slots=4))
+    await store.sites.heartbeat(Site(id="s2", free_slots=4))
+    for i in range(4):
+        await store.jobs.insert(job(f"j{i}", created=utcnow() + timedelta(seconds=i)))
+        assert await store.jobs.assign(f"j{i}", "s")
+    assert not await store.jobs.assign("j0", "s")  # lost its condition: moves nothing
+    assert not await store.jobs.assign("j0", "s2")
+    assert await assigned_jobs(store) == ["j0", "j1", "j2", "j3"]
+    assert await assigned_jobs(store, "s2") == []
+    await store.sites.heartbeat(Site(id="s", free_slots=3))  # a heartbeat keeps the count
+    assert await assigned_jobs(store) == ["j0", "j1", "j2", "j3"]
+    assert await store.jobs.unassign("j1")
+    assert not await store.jobs.unassign("j1")
+    assert await assigned_jobs(store) == ["j0", "j2", "j3"]
+    leased_now = await store.jobs.lease_next("s", "s", utcnow() + timedelta(seconds=60))
+    assert leased_now is not None and leased_now.id == "j0"
+    assert await assigned_jobs(store) == ["j2", "j3"]
+    assert sorted(await store.jobs.assigned_ids("s")) == ["j2", "j3"]
+    assert await store.jobs.cancel_task_jobs("t1", "by user") == 4  # j0 leased, j1 defined
+    assert await assigned_jobs(store) == []
+    assert await store.jobs.assigned_ids("s") == []
+
+
+async def test_the_repairs_put_a_drifted_count_right(store: Store) -> None:
+    """What a process killed between a job's write and its count's leaves (an id too
+    many), or any other drift, is put right by the owner's periodic pass with these."""
+    await store.tasks.insert(task())
+    await store.sites.heartbeat(Site(id="s", free_slots=2))
+    await store.jobs.insert(job("j1"))
+    assert await store.jobs.assign("j1", "s")
+    await store.tasks.repair_open_jobs("t1", ["ghost", "j1"], [])
+    await store.sites.repair_assigned("s", ["ghost"], [])
+    assert await open_jobs(store) == ["ghost", "j1"]
+    assert await assigned_jobs(store) == ["ghost", "j1"]
+    await store.tasks.repair_open_jobs("t1", [], ["ghost", "j1"])
+    await store.sites.repair_assigned("s", [], ["ghost", "j1"])
+    assert await open_jobs(store) == [] and await assigned_jobs(store) == []
+    await store.tasks.repair_open_jobs("t1", ["j1"], [])
+    await store.sites.repair_assigned("s", ["j1"], [])
+    assert await open_jobs(store) == ["j1"] and await assigned_jobs(store) == ["j1"]
+    await store.tasks.repair_open_jobs("nope", ["j1"], ["j2"])  # no such task: nothing
+    await store.sites.repair_assigned("nope", ["j1"], ["j2"])
+    assert await store.tasks.get("nope") is None and await store.sites.get("nope") is None
+
+
 # --- sites, tokens, artifacts ------------------------------------------------------
 
 
