@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from fastapi import FastAPI
 
@@ -26,6 +27,8 @@ from services.monitor.occupancy import Occupancy
 from services.monitor.routers import artifacts, events, jobs, points, sites, tasks
 from services.monitor.summaries import Summaries
 from shared.config import MonitorSettings
+
+log = logging.getLogger(__name__)
 
 
 def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
@@ -45,6 +48,18 @@ def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
         occupancy=Occupancy(ctx.store, interval=settings.monitor_occupancy_seconds),
         job_counts=CostBounded(),
     )
+
+
+async def keep_active(state: MonitorState) -> int:
+    """One pass of the stored snapshots: every active task's parts brought up to date
+    (level-triggered: whatever a dead monitor did not store is read now)."""
+    written = 0
+    for task in await state.store.tasks.list_active():
+        try:
+            written += await state.cache.keep(task)
+        except Exception:
+            log.exception("monitor: keeping the snapshot of %s failed", task.id)
+    return written
 
 
 def create_app(ctx: Context, settings: MonitorSettings) -> FastAPI:
@@ -80,6 +95,7 @@ class MonitorService(WebService):
 
     async def reconcile(self) -> None:
         await self.state.occupancy.sample()
+        await keep_active(self.state)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.monitor import reads
+from services.monitor import keeper, reads
 from services.monitor.snapshot import TaskSnapshot
 from shared.domain.models import Task
 from shared.domain.taskconfig import Direction
@@ -193,12 +193,13 @@ class SnapshotCache:
         )
 
     async def _load(self, entry: TaskEntry) -> None:
-        for segment in entry.segments:
-            async for docs in reads.point_chunks(self.store, entry.task.id, segment):
-                entry.snapshot.apply(docs)
+        """From the stored parts and the points they lack; what was read from the points
+        is stored back."""
+        await keeper.restore(self.store, entry.task.id, entry.snapshot, entry.segments)
         entry.loaded = True
         entry.refreshed = time.monotonic()
         self.loads += 1
+        await self._save(entry)
         if self.on_loaded is not None:
             try:
                 await self.on_loaded(entry)
@@ -236,7 +237,30 @@ class SnapshotCache:
                 if snap.apply(docs):
                     changed = True
             entry.refreshed = started
+            await self._save(entry)
         return changed
+
+    async def _save(self, entry: TaskEntry) -> None:
+        """Store the parts that changed; a failure is logged (the next save retries)."""
+        try:
+            await keeper.save(self.store, entry.task.id, entry.snapshot)
+        except Exception:
+            log.exception("monitor: storing the snapshot of %s failed", entry.task.id)
+
+    async def keep(self, task: Task) -> int:
+        """Keep the stored snapshot of ``task`` current (the periodic pass): through its
+        entry if one is loaded, else part by part without holding the task."""
+        if self.peek(task.id) is not None:
+            await self.refresh(task.id)
+            return 0
+        shell = self.entries.get(task.id) or await self._new_entry(task)
+        return await keeper.keep(
+            self.store,
+            task.id,
+            shell.segments,
+            shell.snapshot.objectives,
+            shell.snapshot.categorical,
+        )
 
     def _evict(self) -> None:
         now = time.monotonic()
