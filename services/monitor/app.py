@@ -27,6 +27,7 @@ from services.monitor.occupancy import Occupancy
 from services.monitor.routers import artifacts, events, jobs, points, sites, tasks
 from services.monitor.summaries import Summaries
 from shared.config import MonitorSettings
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,14 @@ def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
     )
 
 
-async def keep_active(state: MonitorState) -> int:
+async def keep_active(store: Store, cache: SnapshotCache) -> int:
     """One pass of the stored snapshots: every active task's parts brought up to date
-    (level-triggered: whatever a dead monitor did not store is read now)."""
+    (level-triggered: whatever a dead monitor did not store is read now); returns how
+    many parts were written outside the cache."""
     written = 0
-    for task in await state.store.tasks.list_active():
+    for task in await store.tasks.list_active():
         try:
-            written += await state.cache.keep(task)
+            written += await cache.keep(task)
         except Exception:
             log.exception("monitor: keeping the snapshot of %s failed", task.id)
     return written
@@ -95,7 +97,7 @@ class MonitorService(WebService):
 
     async def reconcile(self) -> None:
         await self.state.occupancy.sample()
-        await keep_active(self.state)
+        await keep_active(self.state.store, self.state.cache)
 
     async def stop(self) -> None:
         self._stop.set()

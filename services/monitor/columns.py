@@ -69,14 +69,27 @@ def encode(snap: TaskSnapshot, task_id: str, segment: str, part: int) -> Snapsho
     )
 
 
+class Unreadable(ValueError):
+    """A stored part this monitor cannot read (damaged, or another format): its points
+    are read from the database instead."""
+
+
 def decode(snap: TaskSnapshot, part: SnapshotPart) -> int:
     """Append the part's rows to ``snap`` (which must not know them yet); returns how
-    many. A part in a format this monitor does not know is skipped (its points are
-    read from the database instead)."""
+    many. Nothing is appended from a part that raises :class:`Unreadable`."""
+    try:
+        return _decode(snap, part)
+    except (zlib.error, struct.error, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise Unreadable(f"{part.task_id}/{part.segment}/{part.part}: {exc}") from exc
+
+
+def _decode(snap: TaskSnapshot, part: SnapshotPart) -> int:
     raw = zlib.decompress(part.data)
     (size,) = struct.unpack_from("<I", raw)
     header = json.loads(raw[4 : 4 + size])
-    if header.get("format") != FORMAT or not header["rows"]:
+    if header.get("format") != FORMAT:
+        raise ValueError(f"format {header.get('format')!r}")
+    if not header["rows"]:
         return 0
     arrays: dict[str, npt.NDArray[Any]] = {}
     offset = 4 + size
@@ -91,6 +104,8 @@ def decode(snap: TaskSnapshot, part: SnapshotPart) -> int:
         for name, values in arrays.items()
         if name.startswith("param:")
     }
+    if offset != len(raw) or len(header["ids"]) != header["rows"]:
+        raise ValueError("columns do not match the header")
     curves: dict[int, tuple[IntArray, FloatArray]] = {
         int(pos): (np.array(steps, dtype=np.int64), np.array(values, dtype=np.float64))
         for pos, steps, values in header["curves"]

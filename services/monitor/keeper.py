@@ -35,13 +35,14 @@ async def restore(store: Store, task_id: str, snap: TaskSnapshot, segments: list
         by_segment[part.segment].append(part)
     for segment in segments:
         stored = by_segment.get(segment, [])
+        readable = []
         for part in stored:
             try:
                 columns.decode(snap, part)
-            except (ValueError, KeyError, TypeError):  # unreadable: read from the points
-                log.warning("monitor: stored part %s/%s/%d unreadable", task_id, segment, part.part)
-                snap.rewind(segment, part.part * PART_SIZE)
-        snap.rewind(segment, columns.coverage(stored))
+                readable.append(part)
+            except columns.Unreadable as exc:  # its points are read instead
+                log.warning("monitor: a stored part is unreadable (%s)", exc)
+        snap.rewind(segment, columns.coverage(readable))
         await catch_up(store, task_id, snap, segment)
 
 
@@ -89,11 +90,16 @@ async def keep(
             snap = TaskSnapshot(objectives, categorical)
             if number in stored:
                 old = await store.snapshots.part(task_id, segment, number)
-                if old is not None:
-                    columns.decode(snap, old)
-                    snap.rewind(segment, old.upto)
+                try:
+                    if old is not None:
+                        columns.decode(snap, old)
+                        snap.rewind(segment, old.upto)
+                except columns.Unreadable as exc:  # the part is rebuilt from its points
+                    log.warning("monitor: a stored part is unreadable (%s)", exc)
+                    lo = number * PART_SIZE
+                    docs = await store.points.rows(task_id, segment, start=lo, stop=lo + PART_SIZE)
             snap.clean()
-            snap.apply(docs)
+            snap.apply(sorted(docs, key=lambda d: int(d["index"])))
             if snap.dirty:
                 await save(store, task_id, snap)
                 written += 1
