@@ -51,14 +51,21 @@ def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
     )
 
 
-async def keep_active(store: Store, cache: SnapshotCache) -> int:
-    """One pass of the stored snapshots: every active task's parts brought up to date
-    (level-triggered: whatever a dead monitor did not store is read now); returns how
-    many parts were written outside the cache."""
+KEEP_SECONDS = 10.0
+"""How often the periodic pass brings an active task's stored snapshot up to date: a
+fresh monitor reads from the points what arrived since (seconds of results)."""
+
+
+async def keep_active(store: Store, cache: SnapshotCache, *, every: float = 0.0) -> int:
+    """One pass of the stored snapshots: every active task's parts brought up to date,
+    each at most once per ``every`` seconds (level-triggered: whatever a dead monitor
+    did not store is read now); returns how many parts were written outside the cache."""
     written = 0
-    for task in await store.tasks.list_active():
+    active = await store.tasks.list_active()
+    cache.forget_kept({t.id for t in active})
+    for task in active:
         try:
-            written += await cache.keep(task)
+            written += await cache.keep(task, every=every)
         except Exception:
             log.exception("monitor: keeping the snapshot of %s failed", task.id)
     return written
@@ -97,7 +104,7 @@ class MonitorService(WebService):
 
     async def reconcile(self) -> None:
         await self.state.occupancy.sample()
-        await keep_active(self.state.store, self.state.cache)
+        await keep_active(self.state.store, self.state.cache, every=KEEP_SECONDS)
 
     async def stop(self) -> None:
         self._stop.set()

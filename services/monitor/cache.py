@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class SnapshotCache:
         self.entries: dict[str, TaskEntry] = {}
         self.loads = 0
         """How many full loads were made (a test's way to see single flight)."""
+        self._kept: dict[str, float] = {}
+        self._shapes: dict[str, tuple[list[str], int, set[str]]] = {}
 
     async def entry(self, task: Task, *, max_age: float | None = None) -> TaskEntry:
         """The task's loaded entry, loading it first if needed (once, whoever asks).
@@ -247,20 +250,34 @@ class SnapshotCache:
         except Exception:
             log.exception("monitor: storing the snapshot of %s failed", entry.task.id)
 
-    async def keep(self, task: Task) -> int:
-        """Keep the stored snapshot of ``task`` current (the periodic pass): through its
-        entry if one is loaded, else part by part without holding the task."""
-        if self.peek(task.id) is not None:
-            await self.refresh(task.id)
+    async def keep(self, task: Task, *, every: float = 0.0) -> int:
+        """Keep the stored snapshot of ``task`` current (the periodic pass), at most
+        once per ``every`` seconds: through its entry if one is loaded (an open page's
+        live refresh keeps it already), else part by part without holding the task.
+        Returns how many parts were written outside an entry."""
+        now = time.monotonic()
+        if now - self._kept.get(task.id, -math.inf) < every:
             return 0
-        shell = self.entries.get(task.id) or await self._new_entry(task)
-        return await keeper.keep(
-            self.store,
-            task.id,
-            shell.segments,
-            shell.snapshot.objectives,
-            shell.snapshot.categorical,
-        )
+        self._kept[task.id] = now
+        entry = self.peek(task.id)
+        if entry is not None:
+            if now - entry.refreshed >= every:
+                await self.refresh(task.id)
+            return 0
+        shape = self._shapes.get(task.id)
+        if shape is None:
+            shell = self.entries.get(task.id) or await self._new_entry(task)
+            snap = shell.snapshot
+            shape = self._shapes[task.id] = (shell.segments, snap.objectives, snap.categorical)
+            while len(self._shapes) > 10 * self.max_tasks:
+                self._shapes.pop(next(iter(self._shapes)))
+        return await keeper.keep(self.store, task.id, *shape)
+
+    def forget_kept(self, active: set[str]) -> None:
+        """Drop what :meth:`keep` remembers of tasks that are no longer active."""
+        for task_id in [t for t in self._kept if t not in active]:
+            self._kept.pop(task_id, None)
+            self._shapes.pop(task_id, None)
 
     def _evict(self) -> None:
         now = time.monotonic()

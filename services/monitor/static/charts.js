@@ -78,7 +78,12 @@ const Charts = (() => {
     ];
     if (pruned.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: pick(pruned, h.x), y: pick(pruned, h.y), text: pick(pruned, h.ids), marker: { size: 5, symbol: "x", color: "#6e7781" }, hovertemplate: "%{text} (pruned)<br>index %{x}<br>loss %{y}<extra></extra>" });
     const layout = { margin, xaxis: { title: { text: "point index" } }, yaxis: { title: { text: "loss" } }, legend: { orientation: "h", y: 1.1 }, uirevision: "history" };
-    const drawn = Plotly.react(div, traces, layout, config);
+    // Drawn again (a zoom's re-cut, a live update) with the same traces: only their
+    // data is replaced, which Plotly redraws for less than a whole react.
+    const same = div.data && div.data.length === traces.length && traces.every((t, i) => div.data[i].name === t.name);
+    const drawn = same
+      ? Plotly.restyle(div, { x: traces.map((t) => t.x), y: traces.map((t) => t.y), text: traces.map((t) => t.text || null) })
+      : Plotly.react(div, traces, layout, config);
     marked(div, h.x.length, { total: String(h.total) });
     if (!previewed && onShown) drawn.then(onShown);
     if (!div.dataset.zoomHooked) {
