@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ from services.monitor.snapshot import PART_SIZE, TaskSnapshot
 from shared.store.mongo import MongoStore
 from shared.store.snapshots import SnapshotPart
 from tests.browser.seed import seed_task
+from tests.integration.central import central, file_artifacts
+from tests.integration.monitor_support import monitor_state
+from tests.waiting import until
 
 pytestmark = [pytest.mark.mongo, pytest.mark.timeout(300)]
 
@@ -223,3 +227,29 @@ async def test_an_unreadable_part_is_read_from_the_points(
         assert stored is not None and stored.data != b"junk"
     finally:
         await again.close()
+
+
+async def test_the_running_monitor_keeps_an_active_tasks_parts_unasked(
+    mongo_db_url: str, tmp_path: Path
+) -> None:
+    """The monitor service's own periodic pass stores the parts, no page open, and
+    stores again what arrives."""
+    async with central(
+        mongo_url=mongo_db_url,
+        bus_url="memory://",
+        bus_prefix="",
+        artifacts_url=file_artifacts(tmp_path),
+        services=["monitor"],
+    ) as system:
+        store = system.ctx.store
+        assert isinstance(store, MongoStore)
+        task_id = await running_task(store)
+
+        async def parts(count: int, upto: int) -> bool:
+            heads = await store.snapshots.heads(task_id)
+            return len(heads) == count and heads[-1].upto == upto
+
+        await until(lambda: parts(3, POINTS))
+        await store.points.col.insert_many([point(task_id, POINTS + i) for i in range(10)])
+        await until(lambda: parts(3, POINTS + 10))
+        assert monitor_state(system).cache.loads == 0

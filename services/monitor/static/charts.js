@@ -9,15 +9,27 @@
 "use strict";
 
 let plotlyLoading = null;
+let plotlyHeld = null;
+let plotlyRelease = () => {};
+// Parsing the bundle holds the page's only thread for most of a second (seconds on a
+// busy machine): a task page holds it back until its first render is drawn (the
+// history's canvas preview and the points table), so an answer arriving meanwhile is
+// not left waiting behind the parse. The bundle is preloaded: only its run waits.
+// A history that could not be previewed releases it (it needs Plotly to be seen).
+function holdPlotly() {
+  if (!plotlyLoading) plotlyHeld = new Promise((resolve) => { plotlyRelease = resolve; });
+}
+function releasePlotly() { plotlyRelease(); }
 function loadPlotly() {
   if (!plotlyLoading) {
-    plotlyLoading = new Promise((resolve, reject) => {
+    const gate = plotlyHeld || Promise.resolve();
+    plotlyLoading = gate.then(() => new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = "assets/plotly.min.js";
       script.onload = () => resolve(window.Plotly);
       script.onerror = () => reject(new Error("the chart library (assets/plotly.min.js) did not load"));
       document.head.append(script);
-    });
+    }));
   }
   return plotlyLoading;
 }
@@ -67,6 +79,7 @@ const Charts = (() => {
   async function history(div, h, onZoom, onShown) {
     const previewed = !window.Plotly && !div.data && preview(div, h);
     if (previewed && onShown) onShown();
+    if (!previewed) releasePlotly();
     await loadPlotly();
     for (const canvas of div.querySelectorAll(":scope > canvas.preview")) canvas.remove();
     const complete = [], pruned = [];
