@@ -204,13 +204,14 @@ class JobBuilderService(BusConsumer):
         total_jobs = await self._define_jobs(task, counted)
         await self._maybe_finish(task, total_jobs)
         if repair:
-            await self._summarise(task.id)
+            await self._summarise(task)
 
-    async def _summarise(self, task_id: str) -> None:
-        """Bring the task's point summaries up to date (new and open points only), so a
-        task view, even the first, never reads the whole task."""
-        names = [s.name for s in await self.ctx.constants.segments(task_id)]
-        await self.ctx.store.summaries.by_segment(task_id, names)
+    async def _summarise(self, task: Task) -> None:
+        """Bring the task's point summaries (and a multi-objective task's fronts) up to
+        date from the new and open points only, so a task view, even the first, never
+        reads the whole task."""
+        names = [s.name for s in await self.ctx.constants.segments(task.id)]
+        await self.ctx.store.summaries.by_segment(task.id, names, task.config.multi_objective)
 
     async def _stop_early(self, task: Task) -> bool:
         """End the task if one of its stopping rules (:mod:`.stopping`) is met, from
@@ -324,7 +325,7 @@ class JobBuilderService(BusConsumer):
         if await store.tasks.transition(task.id, end.status, reason=end.reason):
             log.info("task %s %s: %s", task.id, end.status.value, end.reason)
             await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.status.value))
-            await self._summarise(task.id)  # final: every point is closed or cancelled
+            await self._summarise(task)  # final: every point is closed or cancelled
 
     async def _tally(
         self, task: Task, segments: int, budget: int, jobs: int, exhausted: bool

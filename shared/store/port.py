@@ -12,6 +12,7 @@ method says so, and every listing has a stated order.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ from shared.domain.models import (
     WarmStartSummary,
 )
 from shared.domain.paging import PageRequest, PointOrder
+from shared.domain.pareto import Direction, FrontMember
 from shared.store.documents import Doc
 from shared.store.records import ClassKey, SteeringCapability, Study, Trial
 from shared.store.snapshots import SnapshotPart
@@ -241,11 +243,21 @@ class StatsRepo(Protocol):
 
 
 class SummaryRepo(Protocol):
-    """Per segment, the count of its points by status (a task view's progress): on
-    MongoDB kept as summaries derived from the points (:mod:`shared.store.summaries`)."""
+    """Per segment, the count of its points by status (a task view's progress) and a
+    multi-objective segment's Pareto front: on MongoDB kept as summaries derived from
+    the points (:mod:`shared.store.summaries`)."""
 
-    async def counts(self, task_id: str, segment: str) -> Counter[str]: ...
-    async def by_segment(self, task_id: str, segments: list[str]) -> dict[str, Counter[str]]: ...
+    async def counts(
+        self, task_id: str, segment: str, directions: Sequence[Direction] = ()
+    ) -> Counter[str]: ...
+    async def by_segment(
+        self, task_id: str, segments: list[str], directions: Sequence[Direction] = ()
+    ) -> dict[str, Counter[str]]: ...
+    async def front(
+        self, task_id: str, segment: str, directions: Sequence[Direction]
+    ) -> list[FrontMember]:
+        """(point id, losses, params) of each point on the front, in the order they closed."""
+        ...
 
 
 class ViewRepo(Protocol):

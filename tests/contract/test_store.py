@@ -34,6 +34,7 @@ from shared.domain.models import (
     WarmStartSummary,
 )
 from shared.domain.paging import PageKey, PageRequest, PointOrder
+from shared.domain.pareto import Direction, pareto_front
 from shared.domain.taskconfig import TaskConfig
 from shared.store import DuplicateKeyError, Store, attempt_job_id, open_store
 from shared.store.records import SteeringCapability, Study
@@ -890,3 +891,38 @@ async def test_snapshot_parts_are_replaced_whole_and_read_per_task(store: Store)
     await store.snapshots.drop("t1")
     assert await store.snapshots.parts("t1") == []
     assert [p.data for p in await store.snapshots.parts("t2")] == [b"other"]
+
+
+async def test_a_segments_front_follows_its_results_whoever_refreshed_first(
+    store: Store,
+) -> None:
+    directions: list[Direction] = ["minimize", "maximize"]
+    losses = [[3.0, 1.0], [1.0, 0.0], [2.0, 2.0], [4.0, 5.0], [2.0, 2.0], [0.5, -1.0], [9, 9]]
+
+    async def evaluate(index: int) -> None:
+        p = await store.points.get(f"t1.main.{index}")
+        assert p is not None
+        job = await store.points.start_attempt(p)
+        assert job is not None
+        assert await store.points.record_result(p.id, job, losses[index], {})
+
+    def expected(upto: int) -> list[tuple[str, list[float], dict[str, object]]]:
+        pairs = [(i, losses[i]) for i in range(upto)]
+        return [
+            (f"t1.main.{i}", [float(v) for v in losses[i]], {"x": i})
+            for i in pareto_front(pairs, directions)
+        ]
+
+    for index in range(len(losses)):  # indices are given out in order, then evaluated
+        assert await store.points.insert(point(index))
+    for index in range(3):
+        await evaluate(index)
+    # A refresh that keeps no front (the job builder of a task asked before any view)...
+    assert (await store.summaries.counts("t1", "main"))["evaluated"] == 3
+    # ...and the first ask for the front still sees every closed point.
+    assert await store.summaries.front("t1", "main", directions) == expected(3)
+    for index in range(3, 7):  # open points closing one by one
+        await evaluate(index)
+        await store.summaries.counts("t1", "main")  # folded with the kept directions
+    assert await store.summaries.front("t1", "main", directions) == expected(7)
+    assert await store.summaries.front("t1", "other", directions) == []
