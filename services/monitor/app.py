@@ -112,4 +112,5 @@ class MonitorService(WebService):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live
             self._live = None
+        await self.state.cache.flush()
         await self.app.state.tokens.stop()

@@ -31,6 +31,9 @@ P = TypeVar("P")
 IDLE_SECONDS = 600.0
 MAX_DERIVED = 64
 """Series kept per task (the oldest asked first goes)."""
+SAVE_SECONDS = 10.0
+"""A loaded task's changed parts are stored at most this often (a growing task rewrites
+its last part each time); a fresh monitor reads from the points what came since."""
 SLOW_SERIES_SECONDS = 30.0
 """A slow series (parameter importance) is recomputed at most this often while the
 task changes; meanwhile the previous answer is served."""
@@ -46,6 +49,8 @@ class TaskEntry:
     study: Study | None
     loaded: bool = False
     refreshed: float = 0.0
+    saved: float = -math.inf
+    """When its changed parts were last stored (monotonic)."""
     """When the snapshot was last brought up to date (monotonic)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     used: float = field(default_factory=time.monotonic)
@@ -136,6 +141,7 @@ class SnapshotCache:
         self.loads = 0
         """How many full loads were made (a test's way to see single flight)."""
         self._kept: dict[str, float] = {}
+        self._saving: dict[str, asyncio.Future[None]] = {}
         self._shapes: dict[str, tuple[list[str], int, set[str]]] = {}
 
     async def entry(self, task: Task, *, max_age: float | None = None) -> TaskEntry:
@@ -202,7 +208,7 @@ class SnapshotCache:
         entry.loaded = True
         entry.refreshed = time.monotonic()
         self.loads += 1
-        await self._save(entry)
+        self._save_soon(entry)
         if self.on_loaded is not None:
             try:
                 await self.on_loaded(entry)
@@ -240,15 +246,31 @@ class SnapshotCache:
                 if snap.apply(docs):
                     changed = True
             entry.refreshed = started
-            await self._save(entry)
+            if started - entry.saved >= SAVE_SECONDS:
+                self._save_soon(entry)
         return changed
 
+    def _save_soon(self, entry: TaskEntry) -> None:
+        """Store the parts that changed, beside the request that loaded or refreshed the
+        entry (it does not wait for the writes); one save per task at a time."""
+        if not entry.snapshot.dirty or entry.task.id in self._saving:
+            return
+        entry.saved = time.monotonic()
+        self._saving[entry.task.id] = asyncio.ensure_future(self._save(entry))
+
     async def _save(self, entry: TaskEntry) -> None:
-        """Store the parts that changed; a failure is logged (the next save retries)."""
+        """A failure is logged; the parts stay dirty and the next save retries."""
         try:
             await keeper.save(self.store, entry.task.id, entry.snapshot)
         except Exception:
             log.exception("monitor: storing the snapshot of %s failed", entry.task.id)
+        finally:
+            self._saving.pop(entry.task.id, None)
+
+    async def flush(self) -> None:
+        """Wait for the saves under way (tests; a clean stop)."""
+        while self._saving:
+            await asyncio.gather(*self._saving.values(), return_exceptions=True)
 
     async def keep(self, task: Task, *, every: float = 0.0) -> int:
         """Keep the stored snapshot of ``task`` current (the periodic pass), at most
