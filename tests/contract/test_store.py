@@ -979,6 +979,36 @@ async def test_jobs_are_read_many_at_once_and_views_are_replaced_whole(store: St
     assert await store.views.get("t1") == {"_id": "t1", "stamp": {"version": 2}, "names": ["x"]}
 
 
+async def test_snapshot_parts_are_replaced_whole_and_read_per_task(store: Store) -> None:
+    from shared.store.snapshots import SnapshotPart
+
+    assert await store.snapshots.parts("t1") == []
+    assert await store.snapshots.part("t1", "main", 0) is None
+    first = SnapshotPart("t1", "main", 1, upto=7000, open=[6001], data=b"\x00old")
+    await store.snapshots.put(first)
+    await store.snapshots.put(SnapshotPart("t1", "main", 0, upto=5000, data=b"zero"))
+    await store.snapshots.put(SnapshotPart("t1", "b", 0, upto=3, open=[1, 2], data=b"b"))
+    await store.snapshots.put(SnapshotPart("t2", "main", 0, upto=9, data=b"other"))
+    newer = SnapshotPart("t1", "main", 1, upto=8000, open=[], data=b"\x00\xffnew")
+    await store.snapshots.put(newer)
+    parts = await store.snapshots.parts("t1")
+    assert [(p.segment, p.part, p.upto, p.open, p.data) for p in parts] == [
+        ("b", 0, 3, [1, 2], b"b"),
+        ("main", 0, 5000, [], b"zero"),
+        ("main", 1, 8000, [], b"\x00\xffnew"),
+    ]
+    heads = await store.snapshots.heads("t1")
+    assert [(p.segment, p.part, p.upto, p.open, p.data) for p in heads] == [
+        ("b", 0, 3, [1, 2], b""),
+        ("main", 0, 5000, [], b""),
+        ("main", 1, 8000, [], b""),
+    ]
+    assert await store.snapshots.part("t1", "main", 1) == newer
+    await store.snapshots.drop("t1")
+    assert await store.snapshots.parts("t1") == []
+    assert [p.data for p in await store.snapshots.parts("t2")] == [b"other"]
+
+
 async def test_a_segments_front_follows_its_results_whoever_refreshed_first(
     store: Store,
 ) -> None:
