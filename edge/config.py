@@ -151,10 +151,13 @@ class SiteConfig(BaseModel):
             why = unsupported(self.batch.kind, declared.batch)
             if why is not None:
                 raise ValueError(f"{where}: {why}")
-            if self.batch.layout == "per_gpu" and declared.batch.set_fields():
+            gpus = self.batch.gpus_per_node
+            if self.per_gpu and declared.batch.set_fields() and declared.gpus_per_node != gpus:
                 raise ValueError(
-                    f"{where}: layout 'per_gpu' workers take jobs of every class, so batch "
-                    "options per class are not supported with it yet: set them in [batch]"
+                    f"compute_classes[{index}] ({declared.name}).gpus_per_node: a class with "
+                    f"batch options gets 'per_gpu' workers of its own, each holding "
+                    f"[batch] gpus_per_node ({gpus}) GPUs of one node: declare "
+                    f"gpus_per_node = {gpus} (not {declared.gpus_per_node})"
                 )
         return self
 

@@ -64,6 +64,9 @@ class WorkerRecord(BaseModel):
     jobs: list[str] = Field(default_factory=list)
     """Jobs bound at submission (the one job of a ``single`` worker)."""
     settings: WorkerSettings | None = None
+    compute_class: str | None = None
+    """A late-binding worker submitted with a compute class's batch options: it takes
+    only that class's jobs (None: the jobs of every class without options of its own)."""
     batch_id: str | None = None
     submitted_at: datetime | None = None
     error: str = ""

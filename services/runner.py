@@ -12,11 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextvars import ContextVar
 from typing import Protocol
 
 from services.outage import describe, is_outage
 
 log = logging.getLogger(__name__)
+
+PERIODIC_PASS: ContextVar[str] = ContextVar("periodic_pass", default="")
+"""The service whose periodic pass runs in this context ("" outside one), so that a
+benchmark can tell the database commands of the passes (which run per interval, not
+per point) from those of the events."""
 
 
 class Service(Protocol):
@@ -33,6 +39,7 @@ class Service(Protocol):
 
 
 async def reconcile_forever(service: Service, interval: float, stop: asyncio.Event) -> None:
+    PERIODIC_PASS.set(service.name)  # this task runs only the passes
     while not stop.is_set():
         try:
             await service.reconcile()

@@ -232,6 +232,56 @@ class HeartbeatBatchReply(BaseModel):
     """One per beat, in order; a job not at this site is ``kill`` with the reason."""
 
 
+MAX_REPORTS = 1_000
+"""Terminal reports one batch may carry; a harvester splits a larger scan's."""
+
+
+class SiteJobReport(_Body):
+    """One ended job's terminal event inside a batch: a :class:`JobEvent` of kind
+    ``finished``, ``failed`` or ``preempted``, with the job it is about."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+    kind: Literal["finished", "failed", "preempted"]
+    generation: Count
+    host: str = Field(default="", max_length=1_000)
+    results: list[PointResult] = Field(default_factory=list, max_length=10_000)
+    reason: str = Field(default="", max_length=MAX_TEXT)
+
+    @classmethod
+    def of(cls, job_id: str, event: JobEvent) -> SiteJobReport:
+        if event.kind not in ("finished", "failed", "preempted"):
+            raise ValueError(f"a {event.kind} event is not a terminal report")
+        return cls(
+            job_id=job_id,
+            kind=event.kind,
+            generation=event.generation,
+            host=event.host,
+            results=event.results,
+            reason=event.reason,
+        )
+
+    def event(self) -> JobEvent:
+        return JobEvent(
+            kind=self.kind,
+            generation=self.generation,
+            host=self.host,
+            results=self.results,
+            reason=self.reason,
+        )
+
+
+class ReportBatch(_Body):
+    """The terminal events of every job a scan found ended, in one request."""
+
+    reports: list[SiteJobReport] = Field(min_length=1, max_length=MAX_REPORTS)
+
+
+class ReportBatchReply(BaseModel):
+    replies: list[JobEventReply]
+    """One per report, in order, each what ``/jobs/{id}/events`` would have answered;
+    a job not at this site is ``kill`` with the reason (the single call's 404)."""
+
+
 class IntermediateValue(_Body):
     """One line of the payload's intermediate-values file."""
 
@@ -284,6 +334,53 @@ class ArtifactConfirm(_Body):
 
 class ArtifactConfirmReply(BaseModel):
     artifact_id: str
+
+
+class JobArtifactUrls(_Body):
+    """One job's :class:`ArtifactUrlRequest` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+    generation: Count
+    kinds: list[ArtifactKind] = Field(max_length=10)
+
+
+class ArtifactUrlBatch(_Body):
+    """Upload URLs for the artifacts of every job a scan reports, in one request."""
+
+    jobs: list[JobArtifactUrls] = Field(min_length=1, max_length=MAX_REPORTS)
+
+
+class JobArtifactUploads(BaseModel):
+    uploads: list[PresignedUpload] = Field(default_factory=list)
+    detail: str = ""
+    """Why there are none: what the single call would have refused (lease lost, no
+    such job at this site)."""
+
+
+class ArtifactUrlBatchReply(BaseModel):
+    replies: list[JobArtifactUploads]
+    """One per job, in order."""
+
+
+class JobArtifactConfirm(ArtifactConfirm):
+    """One :class:`ArtifactConfirm` inside a batch."""
+
+    job_id: str = Field(min_length=1, max_length=1_000)
+
+
+class ArtifactConfirmBatch(_Body):
+    confirms: list[JobArtifactConfirm] = Field(min_length=1, max_length=3 * MAX_REPORTS)
+
+
+class ArtifactConfirmAnswer(BaseModel):
+    artifact_id: str | None = None
+    """None: not recorded, ``detail`` says why (the single call's 4xx)."""
+    detail: str = ""
+
+
+class ArtifactConfirmBatchReply(BaseModel):
+    replies: list[ArtifactConfirmAnswer]
+    """One per confirm, in order."""
 
 
 class CheckpointUrlRequest(_Body):

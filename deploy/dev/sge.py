@@ -17,8 +17,11 @@ this one has its own SGE_ROOT in DIR (the package's binaries linked in), cell `h
 with classic (flat-file) spooling in DIR, an sge_qmaster and an sge_execd on free ports,
 and a host alias file, because on test machines 127.0.0.1 resolves back to `localhost`
 while the host calls itself otherwise, which Grid Engine refuses as a spoofed client.
-The node is this host with nproc slots in queue all.q and six GPUs as the consumable
-`gpu` (Grid Engine counts them; it assigns no device ids); root may run jobs (min_uid 0),
+The node is this host with nproc slots in queue all.q, nproc more in queue gpu.q (for
+the compute-class tests: the scheduler sorts queues by sequence number, so a job that
+names no queue runs in all.q while it has room, one that asks `-q gpu.q` there), and six
+GPUs as the consumable `gpu` for the host (Grid Engine counts them; it assigns no device
+ids); root may run jobs (min_uid 0),
 `qdel` sends SIGTERM (the queue's terminate_method) so the agent can stop its payload,
 and the scheduler runs every second.
 """
@@ -65,10 +68,13 @@ accounting_summary FALSE
 qsort_args         NONE
 """
 
+QUEUES = {"all.q": 0, "gpu.q": 10}
+"""The queues, by name, and their sequence numbers (lower is tried first)."""
+
 QUEUE = """\
-qname                 all.q
+qname                 {name}
 hostlist              {host}
-seq_no                0
+seq_no                {seq_no}
 load_thresholds       NONE
 suspend_thresholds    NONE
 nsuspend              1
@@ -326,14 +332,26 @@ def configure(cell: Cell) -> None:
     scheduler = []
     for line in tool(cell, ["qconf", "-ssconf"]).splitlines():
         key = line.split(maxsplit=1)[0] if line.strip() else ""
-        fast = {"schedule_interval": "0:0:1", "flush_submit_sec": "1", "flush_finish_sec": "1"}
+        fast = {
+            "schedule_interval": "0:0:1",
+            "flush_submit_sec": "1",
+            "flush_finish_sec": "1",
+            "queue_sort_method": "seqno",
+        }
         scheduler.append(f"{key} {fast[key]}" if key in fast else line)
     (root / "scheduler.txt").write_text("\n".join(scheduler) + "\n")
     tool(cell, ["qconf", "-Msconf", str(root / "scheduler.txt")])
+    slots = len(os.sched_getaffinity(0))
     files = {
         "exechost.txt": (["-Ae"], EXEC_HOST.format(host=cell.host, gpus=GPUS)),
         "pe.txt": (["-Ap"], PE_SMP),
-        "queue.txt": (["-Aq"], QUEUE.format(host=cell.host, slots=len(os.sched_getaffinity(0)))),
+        **{
+            f"queue-{name}.txt": (
+                ["-Aq"],
+                QUEUE.format(name=name, host=cell.host, slots=slots, seq_no=seq_no),
+            )
+            for name, seq_no in QUEUES.items()
+        },
     }
     for name, (option, text) in files.items():
         (root / name).write_text(text)
@@ -341,14 +359,18 @@ def configure(cell: Cell) -> None:
 
 
 def queue_ready(cell: Cell) -> bool:
-    """The queue instance is known to have an execution daemon (no ``u`` state)."""
+    """Every queue's instance is known to have an execution daemon (no ``u`` state)."""
+    return all(_instance_ready(cell, name) for name in QUEUES)
+
+
+def _instance_ready(cell: Cell, queue: str) -> bool:
     try:
-        listing = tool(cell, ["qstat", "-f", "-q", "all.q"])
+        listing = tool(cell, ["qstat", "-f", "-q", queue])
     except (SgeUnavailable, subprocess.SubprocessError):
         return False
     for line in listing.splitlines():
         fields = line.split()
-        if fields and fields[0] == f"all.q@{cell.host}":
+        if fields and fields[0] == f"{queue}@{cell.host}":
             return len(fields) == 5 and fields[3] != "-NA-"  # name qtype r/u/t load arch
     return False
 
@@ -377,7 +399,8 @@ def start(directory: Path) -> Cell:
         spawn(cell, "sge_execd")
         if not wait_until(lambda: queue_ready(cell), 90, interval=1):
             raise SgeUnavailable(
-                f"queue all.q@{host} not ready within 90 s; execd messages:\n"
+                f"queues {', '.join(QUEUES)} on {host} not ready within 90 s; "
+                "execd messages:\n"
                 f"{tail(cell.spool / 'execd' / host / 'messages')}\n"
                 f"{tail(directory / 'sge_execd.out')}"
             )

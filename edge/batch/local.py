@@ -100,7 +100,8 @@ class LocalBatch:
         log.info("started node agent for %s as %s", paths.job_id, batch_id)
         return batch_id
 
-    def submit_worker(self, worker_dir: Path) -> str:
+    def submit_worker(self, worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        """``options`` are always None here, as for :meth:`submit`."""
         paths = WorkerPaths(worker_dir)
         started = {"HPO_WORKER_STARTED": str(int(time.time()))}
         batch_id = self._spawn(["run-worker", str(worker_dir)], paths.agent_log, started)

@@ -36,10 +36,11 @@ class BatchSystem(Protocol):
         """
         ...
 
-    def submit_worker(self, worker_dir: Path) -> str:
+    def submit_worker(self, worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
         """Start (or queue) a late-binding worker agent (layout ``per_gpu``) for the
-        worker directory the harvester prepared; return the batch id. Raises
-        BatchSubmitError."""
+        worker directory the harvester prepared, with the batch options of the compute
+        class whose jobs it takes (None: the config's alone); return the batch id.
+        Raises BatchSubmitError."""
         ...
 
     def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:

@@ -135,11 +135,11 @@ class ScheduledBatch(ABC):
         )
         return self._submit(worker, record, options)
 
-    def submit_worker(self, worker_dir: Path) -> str:
-        """Submit the late-binding worker whose directory and record the harvester made;
-        the harvester records the batch id itself."""
+    def submit_worker(self, worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        """Submit the late-binding worker whose directory and record the harvester made,
+        with its compute class's options; the harvester records the batch id itself."""
         worker = Worker(worker_dir.name, worker_dir, ())
-        return self._submit(worker, None)
+        return self._submit(worker, None, options)
 
     def _submit(
         self, worker: Worker, record: WorkerRecord | None, options: ClassBatchOptions | None = None

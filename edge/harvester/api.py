@@ -28,7 +28,11 @@ from pydantic import BaseModel
 
 from shared.edge_api import (
     ArtifactConfirm,
+    ArtifactConfirmBatch,
+    ArtifactConfirmBatchReply,
     ArtifactConfirmReply,
+    ArtifactUrlBatch,
+    ArtifactUrlBatchReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
     CheckpointConfirm,
@@ -43,6 +47,8 @@ from shared.edge_api import (
     JobEventReply,
     LeaseReply,
     LeaseRequest,
+    ReportBatch,
+    ReportBatchReply,
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
@@ -188,6 +194,10 @@ class EdgeApiClient:
             f"/edge/v1/sites/{self._site}/heartbeats", batch, HeartbeatBatchReply
         )
 
+    async def reports(self, batch: ReportBatch) -> ReportBatchReply:
+        """Many jobs' terminal events in one request (EdgeApiError 404 from an older api)."""
+        return await self._post(f"/edge/v1/sites/{self._site}/reports", batch, ReportBatchReply)
+
     async def job_event(self, job_id: str, event: JobEvent) -> JobEventReply:
         return await self._post(f"/edge/v1/jobs/{job_id}/events", event, JobEventReply)
 
@@ -200,6 +210,20 @@ class EdgeApiClient:
     async def confirm_artifact(self, job_id: str, confirm: ArtifactConfirm) -> ArtifactConfirmReply:
         return await self._post(
             f"/edge/v1/jobs/{job_id}/artifacts/confirm", confirm, ArtifactConfirmReply
+        )
+
+    async def artifact_url_batch(self, batch: ArtifactUrlBatch) -> ArtifactUrlBatchReply:
+        """Upload URLs of many jobs' artifacts in one request (404 from an older api)."""
+        return await self._post(
+            f"/edge/v1/sites/{self._site}/artifacts", batch, ArtifactUrlBatchReply
+        )
+
+    async def confirm_artifact_batch(
+        self, batch: ArtifactConfirmBatch
+    ) -> ArtifactConfirmBatchReply:
+        """Many uploaded artifacts confirmed in one request (404 from an older api)."""
+        return await self._post(
+            f"/edge/v1/sites/{self._site}/artifacts/confirm", batch, ArtifactConfirmBatchReply
         )
 
     async def checkpoint_url(self, job_id: str, request: CheckpointUrlRequest) -> CheckpointUpload:

@@ -1,4 +1,5 @@
-"""Uploading a finished job's artifacts: presigned PUT, then confirm size and sha256.
+"""Uploading ended jobs' artifacts: presigned PUT, then confirm size and sha256; the
+URLs and the confirms of all the jobs a scan reports in one request each.
 
 What goes up: the payload log (its last ``MAX_LOG_BYTES``, so a chatty training loop
 cannot fill the store), and for single-point jobs the metrics and meta files the task
@@ -15,12 +16,23 @@ import contextlib
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge.fsproto import JobPaths
-from edge.harvester.api import EdgeApiClient, EdgeApiError
+from edge.harvester.api import ApiUnavailableError, EdgeApiClient, EdgeApiError
 from edge.harvester.payloadfile import PayloadFileError, PayloadFileLimits, open_regular, read_bytes
-from shared.edge_api import ArtifactConfirm, ArtifactKind, ArtifactUrlRequest, JobSpec
+from shared.edge_api import (
+    MAX_REPORTS,
+    ArtifactConfirm,
+    ArtifactConfirmBatch,
+    ArtifactKind,
+    ArtifactUrlBatch,
+    ArtifactUrlRequest,
+    JobArtifactConfirm,
+    JobArtifactUrls,
+    JobSpec,
+    PresignedUpload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,44 +116,147 @@ def _read(paths: JobPaths, artifact: ArtifactFile) -> bytes:
         os.close(fd)
 
 
-async def upload_artifacts(
-    api: EdgeApiClient, paths: JobPaths, generation: int, files: list[ArtifactFile]
-) -> list[str]:
-    """Upload ``files``; return the kinds now stored.
+@dataclass
+class JobUploads:
+    """A job's artifact files to upload, and what became of them."""
 
-    A 4xx from the api (typically a stale lease) ends the uploads quietly: artifacts
-    must never hold back the job's result. ApiUnavailableError propagates, so the
-    whole report is retried on a later scan.
-    """
-    if not files:
-        return []
-    job_id = paths.job_id
-    by_kind = {f.kind: f for f in files}
-    done: list[str] = []
-    try:
-        reply = await api.artifact_urls(
-            job_id, ArtifactUrlRequest(generation=generation, kinds=list(by_kind))
-        )
-        for upload in reply.uploads:
-            artifact = by_kind.get(upload.kind)
-            if artifact is None:
-                continue
-            data = await asyncio.to_thread(_read, paths, artifact)
-            digest = hashlib.sha256(data).hexdigest()
-            await api.upload(upload.url, data)
-            await api.confirm_artifact(
-                job_id,
-                ArtifactConfirm(
-                    generation=generation,
-                    kind=upload.kind,
-                    key=upload.key,
-                    size=len(data),
-                    sha256=digest,
-                ),
+    paths: JobPaths
+    generation: int
+    files: list[ArtifactFile]
+    stored: list[str] = field(default_factory=list)
+    """The kinds confirmed."""
+    retry: bool = False
+    """The store or the api could not be reached: report the job on a later scan."""
+
+
+class ArtifactUploader:
+    """Uploads the artifacts of many jobs: one request for every job's upload URLs, the
+    PUTs concurrently (at most ``at_once``), one request confirming all. An api without
+    the batched calls (404 or 405) gets one request per job, and per file, from then on.
+
+    A 4xx from the api (typically a stale lease) ends a job's uploads quietly:
+    artifacts must never hold back the job's result. ApiUnavailableError from the api
+    propagates (every job is reported on a later scan); an unreachable store marks
+    only that job ``retry``."""
+
+    def __init__(self, api: EdgeApiClient, at_once: int = 16) -> None:
+        self.api = api
+        self.at_once = at_once
+        self.batched = True
+
+    async def upload(self, jobs: list[JobUploads]) -> None:
+        jobs = [j for j in jobs if j.files]
+        if not jobs:
+            return
+        uploads = await self._urls(jobs)
+        limit = asyncio.Semaphore(self.at_once)
+
+        async def put(job: JobUploads, upload: PresignedUpload) -> ArtifactConfirm | None:
+            artifact = next((f for f in job.files if f.kind == upload.kind), None)
+            if artifact is None or job.retry:
+                return None
+            async with limit:
+                try:
+                    data = await asyncio.to_thread(_read, job.paths, artifact)
+                    await self.api.upload(upload.url, data)
+                except EdgeApiError as exc:
+                    log.warning("job %s: artifact not stored: %s", job.paths.job_id, exc)
+                    return None
+                except (OSError, PayloadFileError) as exc:
+                    log.warning("job %s: cannot read an artifact: %s", job.paths.job_id, exc)
+                    return None
+                except ApiUnavailableError as exc:
+                    log.warning("job %s: store unreachable: %s", job.paths.job_id, exc)
+                    job.retry = True
+                    return None
+            return ArtifactConfirm(
+                generation=job.generation,
+                kind=upload.kind,
+                key=upload.key,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
             )
-            done.append(upload.kind)
-    except EdgeApiError as exc:
-        log.warning("job %s: artifacts not stored: %s", job_id, exc)
-    except (OSError, PayloadFileError) as exc:
-        log.warning("job %s: cannot read an artifact: %s", job_id, exc)
-    return done
+
+        todo = [(job, upload) for job, found in zip(jobs, uploads, strict=True) for upload in found]
+        confirms = await asyncio.gather(*(put(job, upload) for job, upload in todo))
+        sent = [
+            (job, confirm)
+            for (job, _), confirm in zip(todo, confirms, strict=True)
+            if confirm is not None and not job.retry
+        ]
+        for (job, confirm), ok in zip(sent, await self._confirm(sent), strict=True):
+            if ok:
+                job.stored.append(confirm.kind)
+
+    async def _urls(self, jobs: list[JobUploads]) -> list[list[PresignedUpload]]:
+        found: list[list[PresignedUpload]] = []
+        if self.batched:
+            asked = [
+                JobArtifactUrls(
+                    job_id=j.paths.job_id,
+                    generation=j.generation,
+                    kinds=list(dict.fromkeys(f.kind for f in j.files)),
+                )
+                for j in jobs
+            ]
+            for start in range(0, len(asked), MAX_REPORTS):
+                chunk = asked[start : start + MAX_REPORTS]
+                try:
+                    reply = await self.api.artifact_url_batch(ArtifactUrlBatch(jobs=chunk))
+                except EdgeApiError as exc:
+                    self._refused(exc, "artifact URLs")
+                    break
+                for item, answer in zip(chunk, reply.replies, strict=False):
+                    if answer.detail:
+                        log.warning("job %s: artifacts not stored: %s", item.job_id, answer.detail)
+                    found.append(answer.uploads)
+                if len(reply.replies) != len(chunk):
+                    break
+        for job in jobs[len(found) :]:
+            request = ArtifactUrlRequest(
+                generation=job.generation, kinds=list(dict.fromkeys(f.kind for f in job.files))
+            )
+            try:
+                found.append((await self.api.artifact_urls(job.paths.job_id, request)).uploads)
+            except EdgeApiError as exc:
+                log.warning("job %s: artifacts not stored: %s", job.paths.job_id, exc)
+                found.append([])
+        return found
+
+    async def _confirm(self, sent: list[tuple[JobUploads, ArtifactConfirm]]) -> list[bool]:
+        done: list[bool] = []
+        if self.batched and sent:
+            items = [
+                JobArtifactConfirm(job_id=job.paths.job_id, **confirm.model_dump())
+                for job, confirm in sent
+            ]
+            for start in range(0, len(items), 3 * MAX_REPORTS):
+                chunk = items[start : start + 3 * MAX_REPORTS]
+                try:
+                    reply = await self.api.confirm_artifact_batch(
+                        ArtifactConfirmBatch(confirms=chunk)
+                    )
+                except EdgeApiError as exc:
+                    self._refused(exc, "artifact confirms")
+                    break
+                for item, answer in zip(chunk, reply.replies, strict=False):
+                    if answer.artifact_id is None:
+                        log.warning("job %s: artifact not stored: %s", item.job_id, answer.detail)
+                    done.append(answer.artifact_id is not None)
+                if len(reply.replies) != len(chunk):
+                    break
+        for job, confirm in sent[len(done) :]:
+            try:
+                await self.api.confirm_artifact(job.paths.job_id, confirm)
+                done.append(True)
+            except EdgeApiError as exc:
+                log.warning("job %s: artifact not stored: %s", job.paths.job_id, exc)
+                done.append(False)
+        return done
+
+    def _refused(self, exc: EdgeApiError, what: str) -> None:
+        if exc.status in (404, 405):
+            log.info("the api has no batched %s; sending them one by one", what)
+            self.batched = False
+        else:
+            log.warning("batched %s refused (%s); sending them one by one", what, exc)

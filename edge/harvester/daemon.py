@@ -41,7 +41,7 @@ from edge.harvester.liveness import Observation, lost_reason, observe
 from edge.harvester.outcome import Outcome, lost
 from edge.harvester.payloadfile import PayloadFileError, PayloadReader, PayloadReadTimeoutError
 from edge.harvester.pool import WorkerPool, late_binding_pool
-from edge.harvester.report import decide_from_disk, report_terminal
+from edge.harvester.report import Ended, Reporter, decide_from_disk
 from edge.harvester.restore import RestoreError, fetch_checkpoint
 from edge.harvester.staging import StagingError, stage_job, sweep_staging_leftovers
 from edge.metrics import EdgeMetrics
@@ -112,6 +112,8 @@ class Harvester:
         self.reader = PayloadReader(config.payload_files)
         """Reads of what payloads wrote, on threads of their own under a time limit."""
         self.curves = CurveRelay(self.api, self.reader)
+        self.reporter = Reporter(self.api, self.reader)
+        """Reports ended jobs: a scan's terminal events in one request."""
         self.images = ImageStager(
             config.arch,
             open_cache(config.images, config.runtime, config.root),
@@ -357,9 +359,21 @@ class Harvester:
             await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
 
     async def _report(self, job: TrackedJob, outcome: Outcome, host: str = "") -> None:
-        async with self._job_locks[job.job_id]:
-            reported = await report_terminal(self.api, job, outcome, host, self.reader)
-        if reported:
+        await self._report_ended([Ended(job, outcome, host)])
+
+    async def _report_ended(self, ended: list[Ended]) -> None:
+        """Report ``ended`` together (their events in one request), each under its job's
+        lock up to its ``reported.json``; forget those reported. The locks are taken in
+        job id order, so two reports of overlapping jobs cannot wait for each other."""
+        unique = list({e.job.job_id: e for e in reversed(ended)}.values())[::-1]
+        if not unique:
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            for job_id in sorted(e.job.job_id for e in unique):
+                await stack.enter_async_context(self._job_locks[job_id])
+            done = await self.reporter.report(unique)
+        for item in done:
+            job = item.job
             if job.doc.inputs:
                 await asyncio.to_thread(unlink_inputs, job.paths.work, job.doc.inputs)
             self.jobs.pop(job.job_id, None)
@@ -386,6 +400,7 @@ class Harvester:
             states = await asyncio.to_thread(self.batch.poll, batch_ids)
         seen = await asyncio.gather(*(self._observe(j) for j in jobs))
         due: list[tuple[TrackedJob, SiteJobBeat]] = []
+        ended: list[Ended] = []
         for job, obs in zip(jobs, seen, strict=True):
             state = states.get(job.record.batch_id or "", "unknown")
             if self.pool is not None:
@@ -396,7 +411,7 @@ class Harvester:
                     continue
                 if obs is None:
                     continue
-                beat = await self._scan_job(job, obs, state)
+                found = await self._scan_job(job, obs, state)
             except PayloadReadTimeoutError as exc:
                 log.warning("job %s: %s; read again next scan", job.job_id, exc)
                 continue
@@ -406,8 +421,15 @@ class Harvester:
             except Exception:
                 log.exception("job %s: scan failed", job.job_id)
                 continue
-            if beat is not None:
-                due.append((job, beat))
+            if isinstance(found, Ended):
+                ended.append(found)
+            elif found is not None:
+                due.append((job, found))
+        try:
+            await self._report_ended(ended)
+        except ApiUnavailableError as exc:
+            log.warning("api unavailable, ended jobs reported later: %s", exc)
+            return
         try:
             for start in range(0, len(due), MAX_BATCH):
                 await self._send_beats(due[start : start + MAX_BATCH])
@@ -466,8 +488,8 @@ class Harvester:
 
     async def _scan_job(
         self, job: TrackedJob, obs: Observation, state: BatchState
-    ) -> SiteJobBeat | None:
-        """Report, kill or keep the job; the heartbeat it has due, to send with the
+    ) -> SiteJobBeat | Ended | None:
+        """Kill or keep the job: the heartbeat it has due, or its end, to send with the
         others of the scan. A file of the payload refused on the way fails the job."""
         if not job.record.started_reported:
             await self._send_started(job)
@@ -480,7 +502,7 @@ class Harvester:
 
     async def _scan_files(
         self, job: TrackedJob, obs: Observation, state: BatchState
-    ) -> SiteJobBeat | None:
+    ) -> SiteJobBeat | Ended | None:
         stop_reason = await self.curves.relay(job)
         if stop_reason:
             await self._request_kill(job, stop_reason)
@@ -493,8 +515,7 @@ class Harvester:
                 status,
                 self.reader.limits,
             )
-            await self._report(job, outcome, status.host)
-            return None
+            return Ended(job, outcome, status.host)
         job.done_polls = job.done_polls + 1 if state == "done" else 0
         reason = lost_reason(
             obs,
@@ -508,8 +529,7 @@ class Harvester:
             if job.record.batch_id:  # also sweeps what a dead agent left running
                 await asyncio.to_thread(self.batch.cancel, job.record.batch_id)
             agent_tail = await asyncio.to_thread(tail_text, job.paths.agent_log, 10)
-            await self._report(job, lost(reason, agent_tail), status.host if status else "")
-            return None
+            return Ended(job, lost(reason, agent_tail), status.host if status else "")
         await upload_new_snapshot(self.api, job, self.reader)
         if time.monotonic() - job.last_beat < self.config.heartbeat_interval:
             return None
@@ -542,21 +562,27 @@ class Harvester:
             await self._pool_step(pool)
 
     async def _pool_step(self, pool: WorkerPool) -> None:
-        jobs = list(self.jobs.values())
+        active = dict(self.jobs)  # one view: a job started meanwhile waits for the next step
+        jobs = list(active.values())
         killed = await asyncio.to_thread(
             lambda: frozenset(j.job_id for j in jobs if j.paths.kill.exists())
         )
         expected = {j.job_id: j.doc.spec.expected_seconds for j in jobs}
-        result = await asyncio.to_thread(pool.step, dict(self.jobs), killed, expected)
+        classes = {j.job_id: j.doc.spec.compute_class for j in jobs}
+        result = await asyncio.to_thread(pool.step, active, killed, expected, classes)
+        ended: list[Ended] = []
         for job_id in result.taken_back:
             job = self.jobs.get(job_id)
             if job is None:
                 continue
             why = (await asyncio.to_thread(read_text, job.paths.kill) or "").strip()
-            await self._report(job, lost(f"{why or 'kill requested'}; the job had not started", ""))
+            ended.append(
+                Ended(job, lost(f"{why or 'kill requested'}; the job had not started", ""))
+            )
         for job_id, reason in result.failed.items():
             if job_id in self.jobs:
-                await self._report(self.jobs[job_id], lost(reason, ""))
+                ended.append(Ended(self.jobs[job_id], lost(reason, "")))
+        await self._report_ended(ended)
 
     # -- running ----------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ its batch id is known; a harvester killed in between leaves a worker without bat
 which is used if its agent starts and counted as ended once its record is older than the
 lost-job limit without a heartbeat.
 
+Compute classes with batch options of their own (a partition, a QOS...) get workers
+of their own, submitted with those options: a job is dispatched only to a worker of its
+class, and each class's workers are planned apart (:func:`edge.harvester.dispatch.plan`),
+all of them within the site's ``slots``. Jobs of classes without options, or of none,
+share the workers submitted with the ``[batch]`` table alone.
+
 Blocking (file system and batch commands): the daemon calls :meth:`WorkerPool.step`
 in a worker thread.
 """
@@ -20,12 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.batch import BatchState, BatchSubmitError, BatchSystem
+from edge.batch.options import ClassBatchOptions
 from edge.batch.script import new_late_worker
+from edge.classes import class_batch_options
 from edge.config import SiteConfig
 from edge.fsproto import file_age
 from edge.harvester.dispatch import Plan, WorkerPhase, WorkerView, plan, to_withdraw
@@ -81,8 +89,11 @@ class WorkerPool:
         max_slots: int,
         queue_per_slot: int,
         lost_after: float,
+        options_of: Callable[[str | None], ClassBatchOptions | None] = lambda _: None,
     ) -> None:
         self.root = root
+        self.options_of = options_of
+        """The batch options of a compute class (None: it has none)."""
         self.batch = batch
         self.settings = settings
         self.max_slots = max_slots
@@ -186,6 +197,12 @@ class WorkerPool:
         del self.location[job_id]
         return True
 
+    def group(self, compute_class: str | None) -> str | None:
+        """The workers a job of ``compute_class`` may go to: the class's own if it has
+        batch options, else (None) those submitted with the ``[batch]`` table alone."""
+        options = self.options_of(compute_class)
+        return compute_class if options is not None and options.set_fields() else None
+
     def _views(self, active: Mapping[str, object]) -> list[WorkerView]:
         now = time.monotonic()
         return [
@@ -206,10 +223,12 @@ class WorkerPool:
         active: Mapping[str, object],
         killed: frozenset[str],
         expected: Mapping[str, float | None] | None = None,
+        classes: Mapping[str, str | None] | None = None,
     ) -> StepResult:
         """One pass for the active jobs (``killed``: those with a kill request, which
         are taken back if no slot claimed them, and never dispatched; ``expected``: the
-        jobs' expected run times, where known, written into their inbox entries)."""
+        jobs' expected run times, where known, written into their inbox entries;
+        ``classes``: the compute class of each job, where the broker chose one)."""
         result = StepResult()
         self.refresh()
         result.taken_back = [job for job in killed if job in active and self._take_back(job)]
@@ -219,36 +238,66 @@ class WorkerPool:
         gone = set(result.taken_back)
         waiting = [j for j in active if j not in self.location and j not in killed]
         active = {j: v for j, v in active.items() if j not in gone}
-        decided = self._plan(active, waiting)
+        groups: dict[str | None, list[str]] = {
+            self.group(w.record.compute_class): [] for w in self.workers.values()
+        }
+        for job_id in waiting:
+            groups.setdefault(self.group((classes or {}).get(job_id)), []).append(job_id)
+        for group in sorted(groups, key=lambda g: (g is not None, g or "")):
+            self._step_group(group, active, groups[group], expected or {}, result)
+        return result
+
+    def _step_group(
+        self,
+        group: str | None,
+        active: Mapping[str, object],
+        waiting: list[str],
+        expected: Mapping[str, float | None],
+        result: StepResult,
+    ) -> None:
+        """Dispatch the waiting jobs of one group to its workers, submitting or
+        releasing workers of that group."""
+        decided = self._plan(active, waiting, group)
         for _ in range(decided.submit):
             try:
-                self._submit()
+                self._submit(group)
             except BatchSubmitError as exc:
                 for job_id in waiting:
                     result.failed[job_id] = f"the site could not submit a worker: {exc}"
-                return result
+                return
         if decided.submit:
-            decided = self._plan(active, waiting)
+            decided = self._plan(active, waiting, group)
         for job_id, worker_id in decided.assign:
-            dispatch(self.workers[worker_id].paths, job_id, (expected or {}).get(job_id))
+            dispatch(self.workers[worker_id].paths, job_id, expected.get(job_id))
             self.location[job_id] = (worker_id, False)
             self.workers[worker_id].inbox += (job_id,)
             log.info("job %s dispatched to worker %s", job_id, worker_id)
         for worker_id in decided.release:
             self._release(self.workers[worker_id])
-        return result
 
-    def _plan(self, active: Mapping[str, object], waiting: list[str]) -> Plan:
+    def _plan(self, active: Mapping[str, object], waiting: list[str], group: str | None) -> Plan:
+        """The plan of one group's workers, within the slots the other groups' workers
+        do not hold."""
+        others = sum(
+            w.slots
+            for w in self.workers.values()
+            if w.phase != "ended" and self.group(w.record.compute_class) != group
+        )
+        views = [
+            v
+            for v in self._views(active)
+            if self.group(self.workers[v.worker_id].record.compute_class) == group
+        ]
         return plan(
-            self._views(active),
+            views,
             waiting,
             queue_per_slot=self.queue_per_slot,
-            max_slots=self.max_slots,
+            max_slots=max(0, self.max_slots - others),
             slots_per_worker=self.settings.slots,
             release_after=self.settings.idle_seconds,
         )
 
-    def _submit(self) -> None:
+    def _submit(self, group: str | None = None) -> None:
         worker = new_late_worker(self.root)
         paths = WorkerPaths(worker.dir)
         record = WorkerRecord(
@@ -256,10 +305,11 @@ class WorkerPool:
             kind=self.batch.kind,
             layout="per_gpu",
             settings=self.settings,
+            compute_class=group,
         )
         paths.save_record(record)
         try:
-            record.batch_id = self.batch.submit_worker(worker.dir)
+            record.batch_id = self.batch.submit_worker(worker.dir, self.options_of(group))
         except BatchSubmitError as exc:
             record.error, record.retired = str(exc), True
             paths.save_record(record)
@@ -267,7 +317,12 @@ class WorkerPool:
         record.submitted_at = utcnow()
         paths.save_record(record)
         self.workers[worker.worker_id] = PoolWorker(paths, record)
-        log.info("worker %s submitted as %s", worker.worker_id, record.batch_id)
+        log.info(
+            "worker %s%s submitted as %s",
+            worker.worker_id,
+            f" (class {group})" if group else "",
+            record.batch_id,
+        )
 
     def _release(self, worker: PoolWorker) -> None:
         log.info("worker %s has nothing to run: released", worker.paths.worker_id)
@@ -306,4 +361,5 @@ def late_binding_pool(config: SiteConfig, batch: BatchSystem) -> WorkerPool:
         max_slots=config.slots,
         queue_per_slot=late.queue_per_slot,
         lost_after=config.lost_after_seconds,
+        options_of=lambda name: class_batch_options(config, name),
     )

@@ -6,7 +6,6 @@ from collections import Counter
 
 from services.api.schemas import BestPoint, ParetoPoint, Progress, SegmentProgress, TaskView
 from shared.domain.models import ACTIVE_TASK_STATES, PointStatus, Task, WarmStartSummary
-from shared.domain.pareto import pareto_front
 from shared.domain.taskconfig import Direction
 from shared.store import Store
 
@@ -25,10 +24,12 @@ async def progress(store: Store, task: Task) -> Progress:
     """The task's counts, per segment and in all. ``maxPoints`` is per segment, so the
     task's total plan is ``maxPoints`` times its segments; an online study has none."""
     segments = await store.segments.list_for_task(task.id)
-    by_segment = await store.summaries.by_segment(task.id, [s.name for s in segments])
+    by_segment = await store.summaries.by_segment(
+        task.id, [s.name for s in segments], objectives(task)
+    )
     total: Counter[str] = sum(by_segment.values(), Counter())
     jobs = {
-        "active_jobs": await store.jobs.count(task.id, active_only=True),
+        "active_jobs": len(task.open_jobs),  # kept by the store, not counted
         "jobs": (
             task.jobs_counted
             if task.jobs_counted is not None
@@ -55,21 +56,19 @@ async def progress(store: Store, task: Task) -> Progress:
 
 def objectives(task: Task) -> list[Direction]:
     """The directions of a multi-objective task; empty for a single-objective one."""
-    directions = task.config.steering.directions or []
-    return list(directions) if len(directions) > 1 else []
+    return task.config.multi_objective
 
 
 async def front(store: Store, task: Task, directions: list[Direction]) -> list[ParetoPoint]:
-    """The Pareto front of each segment's evaluated points."""
-    evaluated = await store.points.list_for_task(task.id, status=PointStatus.EVALUATED)
+    """The Pareto front of each segment's evaluated points, from the summaries that keep
+    it as results arrive (never the task's points read in full)."""
     result: list[ParetoPoint] = []
-    for segment in dict.fromkeys(p.segment for p in evaluated):
-        losses = [
-            (p, p.loss) for p in evaluated if p.segment == segment and isinstance(p.loss, list)
-        ]
+    for segment in sorted(await store.segments.list_for_task(task.id), key=lambda s: s.index):
         result.extend(
-            ParetoPoint(point_id=p.id, segment=segment, loss=loss, params=p.params)
-            for p, loss in pareto_front([(pair, pair[1]) for pair in losses], directions)
+            ParetoPoint(point_id=point_id, segment=segment.name, loss=loss, params=params)
+            for point_id, loss, params in await store.summaries.front(
+                task.id, segment.name, directions
+            )
         )
     return result
 

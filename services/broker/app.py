@@ -12,6 +12,10 @@ shows why (``Task.waiting``), until a site that can run them heartbeats. A job w
 lease expires without a heartbeat is marked lost (the job builder then retries its
 point), and jobs assigned to a site that stopped heartbeating go back to be assigned
 elsewhere.
+
+A site's room is its free slots less the jobs assigned to it and not yet leased, which
+the store keeps on the site (``Site.assigned_jobs``) with each job's move: no job is
+counted on the way. The periodic pass puts that set right from the jobs themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from services.broker.logic import choose, waiting_reason
+from services.broker.logic import choose, places, waiting_reason
 from services.consumer import BusConsumer
 from services.context import Context
 from shared.clock import utcnow
@@ -48,7 +52,9 @@ class BrokerService(BusConsumer):
     async def reconcile(self) -> None:
         self._waiting_written.clear()  # the periodic pass writes what it finds, always
         await self.expire_leases()
-        await self.release_dead_sites()
+        alive = await self._alive()  # read before the jobs: see shared.store.jobs
+        await self.release_dead_sites(alive)
+        await self.repair_assigned(alive)
         await self.assign()
 
     async def _alive(self) -> list[Site]:
@@ -61,17 +67,20 @@ class BrokerService(BusConsumer):
         if not defined:
             return
         sites = await self._alive()
-        assigned = {s.id: await store.jobs.count_assigned(s.id) for s in sites}
-        run_times = await store.runtimes.means(sorted({j.task_id for j in defined}))
+        assigned = {s.id: len(s.assigned_jobs) for s in sites}
         configs = {}
+        for task_id in dict.fromkeys(j.task_id for j in defined):
+            task = await self.ctx.constants.task(task_id)
+            if task is not None:
+                configs[task_id] = task.config
+        # run times only rank places: read them for the tasks that have more than one
+        contested = sorted(t for t, config in configs.items() if places(config, sites) > 1)
+        run_times = await store.runtimes.means(contested) if contested else {}
         waiting: dict[str, str] = {}
         for job in defined:
-            if job.task_id not in configs:
-                task = await self.ctx.constants.task(job.task_id)
-                if task is None:
-                    continue
-                configs[job.task_id] = task.config
-            config = configs[job.task_id]
+            config = configs.get(job.task_id)
+            if config is None:
+                continue
             choice = choose(config, sites, assigned, run_times.get(job.task_id))
             if choice is None:
                 if job.task_id not in waiting:
@@ -99,8 +108,21 @@ class BrokerService(BusConsumer):
                 log.info("job %s lost (generation %d)", job.id, job.generation)
                 await self.ctx.bus.publish(JobLost(task_id=job.task_id, job_id=job.id))
 
-    async def release_dead_sites(self) -> None:
-        alive = {s.id for s in await self._alive()}
+    async def repair_assigned(self, alive: list[Site]) -> None:
+        """Put each live site's assigned jobs right from the jobs (a process killed
+        between a job's move and the site's count left an id too many); ``alive``: the
+        live sites, read before this reads the jobs."""
+        store = self.ctx.store
+        for site in alive:
+            actual = set(await store.jobs.assigned_ids(site.id))
+            kept = set(site.assigned_jobs)
+            if actual != kept:
+                add, drop = sorted(actual - kept), sorted(kept - actual)
+                await store.sites.repair_assigned(site.id, add, drop)
+                log.info("site %s: assigned jobs put right (+%s, -%s)", site.id, add, drop)
+
+    async def release_dead_sites(self, alive: list[Site]) -> None:
+        live = {s.id for s in alive}
         for job in await self.ctx.store.jobs.list_by_status(JobStatus.ASSIGNED, limit=500):
-            if job.site not in alive and await self.ctx.store.jobs.unassign(job.id):
+            if job.site not in live and await self.ctx.store.jobs.unassign(job.id):
                 log.info("job %s taken back from silent site %s", job.id, job.site)

@@ -60,6 +60,12 @@ def site_refusal(config: TaskConfig, site: Site) -> str | None:
     return cannot_run(site.capabilities, resolve_image(config.evaluationContainer, site.arch))
 
 
+def places(config: TaskConfig, sites: Sequence[Site]) -> int:
+    """How many (site, class) places among ``sites`` could take the task's jobs, full or
+    not: with one or none, there is nothing for run times to choose between."""
+    return sum(len(fitting_classes(config, s)) for s in sites if site_refusal(config, s) is None)
+
+
 def eligible(config: TaskConfig, site: Site) -> bool:
     return refusal(config, site) is None
 

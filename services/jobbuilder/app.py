@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import timedelta
 
 from services.consumer import BusConsumer
@@ -56,6 +56,7 @@ BUILD_LOCK_SECONDS = 10.0
 """How long a task's build lock lasts: a job builder killed while building holds up the
 task's next build (by another process) this long at most."""
 BUILD_LOCK_RETRY_SECONDS = 0.02
+CHECKED_TASKS = 4096
 
 ROUTING_KEYS = (
     "task.submitted",
@@ -77,16 +78,23 @@ class JobBuilderService(BusConsumer):
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.holder = instance_name()
         """This process as a holder of tasks' build locks."""
+        self._checked: OrderedDict[str, None] = OrderedDict()
+        """Tasks whose open jobs this process has put right once (bounded, oldest out):
+        the first build of a task in a process does, so a restart (or an upgrade from
+        records without the field) does not wait for the periodic pass."""
 
     async def on_message(self, message: Message) -> None:
         job_id = getattr(message, "job_id", None)
+        task_id = getattr(message, "task_id", None)
+        closing: list[str] = []
         if isinstance(job_id, str):
             job = await self.ctx.store.jobs.get(job_id)
-            if job is not None:
-                await self.apply(job)
-        task_id = getattr(message, "task_id", None)
+            # the build that follows drops the job from the task's open jobs as it
+            # takes the build lock: one write to the task instead of two
+            if job is not None and await self.apply(job, close=not isinstance(task_id, str)):
+                closing.append(job.id)
         if isinstance(task_id, str):
-            await self.build(task_id)
+            await self.build(task_id, closing=closing)
 
     async def reconcile(self) -> None:
         for job in await self.ctx.store.jobs.unapplied():
@@ -96,14 +104,15 @@ class JobBuilderService(BusConsumer):
                 await self.build(task.id, repair=True)
         await self.close_idle_studies()
 
-    async def apply(self, job: Job) -> None:
-        """Apply a terminal job's outcome to its points, once."""
+    async def apply(self, job: Job, *, close: bool = True) -> bool:
+        """Apply a terminal job's outcome to its points, once; True if this call did.
+        ``close`` False: the caller drops the job from the task's open jobs."""
         if job.applied or job.status not in TERMINAL_JOB_STATES:
-            return
+            return False
         store = self.ctx.store
         task = await self.ctx.constants.task(job.task_id)
         if task is None:
-            return
+            return False
         points = {p.id: p for p in [await store.points.get(pid) for pid in job.point_ids] if p}
         attempts = {pid: p.attempts for pid, p in points.items()}
         cap = task.config.maxPreemptions
@@ -158,17 +167,24 @@ class JobBuilderService(BusConsumer):
                         reason=verdict.reason,
                     )
                 )
-        if await store.jobs.mark_applied(job.id):
+        if await store.jobs.mark_applied(job.id, close=close):
             self.ctx.metrics.observe_job_end(job)
+            return True
+        return False
 
-    async def build(self, task_id: str, *, repair: bool = False) -> None:
+    async def build(
+        self, task_id: str, *, repair: bool = False, closing: list[str] | None = None
+    ) -> None:
         """Define the jobs the task may have now; ``repair`` also re-creates jobs lost
-        to a crash (only the periodic pass needs that)."""
+        to a crash (only the periodic pass needs that). ``closing``: jobs just applied,
+        to drop from the task's open jobs (with the lock's write when it is free)."""
         constants = await self.ctx.constants.task(task_id)
         if constants is None or constants.config.online:
-            return  # an online study's points come from asks, not from jobs
+            if closing:  # an online study's points come from asks, not from jobs
+                await self.ctx.store.tasks.repair_open_jobs(task_id, [], closing)
+            return
         async with self._locks[task_id]:
-            task = await self._claim(task_id)
+            task = await self._claim(task_id, closing or None)
             if task is None:
                 return
             try:
@@ -176,17 +192,20 @@ class JobBuilderService(BusConsumer):
             finally:
                 await self.ctx.store.tasks.release_build(task_id, self.holder)
 
-    async def _claim(self, task_id: str) -> Task | None:
+    async def _claim(self, task_id: str, closing: list[str] | None = None) -> Task | None:
         """The task with its build lock held by this process, waiting while another
         job builder holds it (its build may predate what triggered this one); None if
-        the task is gone."""
+        the task is gone. ``closing`` are dropped from its open jobs meanwhile."""
         tasks = self.ctx.store.tasks
         while True:
             now = utcnow()
             until = now + timedelta(seconds=BUILD_LOCK_SECONDS)
-            task = await tasks.claim_build(task_id, self.holder, now, until)
+            task = await tasks.claim_build(task_id, self.holder, now, until, closing=closing)
             if task is not None:
                 return task
+            if closing:  # not taken: drop them now, not after the other's build
+                await tasks.repair_open_jobs(task_id, [], closing)
+                closing = None
             if await tasks.get(task_id) is None:
                 return None
             await asyncio.sleep(BUILD_LOCK_RETRY_SECONDS)
@@ -201,16 +220,36 @@ class JobBuilderService(BusConsumer):
             await self._recover_pending(task)
             counted = await self.ctx.store.jobs.count(task.id, active_only=False)
             await self.ctx.store.tasks.set_jobs(task.id, counted)
-        total_jobs = await self._define_jobs(task, counted)
-        await self._maybe_finish(task, total_jobs)
+        if repair or task.id not in self._checked:
+            task = await self._repair_open_jobs(task)
+            self._checked[task.id] = None
+            while len(self._checked) > CHECKED_TASKS:
+                self._checked.popitem(last=False)
+        total_jobs, open_jobs = await self._define_jobs(task, counted)
+        await self._maybe_finish(task, total_jobs, open_jobs)
         if repair:
-            await self._summarise(task.id)
+            await self._summarise(task)
 
-    async def _summarise(self, task_id: str) -> None:
-        """Bring the task's point summaries up to date (new and open points only), so a
-        task view, even the first, never reads the whole task."""
-        names = [s.name for s in await self.ctx.constants.segments(task_id)]
-        await self.ctx.store.summaries.by_segment(task_id, names)
+    async def _repair_open_jobs(self, task: Task) -> Task:
+        """Put the task's open jobs right from its jobs (the periodic pass only): a
+        process killed between a job's write and its count's left an id too many, or
+        (a record written before the field) too few. The task as it is after."""
+        store = self.ctx.store
+        actual = await store.jobs.open_ids(task.id)
+        kept = set(task.open_jobs)
+        add = sorted(set(actual) - kept)
+        drop = sorted(kept - set(actual))
+        if add or drop:
+            await store.tasks.repair_open_jobs(task.id, add, drop)
+            log.info("task %s: open jobs put right (+%s, -%s)", task.id, add, drop)
+        return task.model_copy(update={"open_jobs": sorted(actual)})
+
+    async def _summarise(self, task: Task) -> None:
+        """Bring the task's point summaries (and a multi-objective task's fronts) up to
+        date from the new and open points only, so a task view, even the first, never
+        reads the whole task."""
+        names = [s.name for s in await self.ctx.constants.segments(task.id)]
+        await self.ctx.store.summaries.by_segment(task.id, names, task.config.multi_objective)
 
     async def _stop_early(self, task: Task) -> bool:
         """End the task if one of its stopping rules (:mod:`.stopping`) is met, from
@@ -260,34 +299,38 @@ class JobBuilderService(BusConsumer):
             if point.job_id and await store.jobs.get(point.job_id) is None:
                 await self._insert_job(task, point, point.job_id, point.attempts)
 
-    async def _define_jobs(self, task: Task, total: int) -> int:
+    async def _define_jobs(self, task: Task, total: int) -> tuple[int, int]:
         """Define what the budget and parallelism allow, given the ``total`` jobs the
-        task counts; the count after.
+        task counts; the count after, and the task's open jobs after.
 
-        The count is the task's field, not a count of its jobs (which grows with the
-        task). A crash between a job's insert and its count leaves the field one short
-        until the periodic pass recounts it, which a restarted job builder runs first.
+        Both counts are the task's fields, not counts of its jobs (which grow with the
+        task), written in one update just before the job's insert: a crash between the
+        two leaves each one too many (never a job more than the task allows) until the
+        periodic pass puts them right, which a restarted job builder runs first.
         """
         store = self.ctx.store
-        active = await store.jobs.count(task.id, active_only=True)
+        active = len(task.open_jobs)
         segments = len(await self.ctx.constants.segments(task.id))
         slots = job_slots(task.config, active, total, segments=segments)
         if slots == 0:
-            return total
+            return total, active
         waiting = await store.points.list_for_task(
             task.id, status=PointStatus.UNEVALUATED, limit=slots
         )
         for point in waiting:
             job_id = await store.points.start_attempt(point)
             if job_id is not None and await self._insert_job(
-                task, point, job_id, next_attempt(point)[0]
+                task, point, job_id, next_attempt(point)[0], counted=True
             ):
-                await store.tasks.add_jobs(task.id, 1)
                 total += 1
-        return total
+                active += 1
+        return total, active
 
-    async def _insert_job(self, task: Task, point: Point, job_id: str, attempt: int) -> bool:
-        """Insert the point's job; False if it was there already."""
+    async def _insert_job(
+        self, task: Task, point: Point, job_id: str, attempt: int, *, counted: bool = False
+    ) -> bool:
+        """Insert the point's job (``counted``: against the budget, in the same write as
+        its open id); False if it was there already."""
         job = Job(
             id=job_id,
             task_id=task.id,
@@ -296,15 +339,18 @@ class JobBuilderService(BusConsumer):
             point_ids=[point.id],
             attempt=attempt,
         )
-        if not await self.ctx.store.jobs.insert(job):
+        if not await self.ctx.store.jobs.insert(job, counted=counted):
             return False
         await self.ctx.bus.publish(JobDefined(task_id=task.id, job_id=job.id))
         return True
 
-    async def _maybe_finish(self, task: Task, total_jobs: int) -> None:
+    async def _maybe_finish(self, task: Task, total_jobs: int, open_jobs: int) -> None:
+        """``open_jobs``: the task's jobs not yet applied, as the build left them."""
         store = self.ctx.store
+        budget = task.config.job_budget(len(await self.ctx.constants.segments(task.id)))
+        if total_jobs < budget and open_jobs > 0:
+            return  # an open job's point is open: generation is not over either
         segments = await store.segments.list_for_task(task.id)  # their exhausted flags
-        budget = task.config.job_budget(len(segments))
         exhausted = all(s.exhausted for s in segments)
         if total_jobs < budget and not exhausted:
             return
@@ -312,7 +358,7 @@ class JobBuilderService(BusConsumer):
             return
         if task.status is TaskStatus.RUNNING:
             await store.tasks.transition(task.id, TaskStatus.FINISHING)
-        if await store.jobs.count_unapplied(task.id) > 0:
+        if open_jobs > 0:
             return  # a job runs, or its outcome is not on its point yet
         # counted again now that every outcome is applied: the first count may predate one
         tally = await self._tally(task, len(segments), budget, total_jobs, exhausted)
@@ -324,7 +370,7 @@ class JobBuilderService(BusConsumer):
         if await store.tasks.transition(task.id, end.status, reason=end.reason):
             log.info("task %s %s: %s", task.id, end.status.value, end.reason)
             await self.ctx.bus.publish(TaskFinished(task_id=task.id, status=end.status.value))
-            await self._summarise(task.id)  # final: every point is closed or cancelled
+            await self._summarise(task)  # final: every point is closed or cancelled
 
     async def _tally(
         self, task: Task, segments: int, budget: int, jobs: int, exhausted: bool

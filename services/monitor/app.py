@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from fastapi import FastAPI
 
@@ -26,6 +27,9 @@ from services.monitor.occupancy import Occupancy
 from services.monitor.routers import artifacts, events, jobs, points, sites, tasks
 from services.monitor.summaries import Summaries
 from shared.config import MonitorSettings
+from shared.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
@@ -45,6 +49,26 @@ def build_state(ctx: Context, settings: MonitorSettings) -> MonitorState:
         occupancy=Occupancy(ctx.store, interval=settings.monitor_occupancy_seconds),
         job_counts=CostBounded(),
     )
+
+
+KEEP_SECONDS = 10.0
+"""How often the periodic pass brings an active task's stored snapshot up to date: a
+fresh monitor reads from the points what arrived since (seconds of results)."""
+
+
+async def keep_active(store: Store, cache: SnapshotCache, *, every: float = 0.0) -> int:
+    """One pass of the stored snapshots: every active task's parts brought up to date,
+    each at most once per ``every`` seconds (level-triggered: whatever a dead monitor
+    did not store is read now); returns how many parts were written outside the cache."""
+    written = 0
+    active = await store.tasks.list_active()
+    cache.forget_kept({t.id for t in active})
+    for task in active:
+        try:
+            written += await cache.keep(task, every=every)
+        except Exception:
+            log.exception("monitor: keeping the snapshot of %s failed", task.id)
+    return written
 
 
 def create_app(ctx: Context, settings: MonitorSettings) -> FastAPI:
@@ -80,6 +104,7 @@ class MonitorService(WebService):
 
     async def reconcile(self) -> None:
         await self.state.occupancy.sample()
+        await keep_active(self.state.store, self.state.cache, every=KEEP_SECONDS)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -87,4 +112,5 @@ class MonitorService(WebService):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live
             self._live = None
+        await self.state.cache.flush()
         await self.app.state.tokens.stop()

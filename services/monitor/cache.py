@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.monitor import reads
+from services.monitor import keeper, reads
 from services.monitor.snapshot import TaskSnapshot
 from shared.domain.models import Task
 from shared.domain.taskconfig import Direction
@@ -30,6 +31,9 @@ P = TypeVar("P")
 IDLE_SECONDS = 600.0
 MAX_DERIVED = 64
 """Series kept per task (the oldest asked first goes)."""
+SAVE_SECONDS = 10.0
+"""A loaded task's changed parts are stored at most this often (a growing task rewrites
+its last part each time); a fresh monitor reads from the points what came since."""
 SLOW_SERIES_SECONDS = 30.0
 """A slow series (parameter importance) is recomputed at most this often while the
 task changes; meanwhile the previous answer is served."""
@@ -45,6 +49,8 @@ class TaskEntry:
     study: Study | None
     loaded: bool = False
     refreshed: float = 0.0
+    saved: float = -math.inf
+    """When its changed parts were last stored (monotonic)."""
     """When the snapshot was last brought up to date (monotonic)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     used: float = field(default_factory=time.monotonic)
@@ -134,6 +140,9 @@ class SnapshotCache:
         self.entries: dict[str, TaskEntry] = {}
         self.loads = 0
         """How many full loads were made (a test's way to see single flight)."""
+        self._kept: dict[str, float] = {}
+        self._saving: dict[str, asyncio.Future[None]] = {}
+        self._shapes: dict[str, tuple[list[str], int, set[str]]] = {}
 
     async def entry(self, task: Task, *, max_age: float | None = None) -> TaskEntry:
         """The task's loaded entry, loading it first if needed (once, whoever asks).
@@ -193,12 +202,13 @@ class SnapshotCache:
         )
 
     async def _load(self, entry: TaskEntry) -> None:
-        for segment in entry.segments:
-            async for docs in reads.point_chunks(self.store, entry.task.id, segment):
-                entry.snapshot.apply(docs)
+        """From the stored parts and the points they lack; what was read from the points
+        is stored back."""
+        await keeper.restore(self.store, entry.task.id, entry.snapshot, entry.segments)
         entry.loaded = True
         entry.refreshed = time.monotonic()
         self.loads += 1
+        self._save_soon(entry)
         if self.on_loaded is not None:
             try:
                 await self.on_loaded(entry)
@@ -236,7 +246,60 @@ class SnapshotCache:
                 if snap.apply(docs):
                     changed = True
             entry.refreshed = started
+            if started - entry.saved >= SAVE_SECONDS:
+                self._save_soon(entry)
         return changed
+
+    def _save_soon(self, entry: TaskEntry) -> None:
+        """Store the parts that changed, beside the request that loaded or refreshed the
+        entry (it does not wait for the writes); one save per task at a time."""
+        if not entry.snapshot.dirty or entry.task.id in self._saving:
+            return
+        entry.saved = time.monotonic()
+        self._saving[entry.task.id] = asyncio.ensure_future(self._save(entry))
+
+    async def _save(self, entry: TaskEntry) -> None:
+        """A failure is logged; the parts stay dirty and the next save retries."""
+        try:
+            await keeper.save(self.store, entry.task.id, entry.snapshot)
+        except Exception:
+            log.exception("monitor: storing the snapshot of %s failed", entry.task.id)
+        finally:
+            self._saving.pop(entry.task.id, None)
+
+    async def flush(self) -> None:
+        """Wait for the saves under way (tests; a clean stop)."""
+        while self._saving:
+            await asyncio.gather(*self._saving.values(), return_exceptions=True)
+
+    async def keep(self, task: Task, *, every: float = 0.0) -> int:
+        """Keep the stored snapshot of ``task`` current (the periodic pass), at most
+        once per ``every`` seconds: through its entry if one is loaded (an open page's
+        live refresh keeps it already), else part by part without holding the task.
+        Returns how many parts were written outside an entry."""
+        now = time.monotonic()
+        if now - self._kept.get(task.id, -math.inf) < every:
+            return 0
+        self._kept[task.id] = now
+        entry = self.peek(task.id)
+        if entry is not None:
+            if now - entry.refreshed >= every:
+                await self.refresh(task.id)
+            return 0
+        shape = self._shapes.get(task.id)
+        if shape is None:
+            shell = self.entries.get(task.id) or await self._new_entry(task)
+            snap = shell.snapshot
+            shape = self._shapes[task.id] = (shell.segments, snap.objectives, snap.categorical)
+            while len(self._shapes) > 10 * self.max_tasks:
+                self._shapes.pop(next(iter(self._shapes)))
+        return await keeper.keep(self.store, task.id, *shape)
+
+    def forget_kept(self, active: set[str]) -> None:
+        """Drop what :meth:`keep` remembers of tasks that are no longer active."""
+        for task_id in [t for t in self._kept if t not in active]:
+            self._kept.pop(task_id, None)
+            self._shapes.pop(task_id, None)
 
     def _evict(self) -> None:
         now = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -40,12 +41,29 @@ def get_state(request: Request) -> MonitorState:
 Monitor = Annotated[MonitorState, Depends(get_state)]
 
 
+def fresh_for(mon: MonitorState) -> float:
+    """How old a loaded entry may be when a request reads it: two live refreshes, so a
+    task an open page watches (the live loop refreshes it every interval) is never
+    refreshed inline by the page's own requests, and a reader without a stream (the
+    CLI, a script) still sees changes within two intervals."""
+    return 2 * mon.settings.monitor_refresh_seconds
+
+
+async def _own(mon: MonitorState, task_id: str, owner: str) -> Task | None:
+    """The caller's task record: the cached one while it is fresh (:func:`fresh_for`: a
+    zoom or a filter then costs no database read), else read."""
+    entry = mon.cache.peek(task_id)
+    if entry is not None and time.monotonic() - entry.refreshed < fresh_for(mon):
+        return entry.task if entry.task.owner == owner else None
+    return await reads.own_task(mon.store, task_id, owner)
+
+
 async def own_entry(task_id: str, mon: Monitor, user: CurrentUser) -> TaskEntry:
     """The caller's task, loaded in the cache; another user's task is a 404."""
-    task = await reads.own_task(mon.store, task_id, user.owner)
+    task = await _own(mon, task_id, user.owner)
     if task is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
-    entry = await mon.cache.entry(task, max_age=mon.settings.monitor_refresh_seconds)
+    entry = await mon.cache.entry(task, max_age=fresh_for(mon))
     entry.task = task
     return entry
 
@@ -78,7 +96,7 @@ async def first_view(task_id: str, mon: Monitor, user: CurrentUser) -> FirstView
     loaded yet, with a stored view, is answered from the view. Its points are loaded by
     the page's next requests (the other charts, which it asks for once it has drawn),
     so the load does not compete with the first render."""
-    task = await reads.own_task(mon.store, task_id, user.owner)
+    task = await _own(mon, task_id, user.owner)
     if task is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
     if mon.cache.peek(task.id) is None:
@@ -88,7 +106,7 @@ async def first_view(task_id: str, mon: Monitor, user: CurrentUser) -> FirstView
             if not entry.loaded:
                 entry.task = task
                 return FirstView(entry, view, mon)
-    entry = await mon.cache.entry(task, max_age=mon.settings.monitor_refresh_seconds)
+    entry = await mon.cache.entry(task, max_age=fresh_for(mon))
     entry.task = task
     return FirstView(entry, None, mon)
 

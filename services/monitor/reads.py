@@ -49,15 +49,16 @@ async def study(store: Store, task_id: str) -> Study | None:
     return await store.studies.get(task_id)
 
 
-async def point_chunks(store: Store, task_id: str, segment: str) -> AsyncIterator[list[Doc]]:
-    """A segment's points in index order, :data:`CHUNK` indices at a time (until a
-    chunk is empty), yielding to other work between chunks.
+async def point_chunks(
+    store: Store, task_id: str, segment: str, *, start: int = 0
+) -> AsyncIterator[list[Doc]]:
+    """A segment's points from index ``start`` on, in index order, :data:`CHUNK`
+    indices at a time (until a chunk is empty), yielding to other work between chunks.
 
     Each query is a bounded index range: with an open range and a limit instead,
     SecantusDB sorts everything from the start index on at every chunk (4 s per chunk
     at 100k points, quadratic over the load).
     """
-    start = 0
     while True:
         docs = await store.points.rows(task_id, segment, start=start, stop=start + CHUNK)
         if not docs:
@@ -89,12 +90,29 @@ async def changed_points(
     return [doc for batch in await asyncio.gather(*queries) for doc in batch]
 
 
+async def open_points(
+    store: Store, task_id: str, segment: str, indices: list[int], *, below: int
+) -> list[Doc]:
+    """The current state of the points at ``indices`` (all below ``below``): one read
+    each, or one range read when there are many."""
+    points = store.points
+    if not indices:
+        return []
+    if len(indices) > MANY_OPEN:
+        return await points.rows(task_id, segment, start=min(indices), stop=below)
+    found = await asyncio.gather(
+        *(points.rows(task_id, segment, start=i, stop=i + 1) for i in indices)
+    )
+    return [doc for batch in found for doc in batch]
+
+
 async def status_counts(store: Store, task_id: str) -> dict[str, int]:
     return dict(await store.points.count_by_status(task_id))
 
 
-async def active_job_count(store: Store, task_id: str) -> int:
-    return await store.jobs.count(task_id, active_only=True)
+def active_job_count(task: Task) -> int:
+    """The task's jobs not yet applied, as the store keeps them (``Task.open_jobs``)."""
+    return len(task.open_jobs)
 
 
 async def jobs_by_id(store: Store, job_ids: list[str]) -> dict[str, Job]:

@@ -18,6 +18,9 @@ import numpy.typing as npt
 from services.monitor.snapshot import EVALUATED, FloatArray, IntArray, TaskSnapshot
 
 HISTORY_LIMIT = 2000
+WINDOW_LIMIT = 1000
+"""Markers of a zoomed window's re-cut: it is drawn again at every zoom, and a tenth of
+the history then shows five times the markers it had in the whole."""
 SAMPLE_LIMIT = 2000
 PARALLEL_LIMIT = 1000
 CURVE_LIMIT = 100
@@ -91,13 +94,16 @@ def history(
     objective: int = 0,
     maximize: bool = False,
     x_range: tuple[float, float] | None = None,
-    limit: int = HISTORY_LIMIT,
+    limit: int | None = None,
 ) -> dict[str, object]:
-    """Loss by point index, at most about ``limit`` markers, with the best-so-far line.
+    """Loss by point index, at most about ``limit`` markers (:data:`HISTORY_LIMIT`, or
+    :data:`WINDOW_LIMIT` for a window), with the best-so-far line.
 
     ``x_range`` (a zoom) re-cuts the buckets inside the window, so detail appears as
     the user zooms in; the best-so-far line is the whole segment's, clipped.
     """
+    if limit is None:
+        limit = HISTORY_LIMIT if x_range is None else WINDOW_LIMIT
     sel = select(snap, segment, objective, maximize)
     steps, best = best_so_far(sel)
     window = np.ones(len(sel.x), dtype=bool)

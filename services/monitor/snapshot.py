@@ -30,6 +30,10 @@ STATUSES = (
 STATUS_CODE = {s.value: code for code, s in enumerate(STATUSES)}
 OPEN_CODES = (0, 1)
 EVALUATED, FAILED = 2, 3
+PART_SIZE = 5000
+"""Indices per stored part (:mod:`services.monitor.columns`): a part that still grows is
+rewritten whole, so this bounds what one result costs to keep."""
+NUMERIC = ("index", "status", "attempts", "preemptions", "pruned", "created", "evaluated")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -109,6 +113,9 @@ class TaskSnapshot:
         self._segment_code: dict[str, int] = {}
         self._next_index: dict[str, int] = {}
         self._open: set[int] = set()
+        self.dirty: set[tuple[str, int]] = set()
+        """The (segment, part) of every row changed since :meth:`clean` (the parts the
+        stored snapshot lacks)."""
         self._cols: dict[str, _Grow] = {
             "segment": _Grow(np.int64, -1),
             "index": _Grow(np.int64, -1),
@@ -156,6 +163,74 @@ class TaskSnapshot:
     def row_of(self, point_id: str) -> int | None:
         return self._row_of.get(point_id)
 
+    def clean(self) -> set[tuple[str, int]]:
+        """The dirty parts, forgotten here (their caller stores them)."""
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def rewind(self, segment: str, next_index: int) -> None:
+        """Say that the points of ``segment`` from ``next_index`` on are not all known
+        (a stored part held fewer than its successors): the next read starts there."""
+        self._next_index[segment] = min(self.next_index(segment), next_index)
+
+    def part_rows(self, segment: str, part: int) -> IntArray:
+        """The rows of ``segment`` whose index lies in stored part ``part``, by index."""
+        code = self._segment_code.get(segment)
+        index = self.col("index")
+        lo = part * PART_SIZE
+        rows = np.flatnonzero(
+            (self.col("segment") == code) & (index >= lo) & (index < lo + PART_SIZE)
+        )
+        ordered: IntArray = rows[np.argsort(index[rows], kind="stable")]
+        return ordered
+
+    def add_rows(
+        self,
+        segment: str,
+        ids: list[str],
+        numeric: Mapping[str, npt.NDArray[Any]],
+        loss: FloatArray,
+        params: Mapping[str, tuple[FloatArray, list[Any] | None]],
+        strings: Mapping[str, list[Any]],
+        curves: Mapping[int, tuple[IntArray, FloatArray]],
+    ) -> None:
+        """Append rows taken from a stored part (no row of theirs may be known yet):
+        ``params`` maps a name to its values and, if categorical, the labels the values
+        are codes into; ``curves`` is keyed by position among the new rows."""
+        n = len(ids)
+        if n == 0:
+            return
+        start = self.rows
+        self.rows += n
+        for grow in (*self._cols.values(), self._loss, *self._values.values()):
+            grow.ensure(self.rows)
+        code = self._segment_code.setdefault(segment, len(self._segment_code))
+        self._cols["segment"].data[start : self.rows] = code
+        for name in NUMERIC:
+            self._cols[name].data[start : self.rows] = numeric[name]
+        k = min(self.objectives, loss.shape[1]) if loss.ndim == 2 else 0
+        self._loss.data[start : self.rows, :k] = loss[:, :k]
+        for name, (values, labels) in params.items():
+            self._param(name).ensure(self.rows)
+            column = self.params[name]
+            if labels is not None and column.categorical:
+                mapping = np.array([column.encode(v) for v in labels] + [math.nan])
+                codes = np.where(np.isnan(values), len(labels), values).astype(np.int64)
+                values = mapping[codes]
+            self._values[name].data[start : self.rows] = values
+        self.ids.extend(ids)
+        self.segments.extend([segment] * n)
+        self.job_ids.extend(strings["job_ids"])
+        self.errors.extend(strings["errors"])
+        self._row_of.update(zip(ids, range(start, self.rows), strict=True))
+        for pos, curve in curves.items():
+            self.curves[start + pos] = curve
+        index = numeric["index"]
+        self._next_index[segment] = max(self.next_index(segment), int(index.max()) + 1)
+        status = numeric["status"]
+        self._open.update((start + np.flatnonzero(status <= max(OPEN_CODES))).tolist())
+        self.version += 1
+
     def apply(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Take point documents in (new or changed); returns how many rows changed."""
         changed = 0
@@ -172,9 +247,14 @@ class TaskSnapshot:
         status = STATUS_CODE.get(str(doc.get("status")), 0)
         if row is None:
             row = self._add_row(point_id, doc)
-        elif not self._differs(row, doc, status):
-            return False
+        else:
+            index = int(self._cols["index"].data[row])
+            segment = self.segments[row]
+            self._next_index[segment] = max(self.next_index(segment), index + 1)
+            if not self._differs(row, doc, status):
+                return False
         self._fill(row, doc, status)
+        self.dirty.add((self.segments[row], int(self._cols["index"].data[row]) // PART_SIZE))
         return True
 
     def _add_row(self, point_id: str, doc: Mapping[str, Any]) -> int:

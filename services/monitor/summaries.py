@@ -87,7 +87,7 @@ class Summaries:
         if counts is not None:
             active = 0
             if task.status in ACTIVE_TASK_STATES and not task.config.online:
-                active = await reads.active_job_count(self.store, task.id)
+                active = reads.active_job_count(task)
             progress = Counts(
                 max_points=None
                 if task.config.online

@@ -68,6 +68,11 @@ class Task(_Record):
     """The jobs that count against the job budget (every job but one preempted with a
     checkpoint), kept as the job builder defines them and the api takes a preemption;
     the job builder's periodic pass recounts it. None on records older than the field."""
+    open_jobs: list[str] = Field(default_factory=list)
+    """The ids of its jobs defined and not yet applied to their points (active, or ended
+    with the outcome still to apply): the store adds a job's id just before inserting it
+    and drops it just after marking it applied, so its length is the task's active-job
+    count without counting jobs; the job builder's periodic pass repairs it."""
     links: dict[str, str] = Field(default_factory=dict)
     """Where else the task is shown, by name (``mlflow``: the experiment's URL)."""
     created: datetime = Field(default_factory=utcnow)
@@ -256,6 +261,10 @@ class Site(_Record):
     compute_classes: list[ComputeClass] = Field(default_factory=list)
     """The classes of nodes it runs jobs on; empty: a harvester that declares none."""
     last_heartbeat: datetime = Field(default_factory=utcnow)
+    assigned_jobs: list[str] = Field(default_factory=list)
+    """The ids of the jobs assigned to it and not yet leased, kept by the store with each
+    assignment, lease, take-back and cancel (never written by a heartbeat); the broker's
+    periodic pass repairs it."""
 
 
 class Token(_Record):

@@ -371,6 +371,12 @@ class TaskConfig(BaseModel):
         return lines
 
     @property
+    def multi_objective(self) -> list[Direction]:
+        """The directions of a multi-objective task's objectives; empty for one loss."""
+        directions = self.steering.directions or []
+        return list(directions) if len(directions) > 1 else []
+
+    @property
     def segmented(self) -> bool:
         """A task with ``segmentSpecFile``: one independently optimised model per segment."""
         return self.segmentSpecFile is not None

@@ -4,6 +4,14 @@ Every edge-facing change is conditional on the lease ``generation`` so that a re
 from an expired lease is recognised and ignored. Each status change also stamps the
 time the job entered that status (``stamps.<status>``; ``running`` keeps the first
 start), from which the job's stage latencies are measured when it ends.
+
+Two counters live beside the jobs, as sets of job ids so that writing one twice moves
+it once: the task's ``open_jobs`` (defined and not yet applied) and the site's
+``assigned_jobs`` (assigned and not yet leased). They are other documents than the job,
+so one write cannot hold both: the id is added just before the job's write and dropped
+just after it. A process killed in between leaves an id too many (never one too few,
+so a task never exceeds its parallelism nor a site its free slots), which the owning
+service's periodic pass drops (the job builder for tasks, the broker for sites).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import utcnow
@@ -24,7 +33,7 @@ from shared.domain.models import (
     PointOutcome,
 )
 from shared.domain.paging import PageRequest
-from shared.store.base import Repository, from_doc, to_doc
+from shared.store.base import Doc, Repository, from_doc, to_doc
 from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
 from shared.store.segments import DUPLICATE_KEY
 
@@ -34,12 +43,23 @@ _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 class JobRepository(Repository[Job]):
     model = Job
 
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        tasks: AsyncCollection[Doc],
+        sites: AsyncCollection[Doc],
+    ) -> None:
+        super().__init__(collection)
+        self.tasks = tasks
+        self.sites = sites
+
     async def create_indexes(self) -> None:
         await self.col.create_index([("task_id", ASCENDING), ("status", ASCENDING)])
         await self.col.create_index(
             [("status", ASCENDING), ("site", ASCENDING), ("created", ASCENDING)]
         )
         await self.col.create_index([("status", ASCENDING), ("applied", ASCENDING)])
+        await self.col.create_index([("task_id", ASCENDING), ("applied", ASCENDING)])
         await self.col.create_index(
             [("task_id", ASCENDING), ("created", ASCENDING), ("_id", ASCENDING)]
         )
@@ -50,18 +70,34 @@ class JobRepository(Repository[Job]):
             return []
         return await self._find({"_id": {"$in": job_ids}})
 
-    async def insert(self, job: Job) -> bool:
+    async def insert(self, job: Job, *, counted: bool = False) -> bool:
+        """Insert the job and count it open on its task (and, if ``counted``, against
+        its budget, ``Task.jobs_counted``, in the same write); False if it was there
+        already: it is then left open only if it still is, and not counted again."""
+        task_update: dict[str, Any] = {"$addToSet": {"open_jobs": job.id}}
+        if counted:
+            task_update["$inc"] = {"jobs_counted": 1}
+        await self.tasks.update_one({"_id": job.task_id}, task_update)
         try:
             await self.col.insert_one(to_doc(job))
         except DuplicateKeyError:
+            there = await self.col.find_one({"_id": job.id}, projection={"applied": 1})
+            undo: dict[str, Any] = {}
+            if there is None or there.get("applied"):
+                undo["$pull"] = {"open_jobs": job.id}
+            if counted:
+                undo["$inc"] = {"jobs_counted": -1}
+            if undo:
+                await self.tasks.update_one({"_id": job.task_id}, undo)
             return False
         return True
 
     async def insert_many(self, jobs: list[Job]) -> None:
         """In order, in one request; raises :class:`~shared.store.errors.DuplicateKeyError`
         at the first job whose id is taken (those before it are stored). For writing a
-        history at once (a benchmark's pre-seeded task); the job builder inserts each job
-        as it defines it."""
+        history at once (a benchmark's pre-seeded task): it keeps none of the task's or
+        site's job sets (``open_jobs``, ``assigned_jobs``) nor the job count, so it is for
+        jobs already applied; the job builder inserts each job as it defines it."""
         if not jobs:
             return
         try:
@@ -71,6 +107,24 @@ class JobRepository(Repository[Job]):
             if codes == {DUPLICATE_KEY}:
                 raise StoreDuplicateKeyError("a job exists") from exc
             raise
+
+    async def _close_on_task(self, task_id: str, job_id: str) -> None:
+        await self.tasks.update_one({"_id": task_id}, {"$pull": {"open_jobs": job_id}})
+
+    async def _unassigned_from(self, site: str, job_ids: list[str]) -> None:
+        await self.sites.update_one({"_id": site}, {"$pull": {"assigned_jobs": {"$in": job_ids}}})
+
+    async def open_ids(self, task_id: str) -> list[str]:
+        """The ids of the task's jobs not yet applied (what ``Task.open_jobs`` holds)."""
+        cursor = self.col.find({"task_id": task_id, "applied": False}, projection={"_id": 1})
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def assigned_ids(self, site: str) -> list[str]:
+        """The ids of the jobs assigned to ``site`` (what ``Site.assigned_jobs`` holds)."""
+        cursor = self.col.find(
+            {"status": JobStatus.ASSIGNED.value, "site": site}, projection={"_id": 1}
+        )
+        return [str(doc["_id"]) async for doc in cursor]
 
     async def count(self, task_id: str, *, active_only: bool) -> int:
         """Active jobs, or every job that counts against maxEvaluationJobs: a job
@@ -117,20 +171,43 @@ class JobRepository(Repository[Job]):
         return result.modified_count == 1
 
     async def assign(self, job_id: str, site: str, compute_class: str | None = None) -> bool:
-        return await self._move(
+        await self.sites.update_one({"_id": site}, {"$addToSet": {"assigned_jobs": job_id}})
+        if await self._move(
             {"_id": job_id, "status": JobStatus.DEFINED.value},
             JobStatus.ASSIGNED,
             site=site,
             compute_class=compute_class,
-        )
+        ):
+            return True
+        there = await self.col.find_one({"_id": job_id}, projection={"status": 1, "site": 1})
+        if (
+            there is None
+            or there.get("status") != JobStatus.ASSIGNED.value
+            or there.get("site") != site
+        ):
+            await self._unassigned_from(site, [job_id])
+        return False
 
     async def unassign(self, job_id: str) -> bool:
-        return await self._move(
+        now = utcnow()
+        before = await self.col.find_one_and_update(
             {"_id": job_id, "status": JobStatus.ASSIGNED.value},
-            JobStatus.DEFINED,
-            site=None,
-            compute_class=None,
+            {
+                "$set": {
+                    "status": JobStatus.DEFINED.value,
+                    "updated": now,
+                    "stamps.defined": now,
+                    "site": None,
+                    "compute_class": None,
+                }
+            },
+            projection={"site": 1},
         )
+        if before is None:
+            return False
+        if before.get("site"):
+            await self._unassigned_from(str(before["site"]), [job_id])
+        return True
 
     async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
         """Take the oldest job assigned to ``site`` under a new lease generation."""
@@ -149,7 +226,10 @@ class JobRepository(Repository[Job]):
             sort=[("created", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
-        return None if doc is None else from_doc(Job, doc)
+        if doc is None:
+            return None
+        await self._unassigned_from(site, [str(doc["_id"])])
+        return from_doc(Job, doc)
 
     async def extend_lease(
         self, job_id: str, generation: int, expires: datetime, *, running: bool, host: str = ""
@@ -208,6 +288,13 @@ class JobRepository(Repository[Job]):
 
     async def cancel_task_jobs(self, task_id: str, reason: str) -> int:
         now = utcnow()
+        waiting: dict[str, list[str]] = {}
+        cursor = self.col.find(
+            {"task_id": task_id, "status": JobStatus.ASSIGNED.value}, projection={"site": 1}
+        )
+        async for doc in cursor:
+            if doc.get("site"):
+                waiting.setdefault(str(doc["site"]), []).append(str(doc["_id"]))
         result = await self.col.update_many(
             {"task_id": task_id, "status": {"$in": [s.value for s in ACTIVE_JOB_STATES]}},
             {
@@ -219,6 +306,8 @@ class JobRepository(Repository[Job]):
                 }
             },
         )
+        for site, job_ids in waiting.items():  # a job leased meanwhile was dropped already
+            await self._unassigned_from(site, job_ids)
         return result.modified_count
 
     async def unapplied(self, *, limit: int = 200) -> list[Job]:
@@ -234,12 +323,20 @@ class JobRepository(Repository[Job]):
         the terminal ones not yet applied. At 0 the points' counts are final."""
         return await self.col.count_documents({"task_id": task_id, "applied": False})
 
-    async def mark_applied(self, job_id: str) -> bool:
-        """True for the one call that marked it (a concurrent second apply gets False)."""
-        result = await self.col.update_one(
-            {"_id": job_id, "applied": False}, {"$set": {"applied": True}}
+    async def mark_applied(self, job_id: str, *, close: bool = True) -> bool:
+        """True for the one call that marked it (a concurrent second apply gets False);
+        that call also closes the job on its task, unless ``close`` is False: the
+        caller then closes it itself (with its next write to the task, for one less)."""
+        doc = await self.col.find_one_and_update(
+            {"_id": job_id, "applied": False},
+            {"$set": {"applied": True}},
+            projection={"task_id": 1},
         )
-        return result.modified_count == 1
+        if doc is None:
+            return False
+        if close:
+            await self._close_on_task(str(doc["task_id"]), job_id)
+        return True
 
     async def list_for_point(self, point_id: str) -> list[Job]:
         """Every attempt of a point, in id order: job ids start with the point's id

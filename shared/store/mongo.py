@@ -29,6 +29,7 @@ from shared.store.points import PointRepository
 from shared.store.runtimes import RuntimeRepository
 from shared.store.segments import SegmentRepository
 from shared.store.sites import SiteRepository
+from shared.store.snapshots import SnapshotRepository
 from shared.store.stats import StatsRepository
 from shared.store.steering import SteeringCapabilityRepository
 from shared.store.studies import StudyRepository
@@ -64,7 +65,7 @@ class MongoStore:
         self.segments = SegmentRepository(db["segments"])
         self.points = PointRepository(db["points"])
         self.summaries = PointSummaries(db["point_summaries"], self.points)
-        self.jobs = JobRepository(db["jobs"])
+        self.jobs = JobRepository(db["jobs"], db["tasks"], db["sites"])
         self.sites = SiteRepository(db["sites"])
         self.tokens = TokenRepository(db["tokens"])
         self.artifacts = ArtifactRepository(db["artifacts"])
@@ -75,6 +76,7 @@ class MongoStore:
         self.stats = StatsRepository(db["tasks"], db["jobs"])
         self.steering = SteeringCapabilityRepository(db["steering"])
         self.views = ViewRepository(db["monitor_views"])
+        self.snapshots = SnapshotRepository(db["monitor_snapshots"])
 
     async def start(self) -> None:
         """Check the server answers and create every index (idempotent)."""
@@ -91,6 +93,7 @@ class MongoStore:
             self.runtimes,
             self.studies,
             self.steering,
+            self.snapshots,
         ):
             await repo.create_indexes()
 

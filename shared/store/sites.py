@@ -17,8 +17,18 @@ class SiteRepository(Repository[Site]):
         await self.col.create_index([("last_heartbeat", ASCENDING)])
 
     async def heartbeat(self, site: Site) -> None:
-        doc = site.model_dump(mode="python", exclude={"id"})
+        doc = site.model_dump(mode="python", exclude={"id", "assigned_jobs"})
         await self.col.update_one({"_id": site.id}, {"$set": doc}, upsert=True)
+
+    async def repair_assigned(self, site_id: str, add: list[str], drop: list[str]) -> None:
+        """Put the site's assigned jobs right (the broker's periodic pass): ``add`` the
+        ids it lacks, ``drop`` those that are not assigned to it."""
+        if add:
+            await self.col.update_one(
+                {"_id": site_id}, {"$addToSet": {"assigned_jobs": {"$each": add}}}
+            )
+        if drop:
+            await self.col.update_one({"_id": site_id}, {"$pull": {"assigned_jobs": {"$in": drop}}})
 
     async def list_alive(self, since: datetime) -> list[Site]:
         return await self._find({"last_heartbeat": {"$gte": since}}, sort=[("_id", ASCENDING)])

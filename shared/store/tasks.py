@@ -87,10 +87,18 @@ class TaskRepository(Repository[Task]):
         await self.col.update_one({"_id": task_id}, {"$set": {f"links.{name}": url}})
 
     async def claim_build(
-        self, task_id: str, holder: str, now: datetime, until: datetime
+        self,
+        task_id: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        *,
+        closing: list[str] | None = None,
     ) -> Task | None:
         """Take the task's build lock for ``holder`` until ``until`` and return the task
         as it is now; None while another holder's lock runs (or there is no such task).
+        ``closing``: ids of jobs just applied, dropped from its open jobs in the same
+        write when the lock is taken (the caller drops them itself when it is not).
 
         Job builders define a task's jobs one at a time: two defining at once would each
         count the same free slots and together exceed the task's parallelism."""
@@ -103,7 +111,10 @@ class TaskRepository(Repository[Task]):
                     {"builder_until": {"$lt": now}},
                 ],
             },
-            {"$set": {"builder": holder, "builder_until": until}},
+            {
+                "$set": {"builder": holder, "builder_until": until},
+                **({"$pull": {"open_jobs": {"$in": closing}}} if closing else {}),
+            },
             return_document=ReturnDocument.AFTER,
         )
         return None if doc is None else from_doc(Task, doc)
@@ -120,6 +131,16 @@ class TaskRepository(Repository[Task]):
         await self.col.update_one(
             {"_id": task_id, "jobs_counted": {"$ne": counted}}, {"$set": {"jobs_counted": counted}}
         )
+
+    async def repair_open_jobs(self, task_id: str, add: list[str], drop: list[str]) -> None:
+        """Put the task's open jobs right (the job builder's periodic pass): ``add`` the
+        ids it lacks, ``drop`` those of jobs applied or gone."""
+        if add:
+            await self.col.update_one(
+                {"_id": task_id}, {"$addToSet": {"open_jobs": {"$each": add}}}
+            )
+        if drop:
+            await self.col.update_one({"_id": task_id}, {"$pull": {"open_jobs": {"$in": drop}}})
 
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         """Record ``loss`` as the best if it beats the current best (atomic)."""

@@ -7,23 +7,26 @@ Debian's chromium through Playwright:
 * first meaningful render: from navigation to the task page until the history chart
   (its canvas preview, or Plotly's chart if that came first) and the first page of the
   points table are drawn (``hpo-first-render`` mark), and until Plotly has drawn the
-  history so that hover and zoom answer (``hpo-interactive``); cold
-  twice - the first visitor after the monitor started, for a task no monitor has shown
-  before (its points are read from the database) and for one a monitor has shown
-  before (its stored view answers) - then warm (median of 3 fresh page loads, the
-  task's points in the monitor's memory);
+  history so that hover and zoom answer (``hpo-interactive``); cold three times - the
+  first visitor after the monitor started, for a task no monitor has shown or kept
+  (its points are read from the database), for one no monitor has shown but whose
+  stored snapshot the monitor's periodic pass kept while it ran (its parts are read),
+  and for one a monitor has shown before (its stored view answers) - then warm
+  (median of 3 fresh page loads, the task's points in the monitor's memory);
 * interactions (median of 10 each, measured in the page up to the next painted
   frame): zoom (a range set on the history chart; and the re-cut series fetched and
   drawn for the zoomed window), hover (the mouse over a point until its label is
   drawn), filter (a filter typed into the points table, answered by the server, and
-  the page drawn);
+  the page drawn); for the re-cut zoom also when its request left, its round trip
+  and the redraw after the answer;
 * edge latency: heartbeats and empty lease polls of a site (p50/p99 over 200 each)
   with no dashboard open, and with the 100k page open and reloaded every two seconds,
   with the monitor in the api's process and in a process of its own (as deployed),
   where also with the page left open (live updates only).
 
 Prints one JSON line per measurement. Run: python tests/bench/dashboard_render.py
-[--sizes 10000 100000] (uses HPO_TEST_MONGO_URL when set, else starts a SecantusDB).
+[--sizes 10000 100000] [--database NAME] [--no-edge] (uses HPO_TEST_MONGO_URL when
+set, else starts a SecantusDB).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from playwright.async_api import Page, async_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.assembly import SERVICE_NAMES
+from services.monitor.cache import SnapshotCache
 from shared.store.server import start_secantus
 from tests.browser.conftest import CHROMIUM, FLAGS
 from tests.browser.seed import seed_task
@@ -64,6 +68,7 @@ window.benchUntil = (check) => new Promise((done) => {
   const poll = () => (check() ? done() : setTimeout(poll, 1)); poll(); });
 window.benchFrame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
 window.benchRenders = (id) => Number(document.getElementById(id).dataset.renders || 0);
+performance.setResourceTimingBufferSize(100000);
 """
 FIRST_RENDER = """async () => {
   await benchUntil(() => performance.getEntriesByName('hpo-first-render').length);
@@ -79,7 +84,12 @@ ZOOM = """async ([a, b]) => {
   await Plotly.relayout(div, {'xaxis.range': [a, b]}); await benchFrame();
   const zoomed = performance.now() - t0;
   await benchUntil(() => benchRenders('history') > before); await benchFrame();
-  return [zoomed, performance.now() - t0];
+  const total = performance.now() - t0;
+  const asked = performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/history?') && e.startTime >= t0).pop();
+  if (!asked) return [zoomed, total, -1, -1, -1];
+  const trip = asked.responseEnd - asked.startTime;
+  return [zoomed, total, asked.startTime - t0, trip, total - (asked.responseEnd - t0)];
 }"""
 HOVER = """async (k) => {
   const div = document.getElementById('history'); const fl = div._fullLayout; const t = div.data[0];
@@ -159,7 +169,12 @@ async def cold_render(system: Central, token: str, task_id: str) -> tuple[float,
 
 
 async def render(
-    system: Central, points: int, token: str, task_id: str, unseen: tuple[float, float]
+    system: Central,
+    points: int,
+    token: str,
+    task_id: str,
+    unkept: tuple[float, float],
+    unseen: tuple[float, float],
 ) -> dict[str, Any]:
     url = f"{system.monitor_url}/#/task/{task_id}"
     async with async_playwright() as pw:
@@ -186,12 +201,16 @@ async def render(
         await page.wait_for_function(ALL_DRAWN)
         say("warm renders done")
         zoom, detail, hover, filt = [], [], [], []
+        asked, answered, redrawn = [], [], []
         say("importance drawn")
         for i in range(10):
             a = (points // 20) * (i % 10)
-            z, d = await run(page, ZOOM, [a, a + points // 10])
+            z, d, start, trip, draw = await run(page, ZOOM, [a, a + points // 10])
             zoom.append(z)
             detail.append(d)
+            asked.append(start)
+            answered.append(trip)
+            redrawn.append(draw)
         await run(page, UNZOOM)
         for i in range(10):
             hover.append(await run(page, HOVER, i * 37))
@@ -202,14 +221,19 @@ async def render(
     return {
         "bench": "dashboard_render",
         "points": points,
+        "first_render_cold_unkept_ms": round(unkept[0], 1),
         "first_render_cold_unseen_ms": round(unseen[0], 1),
         "first_render_cold_ms": round(cold, 1),
         "first_render_warm_ms": ms(warm),
+        "interactive_cold_unkept_ms": round(unkept[1], 1),
         "interactive_cold_unseen_ms": round(unseen[1], 1),
         "interactive_cold_ms": round(cold_ready, 1),
         "interactive_warm_ms": ms(warm_ready),
         "zoom_ms": ms(zoom),
         "zoom_detail_ms": ms(detail),
+        "zoom_detail_asked_after_ms": ms(asked),
+        "zoom_detail_round_trip_ms": ms(answered),
+        "zoom_detail_redraw_ms": ms(redrawn),
         "hover_ms": ms(hover),
         "filter_ms": ms(filt),
         "history_markers": markers,
@@ -336,6 +360,9 @@ async def main() -> None:
     parser.add_argument(
         "--database", help="a database name an earlier run seeded (seeding 100k takes minutes)"
     )
+    parser.add_argument(
+        "--no-edge", action="store_true", help="only the page, not the edge latency beside it"
+    )
     args = parser.parse_args()
     mongo = os.environ.get("HPO_TEST_MONGO_URL")
     server = None
@@ -367,11 +394,26 @@ async def main() -> None:
                         curves=100,
                         pruned=30,
                     )
-                for size in args.sizes:  # as if no monitor had shown it yet
-                    await system.ctx.store.views.col.delete_one({"_id": tasks[size]})
             say("seeded")
             for size in args.sizes:
-                say(f"rendering {size} points, cold, never shown")
+                say(f"rendering {size} points, cold, never shown and never kept")
+                async with central(
+                    mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
+                ) as system:
+                    store = system.ctx.store
+                    # as if no monitor had shown it or kept it while it ran
+                    await store.views.col.delete_one({"_id": tasks[size]})
+                    await store.snapshots.drop(tasks[size])
+                    unkept = await cold_render(system, token, tasks[size])
+                    # as a monitor's periodic pass keeps a running task (its stored
+                    # parts), without showing it
+                    await store.views.col.delete_one({"_id": tasks[size]})
+                    await store.snapshots.drop(tasks[size])
+                    task = await store.tasks.get(tasks[size])
+                    assert task is not None
+                    parts = await SnapshotCache(store).keep(task)
+                    say(f"kept {parts} parts")
+                say(f"rendering {size} points, cold, never shown (kept while it ran)")
                 async with central(
                     mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
                 ) as system:
@@ -380,8 +422,10 @@ async def main() -> None:
                 async with central(
                     mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"
                 ) as system:
-                    result = await render(system, size, token, tasks[size], unseen)
+                    result = await render(system, size, token, tasks[size], unkept, unseen)
                     print(json.dumps(result), flush=True)
+            if args.no_edge:
+                return
             biggest = tasks[max(args.sizes)]
             async with central(
                 mongo_url=db, bus_url="memory://", bus_prefix="", artifacts_url=f"file://{tmp}"

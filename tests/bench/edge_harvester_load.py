@@ -15,6 +15,12 @@ scan. After all jobs are started, the harvester runs for ``--seconds``; the figu
 are the process's CPU time (user + system, all threads) per scan cycle over that
 window, its resident memory, and the wall time of one scan.
 
+Then every job ends at once (the agents' stand-in writes each job's ``output.json``,
+payload log and a ``finished`` status in one sweep) and the bench measures how the
+harvester reports them: the wall time until the last is reported, the longest scan,
+its CPU, and the requests it sent, by endpoint (counted in the harvester's own http
+client).
+
 Run: python tests/bench/edge_harvester_load.py [--jobs 1000] [--seconds 60]
 """
 
@@ -27,6 +33,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import socket
 import statistics
@@ -34,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,10 +49,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import httpx
+
 from edge.batch import BatchState
 from edge.batch.options import ClassBatchOptions
 from edge.config import SiteConfig
-from edge.documents import NodeStatus
+from edge.documents import NodeStatus, PointRun
 from edge.fsproto import JobPaths, jobs_root, touch, write_json_atomic
 from edge.harvester.api import EdgeApiClient
 from edge.harvester.daemon import Harvester
@@ -95,22 +105,82 @@ def serve_api(port: int, jobs: int) -> None:
     uvicorn.run(build_app(state), host="127.0.0.1", port=port, log_level="warning")
 
 
+def end_flag(root: Path) -> Path:
+    return root.parent / "end-all"
+
+
+def end_job(paths: JobPaths, started_at: datetime) -> None:
+    """What a node agent leaves when its payload has finished."""
+    n = int(paths.job_id.rsplit("-", 1)[1])
+    out = paths.dir / "points" / "0" / "output.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"status": 0, "loss": n / 1000}))
+    log = f"epoch 1/1 of {paths.job_id}: loss {n / 1000}\n".encode()
+    paths.payload_log.write_bytes(log)
+    now = datetime.now(UTC)
+    run = PointRun(
+        index=0,
+        point_id=f"p{n}",
+        exit_code=0,
+        started_at=started_at,
+        ended_at=now,
+        log_end=len(log),
+    )
+    status = NodeStatus(
+        state="finished",
+        host="node-1",
+        started_at=started_at,
+        ended_at=now,
+        exit_code=0,
+        points=[run],
+    )
+    write_json_atomic(paths.status, status.model_dump(mode="json"))
+
+
 def run_agents(root: Path) -> None:
-    """The node agents' stand-in process: live heartbeats for every staged job."""
-    started: set[str] = set()
+    """The node agents' stand-in process: live heartbeats for every staged job; once
+    the end flag exists, every job ends in one sweep."""
+    started: dict[str, datetime] = {}
+    ended = False
+    next_beat = 0.0
     while True:
-        directory = jobs_root(root)
-        entries = list(directory.iterdir()) if directory.is_dir() else []
-        for entry in entries:
-            if entry.name.startswith(".") or not (entry / "job.json").exists():
-                continue
-            paths = JobPaths(entry)
-            touch(paths.heartbeat)
-            if entry.name not in started:
-                status = NodeStatus(state="running", host="node-1", started_at=datetime.now(UTC))
-                write_json_atomic(paths.status, status.model_dump(mode="json"))
-                started.add(entry.name)
-        time.sleep(HEARTBEAT_INTERVAL)
+        if not ended and end_flag(root).exists():
+            for name, at in started.items():
+                end_job(JobPaths(jobs_root(root) / name), at)
+            ended = True
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + HEARTBEAT_INTERVAL
+            directory = jobs_root(root)
+            entries = list(directory.iterdir()) if directory.is_dir() else []
+            for entry in entries:
+                if entry.name.startswith(".") or not (entry / "job.json").exists():
+                    continue
+                paths = JobPaths(entry)
+                touch(paths.heartbeat)
+                if entry.name not in started and not ended:
+                    at = datetime.now(UTC)
+                    status = NodeStatus(state="running", host="node-1", started_at=at)
+                    write_json_atomic(paths.status, status.model_dump(mode="json"))
+                    started[entry.name] = at
+        time.sleep(0.1)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The harvester's http transport, counting the requests it sends by endpoint."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.counts: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/upload/"):
+            path = "/upload/{key}"
+        self.counts[f"{request.method} {re.sub(r'/jobs/[^/]+', '/jobs/{id}', path)}"] += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def rss_mib() -> float:
@@ -172,7 +242,8 @@ async def drive(root: Path, port: int, jobs: int, seconds: float) -> dict[str, A
         heartbeat_interval=HEARTBEAT_INTERVAL,
     )
     rss_before = rss_mib()
-    client = EdgeApiClient(config.base_url, SITE, config.api_token)
+    transport = CountingTransport()
+    client = EdgeApiClient(config.base_url, SITE, config.api_token, transport=transport)
     harvester = Harvester(config, client, InProcessBatch())
     scans: list[float] = []
     real_scan = harvester.scan
@@ -203,11 +274,26 @@ async def drive(root: Path, port: int, jobs: int, seconds: float) -> dict[str, A
     cpu, cycles = cpu_seconds() - cpu0, len(scans) - scans0
     window = time.monotonic() - window_start
     lost = len(harvester.jobs)
-    stop.set()
-    await running
     if lost != jobs:
         raise RuntimeError(f"{jobs - lost} jobs were reported (lost?) during the window")
     steady = scans[scans0:]
+
+    # Every job ends at once: how are they reported?
+    requests_before = Counter(transport.counts)
+    scans_before, cpu_end0 = len(scans), cpu_seconds()
+    end_flag(root).touch()
+    ended_at = time.monotonic()
+    while harvester.jobs:
+        if running.done() or time.monotonic() - ended_at > 600:
+            raise RuntimeError(f"{len(harvester.jobs)} of {jobs} jobs still not reported")
+        await asyncio.sleep(0.05)
+    end_wall = time.monotonic() - ended_at
+    end_cpu = cpu_seconds() - cpu_end0
+    end_scans = scans[scans_before:]
+    sent = transport.counts - requests_before
+    stop.set()
+    await running
+    reported = sum(1 for p in jobs_root(root).glob("*/reported.json"))
     return {
         "bench": "edge_harvester_load",
         "jobs_in_flight": jobs,
@@ -224,6 +310,14 @@ async def drive(root: Path, port: int, jobs: int, seconds: float) -> dict[str, A
         "rss_before_harvester_mib": round(rss_before, 1),
         "ramp_lease_stage_start_s": round(ramp_wall, 1),
         "ramp_cpu_s": round(ramp_cpu, 1),
+        "end_all_reported_s": round(end_wall, 2),
+        "end_scans": len(end_scans),
+        "end_scan_wall_max_ms": round(max(end_scans) * 1e3, 1) if end_scans else None,
+        "end_cpu_s": round(end_cpu, 2),
+        "end_requests": sum(sent.values()),
+        "end_requests_by_endpoint": dict(sorted(sent.items())),
+        "end_reported_json": reported,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
     }

@@ -12,6 +12,10 @@ interval, and every JSON line names its settings and which of them differ from t
 product's. The site heartbeats every quarter of the broker's ``site_alive_seconds``,
 as a harvester does, so a run longer than a minute keeps its site.
 
+Database commands per point are given in all, split into the events' and the periodic
+passes' (which run per interval, not per point, so their share per point grows when the
+machine is slow), and the events' by command and collection (``find:tasks``).
+
 Prints one JSON line per backend: the embedded default (memory bus) and RabbitMQ, both
 on SecantusDB. Run: python tests/bench/pipeline.py [--points 60] [--reconcile 2]
 (uses HPO_TEST_MONGO_URL / HPO_TEST_AMQP_URL when set; otherwise starts a SecantusDB and
@@ -43,6 +47,7 @@ from pymongo import monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from services.runner import PERIODIC_PASS
 from shared.clock import utcnow
 from shared.config import ApiSettings, BrokerSettings, ServiceSettings
 from shared.store.server import start_secantus
@@ -60,32 +65,49 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self, shapes: bool = False) -> None:
         self.count = 0
-        self.shapes = shapes
-        """Name each kind by its filter's fields too (``find:jobs{applied,task_id}``)."""
+        self.periodic = 0
+        """Of ``count``, the commands of the services' periodic passes."""
         self.by_kind: Counter[str] = Counter()
+        """Per ``command:collection`` (``find:tasks``), the commands started outside
+        the periodic passes (the events': what each point costs)."""
+        self.shapes = shapes
+        """Name each kind of :attr:`all_by_kind` and :attr:`micros_by_kind` by its
+        filter's fields too (``find:jobs{applied,task_id}``)."""
+        self.all_by_kind: Counter[str] = Counter()
+        """Every command by kind, the periodic passes' included."""
         self.micros_by_kind: Counter[str] = Counter()
+        """The microseconds of every command by kind, the periodic passes' included."""
         self._kinds: dict[tuple[object, int], str] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
-        target = event.command.get(event.command_name)
-        kind = f"{event.command_name}:{target}" if isinstance(target, str) else event.command_name
+        named = kind(event.command_name, event.command)
+        if PERIODIC_PASS.get():
+            self.periodic += 1
+        else:
+            self.by_kind[named] += 1
         if self.shapes:
-            kind += filter_shape(event.command)
-        self.by_kind[kind] += 1
-        self._kinds[(event.connection_id, event.request_id)] = kind
+            named += filter_shape(event.command)
+        self.all_by_kind[named] += 1
+        self._kinds[(event.connection_id, event.request_id)] = named
 
     def _ended(
         self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent
     ) -> None:
-        kind = self._kinds.pop((event.connection_id, event.request_id), event.command_name)
-        self.micros_by_kind[kind] += event.duration_micros
+        named = self._kinds.pop((event.connection_id, event.request_id), event.command_name)
+        self.micros_by_kind[named] += event.duration_micros
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self._ended(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         self._ended(event)
+
+
+def kind(name: str, command: Any) -> str:
+    """``command:collection``, or the command alone for one on no collection."""
+    target = command.get("collection") if name == "getMore" else command.get(name)
+    return f"{name}:{target}" if isinstance(target, str) else name
 
 
 def filter_shape(command: Mapping[str, Any]) -> str:
@@ -101,8 +123,8 @@ def filter_shape(command: Mapping[str, Any]) -> str:
 
 
 COMMANDS = CommandCounter(shapes=os.environ.get("HPO_BENCH_COMMAND_SHAPES") == "1")
-"""Every command of the process; ``HPO_BENCH_COMMAND_SHAPES=1`` names each kind by its
-filter's fields too."""
+"""Every command of the process; ``HPO_BENCH_COMMAND_SHAPES=1`` names each kind of
+``all_by_kind`` and ``micros_by_kind`` by its filter's fields too."""
 monitoring.register(COMMANDS)
 
 
@@ -231,6 +253,8 @@ async def run_task(
     task_id = reply.json()["id"]
     latencies: list[float] = []
     commands_before = COMMANDS.count
+    periodic_before = COMMANDS.periodic
+    kinds_before = Counter(COMMANDS.by_kind)
     started = time.perf_counter()
     jobs = await site.lease(wait=30)
     for _ in range(points):
@@ -248,6 +272,8 @@ async def run_task(
         latencies.append(time.perf_counter() - sent)
     total = time.perf_counter() - started
     commands = COMMANDS.count - commands_before
+    periodic = COMMANDS.periodic - periodic_before
+    kinds = COMMANDS.by_kind - kinds_before
 
     async def done() -> bool | None:
         view = await http.get(f"/api/v1/tasks/{task_id}", headers=auth)
@@ -259,6 +285,11 @@ async def run_task(
         "result_to_leasable_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "result_to_leasable_p99_ms": round(percentile(latencies, 0.99) * 1e3, 1),
         "db_commands_per_point": round(commands / points, 1),
+        "db_commands_per_point_events": round((commands - periodic) / points, 1),
+        "db_commands_per_point_periodic": round(periodic / points, 1),
+        "db_commands_by_kind": {
+            name: round(n / points, 2) for name, n in kinds.most_common() if n / points >= 0.05
+        },
     }
 
 

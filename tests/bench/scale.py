@@ -221,7 +221,7 @@ class Spent:
     @classmethod
     def now(cls) -> Spent:
         micros = COMMANDS.micros_by_kind
-        return cls(Counter(COMMANDS.by_kind), Counter({k: v / 1e3 for k, v in micros.items()}))
+        return cls(Counter(COMMANDS.all_by_kind), Counter({k: v / 1e3 for k, v in micros.items()}))
 
     def since(self) -> Spent:
         """What was spent from this snapshot until now."""

@@ -7,8 +7,11 @@ builds the task's point summaries); the first page of points (100, in
 generation order and by loss); a page 90 % of the way in (by its cursor); the first page
 of jobs; and the monitor's task list (it lists every size at once, so its figure is the
 same task list however big the tasks in it are). One JSON line per size.
+``--objectives 2`` seeds multi-objective tasks instead: their view carries the Pareto
+front of every segment.
 
-Run: python tests/bench/task_listing.py [--sizes 100 10000 100000] [--database NAME]
+Run: python tests/bench/task_listing.py [--sizes 100 10000 100000] [--objectives K]
+[--database NAME]
 (uses HPO_TEST_MONGO_URL when set, otherwise starts a SecantusDB; seeding 100k points
 takes minutes, ``--database`` reuses an earlier run's.)
 """
@@ -76,7 +79,7 @@ async def first_view(http: httpx.AsyncClient, url: str) -> float:
 
 
 async def measure(
-    system: Central, token: str, size: int, task_id: str, repeat: int
+    system: Central, token: str, size: int, task_id: str, repeat: int, objectives: int
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     async with (
@@ -89,6 +92,7 @@ async def measure(
         result: dict[str, Any] = {
             "bench": "task_listing",
             "points": size,
+            "objectives": objectives,
             "task_view_first_ms": first,
             "task_view_ms": await timed(api, f"/api/v1/tasks/{task_id}", repeat),
             "points_first_page_ms": await timed(api, points, repeat, limit=100),
@@ -113,6 +117,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--objectives", type=int, default=1, help="losses per point")
     parser.add_argument("--database", help="a database an earlier run seeded")
     args = parser.parse_args()
     mongo = os.environ.get("HPO_TEST_MONGO_URL")
@@ -133,14 +138,19 @@ async def main() -> None:
                 }
                 tasks = {}
                 for size in args.sizes:
-                    name = f"{size} points"
+                    name = f"{size} points, {args.objectives} objective(s)"
+                    directions = ["minimize"] * args.objectives if args.objectives > 1 else None
                     if name not in seeded:
                         say(f"seeding a task of {size} points")
-                        seeded[name] = await seed_task(system.ctx.store, "bench", size, name=name)
+                        seeded[name] = await seed_task(
+                            system.ctx.store, "bench", size, name=name, directions=directions
+                        )
                     tasks[size] = seeded[name]
                 for size in args.sizes:
                     say(f"reading the task of {size} points")
-                    line = await measure(system, token, size, tasks[size], args.repeat)
+                    line = await measure(
+                        system, token, size, tasks[size], args.repeat, args.objectives
+                    )
                     print(json.dumps(line), flush=True)
     finally:
         if server is not None:

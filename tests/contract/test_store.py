@@ -34,6 +34,7 @@ from shared.domain.models import (
     WarmStartSummary,
 )
 from shared.domain.paging import PageKey, PageRequest, PointOrder
+from shared.domain.pareto import Direction, pareto_front
 from shared.domain.taskconfig import TaskConfig
 from shared.store import DuplicateKeyError, Store, attempt_job_id, open_store
 from shared.store.records import SteeringCapability, Study
@@ -504,6 +505,122 @@ async def test_job_counts_cancellation_and_listings(store: Store) -> None:
     assert len(await store.jobs.list_in_states("t1", [JobStatus.CANCELLED], limit=2)) == 2
 
 
+async def open_jobs(store: Store, task_id: str = "t1") -> list[str]:
+    found = await store.tasks.get(task_id)
+    assert found is not None
+    return sorted(found.open_jobs)
+
+
+async def assigned_jobs(store: Store, site: str = "s") -> list[str]:
+    found = await store.sites.get(site)
+    assert found is not None
+    return sorted(found.assigned_jobs)
+
+
+async def test_a_task_counts_each_job_open_from_its_insert_to_its_apply_once(
+    store: Store,
+) -> None:
+    await store.tasks.insert(task())
+    assert await open_jobs(store) == []
+    assert await store.jobs.insert(job("j1"))
+    assert not await store.jobs.insert(job("j1"))  # a repeated insert counts nothing
+    assert await store.jobs.insert(job("j2"))
+    assert await open_jobs(store) == ["j1", "j2"]
+    await leased(store, "j3")
+    assert await store.jobs.finish("j3", 1, [])
+    assert not await store.jobs.finish("j3", 1, [])
+    assert await open_jobs(store) == ["j1", "j2", "j3"]  # open until its outcome is applied
+    assert await store.jobs.mark_applied("j3")
+    assert not await store.jobs.mark_applied("j3")  # lost its condition: moves nothing
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert not await store.jobs.insert(job("j3"))  # an applied job inserted again stays closed
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert await store.jobs.cancel_task_jobs("t1", "by user") == 2
+    assert await open_jobs(store) == ["j1", "j2"]
+    assert sorted(await store.jobs.open_ids("t1")) == ["j1", "j2"]
+    for job_id in ("j1", "j2"):
+        assert await store.jobs.mark_applied(job_id)
+    assert await open_jobs(store) == []
+    assert await store.jobs.open_ids("t1") == []
+
+
+async def test_a_job_applied_without_closing_is_closed_by_the_next_build_lock(
+    store: Store,
+) -> None:
+    """The job builder drops a job it applied with the write that takes the task's
+    build lock (one write less); a lock it does not get drops nothing."""
+    await store.tasks.insert(task())
+    for job_id in ("j1", "j2"):
+        assert await store.jobs.insert(job(job_id))
+        await store.jobs.cancel_task_jobs("t1", "by user")
+        assert await store.jobs.mark_applied(job_id, close=False)
+    assert await open_jobs(store) == ["j1", "j2"]
+    now = utcnow()
+    soon = now + timedelta(seconds=30)
+    held = await store.tasks.claim_build("t1", "a", now, soon, closing=["j1"])
+    assert held is not None and held.open_jobs == ["j2"]  # as it is after the write
+    assert await store.tasks.claim_build("t1", "b", now, soon, closing=["j2"]) is None
+    assert await open_jobs(store) == ["j2"]
+
+
+async def test_a_job_counted_against_the_budget_on_insert_is_counted_once(store: Store) -> None:
+    await store.tasks.insert(task(jobs_counted=0))
+    assert await store.jobs.insert(job("j1"), counted=True)
+    assert not await store.jobs.insert(job("j1"), counted=True)  # repeated: counted once
+    assert await store.jobs.insert(job("j2"))
+    found = await store.tasks.get("t1")
+    assert found is not None and found.jobs_counted == 1
+    assert sorted(found.open_jobs) == ["j1", "j2"]
+
+
+async def test_a_site_counts_each_job_assigned_until_leased_taken_back_or_cancelled_once(
+    store: Store,
+) -> None:
+    await store.sites.heartbeat(Site(id="s", free_slots=4))
+    await store.sites.heartbeat(Site(id="s2", free_slots=4))
+    for i in range(4):
+        await store.jobs.insert(job(f"j{i}", created=utcnow() + timedelta(seconds=i)))
+        assert await store.jobs.assign(f"j{i}", "s")
+    assert not await store.jobs.assign("j0", "s")  # lost its condition: moves nothing
+    assert not await store.jobs.assign("j0", "s2")
+    assert await assigned_jobs(store) == ["j0", "j1", "j2", "j3"]
+    assert await assigned_jobs(store, "s2") == []
+    await store.sites.heartbeat(Site(id="s", free_slots=3))  # a heartbeat keeps the count
+    assert await assigned_jobs(store) == ["j0", "j1", "j2", "j3"]
+    assert await store.jobs.unassign("j1")
+    assert not await store.jobs.unassign("j1")
+    assert await assigned_jobs(store) == ["j0", "j2", "j3"]
+    leased_now = await store.jobs.lease_next("s", "s", utcnow() + timedelta(seconds=60))
+    assert leased_now is not None and leased_now.id == "j0"
+    assert await assigned_jobs(store) == ["j2", "j3"]
+    assert sorted(await store.jobs.assigned_ids("s")) == ["j2", "j3"]
+    assert await store.jobs.cancel_task_jobs("t1", "by user") == 4  # j0 leased, j1 defined
+    assert await assigned_jobs(store) == []
+    assert await store.jobs.assigned_ids("s") == []
+
+
+async def test_the_repairs_put_a_drifted_count_right(store: Store) -> None:
+    """What a process killed between a job's write and its count's leaves (an id too
+    many), or any other drift, is put right by the owner's periodic pass with these."""
+    await store.tasks.insert(task())
+    await store.sites.heartbeat(Site(id="s", free_slots=2))
+    await store.jobs.insert(job("j1"))
+    assert await store.jobs.assign("j1", "s")
+    await store.tasks.repair_open_jobs("t1", ["ghost", "j1"], [])
+    await store.sites.repair_assigned("s", ["ghost"], [])
+    assert await open_jobs(store) == ["ghost", "j1"]
+    assert await assigned_jobs(store) == ["ghost", "j1"]
+    await store.tasks.repair_open_jobs("t1", [], ["ghost", "j1"])
+    await store.sites.repair_assigned("s", [], ["ghost", "j1"])
+    assert await open_jobs(store) == [] and await assigned_jobs(store) == []
+    await store.tasks.repair_open_jobs("t1", ["j1"], [])
+    await store.sites.repair_assigned("s", ["j1"], [])
+    assert await open_jobs(store) == ["j1"] and await assigned_jobs(store) == ["j1"]
+    await store.tasks.repair_open_jobs("nope", ["j1"], ["j2"])  # no such task: nothing
+    await store.sites.repair_assigned("nope", ["j1"], ["j2"])
+    assert await store.tasks.get("nope") is None and await store.sites.get("nope") is None
+
+
 # --- sites, tokens, artifacts ------------------------------------------------------
 
 
@@ -889,3 +1006,68 @@ async def test_jobs_are_read_many_at_once_and_views_are_replaced_whole(store: St
     await store.views.put("t1", {"version": 1}, {"counts": {"evaluated": 2}})
     await store.views.put("t1", {"version": 2}, {"names": ["x"]})
     assert await store.views.get("t1") == {"_id": "t1", "stamp": {"version": 2}, "names": ["x"]}
+
+
+async def test_snapshot_parts_are_replaced_whole_and_read_per_task(store: Store) -> None:
+    from shared.store.snapshots import SnapshotPart
+
+    assert await store.snapshots.parts("t1") == []
+    assert await store.snapshots.part("t1", "main", 0) is None
+    first = SnapshotPart("t1", "main", 1, upto=7000, open=[6001], data=b"\x00old")
+    await store.snapshots.put(first)
+    await store.snapshots.put(SnapshotPart("t1", "main", 0, upto=5000, data=b"zero"))
+    await store.snapshots.put(SnapshotPart("t1", "b", 0, upto=3, open=[1, 2], data=b"b"))
+    await store.snapshots.put(SnapshotPart("t2", "main", 0, upto=9, data=b"other"))
+    newer = SnapshotPart("t1", "main", 1, upto=8000, open=[], data=b"\x00\xffnew")
+    await store.snapshots.put(newer)
+    parts = await store.snapshots.parts("t1")
+    assert [(p.segment, p.part, p.upto, p.open, p.data) for p in parts] == [
+        ("b", 0, 3, [1, 2], b"b"),
+        ("main", 0, 5000, [], b"zero"),
+        ("main", 1, 8000, [], b"\x00\xffnew"),
+    ]
+    heads = await store.snapshots.heads("t1")
+    assert [(p.segment, p.part, p.upto, p.open, p.data) for p in heads] == [
+        ("b", 0, 3, [1, 2], b""),
+        ("main", 0, 5000, [], b""),
+        ("main", 1, 8000, [], b""),
+    ]
+    assert await store.snapshots.part("t1", "main", 1) == newer
+    await store.snapshots.drop("t1")
+    assert await store.snapshots.parts("t1") == []
+    assert [p.data for p in await store.snapshots.parts("t2")] == [b"other"]
+
+
+async def test_a_segments_front_follows_its_results_whoever_refreshed_first(
+    store: Store,
+) -> None:
+    directions: list[Direction] = ["minimize", "maximize"]
+    losses = [[3.0, 1.0], [1.0, 0.0], [2.0, 2.0], [4.0, 5.0], [2.0, 2.0], [0.5, -1.0], [9, 9]]
+
+    async def evaluate(index: int) -> None:
+        p = await store.points.get(f"t1.main.{index}")
+        assert p is not None
+        job = await store.points.start_attempt(p)
+        assert job is not None
+        assert await store.points.record_result(p.id, job, losses[index], {})
+
+    def expected(upto: int) -> list[tuple[str, list[float], dict[str, object]]]:
+        pairs = [(i, losses[i]) for i in range(upto)]
+        return [
+            (f"t1.main.{i}", [float(v) for v in losses[i]], {"x": i})
+            for i in pareto_front(pairs, directions)
+        ]
+
+    for index in range(len(losses)):  # indices are given out in order, then evaluated
+        assert await store.points.insert(point(index))
+    for index in range(3):
+        await evaluate(index)
+    # A refresh that keeps no front (the job builder of a task asked before any view)...
+    assert (await store.summaries.counts("t1", "main"))["evaluated"] == 3
+    # ...and the first ask for the front still sees every closed point.
+    assert await store.summaries.front("t1", "main", directions) == expected(3)
+    for index in range(3, 7):  # open points closing one by one
+        await evaluate(index)
+        await store.summaries.counts("t1", "main")  # folded with the kept directions
+    assert await store.summaries.front("t1", "main", directions) == expected(7)
+    assert await store.summaries.front("t1", "other", directions) == []

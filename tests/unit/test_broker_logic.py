@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.broker.logic import choose_site, eligible, refusal, waiting_reason
+from services.broker.logic import choose_site, eligible, places, refusal, waiting_reason
 from shared.capabilities import cannot_run, declared
 from shared.domain.models import Site
 from shared.domain.taskconfig import TaskConfig
@@ -99,6 +99,15 @@ def test_the_broker_picks_only_a_site_that_can_run_the_job() -> None:
     assert chosen is not None and chosen.id == "able"
     assert choose_site(image, sites, {"able": 1}) is None  # full: waits, no reason to show
     assert waiting_reason(image, sites) == ""
+
+
+def test_the_places_a_task_could_run_at_full_or_not() -> None:
+    image = cfg(evaluationContainer="docker://x/eval:1")
+    able = site("able", free=0, runtime="apptainer", image_schemes=["docker"])
+    assert places(image, [site("roomy", free=10, runtime="process")]) == 0
+    assert places(image, [able]) == 1
+    assert places(image, [able, site("other", free=3)]) == 2  # declares nothing: taken at its word
+    assert places(cfg(site="other"), [able, site("other")]) == 1
 
 
 def test_why_a_task_waits() -> None:

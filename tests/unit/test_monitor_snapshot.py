@@ -6,6 +6,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from services.monitor.snapshot import TaskSnapshot
 
 
@@ -75,3 +77,60 @@ def test_missing_and_odd_losses_are_nan() -> None:
     assert all(math.isnan(v) for v in snap.loss[0])
     assert snap.loss[1, 0] == 1.0 and math.isnan(snap.loss[1, 1])
     assert math.isnan(snap.loss[2, 0])
+
+
+def test_a_stored_part_decodes_to_the_same_rows() -> None:
+    from services.monitor import columns
+    from services.monitor.snapshot import PART_SIZE
+
+    snap = TaskSnapshot(2, categorical={"opt"})
+    docs = [doc(i, loss=[i / 7, -i / 3]) for i in range(PART_SIZE + 30)]
+    docs[3] = doc(3, "pending", None)
+    docs[4] = doc(4, "failed", None, last_error="exit 1", attempts=3)
+    docs[5] = doc(5, intermediate={"0": 1.0, "4": 0.5}, pruned_step=4)
+    docs[6] = {**doc(6), "params": {"x": None, "opt": ["odd", 1]}}
+    snap.apply(docs)
+    assert snap.clean() == {("main", 0), ("main", 1)}
+    parts = [columns.encode(snap, "t", "main", n) for n in (1, 0)]
+    assert [(p.upto, p.open) for p in parts] == [(PART_SIZE + 30, []), (PART_SIZE, [3])]
+
+    back = TaskSnapshot(2, categorical={"opt"})
+    for part in parts:
+        assert columns.decode(back, part) == {0: PART_SIZE, 1: 30}[part.part]
+    order = [back.row_of(i) for i in snap.ids]
+    assert back.rows == snap.rows and None not in order
+    assert [back.ids[r] for r in order] == snap.ids  # type: ignore[index]
+    assert np.array_equal(back.loss[order], snap.loss, equal_nan=True)
+    for name in ("index", "status", "attempts", "pruned", "created", "evaluated"):
+        assert np.array_equal(back.col(name)[order], snap.col(name), equal_nan=True)
+    decoded = [back.params["opt"].decode(v) for v in back.values("opt")[order]]
+    assert decoded == [snap.params["opt"].decode(v) for v in snap.values("opt")]
+    assert np.array_equal(back.values("x")[order], snap.values("x"), equal_nan=True)
+    assert [back.errors[r] for r in order] == snap.errors  # type: ignore[index]
+    assert [back.job_ids[r] for r in order] == snap.job_ids  # type: ignore[index]
+    row = back.row_of("t.main.5")
+    assert row is not None and back.curves[row][1].tolist() == [1.0, 0.5]
+    assert back.open_indices() == {"main": [3]}
+    assert back.next_index("main") == PART_SIZE + 30 and back.counts() == snap.counts()
+    assert not back.dirty  # what came from the store need not be stored again
+    # a row then changing marks its part for storing
+    back.apply([doc(3, "evaluated", [0.1, 0.2])])
+    assert back.clean() == {("main", 0)} and back.open_indices() == {}
+
+
+def test_coverage_stops_at_the_first_part_that_is_missing_or_short() -> None:
+    from services.monitor import columns
+    from services.monitor.snapshot import PART_SIZE
+    from shared.store.snapshots import SnapshotPart
+
+    def part(n: int, upto: int) -> SnapshotPart:
+        return SnapshotPart("t", "main", n, upto)
+
+    assert columns.coverage([]) == 0
+    assert columns.coverage([part(0, PART_SIZE), part(1, 2 * PART_SIZE)]) == 2 * PART_SIZE
+    assert columns.coverage([part(0, PART_SIZE), part(1, PART_SIZE + 7)]) == PART_SIZE + 7
+    # an older part 1 (written before the monitor died) under a newer part 2
+    assert columns.coverage(
+        [part(0, PART_SIZE), part(1, PART_SIZE + 7), part(2, 3 * PART_SIZE)]
+    ) == (PART_SIZE + 7)
+    assert columns.coverage([part(0, PART_SIZE), part(2, 3 * PART_SIZE)]) == PART_SIZE

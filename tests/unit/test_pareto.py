@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.domain.pareto import pareto_front
+import random
+
+from shared.domain.pareto import fold, pareto_front
 
 LOSSES = {
     "a": [1.0, 5.0],
@@ -31,3 +33,14 @@ def test_directions_are_per_objective() -> None:
 def test_a_single_point_is_its_own_front() -> None:
     assert pareto_front([("only", [3.0, 4.0])], ["minimize", "minimize"]) == ["only"]
     assert pareto_front([], ["minimize", "minimize"]) == []
+
+
+def test_folding_points_one_by_one_gives_the_front_of_them_all() -> None:
+    rng = random.Random(7)
+    for directions in (["minimize", "minimize"], ["minimize", "maximize", "minimize"]):
+        points = [(i, [float(rng.randint(0, 9)) for _ in directions]) for i in range(300)]
+        front: list[tuple[int, list[float]]] = []
+        for item, losses in points:
+            front = fold(front, item, losses, directions)
+        assert [item for item, _ in front] == pareto_front(points, directions)
+    assert fold([], "g", LOSSES["g"], ["minimize", "minimize"]) == []

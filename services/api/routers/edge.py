@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -30,16 +31,24 @@ from shared.domain.models import (
 )
 from shared.edge_api import (
     ArtifactConfirm,
+    ArtifactConfirmAnswer,
+    ArtifactConfirmBatch,
+    ArtifactConfirmBatchReply,
     ArtifactConfirmReply,
+    ArtifactUrlBatch,
+    ArtifactUrlBatchReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
     HeartbeatBatch,
     HeartbeatBatchReply,
+    JobArtifactUploads,
     JobEvent,
     JobEventReply,
     LeaseReply,
     LeaseRequest,
     PresignedUpload,
+    ReportBatch,
+    ReportBatchReply,
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
@@ -190,21 +199,58 @@ async def heartbeats(
     for beat in body.beats:
         job = await ctx.store.jobs.get(beat.job_id)
         if job is None or job.site != site:
-            replies.append(
-                JobEventReply(
-                    accepted=False, kill=True, detail=f"no job {beat.job_id} at this site"
-                )
-            )
+            replies.append(_not_here(beat.job_id))
             continue
         replies.append(await _beat(ctx, settings, job, beat.generation, beat.host))
     return HeartbeatBatchReply(replies=replies)
+
+
+def _not_here(job_id: str) -> JobEventReply:
+    """A batch's answer for a job the single call would answer 404."""
+    return JobEventReply(accepted=False, kill=True, detail=f"no job {job_id} at this site")
+
+
+REPORTS_AT_ONCE = 8
+"""Reports of one batch applied concurrently (each is a few store round trips)."""
+
+
+@router.post("/sites/{site}/reports")
+async def reports(
+    site: str, body: ReportBatch, ctx: Ctx, token: EdgeToken, settings: Settings
+) -> ReportBatchReply:
+    """The terminal events of a harvester's scan in one request, answered in order, each
+    as :func:`job_event` answers it. Reports of one job are applied in the order sent."""
+    _site_of(token, site)
+    replies: list[JobEventReply | None] = [None] * len(body.reports)
+    by_job: dict[str, list[int]] = {}
+    for index, item in enumerate(body.reports):
+        by_job.setdefault(item.job_id, []).append(index)
+    limit = asyncio.Semaphore(REPORTS_AT_ONCE)
+
+    async def apply_all(job_id: str, indices: list[int]) -> None:
+        async with limit:
+            for index in indices:
+                job = await ctx.store.jobs.get(job_id)
+                if job is None or job.site != site:
+                    replies[index] = _not_here(job_id)
+                    continue
+                replies[index] = await apply_event(ctx, settings, job, body.reports[index].event())
+
+    await asyncio.gather(*(apply_all(job_id, indices) for job_id, indices in by_job.items()))
+    return ReportBatchReply(replies=[r for r in replies if r is not None])
 
 
 @router.post("/jobs/{job_id}/events")
 async def job_event(
     job_id: str, body: JobEvent, ctx: Ctx, token: EdgeToken, settings: Settings
 ) -> JobEventReply:
-    job = await job_of(ctx, token, job_id)
+    return await apply_event(ctx, settings, await job_of(ctx, token, job_id), body)
+
+
+async def apply_event(ctx: Ctx, settings: Settings, job: Job, body: JobEvent) -> JobEventReply:
+    """One job event of a site the job belongs to: the lease generation checked, a
+    heartbeat's lease extended, a terminal event recorded once (a repeat is "already
+    recorded"), with its run time learnt, its counters and its message on the bus."""
     store = ctx.store
     stale = STALE
     if body.generation != job.generation:
@@ -277,7 +323,11 @@ def _check_lease(job: Job, generation: int) -> None:
 async def artifact_urls(
     job_id: str, body: ArtifactUrlRequest, ctx: Ctx, token: EdgeToken
 ) -> ArtifactUrlReply:
-    job = await job_of(ctx, token, job_id)
+    return await _artifact_urls(ctx, await job_of(ctx, token, job_id), body)
+
+
+async def _artifact_urls(ctx: Ctx, job: Job, body: ArtifactUrlRequest) -> ArtifactUrlReply:
+    """Presigned PUT URLs of a job's artifacts (HTTPException 409 for a lost lease)."""
     _check_lease(job, body.generation)
     keys = await _keys(ctx, job)
     return ArtifactUrlReply(
@@ -294,7 +344,12 @@ async def artifact_urls(
 async def confirm_artifact(
     job_id: str, body: ArtifactConfirm, ctx: Ctx, token: EdgeToken
 ) -> ArtifactConfirmReply:
-    job = await job_of(ctx, token, job_id)
+    return await _confirm_artifact(ctx, await job_of(ctx, token, job_id), body)
+
+
+async def _confirm_artifact(ctx: Ctx, job: Job, body: ArtifactConfirm) -> ArtifactConfirmReply:
+    """Record an uploaded artifact (HTTPException 409 for a lost lease, 422 for a key
+    that is not the job's)."""
     _check_lease(job, body.generation)
     if (await _keys(ctx, job))[body.kind] != body.key:
         raise HTTPException(
@@ -313,3 +368,48 @@ async def confirm_artifact(
     await ctx.store.artifacts.upsert(artifact)
     await ctx.bus.publish(ArtifactUploaded(artifact_id=artifact.id))
     return ArtifactConfirmReply(artifact_id=artifact.id)
+
+
+@router.post("/sites/{site}/artifacts")
+async def artifact_url_batch(
+    site: str, body: ArtifactUrlBatch, ctx: Ctx, token: EdgeToken
+) -> ArtifactUrlBatchReply:
+    """The artifact upload URLs of every job a scan reports, in one request, answered in
+    order; a job the single call refuses gets no URL and the reason."""
+    _site_of(token, site)
+    replies = []
+    for item in body.jobs:
+        job = await ctx.store.jobs.get(item.job_id)
+        if job is None or job.site != site:
+            replies.append(JobArtifactUploads(detail=f"no job {item.job_id} at this site"))
+            continue
+        request = ArtifactUrlRequest(generation=item.generation, kinds=item.kinds)
+        try:
+            reply = await _artifact_urls(ctx, job, request)
+        except HTTPException as exc:
+            replies.append(JobArtifactUploads(detail=str(exc.detail)))
+            continue
+        replies.append(JobArtifactUploads(uploads=reply.uploads))
+    return ArtifactUrlBatchReply(replies=replies)
+
+
+@router.post("/sites/{site}/artifacts/confirm")
+async def confirm_artifact_batch(
+    site: str, body: ArtifactConfirmBatch, ctx: Ctx, token: EdgeToken
+) -> ArtifactConfirmBatchReply:
+    """Every artifact a scan uploaded, confirmed in one request, answered in order."""
+    _site_of(token, site)
+    replies = []
+    for item in body.confirms:
+        job = await ctx.store.jobs.get(item.job_id)
+        if job is None or job.site != site:
+            replies.append(ArtifactConfirmAnswer(detail=f"no job {item.job_id} at this site"))
+            continue
+        confirm = ArtifactConfirm.model_validate(item.model_dump(exclude={"job_id"}))
+        try:
+            reply = await _confirm_artifact(ctx, job, confirm)
+        except HTTPException as exc:
+            replies.append(ArtifactConfirmAnswer(detail=str(exc.detail)))
+            continue
+        replies.append(ArtifactConfirmAnswer(artifact_id=reply.artifact_id))
+    return ArtifactConfirmBatchReply(replies=replies)

@@ -184,6 +184,7 @@ function route() {
   }
   Dash.token = localStorage.getItem("hpo-token");
   for (const view of [List, Sites, TaskPage]) if (view.stop) { view.stop(); view.stop = null; }
+  releasePlotly();  // a task page left before its first render no longer holds it
   if (!Dash.token) { signOut(); return; }
   $("login").hidden = true;
   clearError();

@@ -9,15 +9,27 @@
 "use strict";
 
 let plotlyLoading = null;
+let plotlyHeld = null;
+let plotlyRelease = () => {};
+// Parsing the bundle holds the page's only thread for most of a second (seconds on a
+// busy machine): a task page holds it back until its first render is drawn (the
+// history's canvas preview and the points table), so an answer arriving meanwhile is
+// not left waiting behind the parse. The bundle is preloaded: only its run waits.
+// A history that could not be previewed releases it (it needs Plotly to be seen).
+function holdPlotly() {
+  if (!plotlyLoading) plotlyHeld = new Promise((resolve) => { plotlyRelease = resolve; });
+}
+function releasePlotly() { plotlyRelease(); }
 function loadPlotly() {
   if (!plotlyLoading) {
-    plotlyLoading = new Promise((resolve, reject) => {
+    const gate = plotlyHeld || Promise.resolve();
+    plotlyLoading = gate.then(() => new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = "assets/plotly.min.js";
       script.onload = () => resolve(window.Plotly);
       script.onerror = () => reject(new Error("the chart library (assets/plotly.min.js) did not load"));
       document.head.append(script);
-    });
+    }));
   }
   return plotlyLoading;
 }
@@ -67,6 +79,7 @@ const Charts = (() => {
   async function history(div, h, onZoom, onShown) {
     const previewed = !window.Plotly && !div.data && preview(div, h);
     if (previewed && onShown) onShown();
+    if (!previewed) releasePlotly();
     await loadPlotly();
     for (const canvas of div.querySelectorAll(":scope > canvas.preview")) canvas.remove();
     const complete = [], pruned = [];
@@ -78,7 +91,12 @@ const Charts = (() => {
     ];
     if (pruned.length) traces.push({ type: "scattergl", mode: "markers", name: "pruned", x: pick(pruned, h.x), y: pick(pruned, h.y), text: pick(pruned, h.ids), marker: { size: 5, symbol: "x", color: "#6e7781" }, hovertemplate: "%{text} (pruned)<br>index %{x}<br>loss %{y}<extra></extra>" });
     const layout = { margin, xaxis: { title: { text: "point index" } }, yaxis: { title: { text: "loss" } }, legend: { orientation: "h", y: 1.1 }, uirevision: "history" };
-    const drawn = Plotly.react(div, traces, layout, config);
+    // Drawn again (a zoom's re-cut, a live update) with the same traces: only their
+    // data is replaced, which Plotly redraws for less than a whole react.
+    const same = div.data && div.data.length === traces.length && traces.every((t, i) => div.data[i].name === t.name);
+    const drawn = same
+      ? Plotly.restyle(div, { x: traces.map((t) => t.x), y: traces.map((t) => t.y), text: traces.map((t) => t.text || null) })
+      : Plotly.react(div, traces, layout, config);
     marked(div, h.x.length, { total: String(h.total) });
     if (!previewed && onShown) drawn.then(onShown);
     if (!div.dataset.zoomHooked) {

@@ -24,17 +24,19 @@ const TaskPage = {
     const started = performance.now();
     // The header and the history go out together (no segment or objective yet: the
     // server takes the first, as the header will); the points table needs the header's
-    // segment; then Plotly's bundle is parsed while the answers are on their way.
+    // segment; Plotly's bundle runs once they are drawn (see holdPlotly).
     let shown;
     const historyShown = new Promise((resolve) => { shown = resolve; });
     this.onHistoryShown = shown;
+    holdPlotly();
     const history = this.loadHistory().then(shown);
     let failed = null;
     try { await this.loadHeader(); } catch (e) { failed = e; }
     const points = failed ? null : this.loadPoints();
-    loadPlotly();
     const first = Promise.all([historyShown, points]);
+    first.then(releasePlotly, releasePlotly);
     if (failed) {
+      releasePlotly();
       await history;
       $("view-task").hidden = true;
       showError(failed.status === 404 ? `No task ${id} among yours.` : failed);

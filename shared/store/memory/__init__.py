@@ -19,6 +19,7 @@ from shared.store.memory.points import MemoryPointRepository, points_table
 from shared.store.memory.runtimes import MemoryRuntimeRepository
 from shared.store.memory.segments import MemorySegmentRepository
 from shared.store.memory.sites import MemorySiteRepository
+from shared.store.memory.snapshots import MemorySnapshotRepository
 from shared.store.memory.stats import MemoryStatsRepository
 from shared.store.memory.steering import MemorySteeringRepository
 from shared.store.memory.studies import MemoryStudyRepository
@@ -37,8 +38,8 @@ class MemoryStore:
         self.segments = MemorySegmentRepository()
         self.points = MemoryPointRepository(points)
         self.summaries = MemorySummaries(self.points)
-        self.jobs = MemoryJobRepository()
         self.sites = MemorySiteRepository()
+        self.jobs = MemoryJobRepository(self.tasks.table, self.sites.table)
         self.tokens = MemoryTokenRepository()
         self.artifacts = MemoryArtifactRepository()
         self.datasets = MemoryDatasetRepository()
@@ -48,6 +49,7 @@ class MemoryStore:
         self.stats = MemoryStatsRepository(self.tasks.table, self.jobs.table)
         self.steering = MemorySteeringRepository()
         self.views = MemoryViewRepository()
+        self.snapshots = MemorySnapshotRepository()
 
     @classmethod
     def named(cls, url: str) -> MemoryStore:

@@ -1,6 +1,7 @@
 """Jobs in memory (see :mod:`shared.store.jobs` for the MongoDB twin): every move is
 conditional on the job's status (from :data:`~shared.domain.models.JOB_STATES`) and,
-for an edge-facing one, on its lease generation."""
+for an edge-facing one, on its lease generation. The task's ``open_jobs`` and the site's
+``assigned_jobs`` move as :mod:`shared.store.jobs` says."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from shared.domain.paging import PageRequest
 from shared.store.documents import Doc, from_doc, to_doc
 from shared.store.errors import DuplicateKeyError
 from shared.store.memory.base import MemoryRepository
-from shared.store.memory.table import Table, field, set_field
+from shared.store.memory.table import Table, add_to_set, field, pull, set_field
 
 _LIVE = (JobStatus.LEASED.value, JobStatus.RUNNING.value)
 _ACTIVE = {s.value for s in ACTIVE_JOB_STATES}
@@ -31,23 +32,53 @@ _TERMINAL = {s.value for s in TERMINAL_JOB_STATES}
 class MemoryJobRepository(MemoryRepository[Job]):
     model = Job
 
-    def __init__(self) -> None:
+    def __init__(self, tasks: Table, sites: Table) -> None:
         super().__init__(Table("jobs"))
+        self.tasks = tasks
+        self.sites = sites
 
     async def get_many(self, job_ids: list[str]) -> list[Job]:
         docs = [self.table.get(i) for i in dict.fromkeys(job_ids)]
         return [from_doc(Job, d) for d in docs if d is not None]
 
-    async def insert(self, job: Job) -> bool:
+    async def insert(self, job: Job, *, counted: bool = False) -> bool:
+        add_to_set(self.tasks, job.task_id, "open_jobs", [job.id])
+        if counted:
+            self._count(job.task_id, 1)
         try:
             self.table.insert(to_doc(job))
         except DuplicateKeyError:
+            there = self.table.get(job.id)
+            if there is None or there.get("applied"):
+                pull(self.tasks, job.task_id, "open_jobs", [job.id])
+            if counted:
+                self._count(job.task_id, -1)
             return False
         return True
 
     async def insert_many(self, jobs: list[Job]) -> None:
         for item in jobs:  # in order, as an ordered insert_many
             self.table.insert(to_doc(item))
+
+    def _count(self, task_id: str, delta: int) -> None:
+        if self.tasks.get(task_id) is not None:
+            self.tasks.update(
+                task_id, lambda d: d.update(jobs_counted=int(d.get("jobs_counted") or 0) + delta)
+            )
+
+    async def open_ids(self, task_id: str) -> list[str]:
+        return [
+            d["_id"]
+            for d in self.table.scan()
+            if d["task_id"] == task_id and d.get("applied") is False
+        ]
+
+    async def assigned_ids(self, site: str) -> list[str]:
+        return [
+            d["_id"]
+            for d in self.table.scan()
+            if d["status"] == JobStatus.ASSIGNED.value and d.get("site") == site
+        ]
 
     async def count(self, task_id: str, *, active_only: bool) -> int:
         def counts(d: Doc) -> bool:
@@ -139,22 +170,37 @@ class MemoryJobRepository(MemoryRepository[Job]):
         return True
 
     async def assign(self, job_id: str, site: str, compute_class: str | None = None) -> bool:
-        return self._move(
+        add_to_set(self.sites, site, "assigned_jobs", [job_id])
+        if self._move(
             job_id,
             JobStatus.ASSIGNED,
             status=(JobStatus.DEFINED.value,),
             site=site,
             compute_class=compute_class,
-        )
+        ):
+            return True
+        there = self.table.get(job_id)
+        if (
+            there is None
+            or there["status"] != JobStatus.ASSIGNED.value
+            or there.get("site") != site
+        ):
+            pull(self.sites, site, "assigned_jobs", [job_id])
+        return False
 
     async def unassign(self, job_id: str) -> bool:
-        return self._move(
+        before = self.table.get(job_id)
+        if not self._move(
             job_id,
             JobStatus.DEFINED,
             status=(JobStatus.ASSIGNED.value,),
             site=None,
             compute_class=None,
-        )
+        ):
+            return False
+        if before is not None and before.get("site"):
+            pull(self.sites, str(before["site"]), "assigned_jobs", [job_id])
+        return True
 
     async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
         found = self.table.find(
@@ -175,6 +221,7 @@ class MemoryJobRepository(MemoryRepository[Job]):
 
         job_id = found[0]["_id"]
         self.table.update(job_id, change)
+        pull(self.sites, site, "assigned_jobs", [job_id])
         after = self.table.get(job_id)
         return None if after is None else from_doc(Job, after)
 
@@ -237,11 +284,12 @@ class MemoryJobRepository(MemoryRepository[Job]):
         )
 
     async def cancel_task_jobs(self, task_id: str, reason: str) -> int:
-        active = [
-            d["_id"]
-            for d in self.table.scan()
-            if d["task_id"] == task_id and d["status"] in _ACTIVE
-        ]
+        mine = [d for d in self.table.scan() if d["task_id"] == task_id]
+        active = [d["_id"] for d in mine if d["status"] in _ACTIVE]
+        waiting: dict[str, list[str]] = {}
+        for d in mine:
+            if d["status"] == JobStatus.ASSIGNED.value and d.get("site"):
+                waiting.setdefault(str(d["site"]), []).append(d["_id"])
         now = utcnow()
 
         def change(d: Doc) -> None:
@@ -251,6 +299,8 @@ class MemoryJobRepository(MemoryRepository[Job]):
 
         for id_ in active:
             self.table.update(id_, change)
+        for site, job_ids in waiting.items():
+            pull(self.sites, site, "assigned_jobs", job_ids)
         return len(active)
 
     async def unapplied(self, *, limit: int = 200) -> list[Job]:
@@ -265,11 +315,13 @@ class MemoryJobRepository(MemoryRepository[Job]):
             1 for d in self.table.scan() if d["task_id"] == task_id and d.get("applied") is False
         )
 
-    async def mark_applied(self, job_id: str) -> bool:
+    async def mark_applied(self, job_id: str, *, close: bool = True) -> bool:
         doc = self.table.get(job_id)
         if doc is None or doc.get("applied") is not False:
             return False
         self.table.update(job_id, lambda d: d.update(applied=True))
+        if close:
+            pull(self.tasks, str(doc["task_id"]), "open_jobs", [job_id])
         return True
 
     async def count_assigned(self, site: str) -> int:

@@ -7,7 +7,7 @@ from datetime import datetime
 from shared.domain.models import Site
 from shared.store.documents import Doc, from_doc
 from shared.store.memory.base import MemoryRepository
-from shared.store.memory.table import Table
+from shared.store.memory.table import Table, add_to_set, pull
 
 
 class MemorySiteRepository(MemoryRepository[Site]):
@@ -18,8 +18,12 @@ class MemorySiteRepository(MemoryRepository[Site]):
 
     async def heartbeat(self, site: Site) -> None:
         doc = self.table.get(site.id) or {"_id": site.id}
-        doc.update(site.model_dump(mode="python", exclude={"id"}))
+        doc.update(site.model_dump(mode="python", exclude={"id", "assigned_jobs"}))
         self.table.replace(doc)
+
+    async def repair_assigned(self, site_id: str, add: list[str], drop: list[str]) -> None:
+        add_to_set(self.table, site_id, "assigned_jobs", add)
+        pull(self.table, site_id, "assigned_jobs", drop)
 
     async def list_alive(self, since: datetime) -> list[Site]:
         return self._find(lambda d: d["last_heartbeat"] >= since, sort=lambda d: d["_id"])

@@ -152,3 +152,22 @@ def has_field(doc: Mapping[str, Any], path: str) -> bool:
             return False
         value = value[part]
     return True
+
+
+def add_to_set(table: Table, id_: str, name: str, values: list[Any]) -> None:
+    """``$addToSet`` with ``$each`` on a top-level array field (no-op without the doc)."""
+    if table.get(id_) is None:
+        return
+
+    def change(d: Doc) -> None:
+        have = list(d.get(name) or [])
+        d[name] = have + [v for v in dict.fromkeys(values) if v not in have]
+
+    table.update(id_, change)
+
+
+def pull(table: Table, id_: str, name: str, values: list[Any]) -> None:
+    """``$pull`` with ``$in`` on a top-level array field (no-op without the doc)."""
+    if table.get(id_) is None:
+        return
+    table.update(id_, lambda d: d.update({name: [v for v in d.get(name) or [] if v not in values]}))

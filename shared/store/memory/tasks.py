@@ -9,7 +9,7 @@ from shared.clock import utcnow
 from shared.domain.models import ACTIVE_TASK_STATES, TASK_STATES, Task, TaskStatus
 from shared.store.documents import Doc, to_doc
 from shared.store.memory.base import MemoryRepository
-from shared.store.memory.table import Table, set_field
+from shared.store.memory.table import Table, add_to_set, pull, set_field
 
 ACTIVE = {s.value for s in ACTIVE_TASK_STATES}
 
@@ -77,7 +77,13 @@ class MemoryTaskRepository(MemoryRepository[Task]):
             self.table.update(task_id, lambda d: set_field(d, f"links.{name}", url))
 
     async def claim_build(
-        self, task_id: str, holder: str, now: datetime, until: datetime
+        self,
+        task_id: str,
+        holder: str,
+        now: datetime,
+        until: datetime,
+        *,
+        closing: list[str] | None = None,
     ) -> Task | None:
         doc = self.table.get(task_id)
         if doc is None:
@@ -87,6 +93,8 @@ class MemoryTaskRepository(MemoryRepository[Task]):
         if held_by is not None and held_by != holder and not expired:
             return None
         self.table.update(task_id, lambda d: d.update(builder=holder, builder_until=until))
+        if closing:
+            pull(self.table, task_id, "open_jobs", closing)
         return await self.get(task_id)
 
     async def release_build(self, task_id: str, holder: str) -> None:
@@ -106,6 +114,10 @@ class MemoryTaskRepository(MemoryRepository[Task]):
         doc = self.table.get(task_id)
         if doc is not None and doc.get("jobs_counted") != counted:
             self.table.update(task_id, lambda d: d.update(jobs_counted=counted))
+
+    async def repair_open_jobs(self, task_id: str, add: list[str], drop: list[str]) -> None:
+        add_to_set(self.table, task_id, "open_jobs", add)
+        pull(self.table, task_id, "open_jobs", drop)
 
     async def offer_best(self, task_id: str, loss: float, point_id: str) -> bool:
         doc = self.table.get(task_id)

@@ -27,7 +27,12 @@ from edge.harvester.api import EdgeApiClient
 from edge.harvester.daemon import Harvester
 from shared.edge_api import (
     ArtifactConfirm,
+    ArtifactConfirmAnswer,
+    ArtifactConfirmBatch,
+    ArtifactConfirmBatchReply,
     ArtifactConfirmReply,
+    ArtifactUrlBatch,
+    ArtifactUrlBatchReply,
     ArtifactUrlReply,
     ArtifactUrlRequest,
     HeartbeatBatch,
@@ -35,6 +40,7 @@ from shared.edge_api import (
     IntermediateReply,
     IntermediateReport,
     IntermediateValue,
+    JobArtifactUploads,
     JobEvent,
     JobEventReply,
     JobSpec,
@@ -42,6 +48,8 @@ from shared.edge_api import (
     LeaseRequest,
     PointSpec,
     PresignedUpload,
+    ReportBatch,
+    ReportBatchReply,
     SiteHeartbeatBody,
     SiteHeartbeatReply,
 )
@@ -70,10 +78,26 @@ class FakeEdgeApi:
     """The number of heartbeats in each batched request."""
     intermediate: dict[str, list[IntermediateValue]] = field(default_factory=dict)
     """The intermediate values received, per job, in the order sent."""
+    batch_reports: bool = True
+    """Answer ``/reports`` (False: 404, as an api without it does)."""
+    report_batches: list[int] = field(default_factory=list)
+    """The number of terminal reports in each batched request."""
+    recorded: dict[str, str] = field(default_factory=dict)
+    """The terminal kind recorded per job, as the api keeps it: a repeat of it is
+    "already recorded", another kind stale."""
+    counted: list[str] = field(default_factory=list)
+    """Job ids in the order their terminal event was recorded (once each, if all goes well)."""
+    batch_artifacts: bool = True
+    """Answer ``/sites/{site}/artifacts`` and its ``/confirm`` (False: 404)."""
+    requests: list[str] = field(default_factory=list)
+    """Every request received, as ``METHOD /path``."""
 
     def offer(self, spec: JobSpec) -> None:
         self.generations[spec.job_id] = spec.generation
         self.queue.append(spec)
+
+    def requests_to(self, suffix: str, method: str = "POST") -> list[str]:
+        return [r for r in self.requests if r.startswith(f"{method} ") and r.endswith(suffix)]
 
     def events_of(self, job_id: str, kind: str | None = None) -> list[JobEvent]:
         return [e for j, e in self.events if j == job_id and (kind is None or e.kind == kind)]
@@ -81,6 +105,11 @@ class FakeEdgeApi:
 
 def build_app(state: FakeEdgeApi) -> FastAPI:
     app = FastAPI()
+
+    @app.middleware("http")
+    async def record(request: Request, call_next: Any) -> Any:
+        state.requests.append(f"{request.method} {request.url.path}")
+        return await call_next(request)
 
     def check(authorization: str | None) -> None:
         if authorization != f"Bearer {TOKEN}":
@@ -115,11 +144,16 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             raise HTTPException(404, f"no job {job_id}")
         return state.generations[job_id] == generation
 
-    @app.post("/edge/v1/jobs/{job_id}/events")
-    async def events(job_id: str, body: JobEvent, authorization: Auth = None) -> JobEventReply:
-        check(authorization)
+    def apply(job_id: str, body: JobEvent) -> JobEventReply:
         accepted = current(job_id, body.generation)
         state.events.append((job_id, body))
+        if accepted and body.kind in ("finished", "failed", "preempted"):
+            if job_id in state.recorded:
+                if state.recorded[job_id] == body.kind:
+                    return JobEventReply(accepted=True, detail="already recorded")
+                return JobEventReply(accepted=False, kill=True, detail="lease lost")
+            state.recorded[job_id] = body.kind
+            state.counted.append(job_id)
         if accepted and body.kind in ("finished", "failed"):
             state.held.pop(job_id, None)
         return JobEventReply(
@@ -127,6 +161,25 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             kill=job_id in state.kill or not accepted,
             lease_expires=datetime.now(UTC) + timedelta(minutes=5),
         )
+
+    @app.post("/edge/v1/jobs/{job_id}/events")
+    async def events(job_id: str, body: JobEvent, authorization: Auth = None) -> JobEventReply:
+        check(authorization)
+        return apply(job_id, body)
+
+    @app.post("/edge/v1/sites/{site}/reports")
+    async def reports(site: str, body: ReportBatch, authorization: Auth = None) -> ReportBatchReply:
+        check(authorization)
+        if not state.batch_reports:
+            raise HTTPException(404, "Not Found")
+        state.report_batches.append(len(body.reports))
+        replies = []
+        for item in body.reports:
+            if item.job_id not in state.generations:
+                replies.append(JobEventReply(accepted=False, kill=True, detail="no job"))
+                continue
+            replies.append(apply(item.job_id, item.event()))
+        return ReportBatchReply(replies=replies)
 
     @app.post("/edge/v1/sites/{site}/heartbeats")
     async def heartbeats(
@@ -163,11 +216,7 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             state.intermediate.setdefault(job_id, []).extend(body.values)
         return IntermediateReply(accepted=accepted, stored=len(body.values) if accepted else 0)
 
-    @app.post("/edge/v1/jobs/{job_id}/artifacts")
-    async def artifacts(
-        job_id: str, body: ArtifactUrlRequest, authorization: Auth = None
-    ) -> ArtifactUrlReply:
-        check(authorization)
+    def presign(job_id: str, body: ArtifactUrlRequest) -> ArtifactUrlReply:
         if not current(job_id, body.generation):
             raise HTTPException(409, "stale lease")
         return ArtifactUrlReply(
@@ -181,6 +230,29 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             ]
         )
 
+    @app.post("/edge/v1/jobs/{job_id}/artifacts")
+    async def artifacts(
+        job_id: str, body: ArtifactUrlRequest, authorization: Auth = None
+    ) -> ArtifactUrlReply:
+        check(authorization)
+        return presign(job_id, body)
+
+    @app.post("/edge/v1/sites/{site}/artifacts")
+    async def artifact_batch(
+        site: str, body: ArtifactUrlBatch, authorization: Auth = None
+    ) -> ArtifactUrlBatchReply:
+        check(authorization)
+        if not state.batch_artifacts:
+            raise HTTPException(404, "Not Found")
+        replies = []
+        for item in body.jobs:
+            request = ArtifactUrlRequest(generation=item.generation, kinds=item.kinds)
+            try:
+                replies.append(JobArtifactUploads(uploads=presign(item.job_id, request).uploads))
+            except HTTPException as exc:
+                replies.append(JobArtifactUploads(detail=str(exc.detail)))
+        return ArtifactUrlBatchReply(replies=replies)
+
     @app.put("/upload/{key:path}")
     async def upload(key: str, request: Request, sig: str = "") -> Response:
         if "authorization" in request.headers or sig != "x":
@@ -188,11 +260,7 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
         state.uploads[key] = await request.body()
         return Response(status_code=200)
 
-    @app.post("/edge/v1/jobs/{job_id}/artifacts/confirm")
-    async def confirm(
-        job_id: str, body: ArtifactConfirm, authorization: Auth = None
-    ) -> ArtifactConfirmReply:
-        check(authorization)
+    def stored(body: ArtifactConfirm) -> ArtifactConfirmReply:
         data = state.uploads.get(body.key)
         if (
             data is None
@@ -202,6 +270,29 @@ def build_app(state: FakeEdgeApi) -> FastAPI:
             raise HTTPException(422, "size or sha256 does not match the stored object")
         state.confirms.append(body)
         return ArtifactConfirmReply(artifact_id=f"a-{len(state.confirms)}")
+
+    @app.post("/edge/v1/jobs/{job_id}/artifacts/confirm")
+    async def confirm(
+        job_id: str, body: ArtifactConfirm, authorization: Auth = None
+    ) -> ArtifactConfirmReply:
+        check(authorization)
+        return stored(body)
+
+    @app.post("/edge/v1/sites/{site}/artifacts/confirm")
+    async def confirm_batch(
+        site: str, body: ArtifactConfirmBatch, authorization: Auth = None
+    ) -> ArtifactConfirmBatchReply:
+        check(authorization)
+        if not state.batch_artifacts:
+            raise HTTPException(404, "Not Found")
+        replies = []
+        for item in body.confirms:
+            try:
+                answer = stored(ArtifactConfirm.model_validate(item.model_dump(exclude={"job_id"})))
+                replies.append(ArtifactConfirmAnswer(artifact_id=answer.artifact_id))
+            except HTTPException as exc:
+                replies.append(ArtifactConfirmAnswer(detail=str(exc.detail)))
+        return ArtifactConfirmBatchReply(replies=replies)
 
     return app
 

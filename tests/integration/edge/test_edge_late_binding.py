@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.batch import LocalBatchConfig, open_batch
+from edge.batch import BatchState, BatchSystem, LocalBatchConfig, open_batch
+from edge.batch.options import ClassBatchOptions
 from edge.config import SiteConfig
 from edge.documents import NodeStatus
 from edge.fsproto import JobPaths, read_json
@@ -223,3 +224,63 @@ async def test_a_job_retried_at_the_site_runs_again_on_the_worker_that_ran_it(
     assert entries(worker.claimed) == [first.job_id]  # the retry's claim
     assert len(list(worker.claimed.glob(f".{first.job_id}.*.done"))) == 1  # the first's
     assert fake_api.events_of(first.job_id, "finished")[0].generation == 2
+
+
+class ClassRecordingBatch:
+    """The local batch system, recording the class options each worker was submitted
+    with (a scheduler would put them in the worker's script; local cannot use them)."""
+
+    def __init__(self, inner: BatchSystem) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.options: dict[str, ClassBatchOptions | None] = {}
+
+    def submit(self, job_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        return self.inner.submit(job_dir, options)
+
+    def submit_worker(self, worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        self.options[worker_dir.name] = options
+        return self.inner.submit_worker(worker_dir)
+
+    def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchState]:
+        return self.inner.poll(batch_ids)
+
+    def cancel(self, batch_id: str) -> None:
+        self.inner.cancel(batch_id)
+
+
+@pytest.mark.usefixtures("sweep_workers")
+async def test_each_class_with_batch_options_runs_its_jobs_on_workers_of_its_own(
+    fake_api: Any, make_spec: SpecFactory, site_config: SiteConfig
+) -> None:
+    data = late_config(site_config).model_dump()
+    data["token"] = site_config.api_token()
+    data["slots"] = 4
+    data["batch"] = {"kind": "slurm", "layout": "per_gpu", "gpus_per_node": 2}
+    data["compute_classes"] = [
+        {"name": "a100", "gpus_per_node": 2, "batch": {"partition": "gpu-a100"}},
+        {"name": "v100", "gpus_per_node": 2, "batch": {"partition": "gpu-v100"}},
+    ]
+    config = SiteConfig.model_validate(data)
+    classes = ["a100", "v100", "a100", "v100", "a100"]
+    specs = [probe_spec(make_spec, 0.3).model_copy(update={"compute_class": c}) for c in classes]
+    for spec in specs:
+        fake_api.offer(spec)
+    batch = ClassRecordingBatch(open_batch(LocalBatchConfig(layout="per_gpu", gpus_per_node=2)))
+    api = EdgeApiClient(config.base_url, SITE, config.api_token, attempts=3, backoff=0.05)
+    try:
+        async with running(Harvester(config, api, batch)):
+            await until(lambda: all(fake_api.events_of(s.job_id, "finished") for s in specs))
+    finally:
+        await api.aclose()
+    class_of = {s.job_id: s.compute_class for s in specs}
+    ran: dict[str, set[str]] = {}
+    for worker in workers_of(config.root):
+        record = worker.read_record()
+        assert record is not None and record.compute_class in ("a100", "v100")
+        options = batch.options[worker.worker_id]
+        assert options is not None and options.partition == f"gpu-{record.compute_class}"
+        for job_id in entries(worker.claimed):
+            ran.setdefault(record.compute_class, set()).add(job_id)
+            assert class_of[job_id] == record.compute_class, "a job runs on its class's worker"
+    assert ran == {c: {s.job_id for s in specs if s.compute_class == c} for c in ("a100", "v100")}

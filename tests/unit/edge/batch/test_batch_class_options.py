@@ -139,11 +139,6 @@ def test_unsafe_or_unknown_options_are_refused_naming_the_field(
             {"directives": ["-x"]},
             "the local batch system .* takes no batch options",
         ),
-        (
-            {"kind": "slurm", "layout": "per_gpu", "gpus_per_node": 1},
-            {"partition": "gpu"},
-            "layout 'per_gpu' workers take jobs of every class",
-        ),
     ],
 )
 def test_options_the_batch_system_cannot_express_are_refused(
