@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -34,6 +34,8 @@ from shared.domain.models import (
 )
 from shared.domain.paging import PageRequest
 from shared.store.base import Doc, Repository, from_doc, to_doc
+from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
+from shared.store.segments import DUPLICATE_KEY
 
 _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 
@@ -89,6 +91,22 @@ class JobRepository(Repository[Job]):
                 await self.tasks.update_one({"_id": job.task_id}, undo)
             return False
         return True
+
+    async def insert_many(self, jobs: list[Job]) -> None:
+        """In order, in one request; raises :class:`~shared.store.errors.DuplicateKeyError`
+        at the first job whose id is taken (those before it are stored). For writing a
+        history at once (a benchmark's pre-seeded task): it keeps none of the task's or
+        site's job sets (``open_jobs``, ``assigned_jobs``) nor the job count, so it is for
+        jobs already applied; the job builder inserts each job as it defines it."""
+        if not jobs:
+            return
+        try:
+            await self.col.insert_many([to_doc(j) for j in jobs])
+        except BulkWriteError as exc:
+            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:
+                raise StoreDuplicateKeyError("a job exists") from exc
+            raise
 
     async def _close_on_task(self, task_id: str, job_id: str) -> None:
         await self.tasks.update_one({"_id": task_id}, {"$pull": {"open_jobs": job_id}})

@@ -11,13 +11,15 @@ from collections import Counter
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.domain.paging import PageRequest, PointOrder
 from shared.store.base import Doc, Repository, to_doc
+from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
 from shared.store.port import ROW_FIELDS
+from shared.store.segments import DUPLICATE_KEY
 from shared.store.transitions import (
     GIVE_UP,
     HELD,
@@ -63,6 +65,21 @@ class PointRepository(Repository[Point]):
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_many(self, points: list[Point]) -> None:
+        """In order, in one request; raises :class:`~shared.store.errors.DuplicateKeyError`
+        at the first point whose id or (task, segment, index) is taken (those before it
+        are stored). For writing a history at once (a benchmark's pre-seeded task); the
+        services insert each point as steering draws it."""
+        if not points:
+            return
+        try:
+            await self.col.insert_many([to_doc(p) for p in points])
+        except BulkWriteError as exc:
+            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:
+                raise StoreDuplicateKeyError("a point exists") from exc
+            raise
 
     async def list_for_segment(self, task_id: str, segment: str) -> list[Point]:
         return await self._find(

@@ -11,10 +11,15 @@ figures taken minutes apart under the same load:
   site, every result through steering, job builder, broker and the edge protocol;
   embedded memory bus and RabbitMQ, SecantusDB);
 * hpo-relay online: ``--processes`` concurrent clients asking and telling on one study
-  through the native API (embedded default), pairs/s.
+  through the native API (embedded default), pairs/s;
+* the scale modes of ``tests/bench/scale.py`` (``--modes``): the cost per new point in
+  a task already holding ``--sizes`` points (growth), the batch path at parallelism 8
+  on a site of 8 slots (p8), ``--tasks`` tasks at once (tasks), and ``--studies``
+  online studies with ``--clients`` clients each (online).
 
 Prints one JSON line per contender, then one per ratio with the issue's target beside it.
 Run: python tests/bench/peers.py [--trials 200] [--points 60] [--processes 8]
+[--modes growth p8 tasks online] [the sizes of scale.py's options]
 (HPO_TEST_MONGO_URL / HPO_TEST_AMQP_URL when set, as pipeline.py.)
 """
 
@@ -34,9 +39,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench import scale
 
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -146,50 +151,6 @@ def optuna_lines(postgres: str, trials: int, processes: int) -> list[dict[str, A
     return lines
 
 
-async def online_pairs_per_s(mongo: str, clients: int, pairs: int) -> float:
-    """ask+tell pairs per second of ``clients`` concurrent clients on one study."""
-    from tests.integration.central import central
-    from tests.integration.test_online import steering_serves
-
-    with tempfile.TemporaryDirectory() as tmp:
-        async with central(
-            mongo_url=f"{mongo.rstrip('/')}/peers{uuid.uuid4().hex[:8]}",
-            bus_url="memory://",
-            bus_prefix="",
-            artifacts_url=f"file://{tmp}",
-        ) as system:
-            await steering_serves(system)
-            token = await system.token("bench", ["user"])
-            headers = {"Authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(
-                base_url=system.api_url, headers=headers, timeout=120
-            ) as http:
-                study = (
-                    await http.post(
-                        "/api/v1/studies",
-                        json={
-                            "title": "peers",
-                            "properties": {"x": "optuna#uniform(0, 1)"},
-                            "sampler": {"name": "RandomSampler", "args": {"seed": 1}},
-                        },
-                    )
-                ).json()["id"]
-
-                async def client(n: int) -> None:
-                    for _ in range(n):
-                        trial = (await http.post(f"/api/v1/studies/{study}/ask")).json()
-                        told = await http.post(
-                            f"/api/v1/studies/{study}/tell",
-                            json={"trial": trial["trial"], "loss": trial["params"]["x"]},
-                        )
-                        told.raise_for_status()
-
-                share = [pairs // clients + (i < pairs % clients) for i in range(clients)]
-                started = time.perf_counter()
-                await asyncio.gather(*(client(n) for n in share))
-                return pairs / (time.perf_counter() - started)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
@@ -197,6 +158,8 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=400)
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--modes", nargs="*", choices=scale.MODES, default=scale.MODES)
+    scale.add_arguments(parser)
     args = parser.parse_args()
 
     from shared.store.server import start_secantus
@@ -218,19 +181,19 @@ async def main() -> None:
             line = await measure(backend, bus, mongo, args.points)
             print(json.dumps(line), flush=True)
             ours.append(line)
-        say(f"hpo-relay online: {args.processes} clients, {args.pairs} pairs on one study")
-        online = await online_pairs_per_s(mongo, args.processes, args.pairs)
+        one_study = await scale.online(mongo, 1, args.processes, args.pairs // args.processes)
+        online = one_study["pairs_per_s"]
         print(
             json.dumps(
                 {
+                    **{k: v for k, v in one_study.items() if k != "pairs_per_s_target"},
                     "bench": "peers",
                     "contender": f"hpo-relay online, {args.processes} clients, one study",
-                    "pairs_per_s": round(online, 1),
-                    "machine": MACHINE,
                 }
             ),
             flush=True,
         )
+        scaled = await scale.run_modes(args, mongo, args.modes)
     finally:
         if server is not None:
             server.stop()
@@ -259,6 +222,19 @@ async def main() -> None:
             }
         )
     )
+    if "p8" in scaled:
+        p8 = scaled["p8"]
+        print(
+            json.dumps(
+                {
+                    "bench": "peers_ratio",
+                    "what": f"batch p8 points/s, a site of 8 slots / {rdb['contender']} "
+                    f"trials/s in {args.processes} processes",
+                    "ratio": round(p8["points_per_s"] / rdb[many], 2),
+                    "target": ">= 2.0",
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

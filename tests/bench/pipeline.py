@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -54,32 +54,54 @@ from shared.store.server import start_secantus
 from tests.integration.central import Central, FakeSite, central
 from tests.waiting import until
 
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts database commands, to say where the central time goes."""
+    """Counts database commands, in all and by kind (``find:points``: the command and
+    its collection), and the time they took by kind (from the driver's sending to the
+    reply, the server's queue included), to say where the central time goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, shapes: bool = False) -> None:
         self.count = 0
         self.periodic = 0
         """Of ``count``, the commands of the services' periodic passes."""
         self.by_kind: Counter[str] = Counter()
         """Per ``command:collection`` (``find:tasks``), the commands started outside
         the periodic passes (the events': what each point costs)."""
+        self.shapes = shapes
+        """Name each kind of :attr:`all_by_kind` and :attr:`micros_by_kind` by its
+        filter's fields too (``find:jobs{applied,task_id}``)."""
+        self.all_by_kind: Counter[str] = Counter()
+        """Every command by kind, the periodic passes' included."""
+        self.micros_by_kind: Counter[str] = Counter()
+        """The microseconds of every command by kind, the periodic passes' included."""
+        self._kinds: dict[tuple[object, int], str] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        named = kind(event.command_name, event.command)
         if PERIODIC_PASS.get():
             self.periodic += 1
         else:
-            self.by_kind[kind(event.command_name, event.command)] += 1
+            self.by_kind[named] += 1
+        if self.shapes:
+            named += filter_shape(event.command)
+        self.all_by_kind[named] += 1
+        self._kinds[(event.connection_id, event.request_id)] = named
+
+    def _ended(
+        self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent
+    ) -> None:
+        named = self._kinds.pop((event.connection_id, event.request_id), event.command_name)
+        self.micros_by_kind[named] += event.duration_micros
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self._ended(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self._ended(event)
 
 
 def kind(name: str, command: Any) -> str:
@@ -88,7 +110,21 @@ def kind(name: str, command: Any) -> str:
     return f"{name}:{target}" if isinstance(target, str) else name
 
 
-COMMANDS = CommandCounter()
+def filter_shape(command: Mapping[str, Any]) -> str:
+    """The fields a command's filter names, as ``{a,b}`` ("" when it has none)."""
+    found: Any = command.get("filter", command.get("query"))
+    if found is None and command.get("updates"):
+        found = command["updates"][0].get("q")
+    if found is None and command.get("pipeline"):
+        found = command["pipeline"][0].get("$match")
+    if not isinstance(found, Mapping):
+        return ""
+    return "{" + ",".join(sorted(found)) + "}"
+
+
+COMMANDS = CommandCounter(shapes=os.environ.get("HPO_BENCH_COMMAND_SHAPES") == "1")
+"""Every command of the process; ``HPO_BENCH_COMMAND_SHAPES=1`` names each kind of
+``all_by_kind`` and ``micros_by_kind`` by its filter's fields too."""
 monitoring.register(COMMANDS)
 
 
@@ -112,14 +148,14 @@ PRODUCT = {
 
 
 @asynccontextmanager
-async def heartbeating(site: FakeSite, every: float) -> AsyncIterator[None]:
+async def heartbeating(site: FakeSite, every: float, free: int = 1) -> AsyncIterator[None]:
     """Heartbeat now and then every ``every`` seconds until the block ends."""
-    await site.heartbeat(free=1)
+    await site.heartbeat(free=free)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
-            await site.heartbeat(free=1)
+            await site.heartbeat(free=free)
 
     beating = asyncio.create_task(beat())
     try:
@@ -189,8 +225,7 @@ async def measure(
         **figures,
         "settings": {**settings, "heartbeat_every_s": heartbeat_every},
         "settings_differing_from_product": differ,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": MACHINE,
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 

@@ -330,6 +330,22 @@ async def test_only_the_owning_attempt_saves_newer_checkpoints(store: Store) -> 
     assert stored is not None and stored.checkpoint is not None and stored.checkpoint.seq == 3
 
 
+async def test_a_history_of_points_is_inserted_at_once_in_order(store: Store) -> None:
+    await store.points.insert_many([])
+    done = {"status": PointStatus.EVALUATED, "loss": 0.5, "attempts": 1}
+    await store.points.insert_many([point(0, **done), point(1, **done), point(2)])
+    assert [p.index for p in await store.points.list_for_segment("t1", "main")] == [0, 1, 2]
+    assert await store.points.count_by_status("t1") == {"evaluated": 2, "unevaluated": 1}
+    with pytest.raises(DuplicateKeyError):  # the second is taken: the first is stored
+        await store.points.insert_many([point(3), point(1), point(4)])
+    twin = point(0).model_copy(update={"id": "t1.main.other"})
+    with pytest.raises(DuplicateKeyError):  # (task, segment, index) is unique
+        await store.points.insert_many([twin])
+    assert [p.index for p in await store.points.list_for_segment("t1", "main")] == [0, 1, 2, 3]
+    stored = await store.points.get("t1.main.1")
+    assert stored is not None and stored.status is PointStatus.EVALUATED and stored.loss == 0.5
+
+
 async def test_point_listings_counts_and_rows(store: Store) -> None:
     for i in (2, 0, 1):
         assert await store.points.insert(point(i))
@@ -442,6 +458,19 @@ async def test_each_status_change_is_stamped_and_a_job_is_applied_once(store: St
     assert stored.results == [PointOutcome(point_id="p", loss=1.0)]
     assert await store.jobs.mark_applied("j1")
     assert not await store.jobs.mark_applied("j1")  # a concurrent second apply is told
+
+
+async def test_a_history_of_jobs_is_inserted_at_once_in_order(store: Store) -> None:
+    await store.jobs.insert_many([])
+    await store.jobs.insert_many([job("j1", status=JobStatus.FINISHED), job("j2")])
+    assert await store.jobs.count("t1", active_only=True) == 1
+    assert await store.jobs.count("t1", active_only=False) == 2
+    with pytest.raises(DuplicateKeyError):  # j1 is taken: j3 before it is stored
+        await store.jobs.insert_many([job("j3"), job("j1"), job("j4")])
+    stored = await store.jobs.get_many(["j1", "j2", "j3", "j4"])
+    assert sorted(j.id for j in stored) == ["j1", "j2", "j3"]
+    first = await store.jobs.get("j1")
+    assert first is not None and first.status is JobStatus.FINISHED
 
 
 async def test_job_counts_cancellation_and_listings(store: Store) -> None:

@@ -56,6 +56,10 @@ class MemoryJobRepository(MemoryRepository[Job]):
             return False
         return True
 
+    async def insert_many(self, jobs: list[Job]) -> None:
+        for item in jobs:  # in order, as an ordered insert_many
+            self.table.insert(to_doc(item))
+
     def _count(self, task_id: str, delta: int) -> None:
         if self.tasks.get(task_id) is not None:
             self.tasks.update(

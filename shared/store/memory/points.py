@@ -88,6 +88,10 @@ class MemoryPointRepository(MemoryRepository[Point]):
             return False
         return True
 
+    async def insert_many(self, points: list[Point]) -> None:
+        for item in points:  # in order, as an ordered insert_many
+            self.table.insert(to_doc(item))
+
     async def list_for_segment(self, task_id: str, segment: str) -> list[Point]:
         return self._find(in_segment(task_id, segment), sort=lambda d: d["index"])
 
