@@ -190,8 +190,12 @@ class JobRepository(Repository[Job]):
 
     async def unassign(self, job_id: str) -> bool:
         now = utcnow()
-        before = await self.col.find_one_and_update(
-            {"_id": job_id, "status": JobStatus.ASSIGNED.value},
+        before = await self.col.find_one({"_id": job_id}, projection={"status": 1, "site": 1})
+        if before is None or before.get("status") != JobStatus.ASSIGNED.value:
+            return False
+        site = before.get("site")
+        result = await self.col.update_one(  # the site too: one read and one update
+            {"_id": job_id, "status": JobStatus.ASSIGNED.value, "site": site},
             {
                 "$set": {
                     "status": JobStatus.DEFINED.value,
@@ -201,35 +205,43 @@ class JobRepository(Repository[Job]):
                     "compute_class": None,
                 }
             },
-            projection={"site": 1},
         )
-        if before is None:
+        if result.modified_count != 1:
             return False
-        if before.get("site"):
-            await self._unassigned_from(str(before["site"]), [job_id])
+        if site:
+            await self._unassigned_from(str(site), [job_id])
         return True
 
     async def lease_next(self, site: str, holder: str, expires: datetime) -> Job | None:
-        """Take the oldest job assigned to ``site`` under a new lease generation."""
-        now = utcnow()
-        doc = await self.col.find_one_and_update(
-            {"status": JobStatus.ASSIGNED.value, "site": site},
-            {
-                "$set": {
-                    "status": JobStatus.LEASED.value,
-                    "lease": {"holder": holder, "expires": expires},
-                    "updated": now,
-                    "stamps.leased": now,
-                },
-                "$inc": {"generation": 1},
+        """Take the job assigned to ``site`` longest ago under a new lease generation.
+
+        The candidates are the site's kept ``assigned_jobs`` (written before each
+        assignment, so never short of one but for a repair racing a move, which the
+        broker's next pass puts right), each tried by its id: a query on the jobs'
+        status and site would cost what the site's finished jobs cost on a server that
+        does not plan it on its index, and a long poll that finds nothing asks often."""
+        record = await self.sites.find_one({"_id": site}, projection={"assigned_jobs": 1})
+        taken: dict[str, Any] = {
+            "$set": {
+                "status": JobStatus.LEASED.value,
+                "lease": {"holder": holder, "expires": expires},
+                "updated": utcnow(),
+                "stamps.leased": utcnow(),
             },
-            sort=[("created", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        await self._unassigned_from(site, [str(doc["_id"])])
-        return from_doc(Job, doc)
+            "$inc": {"generation": 1},
+        }
+        wanted = {"status": JobStatus.ASSIGNED.value, "site": site}
+        if record is None:  # a site never registered keeps no set: by the jobs
+            doc = await self.col.find_one_and_update(
+                wanted, taken, sort=[("created", ASCENDING)], return_document=ReturnDocument.AFTER
+            )
+            return from_doc(Job, doc) if doc is not None else None
+        for job_id in [str(i) for i in record.get("assigned_jobs") or []]:
+            doc = await self._update_then_read({"_id": job_id, **wanted}, taken)
+            if doc is not None:
+                await self._unassigned_from(site, [job_id])
+                return from_doc(Job, doc)
+        return None
 
     async def extend_lease(
         self, job_id: str, generation: int, expires: datetime, *, running: bool, host: str = ""
@@ -327,7 +339,7 @@ class JobRepository(Repository[Job]):
         """True for the one call that marked it (a concurrent second apply gets False);
         that call also closes the job on its task, unless ``close`` is False: the
         caller then closes it itself (with its next write to the task, for one less)."""
-        doc = await self.col.find_one_and_update(
+        doc = await self._update_then_read(
             {"_id": job_id, "applied": False},
             {"$set": {"applied": True}},
             projection={"task_id": 1},

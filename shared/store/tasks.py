@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import pymongo.errors
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 
 from shared.clock import utcnow
 from shared.domain.models import ACTIVE_TASK_STATES, TASK_STATES, Task, TaskStatus
@@ -102,7 +102,7 @@ class TaskRepository(Repository[Task]):
 
         Job builders define a task's jobs one at a time: two defining at once would each
         count the same free slots and together exceed the task's parallelism."""
-        doc = await self.col.find_one_and_update(
+        doc = await self._update_then_read(
             {
                 "_id": task_id,
                 "$or": [
@@ -115,7 +115,6 @@ class TaskRepository(Repository[Task]):
                 "$set": {"builder": holder, "builder_until": until},
                 **({"$pull": {"open_jobs": {"$in": closing}}} if closing else {}),
             },
-            return_document=ReturnDocument.AFTER,
         )
         return None if doc is None else from_doc(Task, doc)
 
