@@ -88,6 +88,10 @@ class ServiceSettings(BaseSettings):
     signing_key: SecretStr = SecretStr(DEV_SIGNING_KEY)
     dev_mode: bool = False
     reconcile_interval: float = Field(default=2.0, gt=0)
+    repair_interval: float = Field(default=30.0, ge=0)
+    """How often a periodic pass also puts kept counters and sets right from the records
+    and looks for work a lost message left undone (services/repair.py); every process
+    does at its first pass. 0: at every pass."""
     home: Path = Field(default_factory=default_home)
     startup_timeout: float | None = Field(default=None, gt=0)
     """Seconds a starting service waits for the bus, database and artifact store before

@@ -26,6 +26,7 @@ from datetime import timedelta
 from services.broker.logic import choose, places, waiting_reason
 from services.consumer import BusConsumer
 from services.context import Context
+from services.repair import RepairClock
 from shared.clock import utcnow
 from shared.config import BrokerSettings
 from shared.domain.models import JobStatus, Site
@@ -43,6 +44,7 @@ class BrokerService(BusConsumer):
     def __init__(self, ctx: Context, settings: BrokerSettings) -> None:
         super().__init__(ctx)
         self.settings = settings
+        self._repair = RepairClock(ctx.settings.repair_interval)
         self._waiting_written: dict[str, str] = {}
         """Per task, the waiting reason this process last wrote: not written again."""
 
@@ -54,7 +56,8 @@ class BrokerService(BusConsumer):
         await self.expire_leases()
         alive = await self._alive()  # read before the jobs: see shared.store.jobs
         await self.release_dead_sites(alive)
-        await self.repair_assigned(alive)
+        if self._repair.due():
+            await self.repair_assigned(alive)
         await self.assign()
 
     async def _alive(self) -> list[Site]:

@@ -30,6 +30,7 @@ from services.jobbuilder.logic import (
     task_end,
 )
 from services.jobbuilder.stopping import Evaluated, has_rules, stop_reason
+from services.repair import RepairClock
 from shared.clock import utcnow
 from shared.domain.models import (
     ACTIVE_TASK_STATES,
@@ -78,6 +79,7 @@ class JobBuilderService(BusConsumer):
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.holder = instance_name()
         """This process as a holder of tasks' build locks."""
+        self._repair = RepairClock(ctx.settings.repair_interval)
         self._checked: OrderedDict[str, None] = OrderedDict()
         """Tasks whose open jobs this process has put right once (bounded, oldest out):
         the first build of a task in a process does, so a restart (or an upgrade from
@@ -97,11 +99,13 @@ class JobBuilderService(BusConsumer):
             await self.build(task_id, closing=closing)
 
     async def reconcile(self) -> None:
-        for job in await self.ctx.store.jobs.unapplied():
-            await self.apply(job)
+        repair = self._repair.due()
+        if repair:  # outcomes whose message was lost
+            for job in await self.ctx.store.jobs.unapplied():
+                await self.apply(job)
         for task in await self.ctx.store.tasks.list_active():
             if not task.config.online:
-                await self.build(task.id, repair=True)
+                await self.build(task.id, repair=repair)
         await self.close_idle_studies()
 
     async def apply(self, job: Job, *, close: bool = True) -> bool:

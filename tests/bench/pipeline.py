@@ -141,6 +141,7 @@ def product_default(settings: type[ServiceSettings], name: str) -> float:
 
 PRODUCT = {
     "reconcile_interval": product_default(ServiceSettings, "reconcile_interval"),
+    "repair_interval": product_default(ServiceSettings, "repair_interval"),
     "lease_poll_interval": product_default(ApiSettings, "lease_poll_interval"),
     "site_alive_seconds": product_default(BrokerSettings, "site_alive_seconds"),
 }

@@ -181,6 +181,7 @@ class Chaos:
             "HPO_API_PORT": str(api_port),
             "HPO_MONITOR_PORT": str(monitor_port),
             "HPO_RECONCILE_INTERVAL": "1",
+            "HPO_REPAIR_INTERVAL": "5",  # the product's 30 s, shortened as the pass is
             "HPO_HOME": str(self.work / "home"),
             "HPO_LEASE_SECONDS": "60",
             "HPO_SITE_ALIVE_SECONDS": "30",

@@ -110,6 +110,7 @@ def system(
         "HPO_MONITOR_PORT": str(free_port()),
         "HPO_OPS_PORT": "0",  # test runs share this machine: no fixed port
         "HPO_RECONCILE_INTERVAL": "1",
+        "HPO_REPAIR_INTERVAL": "5",  # the product's 30 s, shortened as the pass is
         "HPO_HOME": str(tmp_path / "home"),
         "HPO_LEASE_SECONDS": "60",
         "HPO_SITE_ALIVE_SECONDS": "20",
