@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.batch import SgeBatchConfig
+from edge.batch.options import ClassBatchOptions
 from edge.batch.sge import SgeBatch
 from edge.documents import NodeStatus
 from edge.fsproto import JobPaths, read_json
@@ -31,8 +32,8 @@ def sge_per_gpu(sge_cell: dict[str, str]) -> Iterator[SgeBatch]:
     submitted: list[str] = []
     original = batch.submit_worker
 
-    def tracked(worker_dir: Path) -> str:
-        batch_id = original(worker_dir)
+    def tracked(worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        batch_id = original(worker_dir, options)
         submitted.append(batch_id)
         return batch_id
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.batch import SlurmBatchConfig
+from edge.batch.options import ClassBatchOptions
 from edge.batch.slurm import SlurmBatch
 from edge.documents import NodeStatus
 from edge.fsproto import JobPaths, read_json
@@ -34,8 +35,8 @@ def slurm_per_gpu(slurm_conf: str) -> Iterator[SlurmBatch]:
     submitted: list[str] = []
     original = batch.submit_worker
 
-    def tracked(worker_dir: Path) -> str:
-        batch_id = original(worker_dir)
+    def tracked(worker_dir: Path, options: ClassBatchOptions | None = None) -> str:
+        batch_id = original(worker_dir, options)
         submitted.append(batch_id)
         return batch_id
 
