@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from shared.domain.paging import PageRequest
 from shared.store.documents import Doc, M, from_doc, to_doc
+from shared.store.errors import DuplicateKeyError
+
+DUPLICATE_KEY = 11000
+"""The server's error code for a write that a unique index refused."""
 
 
 class Repository(Generic[M]):
@@ -26,6 +31,20 @@ class Repository(Generic[M]):
     async def get(self, id_: str) -> M | None:
         doc = await self.col.find_one({"_id": id_})
         return None if doc is None else from_doc(self.model, doc)
+
+    async def _insert_many(self, models: Sequence[M], what: str) -> None:
+        """Insert ``models`` in order, in one request; DuplicateKeyError ("a ``what``
+        exists") at the first whose id or unique key is taken (those before it are
+        stored)."""
+        if not models:
+            return
+        try:
+            await self.col.insert_many([to_doc(m) for m in models])
+        except BulkWriteError as exc:
+            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+            if codes == {DUPLICATE_KEY}:
+                raise DuplicateKeyError(f"a {what} exists") from exc
+            raise
 
     async def _update_then_read(
         self,

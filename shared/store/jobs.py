@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import (
@@ -34,8 +34,6 @@ from shared.domain.models import (
 )
 from shared.domain.paging import PageRequest
 from shared.store.base import Doc, Repository, from_doc, to_doc
-from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
-from shared.store.segments import DUPLICATE_KEY
 
 _LIVE = [JobStatus.LEASED.value, JobStatus.RUNNING.value]
 
@@ -98,15 +96,7 @@ class JobRepository(Repository[Job]):
         history at once (a benchmark's pre-seeded task): it keeps none of the task's or
         site's job sets (``open_jobs``, ``assigned_jobs``) nor the job count, so it is for
         jobs already applied; the job builder inserts each job as it defines it."""
-        if not jobs:
-            return
-        try:
-            await self.col.insert_many([to_doc(j) for j in jobs])
-        except BulkWriteError as exc:
-            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-            if codes == {DUPLICATE_KEY}:
-                raise StoreDuplicateKeyError("a job exists") from exc
-            raise
+        await self._insert_many(jobs, "job")
 
     async def _close_on_task(self, task_id: str, job_id: str) -> None:
         await self.tasks.update_one({"_id": task_id}, {"$pull": {"open_jobs": job_id}})
@@ -221,12 +211,13 @@ class JobRepository(Repository[Job]):
         status and site would cost what the site's finished jobs cost on a server that
         does not plan it on its index, and a long poll that finds nothing asks often."""
         record = await self.sites.find_one({"_id": site}, projection={"assigned_jobs": 1})
+        now = utcnow()
         taken: dict[str, Any] = {
             "$set": {
                 "status": JobStatus.LEASED.value,
                 "lease": {"holder": holder, "expires": expires},
-                "updated": utcnow(),
-                "stamps.leased": utcnow(),
+                "updated": now,
+                "stamps.leased": now,
             },
             "$inc": {"generation": 1},
         }

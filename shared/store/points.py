@@ -11,15 +11,13 @@ from collections import Counter
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utcnow
 from shared.domain.models import CheckpointRef, Loss, Point, PointStatus
 from shared.domain.paging import PageRequest, PointOrder
 from shared.store.base import Doc, Repository, to_doc
-from shared.store.errors import DuplicateKeyError as StoreDuplicateKeyError
 from shared.store.port import ROW_FIELDS
-from shared.store.segments import DUPLICATE_KEY
 from shared.store.transitions import (
     GIVE_UP,
     HELD,
@@ -71,15 +69,7 @@ class PointRepository(Repository[Point]):
         at the first point whose id or (task, segment, index) is taken (those before it
         are stored). For writing a history at once (a benchmark's pre-seeded task); the
         services insert each point as steering draws it."""
-        if not points:
-            return
-        try:
-            await self.col.insert_many([to_doc(p) for p in points])
-        except BulkWriteError as exc:
-            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-            if codes == {DUPLICATE_KEY}:
-                raise StoreDuplicateKeyError("a point exists") from exc
-            raise
+        await self._insert_many(points, "point")
 
     async def list_for_segment(self, task_id: str, segment: str) -> list[Point]:
         return await self._find(

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pymongo.errors
 from pymongo import ASCENDING
 
 from shared.clock import as_utc
 from shared.domain.models import Segment, WarmStartSummary
-from shared.store.base import Repository, to_doc
-from shared.store.errors import DuplicateKeyError
+from shared.store.base import Repository
 
-DUPLICATE_KEY = 11000
 """The server's error code for a unique key taken."""
 
 
@@ -30,13 +27,7 @@ class SegmentRepository(Repository[Segment]):
     async def insert_many(self, segments: list[Segment]) -> None:
         """In order; raises :class:`~shared.store.errors.DuplicateKeyError` at the first
         segment whose id or (task, index) is taken (those before it are stored)."""
-        try:
-            await self.col.insert_many([to_doc(s) for s in segments])
-        except pymongo.errors.BulkWriteError as exc:
-            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-            if codes == {DUPLICATE_KEY}:
-                raise DuplicateKeyError("a segment exists") from exc
-            raise
+        await self._insert_many(segments, "segment")
 
     async def list_for_task(self, task_id: str) -> list[Segment]:
         return await self._find({"task_id": task_id}, sort=[("index", ASCENDING)])
