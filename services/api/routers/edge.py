@@ -197,12 +197,18 @@ async def heartbeats(
     _site_of(token, site)
     replies = []
     for beat in body.beats:
-        job = await ctx.store.jobs.get(beat.job_id)
-        if job is None or job.site != site:
+        job = await _job_at(ctx, beat.job_id, site)
+        if job is None:
             replies.append(_not_here(beat.job_id))
             continue
         replies.append(await _beat(ctx, settings, job, beat.generation, beat.host))
     return HeartbeatBatchReply(replies=replies)
+
+
+async def _job_at(ctx: Ctx, job_id: str, site: str) -> Job | None:
+    """A batch item's job, None if there is none at ``site`` (the single call's 404)."""
+    job = await ctx.store.jobs.get(job_id)
+    return job if job is not None and job.site == site else None
 
 
 def _not_here(job_id: str) -> JobEventReply:
@@ -230,8 +236,8 @@ async def reports(
     async def apply_all(job_id: str, indices: list[int]) -> None:
         async with limit:
             for index in indices:
-                job = await ctx.store.jobs.get(job_id)
-                if job is None or job.site != site:
+                job = await _job_at(ctx, job_id, site)
+                if job is None:
                     replies[index] = _not_here(job_id)
                     continue
                 replies[index] = await apply_event(ctx, settings, job, body.reports[index].event())
@@ -379,8 +385,8 @@ async def artifact_url_batch(
     _site_of(token, site)
     replies = []
     for item in body.jobs:
-        job = await ctx.store.jobs.get(item.job_id)
-        if job is None or job.site != site:
+        job = await _job_at(ctx, item.job_id, site)
+        if job is None:
             replies.append(JobArtifactUploads(detail=f"no job {item.job_id} at this site"))
             continue
         request = ArtifactUrlRequest(generation=item.generation, kinds=item.kinds)
@@ -401,8 +407,8 @@ async def confirm_artifact_batch(
     _site_of(token, site)
     replies = []
     for item in body.confirms:
-        job = await ctx.store.jobs.get(item.job_id)
-        if job is None or job.site != site:
+        job = await _job_at(ctx, item.job_id, site)
+        if job is None:
             replies.append(ArtifactConfirmAnswer(detail=f"no job {item.job_id} at this site"))
             continue
         confirm = ArtifactConfirm.model_validate(item.model_dump(exclude={"job_id"}))
